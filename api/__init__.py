@@ -1,0 +1,1 @@
+"""aiohttp read API, admin API, SSE feed, metrics and OpenAPI."""

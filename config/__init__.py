@@ -1,0 +1,23 @@
+"""Settings, chain presets, secrets and logging; imported by every package."""
+
+from .errors import ChainsettleError, ConfigError, SecretError
+from .presets import PRESETS, Preset
+from .secrets import Secret, mask_url, resolve_secret
+from .settings import ChainConfig, ContractConfig, Settings, WalletConfig, load_abi, load_settings
+
+__all__ = [
+    "PRESETS",
+    "ChainConfig",
+    "ChainsettleError",
+    "ConfigError",
+    "ContractConfig",
+    "Preset",
+    "Secret",
+    "SecretError",
+    "Settings",
+    "WalletConfig",
+    "load_abi",
+    "load_settings",
+    "mask_url",
+    "resolve_secret",
+]

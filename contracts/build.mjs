@@ -1,0 +1,65 @@
+// Compiles every contracts/src/*.sol with the pinned solc-js and writes
+// contracts/artifacts/<Contract>.json (abi, bytecode, source hash).
+// `node contracts/build.mjs --check` exits 1 when a committed artifact
+// differs from what the sources compile to.
+import fs from "node:fs";
+import path from "node:path";
+import crypto from "node:crypto";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const require = createRequire(import.meta.url);
+const solc = require("solc");
+const here = path.dirname(fileURLToPath(import.meta.url));
+const srcDir = path.join(here, "src");
+const outDir = path.join(here, "artifacts");
+const check = process.argv.includes("--check");
+
+const sources = {};
+for (const f of fs.readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {
+  sources[f] = { content: fs.readFileSync(path.join(srcDir, f), "utf8") };
+}
+const input = {
+  language: "Solidity",
+  sources,
+  settings: {
+    optimizer: { enabled: true, runs: 200 },
+    evmVersion: "cancun",
+    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
+  },
+};
+const output = JSON.parse(solc.compile(JSON.stringify(input)));
+const errors = (output.errors || []).filter((e) => e.severity === "error");
+if (errors.length) {
+  for (const e of errors) console.error(e.formattedMessage);
+  process.exit(2);
+}
+let stale = 0;
+fs.mkdirSync(outDir, { recursive: true });
+for (const [file, contracts] of Object.entries(output.contracts)) {
+  const sourceHash = crypto.createHash("sha256").update(sources[file].content).digest("hex");
+  for (const [name, c] of Object.entries(contracts)) {
+    const artifact = {
+      contractName: name,
+      sourceName: file,
+      compiler: `solc-js ${solc.version()}`,
+      sourceSha256: sourceHash,
+      abi: c.abi,
+      bytecode: "0x" + c.evm.bytecode.object,
+      deployedBytecode: "0x" + c.evm.deployedBytecode.object,
+    };
+    const text = JSON.stringify(artifact, null, 1) + "\n";
+    const target = path.join(outDir, `${name}.json`);
+    if (check) {
+      const old = fs.existsSync(target) ? fs.readFileSync(target, "utf8") : "";
+      if (old !== text) {
+        console.error(`stale artifact: ${target}`);
+        stale++;
+      }
+    } else {
+      fs.writeFileSync(target, text);
+      console.log(`wrote ${path.relative(process.cwd(), target)}`);
+    }
+  }
+}
+process.exit(stale ? 1 : 0);

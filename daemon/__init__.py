@@ -1,0 +1,1 @@
+"""Composition root: CLI, task supervision, shutdown, demo."""

@@ -1,0 +1,7 @@
+"""Postgres access: pool, migrations, named queries, embedded server."""
+
+from .migrate import migrate
+from .pool import DatabaseError, connect, create_pool
+from .queries import Queries, load_queries, parse_queries
+
+__all__ = ["DatabaseError", "Queries", "connect", "create_pool", "load_queries", "migrate", "parse_queries"]

@@ -1,0 +1,1 @@
+"""Chain followers, decoding, reorg handling and the event store."""

@@ -1,0 +1,160 @@
+"""The event store: events, raw logs, the block window, the cursor.
+
+Everything one range produces (events, block hashes, derived rows from the
+hooks, the cursor) commits in ONE transaction, so a crash loses at most
+uncommitted work and a replay inserts nothing. No network call ever happens
+while a transaction is open: callers fetch first, then call in here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import orjson
+
+from db import Queries
+
+from .errors import ReorgBeyondFinality, StaleCursor
+from .models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
+
+Q = Queries(Path(__file__).with_name("store.sql"))
+EVENT_COLUMNS = ("chain", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "event", "args")
+
+
+class StoreHook(Protocol):
+    """Derived data that must commit and roll back with the events.
+
+    The indexer knows nothing of what derives from events; the daemon
+    plugs the ledger (and payout confirmation) in here.
+    """
+
+    async def on_range(self, conn: asyncpg.Connection, chain: str, from_block: int, to_block: int) -> None: ...
+
+    async def on_rollback(self, conn: asyncpg.Connection, chain: str, ancestor: int) -> None: ...
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, chain: str, hooks: Sequence[StoreHook] = ()) -> None:
+        self.pool = pool
+        self.chain = chain
+        self.hooks = list(hooks)
+
+    async def ensure_chain(self, kind: str, chain_id: int) -> ChainState:
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q.ensure_chain, self.chain, kind, chain_id)
+            ident = await conn.fetchrow(Q.chain_identity, self.chain)
+        if (ident["kind"], ident["chain_id"]) != (kind, chain_id):
+            # Same name, other network: refusing beats mixing two chains' data.
+            raise StaleCursor(
+                f"chain {self.chain!r} is stored as {ident['kind']} id {ident['chain_id']}, "
+                f"but configured as {kind} id {chain_id}"
+            )
+        return await self.load_state()
+
+    async def load_state(self) -> ChainState:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(Q.load_state, self.chain)
+        cursor = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
+        return ChainState(self.chain, cursor, row["final_number"], row["halted_reason"], row["status"] or {})
+
+    async def commit_range(
+        self,
+        *,
+        from_block: int,
+        to_block: int,
+        events: Sequence[EventRow],
+        raw_logs: Sequence[RawLogRow] = (),
+        blocks: Sequence[BlockRow] = (),
+        expected: Cursor | None,
+        cursor: Cursor | None,
+        final_number: int | None = None,
+        prune_below: int | None = None,
+    ) -> int:
+        """Write one range atomically; return how many events were new.
+
+        `expected` is the cursor this range was fetched against: if the
+        stored one differs (a rewind, or a second writer) nothing is written.
+        `cursor=None` writes without moving the cursor (a replay below it).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q.lock_state, self.chain)
+            stored = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
+            if cursor is not None and stored != expected:
+                raise StaleCursor(f"{self.chain}: cursor is {stored}, range was fetched after {expected}")
+            inserted = await self._insert_events(conn, events)
+            if raw_logs:
+                await conn.executemany(Q.insert_raw_log, raw_logs)
+            if blocks:
+                await conn.executemany(
+                    Q.upsert_block, [(self.chain, b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks]
+                )
+            for hook in self.hooks:
+                await hook.on_range(conn, self.chain, from_block, to_block)
+            if cursor is not None:
+                fin = final_number if final_number is not None else row["final_number"]
+                await conn.execute(Q.set_cursor, self.chain, cursor.number, cursor.hash, fin)
+            elif final_number is not None:
+                await conn.execute(Q.set_final, self.chain, final_number)
+            if prune_below is not None:
+                await conn.execute(Q.prune_blocks, self.chain, prune_below)
+        return inserted
+
+    async def _insert_events(self, conn: asyncpg.Connection, events: Sequence[EventRow]) -> int:
+        if not events:
+            return 0
+        await conn.execute(Q.create_events_in)
+        await conn.copy_records_to_table("events_in", records=events, columns=EVENT_COLUMNS)
+        status = await conn.execute(Q.insert_events_from_staging)
+        return int(status.rsplit(" ", 1)[1])
+
+    async def mark_final(self, final_number: int) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q.set_final, self.chain, final_number)
+
+    async def stored_blocks(self, high: int, low: int) -> list[BlockRow]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q.stored_blocks_desc, self.chain, high, low)
+        return [BlockRow(r["number"], r["hash"], r["parent_hash"], None) for r in rows]
+
+    async def stored_block(self, number: int) -> BlockRow | None:
+        async with self.pool.acquire() as conn:
+            r = await conn.fetchrow(Q.stored_block, self.chain, number)
+        return BlockRow(r["number"], r["hash"], r["parent_hash"], None) if r else None
+
+    async def rollback_to(self, ancestor: Cursor, expected: Cursor) -> int:
+        """Delete everything above `ancestor` in one transaction; return events deleted.
+
+        Refuses to go below the final height: final data is never rewritten.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q.lock_state, self.chain)
+            stored = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
+            if stored != expected:
+                raise StaleCursor(f"{self.chain}: cursor is {stored}, rollback planned from {expected}")
+            final = row["final_number"]
+            if final is not None and ancestor.number < final:
+                raise ReorgBeyondFinality(
+                    f"{self.chain}: common ancestor {ancestor.number} is below the final height {final}"
+                )
+            for hook in self.hooks:
+                await hook.on_rollback(conn, self.chain, ancestor.number)
+            status = await conn.execute(Q.delete_events_above, self.chain, ancestor.number)
+            deleted = int(status.rsplit(" ", 1)[1])
+            await conn.execute(Q.delete_raw_logs_above, self.chain, ancestor.number)
+            await conn.execute(Q.delete_blocks_above, self.chain, ancestor.number)
+            await conn.execute(
+                Q.record_reorg, self.chain, ancestor.number, expected.number, expected.number - ancestor.number, deleted
+            )
+            await conn.execute(Q.rewind_cursor, self.chain, ancestor.number, ancestor.hash)
+        return deleted
+
+    async def set_halted(self, reason: str | None) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q.set_halted, self.chain, reason)
+
+    async def set_status(self, status: dict, head: int | None = None, finalized: int | None = None) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(Q.set_status, self.chain, orjson.dumps(status).decode(), head, finalized)

@@ -1,0 +1,1 @@
+"""Ledger, reconciliation and payouts; reads what the indexer wrote."""
