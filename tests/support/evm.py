@@ -7,6 +7,7 @@ needed here; the daemon's own signing is tested through its own code.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from eth_abi import encode
@@ -36,17 +37,25 @@ def _abi_type(inp: dict) -> str:
     return t
 
 
-def send(url: str, frm: str, to: str | None, data: str = "0x", value: int = 0, gas: int | None = None) -> dict:
+def send(url: str, frm: str, to: str | None, data: str = "0x", value: int = 0, gas: int | None = None,
+         wait: bool = True) -> dict:
     tx = {"from": frm, "data": data, "value": hex(value)}
     if to:
         tx["to"] = to
     if gas:
         tx["gas"] = hex(gas)
     txh = rpc_sync(url, "eth_sendTransaction", [tx])
-    receipt = rpc_sync(url, "eth_getTransactionReceipt", [txh])
-    if receipt is None:  # mining is off: the caller mines and reads the receipt
-        return {"transactionHash": txh}
-    if receipt["status"] != "0x1":
+    return wait_receipt(url, txh, check=True) if wait else {"transactionHash": txh}
+
+
+def wait_receipt(url: str, txh: str, timeout: float = 10.0, check: bool = False) -> dict:
+    # anvil mines on its own task: the receipt can lag the send by a moment.
+    deadline = time.monotonic() + timeout
+    while (receipt := rpc_sync(url, "eth_getTransactionReceipt", [txh])) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no receipt for {txh} within {timeout}s (is mining off?)")
+        time.sleep(0.01)
+    if check and receipt["status"] != "0x1":
         raise RuntimeError(f"transaction reverted: {txh}")
     return receipt
 

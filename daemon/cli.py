@@ -1,0 +1,140 @@
+"""The `chainsettle` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+
+from config import ChainsettleError, ConfigError, Settings, load_settings, mask_url
+
+from .runtime import database_url, open_pool, run_migrations, setup_logging
+
+
+def _masked_config(settings: Settings) -> dict:
+    data = settings.model_dump(mode="json")
+    if data["database"].get("url"):
+        data["database"]["url"] = mask_url(data["database"]["url"])
+    for chain in data["chains"]:
+        chain["rpc"] = [mask_url(u) for u in chain["rpc"]]
+        if chain.get("ws"):
+            chain["ws"] = mask_url(chain["ws"])
+    token = data["api"].get("admin_token")
+    if token and not token.startswith(("env:", "file:")):
+        data["api"]["admin_token"] = "***"
+    return data
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def cmd_migrate(settings: Settings, args) -> int:
+    applied = await run_migrations(database_url(settings))
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+async def cmd_check_config(settings: Settings, args) -> int:
+    print(json.dumps(_masked_config(settings), indent=2))
+    return 0
+
+
+async def cmd_index(settings: Settings, args) -> int:
+    from .followers import make_follower
+
+    cfg = settings.chain(args.chain)
+    async with open_pool(settings) as pool:
+        follower = make_follower(cfg, pool, settings)
+        try:
+            new = await follower.backfill(from_block=args.from_block, to_block=args.to_block)
+        finally:
+            await follower.close()
+        state = await follower.store.load_state()
+    print(json.dumps({"chain": cfg.name, "new_events": new, "cursor": state.cursor.number if state.cursor else None}))
+    return 0
+
+
+async def cmd_run(settings: Settings, args) -> int:
+    from .supervisor import run_daemon
+
+    stop = asyncio.Event()
+    _install_stop(stop)
+    await run_daemon(settings, stop)
+    return 0
+
+
+async def cmd_unhalt(settings: Settings, args) -> int:
+    cfg = settings.chain(args.chain)
+    async with open_pool(settings) as pool:
+        async with pool.acquire() as conn, conn.transaction():
+            reason = await conn.fetchval("SELECT halted_reason FROM chain_state WHERE chain = $1", cfg.name)
+            await conn.execute("UPDATE chain_state SET halted_reason = NULL WHERE chain = $1", cfg.name)
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, 'chain.unhalt', $2, $3)",
+                args.actor, f"chain:{cfg.name}", {"previous_reason": reason, "note": args.reason},
+            )
+    print(json.dumps({"chain": cfg.name, "was_halted": reason is not None}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chainsettle", description=__doc__)
+    p.add_argument("--config", help="TOML config file (default: $CHAINSETTLE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("check-config", help="print the resolved config, secrets masked").set_defaults(func=cmd_check_config)
+
+    ix = sub.add_parser("index", help="backfill one chain up to its finalized head (or --to) and exit")
+    ix.add_argument("--chain", required=True)
+    ix.add_argument("--from", dest="from_block", type=int, help="replay from this block (at or below the cursor)")
+    ix.add_argument("--to", dest="to_block", type=int, help="stop after this block (waits until it is final)")
+    ix.set_defaults(func=cmd_index)
+
+    sub.add_parser("run", help="follow every chain until SIGTERM/SIGINT").set_defaults(func=cmd_run)
+
+    ch = sub.add_parser("chains", help="chain follower administration")
+    chs = ch.add_subparsers(dest="chains_command", required=True)
+    un = chs.add_parser("unhalt", help="clear a halt after a reorg beyond finality was investigated")
+    un.add_argument("chain")
+    un.add_argument("--reason", required=True)
+    un.add_argument("--actor", default="cli")
+    un.set_defaults(func=cmd_unhalt, chain_arg=True)
+
+    for extra in _extensions():
+        extra(sub)
+    return p
+
+
+def _extensions() -> list[Callable]:
+    """Subcommands contributed by later capabilities (ledger, payouts, api, demo)."""
+    from . import cli_ext
+
+    return cli_ext.REGISTER
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        setup_logging(settings)
+        return asyncio.run(args.func(settings, args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except ChainsettleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

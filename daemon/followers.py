@@ -1,0 +1,44 @@
+"""Build the follower for a chain (EVM or XRPL) and run followers under supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import asyncpg
+
+from config import ChainConfig, Settings
+from config.logs import get_logger
+from indexer.errors import ChainHalted
+from indexer.store import StoreHook
+
+from .leader import chain_leadership
+
+log = get_logger("daemon.followers")
+
+
+def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] = ()):
+    if cfg.kind == "xrpl":
+        from indexer.xrpl_follower import XrplFollower
+
+        return XrplFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir)
+    from indexer.evm_follower import EvmFollower
+
+    return EvmFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir)
+
+
+async def follow_chain(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, url: str,
+                       stop: asyncio.Event, hooks: Sequence[StoreHook] = ()) -> None:
+    """Lead the chain (advisory lock), then follow it until stop or halt."""
+    async with chain_leadership(url, cfg.name, stop) as leading:
+        if not leading:
+            return
+        follower = make_follower(cfg, pool, settings, hooks)
+        try:
+            await follower.run(stop)
+        except ChainHalted as exc:
+            log.error("follower.stopped_halted", chain=cfg.name, reason=str(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                await follower.close()
