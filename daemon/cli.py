@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from config import ChainsettleError, ConfigError, Settings, load_settings, mask_url
@@ -51,12 +52,15 @@ async def cmd_index(settings: Settings, args) -> int:
     cfg = settings.chain(args.chain)
     async with open_pool(settings) as pool:
         follower = make_follower(cfg, pool, settings)
+        started = time.perf_counter()
         try:
             new = await follower.backfill(from_block=args.from_block, to_block=args.to_block)
+            elapsed = time.perf_counter() - started
         finally:
             await follower.close()
         state = await follower.store.load_state()
-    print(json.dumps({"chain": cfg.name, "new_events": new, "cursor": state.cursor.number if state.cursor else None}))
+    print(json.dumps({"chain": cfg.name, "new_events": new, "cursor": state.cursor.number if state.cursor else None,
+                      "elapsed_seconds": round(elapsed, 3)}))
     return 0
 
 

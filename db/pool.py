@@ -12,11 +12,21 @@ class DatabaseError(ChainsettleError):
     """database error"""
 
 
+def _jsonb_encode(value) -> bytes:
+    # jsonb's binary wire format is a version byte (1) and the JSON text;
+    # binary lets COPY write jsonb columns directly. A str is taken as JSON
+    # text already encoded (the decoder's hot path produces those).
+    text = value.encode() if isinstance(value, str) else orjson.dumps(value)
+    return b"\x01" + text
+
+
+def _jsonb_decode(data: bytes):
+    return orjson.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb values cross the wire as text that orjson reads and writes.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(),
-        decoder=orjson.loads, schema="pg_catalog", format="text",
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary",
     )
     await conn.set_type_codec(
         "json", encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(),

@@ -188,6 +188,7 @@ class EvmFollower:
 
     async def step(self, stop: asyncio.Event | None = None) -> bool:
         """One pass towards the head; True when nothing was left to do."""
+        await self.start()
         tip = await self._read_tip()
         await self._check_cursor(tip)
         await self._sweep_final(tip)

@@ -79,12 +79,29 @@ class Store:
         stored one differs (a rewind, or a second writer) nothing is written.
         `cursor=None` writes without moving the cursor (a replay below it).
         """
+        try:
+            return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
+                                            final_number, prune_below, direct=cursor is not None)
+        except asyncpg.UniqueViolationError:
+            # Rows above the cursor that the direct path did not expect
+            # (written by hand, or by a tool): take the idempotent path.
+            return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
+                                            final_number, prune_below, direct=False)
+
+    async def _commit_range(self, from_block, to_block, events, raw_logs, blocks, expected, cursor,
+                            final_number, prune_below, direct) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(Q.lock_state, self.chain)
             stored = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
             if cursor is not None and stored != expected:
                 raise StaleCursor(f"{self.chain}: cursor is {stored}, range was fetched after {expected}")
-            inserted = await self._insert_events(conn, events)
+            # Past the cursor nothing is stored (cursor and rows commit together),
+            # so a fresh range can COPY straight into events; the unique key
+            # still guards it and a clash falls back to the staging path.
+            if direct and events:
+                direct = (stored is None or from_block > stored.number) and not await conn.fetchval(
+                    Q.events_exist_from, self.chain, from_block)
+            inserted = await self._insert_events(conn, events, direct)
             if raw_logs:
                 await conn.executemany(Q.insert_raw_log, raw_logs)
             if blocks:
@@ -102,9 +119,12 @@ class Store:
                 await conn.execute(Q.prune_blocks, self.chain, prune_below)
         return inserted
 
-    async def _insert_events(self, conn: asyncpg.Connection, events: Sequence[EventRow]) -> int:
+    async def _insert_events(self, conn: asyncpg.Connection, events: Sequence[EventRow], direct: bool) -> int:
         if not events:
             return 0
+        if direct:
+            status = await conn.copy_records_to_table("events", records=events, columns=EVENT_COLUMNS)
+            return int(status.rsplit(" ", 1)[1])
         await conn.execute(Q.create_events_in)
         await conn.copy_records_to_table("events_in", records=events, columns=EVENT_COLUMNS)
         status = await conn.execute(Q.insert_events_from_staging)

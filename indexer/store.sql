@@ -30,6 +30,10 @@ SELECT chain, block_number, block_hash, tx_hash, tx_index, log_index, address, e
 FROM events_in
 ON CONFLICT DO NOTHING;
 
+-- name: events_exist_from
+-- Any rows at or above a block: decides whether COPY can go straight in.
+SELECT EXISTS (SELECT 1 FROM events WHERE chain = $1 AND block_number >= $2);
+
 -- name: insert_raw_log
 INSERT INTO raw_logs (chain, block_number, block_hash, tx_hash, tx_index, log_index, address, topics, data, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

@@ -48,8 +48,10 @@ CREATE TABLE events (
 -- The natural key. On EVM chains (chain, block_hash, log_index) alone is
 -- unique; XRPL rows all carry log_index 0 and one transaction can touch
 -- several watched accounts, so tx_index and address complete the key.
-CREATE UNIQUE INDEX events_natural_key ON events (chain, block_hash, log_index, tx_index, address);
-CREATE INDEX events_chain_block ON events (chain, block_number);
+-- block_number leads because a block hash fixes its number (so uniqueness
+-- is unchanged) and the same index then serves block-range scans and the
+-- reorg delete: one index to maintain per insert instead of two.
+CREATE UNIQUE INDEX events_natural_key ON events (chain, block_number, block_hash, log_index, tx_index, address);
 
 -- Logs of watched contracts that did not decode: kept, counted, never lost.
 CREATE TABLE raw_logs (

@@ -26,7 +26,7 @@ async def test_fresh_migrate_yields_expected_schema(pg_cluster):
         idx = await conn.fetchval(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'events_natural_key'"
         )
-        assert "UNIQUE" in idx and "(chain, block_hash, log_index" in idx
+        assert "UNIQUE" in idx and "(chain, block_number, block_hash, log_index, tx_index, address)" in idx
         tables = {r["table_name"] for r in await conn.fetch(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
         assert {"chain_state", "blocks", "events", "raw_logs", "reorgs", "audit_log", "final_events"} <= tables
