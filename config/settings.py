@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
+from .errors import ConfigError, SecretError
 from .presets import PRESETS, Preset
+from .secrets import resolve_secret
 from .sections import ApiSettings, LedgerSettings, PayoutSettings, ReconcileSettings
 
 BUILTIN_ABI_DIR = Path(__file__).parent / "abis"
@@ -108,13 +109,18 @@ class ChainConfig(Strict):
             raise ValueError(f"unknown preset {v!r}; one of {', '.join(PRESETS)}")
         return v
 
-    @field_validator("rpc")
+    @field_validator("rpc", mode="before")
     @classmethod
-    def _rpc(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not re.match(r"^(https?|wss?)://[^/\s]+", url):
-                raise ValueError("each entry must be an http(s):// or ws(s):// URL")
-        return v
+    def _rpc(cls, v: object) -> object:
+        if not isinstance(v, list):
+            return v
+        # Provider URLs often embed an API key: allow env:/file: references.
+        return [_resolve_url(u, f"rpc[{i}]") if isinstance(u, str) else u for i, u in enumerate(v)]
+
+    @field_validator("ws", mode="before")
+    @classmethod
+    def _ws(cls, v: object) -> object:
+        return _resolve_url(v, "ws") if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _kind_rules(self) -> "ChainConfig":
@@ -162,6 +168,16 @@ class ChainConfig(Strict):
             return self.start_block
         starts = [c.start_block for c in self.contracts]
         return min(starts) if starts else 0
+
+
+def _resolve_url(value: str, field: str) -> str:
+    try:
+        url = resolve_secret(value, field).reveal() if value.startswith(("env:", "file:")) else value
+    except SecretError as exc:
+        raise ValueError(str(exc).removeprefix(f"{field}: ")) from None
+    if not re.match(r"^(https?|wss?)://[^/\s]+", url):
+        raise ValueError("must be an http(s):// or ws(s):// URL (or an env:/file: reference to one)")
+    return url
 
 
 class _DatabaseUrlEnv(PydanticBaseSettingsSource):

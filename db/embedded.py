@@ -23,7 +23,9 @@ def start_embedded(data_dir: str | Path, database: str = "chainsettle") -> str:
     # Unix socket paths are limited to ~107 bytes; the socket lives in data_dir.
     if len(str(path)) > 80:
         raise RuntimeError(f"embedded Postgres directory path too long for a unix socket: {path}")
-    server = pgserver.get_server(str(path), cleanup_mode=None)
+    # "stop": the server stops when the last process using it exits, so a
+    # Ctrl-C of the demo or daemon leaves nothing running.
+    server = pgserver.get_server(str(path), cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "1 row" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
