@@ -1,15 +1,211 @@
-"""[ledger] and [reconcile] sections."""
+"""[ledger] and [reconcile] sections.
+
+The event-to-ledger mapping is configuration: each `[[ledger.rules]]` entry
+says which events it matches, which argument names the configured wallet,
+and which accounts to debit and credit. With `default_rules = true` (the
+default) the usual deposit, internal-transfer and gas-fee rules are
+generated for every configured wallet; see settlement/ledger_rules.py.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+ACCOUNT_KINDS = ("wallet", "user", "fee", "external", "equity", "adjustment")
+# A base-unit amount: non-negative integer, up to uint256.
+_MAX_UNITS = 10**78 - 1
 
 
-class LedgerSettings(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ReconcileSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def check_path(value: str) -> str:
+    if not _PATH.match(value):
+        raise ValueError(f"{value!r} is not a dotted path like 'to' or 'args.meta.tag'")
+    return value
 
+
+def check_account_template(value: str) -> str:
+    """`{wallet}`, `{counterparty_wallet}`, or '<kind>:...' with {path} placeholders."""
+    for ph in _PLACEHOLDER.findall(value):
+        check_path(ph)
+    if value in ("{wallet}", "{counterparty_wallet}"):
+        return value
+    kind = value.split(":", 1)[0]
+    if kind not in ACCOUNT_KINDS or ":" not in value:
+        raise ValueError(
+            f"account template {value!r} must be {{wallet}}, {{counterparty_wallet}} or start with one of "
+            f"{', '.join(k + ':' for k in ACCOUNT_KINDS)}"
+        )
+    if "{" in kind:
+        raise ValueError(f"account template {value!r}: the kind prefix cannot be a placeholder")
+    return value
+
+
+class LedgerAssetConfig(Strict):
+    """An asset the ledger should know beyond the defaults (or to set decimals/symbol)."""
+
+    chain: str
+    name: str  # "native", a contract name of the chain, or an XRPL issued-currency name
+    currency: str | None = None  # XRPL issued currency: code (3 chars or 40 hex)
+    issuer: str | None = None  # XRPL issued currency: issuer account
+    decimals: int | None = Field(None, ge=0, le=77)
+    symbol: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be letters, digits, '_', '.' or '-' (max 63)")
+        return v
+
+    @model_validator(mode="after")
+    def _iou(self) -> "LedgerAssetConfig":
+        if (self.currency is None) != (self.issuer is None):
+            raise ValueError("currency and issuer go together (an XRPL issued currency)")
+        if self.currency is not None:
+            if not re.fullmatch(r"[A-Za-z0-9?!@#$%^&*<>(){}\[\]|]{3}|[0-9A-Fa-f]{40}", self.currency):
+                raise ValueError("currency must be a 3-character code or 40 hex digits")
+            if self.decimals is None:
+                raise ValueError("an XRPL issued currency needs decimals (base units per unit = 10^decimals)")
+            if self.name == "native":
+                raise ValueError("'native' is the chain's own coin, not an issued currency")
+        return self
+
+
+class LedgerRuleConfig(Strict):
+    """Map matching events to one balanced two-posting transaction each."""
+
+    name: str
+    chain: str
+    # A contract name of the chain; "native" for the native-transfer scanner's
+    # events (NativeTransfer, NativeFee); "*" for any source (XRPL events).
+    source: str
+    event: str
+    # Paths into the event: bare names are event arguments ("to" = args.to);
+    # also `address` (emitting contract / watched account), `tx_hash`, `chain`.
+    wallet: str  # must hold a configured wallet address of this chain
+    counterparty: str | None = None  # the other side of the movement
+    # true: only when the counterparty is a configured wallet; false: only
+    # when it is not; unset: either.
+    counterparty_is_wallet: bool | None = None
+    where: dict[str, str | int | bool] = Field(default_factory=dict)  # path -> required value
+    amount: str = "value"
+    # "auto": the emitting ERC-20 contract, the native coin for "native"
+    # sources and XRP drops, or the XRPL issued currency of the amount;
+    # an asset name of the chain; or a {path} holding a token address
+    # (the zero address meaning the native coin).
+    asset: str = "auto"
+    debit: list[str]
+    credit: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be letters, digits, '_', '.' or '-' (max 63)")
+        return v
+
+    @field_validator("debit", "credit", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("debit", "credit")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("needs at least one account template")
+        return [check_account_template(t) for t in v]
+
+    @field_validator("wallet", "counterparty", "amount")
+    @classmethod
+    def _paths(cls, v: str | None) -> str | None:
+        return None if v is None else check_path(v)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, v: dict) -> dict:
+        for k in v:
+            check_path(k)
+        return v
+
+    @field_validator("asset")
+    @classmethod
+    def _asset(cls, v: str) -> str:
+        if v.startswith("{"):
+            if not (v.endswith("}") and v.count("{") == 1):
+                raise ValueError("a templated asset is one {path} holding a token address")
+            check_path(v[1:-1])
+        elif v != "auto" and not _NAME.match(v):
+            raise ValueError("must be 'auto', an asset name, or {path}")
+        return v
+
+    @model_validator(mode="after")
+    def _counterparty(self) -> "LedgerRuleConfig":
+        if self.counterparty_is_wallet is not None and self.counterparty is None:
+            raise ValueError("counterparty_is_wallet needs counterparty (the path it applies to)")
+        uses_cw = any("{counterparty_wallet}" in t for t in (*self.debit, *self.credit))
+        if uses_cw and self.counterparty_is_wallet is not True:
+            raise ValueError("{counterparty_wallet} needs counterparty_is_wallet = true")
+        return self
+
+
+class LedgerSettings(Strict):
+    default_rules: bool = True
+    assets: list[LedgerAssetConfig] = Field(default_factory=list)
+    rules: list[LedgerRuleConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "LedgerSettings":
+        names = [r.name for r in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique: {', '.join(dupes)}")
+        keys = [(a.chain, a.name) for a in self.assets]
+        dupes = sorted({f"{c}:{n}" for c, n in keys if keys.count((c, n)) > 1})
+        if dupes:
+            raise ValueError(f"assets listed twice: {', '.join(dupes)}")
+        return self
+
+
+class ReconcileSettings(Strict):
     interval_seconds: float = Field(60.0, gt=0)
+    # Largest |actual - expected| in base units still counted as a match;
+    # per-asset values override it ("anvil:native" = 1000). Strings are
+    # accepted for values beyond TOML's 64-bit integers.
+    tolerance: int = Field(0, ge=0, le=_MAX_UNITS)
+    tolerances: dict[str, int] = Field(default_factory=dict)
+    # Events touching a mismatched wallet listed in the report, newest first.
+    max_movements: int = Field(20, ge=0, le=1000)
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _int_text(cls, v):
+        return int(v) if isinstance(v, str) and v.isdigit() else v
+
+    @field_validator("tolerances", mode="before")
+    @classmethod
+    def _int_texts(cls, v):
+        if isinstance(v, dict):
+            return {k: int(x) if isinstance(x, str) and x.isdigit() else x for k, x in v.items()}
+        return v
+
+    @field_validator("tolerances")
+    @classmethod
+    def _tolerances(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, x in v.items():
+            if ":" not in k:
+                raise ValueError(f"{k!r}: keys are asset ids '<chain>:<name>', e.g. 'anvil:native'")
+            if not 0 <= x <= _MAX_UNITS:
+                raise ValueError(f"{k!r}: tolerance must be a non-negative integer in base units")
+        return v
+
+    def tolerance_for(self, asset_id: str) -> int:
+        return self.tolerances.get(asset_id, self.tolerance)

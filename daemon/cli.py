@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
+        # Rules that span sections (ledger assets vs chains) are checked here:
+        # config/ cannot import settlement/.
+        from settlement.ledger_rules import check_ledger_config
+
+        check_ledger_config(settings)
         setup_logging(settings)
         return asyncio.run(args.func(settings, args))
     except ConfigError as exc:

@@ -18,18 +18,34 @@ from .leader import chain_leadership
 log = get_logger("daemon.followers")
 
 
-def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] = ()):
+def default_hooks(settings: Settings) -> list[StoreHook]:
+    """What derives from events and must commit and roll back with them."""
+    from settlement.ledger_hook import LedgerHook
+    from settlement.payout_hook import PayoutHook
+
+    return [LedgerHook(settings), PayoutHook(settings)]
+
+
+def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] | None = None):
+    hooks = default_hooks(settings) if hooks is None else hooks
     if cfg.kind == "xrpl":
         from indexer.xrpl_follower import XrplFollower
 
         return XrplFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir)
     from indexer.evm_follower import EvmFollower
 
-    return EvmFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir)
+    sources = []
+    native_wallets = [w.address for w in cfg.wallets if "native" in w.assets]
+    if native_wallets:
+        # Native transfers leave no logs: read the wallets' blocks in full.
+        from indexer.native_scan import NativeTransferSource
+
+        sources.append(NativeTransferSource(cfg.name, native_wallets))
+    return EvmFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir, sources=sources)
 
 
 async def follow_chain(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, url: str,
-                       stop: asyncio.Event, hooks: Sequence[StoreHook] = ()) -> None:
+                       stop: asyncio.Event, hooks: Sequence[StoreHook] | None = None) -> None:
     """Lead the chain (advisory lock), then follow it until stop or halt."""
     async with chain_leadership(url, cfg.name, stop) as leading:
         if not leading:

@@ -9,6 +9,8 @@ import contextlib
 from config import Settings
 from config.logs import get_logger
 
+from settlement.reconcile import run_reconcile_loop
+
 from .followers import follow_chain
 from .runtime import database_url, open_pool
 
@@ -23,6 +25,11 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
             asyncio.create_task(follow_chain(cfg, pool, settings, url, stop), name=f"follow-{cfg.name}")
             for cfg in settings.chains
         ]
+        if settings.payouts.chains:
+            from settlement.payout_worker import run_payout_workers
+
+            tasks.append(asyncio.create_task(run_payout_workers(settings, pool, stop), name="payouts"))
+        tasks.append(asyncio.create_task(run_reconcile_loop(settings, pool, stop), name="reconcile"))
         log.info("daemon.started", chains=[c.name for c in settings.chains])
         await stop.wait()
         log.info("daemon.stopping")

@@ -31,7 +31,7 @@ from config.logs import get_logger
 from . import metrics as m
 from .errors import BadRpcResponse, ChainHalted, ReorgBeyondFinality, RpcError, StaleCursor
 from .evm_decode import LogDecoder
-from .evm_fetch import LogFilter, fetch_logs, get_header, get_headers, parse_header
+from .evm_fetch import LogFilter, fetch_logs, get_header, get_headers, read_tip
 from .evm_rpc import EvmRpc
 from .heads import HeadWatcher
 from .models import BlockRow, Cursor, EventRow
@@ -205,13 +205,9 @@ class EvmFollower:
     # -- tip and reorgs -------------------------------------------------------
 
     async def _read_tip(self) -> Tip:
-        if self.cfg.uses_finalized_tag:
-            raws = await self.rpc.batch([("eth_getBlockByNumber", ["latest", False]), ("eth_getBlockByNumber", ["finalized", False])])
-            head = parse_header(raws[0], "eth_getBlockByNumber(latest)")
-            finalized = parse_header(raws[1], "eth_getBlockByNumber(finalized)").number if raws[1] else head.number - self.depth + 1
-        else:
-            head = await get_header(self.rpc, "latest")
-            finalized = head.number - self.depth + 1
+        # [fault-tolerance] the head two endpoints agree on (see read_tip)
+        head, fin = await read_tip(self.rpc, self.cfg.uses_finalized_tag)
+        finalized = fin.number if fin is not None else head.number - self.depth + 1
         tip = Tip(head, max(-1, min(finalized, head.number)))
         self._tip = tip
         return tip
@@ -344,7 +340,10 @@ class EvmFollower:
                 raise InconsistentRange(f"{self.chain}: logs and headers of {a}..{end} disagree (reorg in progress)")
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
-            events += await src.fetch(self.rpc, a, end)
+            extra = await src.fetch(self.rpc, a, end)
+            if any(row[2] != by_number.get(row[1]) for row in extra):
+                raise InconsistentRange(f"{self.chain}: extra rows of {a}..{end} come from other blocks (reorg in progress)")
+            events += extra
         return await self._commit(a, end, events, raw, headers, c, Cursor(end, headers[-1].hash), final=None)
 
     async def _sweep_final(self, tip: Tip) -> None:

@@ -165,10 +165,11 @@ FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
 
 -- Helpers for the event-to-ledger mapping (settlement/ledger_hook.sql).
 
--- EVM addresses compare lowercase; XRPL addresses are case-sensitive.
+-- EVM addresses compare lowercase; XRPL addresses are case-sensitive (and
+-- never 42 characters starting with 0x). No regex: this runs per event.
 CREATE FUNCTION ledger_addr(v TEXT) RETURNS TEXT
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN v ~ '^0x[0-9a-fA-F]{40}$' THEN lower(v) ELSE v END
+    SELECT CASE WHEN length(v) = 42 AND left(v, 2) = '0x' THEN lower(v) ELSE v END
 $$;
 
 -- Fill '{path.to.value}' placeholders from ctx; NULL when one is missing,

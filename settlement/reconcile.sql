@@ -1,0 +1,64 @@
+-- name: final_height
+-- H: the chain's final and fully indexed height.
+SELECT final_number, cursor_number FROM chain_state WHERE chain = $1;
+
+-- name: try_lock
+-- One reconciler at a time across processes (session lock, released below).
+SELECT pg_try_advisory_lock(hashtext('chainsettle.reconcile'));
+
+-- name: unlock
+SELECT pg_advisory_unlock(hashtext('chainsettle.reconcile'));
+
+-- name: insert_run
+INSERT INTO reconciliation_runs (chain, height, started_at, finished_at, status, error, checked, mismatches)
+VALUES ($1, $2, $3, now(), $4, $5, $6, $7)
+RETURNING id;
+
+-- name: insert_results
+INSERT INTO reconciliation_results (run_id, account_id, asset_id, expected, actual, difference, tolerance, status)
+SELECT $1, r.account_id, r.asset_id, r.expected, r.actual, r.actual - r.expected, r.tolerance, r.status
+FROM unnest($2::bigint[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[])
+    AS r(account_id, asset_id, expected, actual, tolerance, status);
+
+-- name: last_good_height
+-- The last height at which this wallet asset matched: movements after it explain a difference.
+SELECT max(r.height)
+FROM reconciliation_results x
+JOIN reconciliation_runs r ON r.id = x.run_id
+WHERE r.chain = $1 AND x.account_id = $2 AND x.asset_id = $3 AND x.status <> 'mismatch';
+
+-- name: movements
+-- Events in ($2, $3] that touch wallet $4 through one of the sources $5 (or
+-- that the wallet itself emitted), with the rules that booked them (an XRPL
+-- payment out may have only its fee booked).
+SELECT e.block_number, e.tx_hash, e.log_index, e.address, e.event, e.args,
+       ARRAY(SELECT t.cause ->> 'rule' FROM ledger_transactions t WHERE t.event_id = e.id ORDER BY 1) AS booked_by
+FROM events e
+WHERE e.chain = $1 AND e.block_number > $2 AND e.block_number <= $3
+  AND (e.address = $4
+       OR (e.address = ANY ($5::text[])
+           AND EXISTS (SELECT 1 FROM jsonb_each_text(e.args) kv WHERE ledger_addr(kv.value) = $4)))
+ORDER BY e.block_number DESC, e.tx_index DESC, e.log_index DESC
+LIMIT $6;
+
+-- name: paused_assets
+SELECT asset_id FROM asset_pauses WHERE resolved_at IS NULL;
+
+-- name: latest_runs
+-- The most recent run per chain, for status displays.
+SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, error, checked, mismatches
+FROM reconciliation_runs
+ORDER BY chain, id DESC;
+
+-- name: run_results
+SELECT a.code AS account, x.asset_id, x.expected, x.actual, x.difference, x.tolerance, x.status
+FROM reconciliation_results x
+JOIN ledger_accounts a ON a.id = x.account_id
+WHERE x.run_id = $1
+ORDER BY a.code, x.asset_id;
+
+-- name: account_ids
+SELECT code, id FROM ledger_accounts WHERE code = ANY ($1::text[]);
+
+-- name: asset_ids
+SELECT id FROM assets;
