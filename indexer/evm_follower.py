@@ -402,9 +402,9 @@ class EvmFollower:
 
     async def _wait_for_block(self, stop: asyncio.Event) -> None:
         interval = self.cfg.effective_poll_interval
-        if self._heads and self._heads.connected:
-            interval = max(interval, 5.0)  # newHeads wakes us; polling is the safety net
-            await self._heads.wait(stop, interval)
+        if self._heads:
+            # newHeads wakes us (also once a reconnect succeeds); polling is the safety net.
+            await self._heads.wait(stop, max(interval, 5.0) if self._heads.connected else interval)
         else:
             await _sleep_or_stop(stop, interval)
 
