@@ -18,9 +18,21 @@ log = get_logger("daemon")
 GRACE_SECONDS = 20.0
 
 
+@contextlib.asynccontextmanager
+async def _api(settings: Settings, pool):
+    """The API binds before any worker starts, so a taken port fails start-up at once."""
+    if not settings.api.enabled:
+        yield None
+        return
+    from api.server import running_api
+
+    async with running_api(settings, pool) as runner:
+        yield runner
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
     url = database_url(settings)
-    async with open_pool(settings, url) as pool:
+    async with open_pool(settings, url) as pool, _api(settings, pool):
         tasks = [
             asyncio.create_task(follow_chain(cfg, pool, settings, url, stop), name=f"follow-{cfg.name}")
             for cfg in settings.chains

@@ -50,6 +50,8 @@ def to_toml(data: dict) -> str:
 
 
 def write_config(path: Path, data: dict) -> Path:
+    # Daemons started by tests serve their API on a free port, never a fixed one.
+    data = {"api": {"listen": "127.0.0.1:0"}, **data}
     path.write_text(to_toml(data))
     return path
 

@@ -1,0 +1,255 @@
+"""The live feed: one Postgres poller per process, fanned out to SSE clients.
+
+Positions are (inserting transaction id, event id), in commit order (see
+db/migrations/0003_event_feed.sql), and are the SSE `id:` of each message.
+A client that reconnects with Last-Event-ID first catches up from the
+database, then switches to the shared live queue; every message is sent
+only if its position is past the last one sent, so the switch-over neither
+skips nor repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+
+from config.logs import get_logger
+from db import Queries
+
+from . import metrics as m
+from .http import CHAIN_NAME, Query, RequestError, dumps
+from .state import POOL, SETTINGS
+
+log = get_logger("api.feed")
+Q = Queries(Path(__file__).with_name("queries.sql"))
+Position = tuple[int, int]
+_POSITION = re.compile(r"^([0-9]{1,20})\.([0-9]{1,19})$")
+DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+POLL_BATCH = 1000
+CATCH_UP_BATCH = 500
+QUEUE_LIMIT = 5000
+READY_WAIT = 5.0
+routes = web.RouteTableDef()
+
+
+def format_position(pos: Position) -> str:
+    return f"{pos[0]}.{pos[1]}"
+
+
+def parse_position(field: str, raw: str) -> Position:
+    match = _POSITION.fullmatch(raw.strip())
+    if not match or int(match.group(1)) >= 2**64 or int(match.group(2)) >= 2**63:
+        raise RequestError(field, "must be an event position as sent in the stream's id: field, e.g. 7351.1042")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclass(frozen=True)
+class Item:
+    position: Position
+    chain: str
+    message: bytes
+
+
+def to_item(row: asyncpg.Record) -> Item:
+    pos = (int(row["tx"]), row["id"])
+    data = {k: v for k, v in row.items() if k != "tx"}
+    msg = b"id: " + format_position(pos).encode() + b"\nevent: chain_event\ndata: " + dumps(data) + b"\n\n"
+    return Item(pos, row["chain"], msg)
+
+
+class Subscriber:
+    """One client's bounded queue; a client that falls behind is cut off, not waited for."""
+
+    def __init__(self, start: Position, limit: int = QUEUE_LIMIT) -> None:
+        self.start = start
+        self.limit = limit
+        self.items: deque[Item] = deque()
+        self.closed = False
+        self.dropped = False
+        self._wake = asyncio.Event()
+
+    def offer(self, item: Item) -> None:
+        if len(self.items) >= self.limit:
+            self.dropped = True
+        else:
+            self.items.append(item)
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def take(self, timeout: float) -> list[Item]:
+        """Everything queued, or [] after `timeout` seconds of nothing."""
+        if not self.items and not (self.closed or self.dropped):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+        out = list(self.items)
+        self.items.clear()
+        return out
+
+
+class Feed:
+    def __init__(self, pool: asyncpg.Pool, poll_interval: float) -> None:
+        self.pool = pool
+        self.poll_interval = poll_interval
+        self.position: Position | None = None
+        self.ready = asyncio.Event()
+        self.subscribers: set[Subscriber] = set()
+        self._closing = asyncio.Event()
+
+    async def fetch_after(self, pos: Position, limit: int) -> list[Item]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q.feed_after, str(pos[0]), pos[1], limit)
+        return [to_item(r) for r in rows]
+
+    async def poll_once(self) -> int:
+        if self.position is None:
+            async with self.pool.acquire() as conn:
+                self.position = (int(await conn.fetchval(Q.feed_start)), 0)
+            self.ready.set()
+        published = 0
+        while True:
+            items = await self.fetch_after(self.position, POLL_BATCH)
+            for item in items:
+                for sub in self.subscribers:
+                    sub.offer(item)
+                self.position = item.position
+            published += len(items)
+            if len(items) < POLL_BATCH:
+                return published
+
+    async def run(self) -> None:
+        failing = False
+        while not self._closing.is_set():
+            try:
+                await self.poll_once()
+                if failing:
+                    log.info("api.feed_recovered")
+                failing = False
+            except DB_ERRORS as exc:
+                m.FEED_POLL_ERRORS.inc()
+                if not failing:
+                    log.warning("api.feed_poll_failed", error=f"{exc.__class__.__name__}: {exc}")
+                failing = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.poll_interval)
+
+    def subscribe(self) -> Subscriber:
+        assert self.position is not None, "subscribe after the feed is ready"
+        sub = Subscriber(self.position)
+        self.subscribers.add(sub)
+        m.SSE_CLIENTS.set(len(self.subscribers))
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        m.SSE_CLIENTS.set(len(self.subscribers))
+
+    def close(self) -> None:
+        self._closing.set()
+        for sub in self.subscribers:
+            sub.close()
+
+    async def catch_up(self, after: Position, until: Position) -> AsyncIterator[Item]:
+        """Stored events after `after`, until the live queue takes over at `until`."""
+        pos = after
+        while pos < until:
+            items = await self.fetch_after(pos, CATCH_UP_BATCH)
+            for item in items:
+                yield item
+            if len(items) < CATCH_UP_BATCH:
+                return
+            pos = items[-1].position
+
+
+FEED = web.AppKey("feed", Feed)
+
+
+async def feed_context(app: web.Application) -> AsyncIterator[None]:
+    feed = Feed(app[POOL], app[SETTINGS].api.sse_poll_interval)
+    app[FEED] = feed
+    task = asyncio.create_task(feed.run(), name="api-feed")
+    yield
+    feed.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_streams(app: web.Application) -> None:
+    # on_shutdown runs before the server waits for open connections: ending
+    # the streams here is what lets a shutdown finish promptly.
+    app[FEED].close()
+
+
+@routes.get("/v1/stream", allow_head=False)
+async def stream(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS].api
+    feed = request.app[FEED]
+    q = Query(request.query, {"chain", "last_event_id"})
+    chain = q.text("chain", CHAIN_NAME, "a chain name (lowercase letters, digits, '-', '_')")
+    resume: Position | None = None
+    # An empty Last-Event-ID means "none yet" (the SSE spec's reset value).
+    if request.headers.get("Last-Event-ID", "").strip():
+        resume = parse_position("Last-Event-ID", request.headers["Last-Event-ID"])
+    elif "last_event_id" in request.query:
+        resume = parse_position("last_event_id", request.query["last_event_id"])
+    if len(feed.subscribers) >= settings.sse_max_clients:
+        raise RequestError(None, "too many stream clients; retry later", status=503, code="busy",
+                           headers={"Retry-After": "5"})
+    try:
+        await asyncio.wait_for(feed.ready.wait(), READY_WAIT)
+    except asyncio.TimeoutError:
+        raise RequestError(None, "the event feed cannot reach the database", status=503,
+                           code="feed_unavailable", headers={"Retry-After": "5"}) from None
+
+    sub = feed.subscribe()
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+    })
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n: connected\n\n")
+        last = sub.start
+        if resume is not None:
+            last = resume
+            async for item in feed.catch_up(resume, sub.start):
+                last = item.position
+                if chain is None or item.chain == chain:
+                    await response.write(item.message)
+                    m.SSE_SENT.inc()
+        while not (sub.closed or sub.dropped):
+            items = await sub.take(settings.sse_heartbeat)
+            if not items and not (sub.closed or sub.dropped):
+                await response.write(b": ping\n\n")
+                continue
+            out = bytearray()
+            for item in items:
+                if item.position <= last:
+                    continue
+                last = item.position
+                if chain is None or item.chain == chain:
+                    out += item.message
+                    m.SSE_SENT.inc()
+            if out:
+                await response.write(bytes(out))
+        if sub.dropped:
+            m.SSE_DROPPED.inc()
+            await response.write(b": too far behind; reconnect with Last-Event-ID\n\n")
+    except ConnectionResetError:
+        pass  # the client went away; the subscription ends below
+    except DB_ERRORS as exc:
+        log.warning("api.stream_failed", error=exc.__class__.__name__)
+    finally:
+        feed.unsubscribe(sub)
+    return response

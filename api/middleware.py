@@ -1,0 +1,226 @@
+"""Request pipeline: metrics, CORS, JSON errors, per-client rate limit, admin auth.
+
+Order matters (the first listed wraps the rest): metrics see the final
+status of every request; CORS answers preflights before anything else;
+the error middleware turns every failure below it into a JSON body, so
+the rate limiter and the admin check just raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+import asyncpg
+from aiohttp import web
+
+from config import Secret
+from config.logs import get_logger
+
+from . import metrics as m
+from .http import RequestError, error_body, json_response
+
+log = get_logger("api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ADMIN_PREFIX = "/v1/admin/"
+# Probes and scrapes come from a few fixed peers; limiting them would turn
+# a busy API into a failing health check.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+
+
+def route_label(request: web.Request) -> str:
+    """The route template, not the raw path: bounded label cardinality."""
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away first (nginx's code for it)
+        raise
+    finally:
+        route = route_label(request)
+        m.REQUESTS.labels(route, request.method, str(status)).inc()
+        m.LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+def _slug(reason: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_") or "error"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes a JSON body; nothing a client sends yields a bare 500."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # Keep what the status needs (Allow on 405), drop the text body's headers.
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        default_text = f"{exc.status}: {exc.reason}"
+        message = exc.text if exc.text and exc.text != default_text else exc.reason
+        return json_response(error_body(exc.status, _slug(exc.reason), message), status=exc.status, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except asyncpg.QueryCanceledError:
+        log.warning("api.db_timeout", route=route_label(request))
+        return json_response(error_body(503, "database_timeout", "the database did not answer in time"), status=503)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError) as exc:
+        log.warning("api.db_unavailable", route=route_label(request), error=exc.__class__.__name__)
+        return json_response(error_body(503, "database_unavailable", "the database is not reachable"), status=503)
+    except Exception as exc:
+        # A bug, not bad input: log it with its traceback and say nothing more.
+        log.exception("api.unhandled_error", route=route_label(request), method=request.method, error=exc.__class__.__name__)
+        return json_response(error_body(500, "internal_error", "internal error; see the server log"), status=500)
+
+
+class CorsPolicy:
+    """An allowlist of origins; '*' allows any."""
+
+    def __init__(self, origins: Iterable[str]) -> None:
+        self.origins = frozenset(origins)
+        self.any = "*" in self.origins
+
+    def allows(self, origin: str | None) -> bool:
+        return origin is not None and (self.any or origin in self.origins)
+
+    def middleware(self) -> Callable:
+        @web.middleware
+        async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            origin = request.headers.get("Origin")
+            if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
+                if not self.allows(origin):
+                    body = error_body(403, "origin_not_allowed", "Origin: not in api.cors_origins", "Origin")
+                    return json_response(body, status=403)
+                return web.Response(status=204, headers={
+                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                })
+            return await handler(request)
+
+        return cors_middleware
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        # A signal rather than a middleware: streamed responses (SSE) send
+        # their headers before any middleware sees them.
+        origin = request.headers.get("Origin")
+        if not self.origins:
+            return
+        response.headers.add("Vary", "Origin")
+        if self.allows(origin):
+            response.headers["Access-Control-Allow-Origin"] = "*" if self.any else origin  # type: ignore[assignment]
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+
+
+class RateLimiter:
+    """Token bucket per client: `rate` tokens a second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: int, trusted_proxies: Iterable[str] = (), max_clients: int = 50_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, now: float) -> float:
+        """Spend one token; return 0 when allowed, else seconds until one is available."""
+        tokens, stamp = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            wait = 0.0
+        else:
+            self._buckets[key] = (tokens, now)
+            wait = (1.0 - tokens) / self.rate
+        if len(self._buckets) > self.max_clients:
+            self._prune(now)
+        return wait
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket.
+        full = [k for k, (t, s) in self._buckets.items() if t + (now - s) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
+
+    def _is_trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.trusted)
+
+    def client_key(self, request: web.Request) -> str:
+        peer = request.remote or "unknown"
+        if not self.trusted or not self._is_trusted(peer):
+            return peer
+        # The nearest address a trusted proxy did not add is the client.
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop[:64]
+        return peer
+
+    def middleware(self) -> Callable:
+        @web.middleware
+        async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.path not in UNLIMITED_PATHS:
+                wait = self.take(self.client_key(request), time.monotonic())
+                if wait > 0:
+                    m.RATE_LIMITED.inc()
+                    raise RequestError(
+                        None, "rate limit exceeded; retry later", status=429, code="rate_limited",
+                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
+            return await handler(request)
+
+        return rate_limit_middleware
+
+
+def admin_auth(token: Secret) -> Callable:
+    """Bearer-token check for /v1/admin/ routes; the token never leaves this closure."""
+    # Comparing digests keeps the comparison constant-time regardless of length.
+    expected = hashlib.sha256(token.reveal().encode()).digest()
+    challenge = {"WWW-Authenticate": 'Bearer realm="chainsettle-admin"'}
+
+    @web.middleware
+    async def admin_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if route_label(request).startswith(ADMIN_PREFIX):
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not given.strip():
+                raise RequestError("Authorization", "a bearer token is required", status=401,
+                                   code="unauthorized", headers=challenge)
+            digest = hashlib.sha256(given.strip().encode("utf-8", "surrogateescape")).digest()
+            if not hmac.compare_digest(digest, expected):
+                m.ADMIN_AUTH_FAILURES.inc()
+                log.warning("api.admin_auth_failed", peer=request.remote, route=route_label(request))
+                raise RequestError("Authorization", "invalid bearer token", status=401,
+                                   code="unauthorized", headers=challenge)
+        return await handler(request)
+
+    return admin_auth_middleware

@@ -1,0 +1,294 @@
+"""The OpenAPI 3.0 description of every route, written by hand.
+
+`build_spec` describes exactly the routes `make_app` registers (admin
+routes only with a token, the page only when enabled); schemathesis runs
+against it in tests/integration/test_api_schemathesis.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from config.section_api import ApiSettings
+
+from .http import CHAIN_NAME, EVENT_NAME, EVM_ADDRESS, IDENT_PATTERN, MAX_BIGINT, XRPL_ADDRESS, json_response
+
+OPENAPI = web.AppKey("openapi", dict)
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _int(nullable: bool = False, minimum: int | None = 0) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "format": "int64"}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _str(nullable: bool = False, fmt: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if fmt:
+        schema["format"] = fmt
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None, nullable: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    schema["required"] = list(props) if required is None else required
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+RATE_LIMITED = {
+    "description": "Per-client rate limit exceeded",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait"}},
+    "content": {JSON: {"schema": _ref("Error")}},
+}
+
+
+def _get(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None,
+         extra: dict[str, Any] | None = None, limited: bool = True) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    if params is not None:
+        responses["400"] = _error("A parameter is malformed; `field` names it")
+    if limited:
+        responses["429"] = RATE_LIMITED
+    responses.update(extra or {})
+    responses["default"] = _error("Any other error, as JSON")
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    return {"get": op}
+
+
+def _schemas(api: ApiSettings) -> dict[str, Any]:
+    nstr, nint = _str(nullable=True), _int(nullable=True)
+    free = {"type": "object", "additionalProperties": True}
+    run_summary = {
+        "id": _int(), "chain": _str(), "height": nint, "started_at": _str(fmt="date-time"),
+        "finished_at": _str(fmt="date-time"), "status": {"type": "string", "enum": ["ok", "mismatch", "error"]},
+        "error": nstr, "checked": _int(), "mismatches": _int(),
+    }
+    result = _obj({
+        "account": _str(), "asset_id": _str(), "expected": _str(), "actual": _str(), "difference": _str(),
+        "tolerance": _str(), "status": {"type": "string", "enum": ["ok", "within_tolerance", "mismatch"]},
+    })
+    account = _obj({"id": _int(), "code": _str(), "kind": _str(), "label": nstr})
+    payout = _obj({
+        "id": _int(), "idempotency_key": _str(), "chain": _str(), "asset": _str(), "recipient": _str(),
+        "amount": {"type": "string", "description": "base units"},
+        "state": {"type": "string", "enum": ["pending", "batched", "paid", "held"]}, "reason": nstr,
+        "requested_by": _str(), "created_at": _str(fmt="date-time"), "updated_at": _str(fmt="date-time"),
+        "batch": _obj({"batch_id": _str(), "state": _str(), "executed_block": nint, "executed_tx": nstr,
+                       "outcome": nstr}, nullable=True),
+    })
+    return {
+        "Error": _obj({"error": _str(), "status": _int(minimum=100), "message": _str(), "field": _str()},
+                      required=["error", "status", "message"]),
+        "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
+        "Ready": _obj({"ready": {"type": "boolean"}, "reasons": {"type": "array", "items": _str()}}),
+        "Event": _obj({
+            "id": _int(minimum=1), "chain": _str(), "block_number": _int(), "block_hash": _str(), "tx_hash": _str(),
+            "tx_index": _int(), "log_index": _int(), "address": _str(), "event": _str(), "args": free,
+            "inserted_at": _str(fmt="date-time"), "final": {"type": "boolean"},
+        }),
+        "EventPage": _obj({"events": {"type": "array", "items": _ref("Event")},
+                           "next": {**nint, "description": "pass as `cursor` for the next page; null on the last"}}),
+        "Reorg": _obj({
+            "id": _int(), "detected_at": _str(fmt="date-time"), "common_ancestor": _int(), "old_cursor": _int(),
+            "depth": _int(), "deleted_events": _int(),
+        }),
+        "ChainStatus": _obj({
+            "chain": _str(), "kind": {"type": "string", "enum": ["evm", "xrpl"]}, "chain_id": _int(minimum=None),
+            "configured": {"type": "boolean"}, "head": nint, "indexed": nint, "finalized": nint,
+            "chain_finalized": nint, "lag_blocks": nint, "lag_seconds": {"type": "number", "nullable": True},
+            "lag_threshold_blocks": nint, "state": nstr, "halted_reason": nstr, "last_error": nstr,
+            "endpoints": {"type": "array", "items": free}, "reorg_count": _int(),
+            "recent_reorgs": {"type": "array", "items": _ref("Reorg")},
+            "head_seen_at": _str(nullable=True, fmt="date-time"), "updated_at": _str(fmt="date-time"),
+        }, required=["chain", "kind", "chain_id", "configured", "state", "endpoints", "reorg_count", "recent_reorgs"]),
+        "Status": _obj({
+            "generated_at": _str(fmt="date-time"),
+            "chains": {"type": "array", "items": _ref("ChainStatus")},
+            "payouts": _obj({
+                "queue": {"type": "array", "items": _obj({
+                    "chain": _str(), "asset": _str(), "state": _str(), "count": _int(), "amount": _str()})},
+                "open_batches": {"type": "array", "items": _obj({"chain": _str(), "state": _str(), "count": _int()})},
+                "kill_switches": {"type": "array", "items": _obj({
+                    "scope": _str(), "reason": _str(), "changed_by": _str(), "changed_at": _str(fmt="date-time")})},
+            }),
+            "reconciliation": _obj({
+                "latest": {"type": "array", "items": _obj(run_summary)},
+                "paused_assets": {"type": "array", "items": _obj({
+                    "asset_id": _str(), "reason": _str(), "run_id": nint, "paused_by": _str(),
+                    "paused_at": _str(fmt="date-time")})},
+            }),
+        }),
+        "Account": account,
+        "Balances": _obj({"account": account, "balances": {"type": "array", "items": _obj({
+            "asset_id": _str(), "chain": _str(), "symbol": nstr, "decimals": nint,
+            "balance": {"type": "string", "description": "base units; positive = held (wallets) or owed (users)"},
+            "final_balance": {"type": "string", "description": "the part booked at final heights"},
+        })}}),
+        "PayoutRequest": payout,
+        "AccountPayouts": _obj({"account": account, "payouts": {"type": "array", "items": _ref("PayoutRequest")},
+                                "next": nint}),
+        "Payout": _obj({"payout": _ref("PayoutRequest")}),
+        "Batch": _obj({"batch": _obj({
+            "batch_id": _str(), "chain": _str(), "asset": _str(), "token": _str(), "source": _int(),
+            "treasury": _str(), "batcher": _str(), "item_count": _int(), "total": _str(), "gas_limit": _int(),
+            "expiry": _int(minimum=None), "state": _str(), "reason": nstr, "approved_by": nstr,
+            "approved_at": _str(nullable=True, fmt="date-time"), "signer": nstr, "replaces": nstr,
+            "executed_block": nint, "executed_tx": nstr, "failed_count": nint, "failed_amount": nstr,
+            "created_at": _str(fmt="date-time"), "updated_at": _str(fmt="date-time"),
+            "items": {"type": "array", "items": _obj({
+                "idx": _int(), "request_id": _int(), "recipient": _str(), "amount": _str(), "outcome": nstr})},
+            "transactions": {"type": "array", "items": _obj({
+                "tx_hash": _str(), "sender": _str(), "nonce": _int(), "attempt": _int(), "state": _str(),
+                "broadcasts": _int(), "gas_limit": _int(), "max_fee_per_gas": _str(),
+                "max_priority_fee_per_gas": _str(), "mined_block": nint, "receipt_status": nint,
+                "last_error": nstr, "created_at": _str(fmt="date-time"),
+                "last_broadcast_at": _str(nullable=True, fmt="date-time")})},
+        })}),
+        "ReconciliationRun": _obj({**run_summary, "results": {"type": "array", "items": result}}),
+        "ReconciliationPage": _obj({"runs": {"type": "array", "items": _ref("ReconciliationRun")}, "next": nint}),
+        "ReplayRequest": {
+            "type": "object", "additionalProperties": False, "required": ["chain", "from_block", "to_block"],
+            "properties": {
+                "chain": _str(), "from_block": {**_int(), "maximum": MAX_BIGINT},
+                "to_block": {**_int(), "maximum": MAX_BIGINT},
+                "reason": {"type": "string", "maxLength": 500, "nullable": True},
+            },
+        },
+        "ReplayAccepted": _obj({
+            "status": {"type": "string", "enum": ["recorded"]}, "audit_id": _int(), "chain": _str(),
+            "from_block": _int(), "to_block": _int(), "blocks": _int(minimum=1),
+        }),
+    }
+
+
+def build_spec(api: ApiSettings, *, admin: bool, chains: list[str]) -> dict[str, Any]:
+    chain = _query("chain", {"type": "string", "pattern": CHAIN_NAME.pattern}, "Only this chain")
+    block = {**_int(), "maximum": MAX_BIGINT}
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": api.max_page_size},
+                   f"Page size (default {api.default_page_size}, at most {api.max_page_size})")
+    cursor = _query("cursor", {**block}, "The `next` value of the previous page")
+    address_pattern = f"({EVM_ADDRESS.pattern[1:-1]})|({XRPL_ADDRESS.pattern[1:-1]})"
+    ident = {"name": "id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": IDENT_PATTERN}, "description": "Id or code"}
+    not_found = {"404": _error("No such resource")}
+    paths: dict[str, Any] = {
+        "/health": _get("The process is alive", _json(_ref("Health"), "Alive"), limited=False),
+        "/ready": _get(
+            "Database reachable, every chain within its lag threshold, none halted",
+            _json(_ref("Ready"), "Ready"), limited=False,
+            extra={"503": _json(_ref("Ready"), "Not ready; `reasons` says why")},
+        ),
+        "/v1/status": _get("Per-chain follower status, payout queue, last reconciliation",
+                           _json(_ref("Status"), "Status"), params=[]),
+        "/v1/events": _get("Stored events, filtered, in keyset pages", _json(_ref("EventPage"), "A page"), params=[
+            chain,
+            _query("address", {"type": "string", "pattern": f"^({address_pattern})$"}, "Emitting contract / account"),
+            _query("event", {"type": "string", "pattern": EVENT_NAME.pattern}, "Event name, e.g. Transfer"),
+            _query("from_block", block, "Lowest block number"),
+            _query("to_block", block, "Highest block number (at least from_block)"),
+            limit, cursor,
+            _query("order", {"type": "string", "enum": ["asc", "desc"]}, "By id; default asc"),
+        ]),
+        "/v1/stream": {"get": {
+            "summary": "Server-sent events: `chain_event` messages in commit order; resumable",
+            "parameters": [
+                chain,
+                _query("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,20}\.[0-9]{1,19}$"},
+                       "Resume after this position (the Last-Event-ID header wins)"),
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": r"^[0-9]{1,20}\.[0-9]{1,19}$"},
+                 "description": "Sent by EventSource on reconnect"},
+            ],
+            "responses": {
+                "200": {"description": "An endless event stream; `: ping` comments keep it alive",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "400": _error("A parameter is malformed"),
+                "429": RATE_LIMITED,
+                "503": _error("Too many clients, or the feed cannot reach the database"),
+                "default": _error("Any other error, as JSON"),
+            },
+        }},
+        "/v1/accounts/{id}/balances": _get(
+            "Ledger balances of one account, per asset", _json(_ref("Balances"), "Balances"),
+            params=[ident], extra=not_found),
+        "/v1/accounts/{id}/payouts": _get(
+            "Payouts to one account, newest first", _json(_ref("AccountPayouts"), "Payouts"),
+            params=[ident, limit, cursor], extra=not_found),
+        "/v1/payouts/{id}": _get("One payout request, by id or idempotency key", _json(_ref("Payout"), "The payout"), params=[ident], extra=not_found),
+        "/v1/batches/{id}": _get("One payout batch", _json(_ref("Batch"), "The batch"), params=[ident],
+                                 extra=not_found),
+        "/v1/reconciliation": _get(
+            "Reconciliation runs, newest first, with their results", _json(_ref("ReconciliationPage"), "A page"),
+            params=[chain, _query("status", {"type": "string", "enum": ["any", "ok", "mismatch", "error"]},
+                                  "Only runs with this outcome"), limit, cursor]),
+        "/openapi.json": _get("This document", {"description": "OpenAPI 3.0", "content": {JSON: {"schema": {
+            "type": "object"}}}}, params=[]),
+        "/metrics": _get("Prometheus metrics", {"description": "Exposition format", "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/openmetrics-text": {"schema": {"type": "string"}},
+        }}, limited=False),
+    }
+    if api.status_page:
+        html = {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+        paths["/"] = _get("The status page", html)
+        for name, media in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            paths[f"/static/{name}"] = _get(f"Status page asset {name}", {
+                "description": name, "content": {media: {"schema": {"type": "string"}}}})
+    spec: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "chainsettle", "version": "1",
+                 "description": "Read API over indexed chain events, the ledger, payouts and reconciliation."},
+        "paths": paths,
+        "components": {"schemas": _schemas(api)},
+    }
+    if admin:
+        if chains:
+            replay = spec["components"]["schemas"]["ReplayRequest"]["properties"]
+            replay["chain"] = {"type": "string", "enum": chains, "description": "A configured chain"}
+        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        paths["/v1/admin/replay"] = {"post": {
+            "summary": "Record a request to replay an indexed block range (audited)",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ReplayRequest")}}},
+            "responses": {
+                "202": _json(_ref("ReplayAccepted"), "Recorded in the audit log"),
+                "400": _error("The body is malformed; `field` names the problem"),
+                "401": _error("Missing or wrong bearer token"),
+                "409": _error("The chain has nothing indexed yet"),
+                "429": RATE_LIMITED,
+                "default": _error("Any other error, as JSON"),
+            },
+        }}
+    return spec
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])

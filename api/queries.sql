@@ -1,0 +1,193 @@
+-- name: force_custom_plan
+-- Optional filters ($n IS NULL OR col = $n) need a plan made for the actual
+-- values; a generic plan would scan by id and filter everything.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: chain_states
+-- Every chain a follower registered, with the indexed block's timestamp (for lag in seconds).
+SELECT s.chain, s.kind, s.chain_id, s.cursor_number, s.final_number, s.head_number, s.chain_finalized,
+       s.head_seen_at, s.halted_reason, s.reorg_count, s.status, s.updated_at,
+       b.timestamp AS cursor_timestamp,
+       extract(epoch FROM now())::float8 AS db_now
+FROM chain_state s
+LEFT JOIN blocks b ON b.chain = s.chain AND b.number = s.cursor_number
+ORDER BY s.chain;
+
+-- name: recent_reorgs
+-- The last $1 reorgs of each chain, newest first.
+SELECT id, chain, detected_at, common_ancestor, old_cursor, depth, deleted_events
+FROM (
+    SELECT r.*, row_number() OVER (PARTITION BY r.chain ORDER BY r.id DESC) AS n
+    FROM reorgs r
+) x
+WHERE n <= $1
+ORDER BY chain, id DESC;
+
+-- name: events_page_asc
+-- Keyset page in id order after cursor $6; NULL filters match everything.
+SELECT e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
+       e.address, e.event, e.args, e.inserted_at,
+       (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
+FROM events e
+LEFT JOIN chain_state s ON s.chain = e.chain
+WHERE ($1::text IS NULL OR e.chain = $1)
+  AND ($2::text IS NULL OR e.address = $2)
+  AND ($3::text IS NULL OR e.event = $3)
+  AND ($4::bigint IS NULL OR e.block_number >= $4)
+  AND ($5::bigint IS NULL OR e.block_number <= $5)
+  AND ($6::bigint IS NULL OR e.id > $6)
+ORDER BY e.id
+LIMIT $7;
+
+-- name: events_page_desc
+-- Keyset page, newest id first, before cursor $6.
+SELECT e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
+       e.address, e.event, e.args, e.inserted_at,
+       (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
+FROM events e
+LEFT JOIN chain_state s ON s.chain = e.chain
+WHERE ($1::text IS NULL OR e.chain = $1)
+  AND ($2::text IS NULL OR e.address = $2)
+  AND ($3::text IS NULL OR e.event = $3)
+  AND ($4::bigint IS NULL OR e.block_number >= $4)
+  AND ($5::bigint IS NULL OR e.block_number <= $5)
+  AND ($6::bigint IS NULL OR e.id < $6)
+ORDER BY e.id DESC
+LIMIT $7;
+
+-- name: feed_start
+-- Where a new feed starts: every transaction below this xid has finished.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
+
+-- name: feed_after
+-- Events after position ($1 tx, $2 id) in commit order, only from transactions
+-- older than every one still running (see db/migrations/0003_event_feed.sql).
+SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
+       e.address, e.event, e.args, e.inserted_at,
+       (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
+FROM events e
+LEFT JOIN chain_state s ON s.chain = e.chain
+WHERE (e.tx, e.id) > ($1::text::xid8, $2::bigint)
+  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.tx, e.id
+LIMIT $3;
+
+-- name: account_by_ref
+-- An account by its code ('user:anvil:0x..') or its numeric id.
+SELECT id, code, kind, label, created_at
+FROM ledger_accounts
+WHERE code = $1 OR id = $2::bigint
+ORDER BY (code = $1) DESC
+LIMIT 1;
+
+-- name: account_balances
+-- Raw posting sums per asset: all entries, and those at or below their chain's final height.
+SELECT p.asset_id, a.chain, a.symbol, a.decimals,
+       sum(p.amount) AS total,
+       COALESCE(sum(p.amount) FILTER (WHERE s.final_number IS NOT NULL AND t.block_number <= s.final_number), 0)
+           AS final_total
+FROM postings p
+JOIN ledger_transactions t ON t.id = p.transaction_id
+JOIN assets a ON a.id = p.asset_id
+LEFT JOIN chain_state s ON s.chain = t.chain
+WHERE p.account_id = $1
+GROUP BY p.asset_id, a.chain, a.symbol, a.decimals
+ORDER BY p.asset_id;
+
+-- name: reconciliation_page
+-- Runs newest first before cursor $3, each with its per-wallet, per-asset results.
+SELECT r.id, r.chain, r.height, r.started_at, r.finished_at, r.status, r.error, r.checked, r.mismatches,
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'account', a.code, 'asset_id', x.asset_id,
+                      'expected', x.expected::text, 'actual', x.actual::text,
+                      'difference', x.difference::text, 'tolerance', x.tolerance::text,
+                      'status', x.status) ORDER BY a.code, x.asset_id)
+           FROM reconciliation_results x
+           JOIN ledger_accounts a ON a.id = x.account_id
+           WHERE x.run_id = r.id
+       ), '[]'::jsonb) AS results
+FROM reconciliation_runs r
+WHERE ($1::text IS NULL OR r.chain = $1)
+  AND ($2::text IS NULL OR r.status = $2)
+  AND ($3::bigint IS NULL OR r.id < $3)
+ORDER BY r.id DESC
+LIMIT $4;
+
+-- name: latest_reconciliations
+-- The newest run of each chain.
+SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, error, checked, mismatches
+FROM reconciliation_runs
+ORDER BY chain, id DESC;
+
+-- name: open_pauses
+SELECT asset_id, reason, run_id, paused_by, paused_at
+FROM asset_pauses WHERE resolved_at IS NULL ORDER BY asset_id;
+
+-- name: payout_queue
+-- Unpaid payout requests by chain, asset and state.
+SELECT chain, asset, state, count(*) AS count, sum(amount)::text AS amount
+FROM payout_requests WHERE state <> 'paid'
+GROUP BY chain, asset, state ORDER BY chain, asset, state;
+
+-- name: open_batches
+SELECT chain, state, count(*) AS count
+FROM payout_batches WHERE state NOT IN ('confirmed', 'expired')
+GROUP BY chain, state ORDER BY chain, state;
+
+-- name: payout_kill_switches
+SELECT scope, reason, changed_by, changed_at FROM payout_controls WHERE killed ORDER BY scope;
+
+-- name: payout_by_ref
+-- A payout request by numeric id, else by idempotency key, with where its batch stands.
+SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount::text AS amount, r.state, r.reason,
+       r.batch_id, r.requested_by, r.created_at, r.updated_at,
+       b.state AS batch_state, b.executed_block, b.executed_tx, i.outcome
+FROM payout_requests r
+LEFT JOIN payout_batches b ON b.batch_id = r.batch_id
+LEFT JOIN payout_items i ON i.batch_id = r.batch_id AND i.request_id = r.id
+WHERE r.id = $2::bigint OR ($2::bigint IS NULL AND r.idempotency_key = $1);
+
+-- name: payouts_to
+-- Payout requests to one recipient on one chain, newest first, before cursor $3.
+SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount::text AS amount, r.state, r.reason,
+       r.batch_id, r.requested_by, r.created_at, r.updated_at,
+       b.state AS batch_state, b.executed_block, b.executed_tx, i.outcome
+FROM payout_requests r
+LEFT JOIN payout_batches b ON b.batch_id = r.batch_id
+LEFT JOIN payout_items i ON i.batch_id = r.batch_id AND i.request_id = r.id
+WHERE r.chain = $1 AND r.recipient = $2 AND ($3::bigint IS NULL OR r.id < $3)
+ORDER BY r.id DESC
+LIMIT $4;
+
+-- name: batch_by_id
+-- A batch without its signature (it authorizes execution; clients have no use for it).
+SELECT batch_id, chain, asset, token, source, treasury, batcher, item_count, total::text AS total, gas_limit,
+       expiry, state, reason, approved_by, approved_at, signer, replaces, executed_block, executed_tx,
+       failed_count, failed_amount::text AS failed_amount, created_at, updated_at
+FROM payout_batches WHERE batch_id = $1;
+
+-- name: batch_items
+SELECT idx, request_id, recipient, amount::text AS amount, outcome
+FROM payout_items WHERE batch_id = $1 ORDER BY idx;
+
+-- name: batch_transactions
+-- The batch's signed transactions (raw bytes left out), in signing order.
+SELECT tx_hash, sender, nonce, attempt, state, broadcasts, gas_limit, max_fee_per_gas::text AS max_fee_per_gas,
+       max_priority_fee_per_gas::text AS max_priority_fee_per_gas, mined_block, receipt_status, last_error,
+       created_at, last_broadcast_at
+FROM evm_txs WHERE batch_id = $1 ORDER BY nonce, attempt;
+
+-- name: chain_cursor
+SELECT cursor_number, final_number, halted_reason FROM chain_state WHERE chain = $1;
+
+-- name: insert_audit
+INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)
+RETURNING id, at;
+
+-- name: schema_ready
+-- The newest tables this API reads: events.tx (0003) and the payout tables (0005).
+SELECT to_regclass('payout_requests') IS NOT NULL AND EXISTS (
+    SELECT 1 FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'tx'
+);
