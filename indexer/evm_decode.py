@@ -10,6 +10,7 @@ arrays, tuples), so every type the ABI allows decodes correctly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,12 @@ def _hashed(word: str) -> str:
     return "0x" + word
 
 
+_ONE_WORD = re.compile(r"u?int\d*|address|bool|bytes\d+")  # arrays ("uint256[]", "int16[2]") are not one word
+
+
 def static_word_decoder(abi_type: str) -> WordDecoder | None:
+    if not _ONE_WORD.fullmatch(abi_type):
+        return None
     if abi_type.startswith("uint"):
         return _uint
     if abi_type.startswith("int"):
@@ -135,6 +141,8 @@ def _compile_json_decoder(name: str, inputs: list[dict]) -> Callable[[Sequence[s
             di += 1
         if inp.get("indexed") and static_word_decoder(t) is None:
             expr = f"'\"0x' + {word}.lower() + '\"'"  # hashed dynamic value
+        elif static_word_decoder(t) is None:
+            return None
         elif t.startswith("uint"):
             bits = int(t[4:] or 256)
             if bits < 256:
@@ -278,6 +286,8 @@ class LogDecoder:
                 address = lowered.get(address) or lowered.setdefault(address, address.lower())
                 specs = by_address.get(address)
                 topics = log["topics"]
+                if type(topics) is not list:
+                    raise TypeError("topics")
                 if specs is None or not topics:
                     continue
                 spec = specs.get(topics[0]) or specs.get(topics[0].lower())
@@ -302,8 +312,36 @@ class LogDecoder:
                                          [t.lower() for t in topics], data.lower(), f"{spec.name}: {exc}"[:500]))
                     continue
                 append((chain, block_number, block_hash, tx_hash, tx_index, log_index, address, spec.name, args))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BadRpcResponse(
-                f"eth_getLogs: log entry field {exc.args[0] if exc.args else exc!r} missing or malformed"
-            ) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            where = _bad_log_field(log) if "log" in locals() else "(the result itself)"
+            raise BadRpcResponse(f"eth_getLogs: log entry field {where} missing or malformed") from None
         return events, raw
+
+
+_LOG_FIELDS = (
+    ("address", lambda v: isinstance(v, str) and len(v) == 42),
+    ("topics", lambda v: isinstance(v, list) and all(isinstance(t, str) and len(t) == 66 for t in v)),
+    ("data", lambda v: isinstance(v, str) and v[:2] in ("0x", "0X")),
+    ("blockNumber", lambda v: _is_quantity(v)),
+    ("blockHash", lambda v: isinstance(v, str) and len(v) == 66),
+    ("transactionHash", lambda v: isinstance(v, str) and len(v) == 66),
+    ("transactionIndex", lambda v: _is_quantity(v)),
+    ("logIndex", lambda v: _is_quantity(v)),
+)
+
+
+def _is_quantity(v: object) -> bool:
+    try:
+        return isinstance(v, str) and int(v, 16) >= 0
+    except ValueError:
+        return False
+
+
+def _bad_log_field(log: object) -> str:
+    """Which field of a log entry is wrong: the slow path, only to name it in the error."""
+    if not isinstance(log, dict):
+        return f"(the entry is a {type(log).__name__}, not an object)"
+    for name, ok in _LOG_FIELDS:
+        if not ok(log.get(name)):
+            return repr(name)
+    return "(unknown)"

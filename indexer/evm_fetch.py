@@ -7,6 +7,7 @@ the follower never commits a half-answer.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from .errors import BadRpcResponse, RpcError, RpcErrorKind
@@ -38,6 +39,39 @@ async def get_header(rpc: EvmRpc, tag: int | str) -> BlockRow:
     if isinstance(tag, int) and header.number != tag:
         raise BadRpcResponse(f"eth_getBlockByNumber({ref}) answered block {header.number}")
     return header
+
+
+async def read_tip(rpc: EvmRpc, with_finalized: bool) -> tuple[BlockRow, BlockRow | None]:
+    """The head (and the `finalized` block) that at least two endpoints reach.
+
+    Every endpoint is asked; with several answers the second highest is
+    used, so one endpoint claiming a head far above the others (a lie, or
+    a load balancer ahead of its own backends) can neither make blocks it
+    does not have look final nor stall the follower on them. A lagging
+    endpoint costs at most its lag, and only while it is among the top two.
+    """
+    calls = [("eth_getBlockByNumber", ["latest", False])]
+    if with_finalized:
+        calls.append(("eth_getBlockByNumber", ["finalized", False]))
+    heads: list[BlockRow] = []
+    finals: list[BlockRow | None] = []
+
+    def take(res: list, where: str) -> None:
+        head = parse_header(res[0], f"eth_getBlockByNumber(latest){where}")
+        final = parse_header(res[1], f"eth_getBlockByNumber(finalized){where}") if with_finalized and res[1] else None
+        heads.append(head)
+        finals.append(final)
+
+    for label, res in await rpc.batch_each(calls):
+        if not isinstance(res, RpcError):
+            with contextlib.suppress(BadRpcResponse):
+                take(res, f" [{label}]")
+    if not heads:  # nobody answered at once: the usual retries and backoff
+        take(await rpc.batch(calls), "")
+    head = sorted(heads, key=lambda h: h.number, reverse=True)[min(1, len(heads) - 1)]
+    known = sorted((f for f in finals if f is not None), key=lambda f: f.number, reverse=True)
+    final = known[min(1, len(known) - 1)] if known else None
+    return head, final
 
 
 async def get_headers(rpc: EvmRpc, numbers: list[int]) -> list[BlockRow]:

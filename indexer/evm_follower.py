@@ -60,6 +60,9 @@ class InconsistentRange(Exception):
     """Answers for one range contradict each other (the node moved, or lies)."""
 
 
+RETRYABLE_ERRORS = (RpcError, BadRpcResponse, InconsistentRange, StaleCursor, asyncpg.PostgresError, OSError)
+BACKFILL_MAX_FAILURES = 12
+
 class EvmFollower:
     def __init__(
         self,
@@ -138,20 +141,36 @@ class EvmFollower:
             raise ConfigError(f"--from {from_block} would leave a gap after the cursor at {self.cursor.number}")
         elif from_block is not None:
             self._start_override = from_block
+        failures = 0
         while True:
-            tip = await self._read_tip()
-            await self._check_cursor(tip)
-            target = tip.finalized if to_block is None else min(to_block, tip.finalized)
-            if to_block is not None and to_block > tip.finalized:
-                log.info("index.waiting_for_finality", chain=self.chain, to_block=to_block, finalized=tip.finalized)
-            nxt = self._next_block()
-            if nxt > target:
-                if to_block is None or (self.cursor and self.cursor.number >= to_block):
-                    return new
-                await asyncio.sleep(self.cfg.effective_poll_interval)
-                continue
-            new += await self._index_final(nxt, target)
-            await self._report(force=True)
+            try:
+                tip = await self._read_tip()
+                await self._check_cursor(tip)
+                target = tip.finalized if to_block is None else min(to_block, tip.finalized)
+                if to_block is not None and to_block > tip.finalized:
+                    log.info("index.waiting_for_finality", chain=self.chain, to_block=to_block, finalized=tip.finalized)
+                nxt = self._next_block()
+                if nxt > target:
+                    if to_block is None or (self.cursor and self.cursor.number >= to_block):
+                        return new
+                    await asyncio.sleep(self.cfg.effective_poll_interval)
+                    continue
+                new += await self._index_final(nxt, target)
+                await self._report(force=True)
+                failures = 0
+            except RETRYABLE_ERRORS as exc:
+                # A one-shot backfill rides out the same faults `run` does, but
+                # gives up (exit 1) after a while instead of hanging a script.
+                failures += 1
+                if failures > BACKFILL_MAX_FAILURES:
+                    raise
+                if isinstance(exc, StaleCursor):
+                    self._started = False
+                    await self.start()
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.7, 1.3)
+                log.warning("index.retry", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:500],
+                            attempt=failures, backoff=round(delay, 2))
+                await asyncio.sleep(delay)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until `stop` is set; retries forever, stops only when halted."""
@@ -171,7 +190,7 @@ class EvmFollower:
                     await self._wait_for_block(stop)
             except (ChainHalted, ConfigError):
                 raise
-            except (RpcError, BadRpcResponse, InconsistentRange, StaleCursor, asyncpg.PostgresError, OSError) as exc:
+            except RETRYABLE_ERRORS as exc:
                 self.state = "retrying"
                 self.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
                 m.FOLLOWER_UP.labels(self.chain).set(0)

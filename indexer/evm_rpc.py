@@ -24,7 +24,7 @@ from config.logs import get_logger
 
 from . import metrics as m
 from .errors import AllEndpointsFailed, RpcError, RpcErrorKind
-from .ranges import looks_range_too_large, looks_timeout, parse_range_hint
+from .ranges import looks_range_too_large, looks_rate_limited, looks_timeout, parse_range_hint
 
 log = get_logger("indexer.rpc")
 K = RpcErrorKind
@@ -44,6 +44,8 @@ def classify_rpc_error(code: int | None, message: str) -> tuple[RpcErrorKind, An
         return K.EXECUTION, None
     if code == -32601 or "method not found" in low or "not supported" in low or "does not exist/is not available" in low:
         return K.UNSUPPORTED, None
+    if looks_rate_limited(message) or code == 429:  # before "too many": "too many requests" is no range
+        return K.RETRYABLE, None
     if looks_range_too_large(message) or code == -32005:
         return K.RANGE_TOO_LARGE, parse_range_hint(message)
     if looks_timeout(message):
@@ -162,6 +164,33 @@ class EvmRpc:
         for _ in calls[1:]:
             next(self._ids)
         return await self._with_failover(calls[0][0] + "[batch]", payload, timeout, single=False)
+
+    async def batch_each(self, calls: Sequence[tuple[str, list]], *, timeout: float | None = None) -> list[tuple[str, Any]]:
+        """The same batch on every usable endpoint at once, one attempt each.
+
+        For cross-checks between endpoints (the head): returns (endpoint
+        label, results list or the RpcError) per endpoint asked. Endpoints
+        cooling down after failures are skipped unless none is usable.
+        """
+        first = next(self._ids)
+        payload = [
+            {"jsonrpc": "2.0", "id": first + i, "method": meth, "params": params}
+            for i, (meth, params) in enumerate(calls)
+        ]
+        for _ in calls[1:]:
+            next(self._ids)
+        method = calls[0][0] + "[each]"
+        asked = [e for e in self.endpoints if e.healthy] or list(self.endpoints)
+
+        async def one(ep: Endpoint) -> tuple[str, Any]:
+            try:
+                return ep.label, await self._send(ep, method, payload, timeout, single=False)
+            except RpcError as exc:
+                if exc.kind in (K.RETRYABLE, K.TIMEOUT):
+                    ep.on_failure(str(exc.args[0])[:200], exc.retry_after)
+                return ep.label, exc
+
+        return list(await asyncio.gather(*(one(ep) for ep in asked)))
 
     async def _with_failover(self, method: str, payload: Any, timeout: float | None, single: bool) -> Any:
         attempts = 0

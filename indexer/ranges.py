@@ -9,38 +9,73 @@ from __future__ import annotations
 
 import re
 
-# Error texts seen from common nodes and providers, and what they hint at.
-_HINT_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\]")
-_HINT_SPAN = [
+# What providers say when eth_getLogs asks too much, and what they hint at.
+# Sources: the providers' error texts as collected by indexers that meet
+# them (ponder's getLogsRetryHelper tests, Chainlink, The Graph) and the
+# node code (coreth, bsc, ethermint, frontier). A hint is either a block
+# range that will work or a maximum span; texts without one mean "halve".
+_NUM = r"(\d[\d,.]*\s*[kK]?)"
+_HEX = r"(0x[0-9a-fA-F]+)"
+_HINT_RANGES = [
     re.compile(p, re.IGNORECASE)
     for p in (
-        r"maximum is set to\s*([\d,]+)",  # avalanche/coreth (Flare): requested too many blocks from X to Y, maximum is set to 30
-        r"exceed(?:s|ed)? maximum block range:?\s*([\d,]+)",  # bsc/geth forks
-        r"block range (?:is )?(?:too large|too wide|limit)[^\d]*(?:max(?:imum)?|limit)?[^\d]*([\d,]+)",
-        r"limited to (?:a )?([\d,]+)(?:\s*-?\s*blocks?)?(?: block)? range",  # eth_getLogs is limited to a 10,000 range
-        r"range (?:should|must) (?:not )?(?:exceed|be less than|be at most)\s*([\d,]+)",
-        r"(?:up to|max(?:imum)?(?: of)?) (?:a )?([\d,]+)[ -]?(?:k )?blocks?",  # up to a 2K block range / max 1000 blocks
-        r"max(?:imum)? (?:allowed )?(?:number of )?(?:requested )?blocks? (?:range )?(?:is|of)?\s*([\d,]+)",
-        r"range (?:is )?too large,? max(?:imum)? is\s*([\d,]+)",
+        rf"\[\s*{_HEX}\s*,\s*{_HEX}\s*\]",  # alchemy "this block range should work: [0x.., 0x..]", infura, zksync
+        r"retry with the range (\d+)\s*-\s*(\d+)",  # llamarpc, ankr: "query exceeds max results 20000, retry with the range 1-2"
     )
 ]
-_K_SPAN = re.compile(r"up to a ([\d]+)K block range", re.IGNORECASE)
+_HINT_SPANS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"maximum is set to {_NUM}",  # coreth (Avalanche, Flare): requested too many blocks from X to Y, maximum is set to N
+        rf"exceeds the range allowed for your plan \(\d+ > {_NUM}\)",  # blast
+        rf"maximum \[from, to\] blocks distance:?\s*{_NUM}",  # ethermint (Cronos), cosmos-evm
+        rf"exceed(?:s|ed)? (?:the )?max(?:imum)? block range:?\s*{_NUM}",  # bsc, hyperliquid "query exceeds max block range N"
+        rf"maximum block range:?\s*{_NUM}",  # publicnode
+        rf"limited to (?:a )?{_NUM}(?:\s*-?\s*blocks?)?\s*(?:block )?range",  # quicknode "limited to a 10,000 range", blockpi
+        rf"limited to {_NUM} blocks?",
+        rf"maximum allowed number of requested blocks is {_NUM}",  # thirdweb
+        rf"block range is too wide \((?:maximum|max)\s*{_NUM}\)",  # moonbeam / frontier
+        rf"range is too large, max is {_NUM}\s*blocks?",  # merkle "eth_getLogs range is too large, max is 10k blocks"
+        rf"limit the query to at most {_NUM}\s*blocks",  # coinbase
+        rf"block range greater than {_NUM} max",  # swell
+        rf"block range exceeds {_NUM}",  # somnia
+        rf"query must be smaller than size {_NUM}",  # harmony
+        rf"max range:?\s*{_NUM}",  # cloudflare
+        rf"up to a {_NUM}\s*block range",  # aurora, alchemy's text without a suggested range
+        rf"(?:max(?:imum)?|at most|up to) (?:of )?{_NUM}\s*blocks",  # "max 1000 blocks", "up to 500 blocks"
+    )
+]
 _TOO_LARGE = re.compile(
-    r"(too many|more than [\d,]+ results|returned more than|response size|size exceed|limit exceeded|"
-    r"block range|range (?:is )?too|too wide|too large|maximum block range|exceeds? the limit|"
-    r"requested too many blocks|max results|result window|query (?:returned|exceeds))",
+    r"(too many blocks|more than [\d,]+ results|returned more than|exceeds? max results|max results|"
+    r"response size|size exceed|response too large|too large|too wide|limit exceeded|limited to|"
+    r"block range|blocks distance|maximum block range|max block range|range allowed|"
+    r"exceeds? (?:the )?limit|result window|query (?:returned|exceeds)|logs matched by query|"
+    r"max range|at most [\d,]+ blocks|smaller than size|should not greater than|number of requested blocks)",
+    re.IGNORECASE,
+)
+_RATE_LIMITED = re.compile(
+    r"(rate.?limit|too many requests|request rate|requests per second|compute units|"
+    r"exceeded (?:the |your )?(?:daily |monthly )?(?:quota|capacity|request count|credits)|daily request count)",
     re.IGNORECASE,
 )
 _TIMEOUT = re.compile(r"(timeout|timed out|deadline exceeded|took too long)", re.IGNORECASE)
 
 
 def _num(text: str) -> int:
-    text = text.replace(",", "")
-    return int(text, 16) if text.lower().startswith("0x") else int(text)
+    text = text.strip()
+    if text.lower().startswith("0x"):
+        return int(text, 16)
+    mult = 1000 if text[-1:] in "kK" else 1
+    digits = re.sub(r"[^\d]", "", text)
+    return int(digits) * mult if digits else 0
 
 
 def looks_range_too_large(message: str) -> bool:
     return bool(_TOO_LARGE.search(message))
+
+
+def looks_rate_limited(message: str) -> bool:
+    return bool(_RATE_LIMITED.search(message))
 
 
 def looks_timeout(message: str) -> bool:
@@ -49,15 +84,13 @@ def looks_timeout(message: str) -> bool:
 
 def parse_range_hint(message: str) -> tuple[int, int] | int | None:
     """A suggested (from, to) block range, a maximum span, or None."""
-    m = _HINT_RANGE.search(message)
-    if m:
-        lo, hi = _num(m.group(1)), _num(m.group(2))
-        if hi >= lo:
-            return (lo, hi)
-    m = _K_SPAN.search(message)
-    if m:
-        return int(m.group(1)) * 1000
-    for pat in _HINT_SPAN:
+    for pat in _HINT_RANGES:
+        m = pat.search(message)
+        if m:
+            lo, hi = _num(m.group(1)), _num(m.group(2))
+            if hi >= lo:
+                return (lo, hi)
+    for pat in _HINT_SPANS:
         m = pat.search(message)
         if m:
             span = _num(m.group(1))
@@ -73,7 +106,9 @@ class RangeSizer:
         self.maximum = max(1, maximum)
         self.minimum = max(1, min(minimum, self.maximum))
         self.size = max(self.minimum, min(initial, self.maximum))
-        self._ceiling = self.maximum  # learnt from provider hints; grows back slowly
+        # A provider's stated maximum span, once seen, caps growth for good:
+        # asking past it again would only buy another refusal.
+        self.ceiling = self.maximum
 
     def next_range(self, start: int, limit: int) -> tuple[int, int]:
         return start, min(limit, start + self.size - 1)
@@ -81,19 +116,25 @@ class RangeSizer:
     def on_success(self, span: int, results: int, target_results: int = 10_000) -> None:
         # Grow fast while responses are small; stay put when they are big.
         if results < target_results // 4 and span >= self.size:
-            self.size = min(self._ceiling, self.size * 2)
+            self.size = min(self.ceiling, self.size * 2)
         elif results > target_results:
             self.size = max(self.minimum, self.size // 2)
 
     def on_too_large(self, span: int, hint: tuple[int, int] | int | None = None) -> None:
         if isinstance(hint, tuple):
-            new = hint[1] - hint[0] + 1
+            target = hint[1] - hint[0] + 1
         elif isinstance(hint, int):
-            new = hint
-            self._ceiling = max(self.minimum, min(self._ceiling, hint))
+            self.ceiling = max(1, min(self.ceiling, hint))
+            target = hint
         else:
-            new = span // 2
-        self.size = max(self.minimum, min(new, span - 1 if span > 1 else 1, self._ceiling))
+            # No hint: halve, but not below the configured floor.
+            target = max(self.minimum, span // 2)
+        self._shrink(span, min(target, self.ceiling))
 
     def on_timeout(self, span: int) -> None:
-        self.size = max(self.minimum, span // 2)
+        self._shrink(span, max(self.minimum, span // 2))
+
+    def _shrink(self, span: int, target: int) -> None:
+        # Always strictly below the refused span, floor or not: otherwise a
+        # refusal at the floor would be asked again forever.
+        self.size = max(1, min(target, span - 1))

@@ -108,6 +108,10 @@ class Store:
                 await conn.executemany(
                     Q.upsert_block, [(self.chain, b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks]
                 )
+            # Hooks that act only on final data (payout confirmation) read
+            # final_number: it moves before them, inside this transaction.
+            if final_number is not None:
+                await conn.execute(Q.set_final, self.chain, final_number)
             for hook in self.hooks:
                 await hook.on_range(conn, self.chain, from_block, to_block)
             if cursor is not None:
