@@ -156,13 +156,7 @@ class EvmRpc:
         """
         if not calls:
             return []
-        first = next(self._ids)
-        payload = [
-            {"jsonrpc": "2.0", "id": first + i, "method": meth, "params": params}
-            for i, (meth, params) in enumerate(calls)
-        ]
-        for _ in calls[1:]:
-            next(self._ids)
+        payload = self._batch_payload(calls)
         return await self._with_failover(calls[0][0] + "[batch]", payload, timeout, single=False)
 
     async def batch_each(self, calls: Sequence[tuple[str, list]], *, timeout: float | None = None) -> list[tuple[str, Any]]:
@@ -172,13 +166,7 @@ class EvmRpc:
         label, results list or the RpcError) per endpoint asked. Endpoints
         cooling down after failures are skipped unless none is usable.
         """
-        first = next(self._ids)
-        payload = [
-            {"jsonrpc": "2.0", "id": first + i, "method": meth, "params": params}
-            for i, (meth, params) in enumerate(calls)
-        ]
-        for _ in calls[1:]:
-            next(self._ids)
+        payload = self._batch_payload(calls)
         method = calls[0][0] + "[each]"
         asked = [e for e in self.endpoints if e.healthy] or list(self.endpoints)
 
@@ -191,6 +179,9 @@ class EvmRpc:
                 return ep.label, exc
 
         return list(await asyncio.gather(*(one(ep) for ep in asked)))
+
+    def _batch_payload(self, calls: Sequence[tuple[str, list]]) -> list[dict]:
+        return [{"jsonrpc": "2.0", "id": next(self._ids), "method": meth, "params": params} for meth, params in calls]
 
     async def _with_failover(self, method: str, payload: Any, timeout: float | None, single: bool) -> Any:
         attempts = 0
