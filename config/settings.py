@@ -122,15 +122,29 @@ class ChainConfig(Strict):
     def _ws(cls, v: object) -> object:
         return _resolve_url(v, "ws") if isinstance(v, str) else v
 
+    @field_validator("wallets")
+    @classmethod
+    def _wallet_addresses(cls, v: list[WalletConfig], info) -> list[WalletConfig]:
+        preset = PRESETS.get(info.data.get("preset", ""))
+        if preset is None:
+            return v
+        for i, w in enumerate(v):
+            if preset.kind == "evm" and not _EVM_ADDRESS.match(w.address):
+                raise ValueError(f"[{i}].address ({w.name}): must be a 0x-prefixed 20-byte hex address")
+            if preset.kind == "xrpl":
+                from xrpl.core.addresscodec import is_valid_classic_address
+
+                if not is_valid_classic_address(w.address):
+                    raise ValueError(f"[{i}].address ({w.name}): must be a classic XRPL address (r...)")
+        return v
+
     @model_validator(mode="after")
     def _kind_rules(self) -> "ChainConfig":
         names = [c.name for c in self.contracts]
         if len(set(names)) != len(names):
             raise ValueError("contract names must be unique within a chain")
-        if self.kind == "evm":
-            for w in self.wallets:
-                if not _EVM_ADDRESS.match(w.address):
-                    raise ValueError(f"wallet {w.name}: address must be a 0x-prefixed 20-byte hex address")
+        if self.kind == "xrpl" and self.contracts:
+                raise ValueError("XRPL chains have no contracts; watch accounts with [[chains.wallets]]")
         return self
 
     @property
