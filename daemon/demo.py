@@ -25,7 +25,7 @@ log = get_logger("demo")
 STATE = devchain.ROOT / ".state" / "demo"
 
 
-def demo_config(anvil_url: str, token: str, wallet: str, api_port: int) -> str:
+def demo_config(anvil_url: str, token: str, wallet: str, api_port: int, xrpl_url: str, xrpl_hot: str) -> str:
     return f"""# Written by `chainsettle demo`; regenerated on every run.
 [database]
 embedded_dir = "pg"
@@ -55,6 +55,18 @@ events = ["Transfer", "Approval"]
 name = "hot"
 address = "{wallet}"
 assets = ["native", "Token"]
+
+[[chains]]
+name = "xrpl-local"
+preset = "xrpl"
+rpc = ["{xrpl_url}"]
+
+[[chains.wallets]]
+name = "hot"
+address = "{xrpl_hot}"
+
+[reconcile]
+interval_seconds = 10
 """
 
 
@@ -80,7 +92,36 @@ class Depositors(threading.Thread):
                     log.warning("demo.deposit_failed", error=str(exc)[:200])
 
 
+class XrplDepositors:
+    """Users paying XRP into the XRPL hot wallet, each with their destination tag."""
+
+    def __init__(self, server) -> None:
+        from tests.support.xrpl import Driver, wallet
+
+        self.driver = Driver(server)
+        self.hot = wallet(1)
+        self.users = [wallet(n) for n in range(2, 6)]
+        self.driver.fund(self.hot, *self.users)
+        self.count = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        rng = random.Random()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), rng.uniform(1.0, 3.0))
+            except asyncio.TimeoutError:
+                i = rng.randrange(len(self.users))
+                res = self.driver.pay(self.users[i], self.hot.classic_address, str(rng.randrange(1, 50) * 1_000_000),
+                                      DestinationTag=1000 + i)
+                self.count += res.get("engine_result") == "tesSUCCESS"
+
+
 async def run_demo(api_port: int = 8080) -> int:
+    import sys
+
+    sys.path.insert(0, str(devchain.ROOT))  # the XRPL test ledger lives under tests/
+    from tests.xrpl_ledger import start_ledger_server
+
     from .supervisor import run_daemon
 
     shutil.rmtree(STATE, ignore_errors=True)  # a fresh chain needs fresh books
@@ -89,6 +130,8 @@ async def run_demo(api_port: int = 8080) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    xrpl_server, xrpl_url = await start_ledger_server(close_interval=2.0)
+    xrpl = XrplDepositors(xrpl_server)
     with devchain.Anvil("--block-time", "1") as anvil:
         token = devchain.deploy_token(anvil.url)
         wallet = devchain.DEV_ACCOUNTS[1][0]
@@ -97,17 +140,19 @@ async def run_demo(api_port: int = 8080) -> int:
         if not _port_free(api_port):
             api_port = devchain.free_port()
         config = STATE / "chainsettle.toml"
-        config.write_text(demo_config(anvil.url, token, wallet, api_port))
+        config.write_text(demo_config(anvil.url, token, wallet, api_port, xrpl_url, xrpl.hot.classic_address))
         settings = load_settings(config)
         setup_logging(settings)
         depositors = Depositors(anvil.url, token, wallet)
         depositors.start()
+        xrpl_task = asyncio.create_task(xrpl.run(stop))
         base = f"http://127.0.0.1:{api_port}"
         print(f"""
 chainsettle demo is running (Ctrl-C stops everything)
   chain        anvil at {anvil.url} (chain id 31337, a block per second)
   token        {token}
   hot wallet   {wallet}
+  XRPL         test ledger at {xrpl_url} (a validated ledger every 2 s), hot wallet {xrpl.hot.classic_address}
   config       {config}
   status page  {base}/
   API          {base}/v1/status   {base}/v1/events?chain=local
@@ -118,7 +163,9 @@ chainsettle demo is running (Ctrl-C stops everything)
         finally:
             depositors.halt.set()
             depositors.join(5)
-        print(f"demo stopped: {depositors.count} deposits made", flush=True)
+            await xrpl_task
+            await xrpl_server.stop()
+        print(f"demo stopped: {depositors.count} token deposits and {xrpl.count} XRP deposits made", flush=True)
     return 0
 
 

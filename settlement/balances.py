@@ -62,6 +62,10 @@ def _quantity(raw: object, what: str) -> int:
 
 
 class EvmBalanceReader:
+    # Block 0 holds the genesis allocations and no transactions: the state
+    # "before" a chain indexed from genesis is the state at block 0.
+    first_state = 0
+
     def __init__(self, rpc: EvmRpc, *, batch_size: int = 100) -> None:
         self.rpc = rpc
         self.batch_size = batch_size
@@ -109,6 +113,9 @@ class EvmBalanceReader:
 
 class XrplBalanceReader:
     """XRP in drops and issued currencies scaled by the asset's decimals."""
+
+    # There is no ledger before the first: nothing was held "before" it.
+    first_state = None
 
     def __init__(self, urls: Sequence[str], *, chain: str, timeout: float = 15.0) -> None:
         if not urls:

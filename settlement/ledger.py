@@ -220,8 +220,11 @@ async def ensure_openings(pool: asyncpg.Pool, chain: str, reader: "BalanceReader
         by_height[r["tracked_from"]].append(r)
     for height, rows in sorted(by_height.items()):
         queries = [BalanceQuery(r["address"], assets[r["asset_id"]]) for r in rows]
-        # Height -1 (a chain indexed from genesis): nothing happened before block 0.
-        values = await reader.balances(max(height, 0), queries) if height >= 0 else [0] * len(rows)
+        floor = getattr(reader, "first_state", 0)
+        if height >= 1 or (floor is not None and height >= floor - 1):
+            values = await reader.balances(max(height, floor or 0), queries)
+        else:
+            values = [0] * len(rows)
         async with pool.acquire() as conn:
             for r, value in zip(rows, values):
                 if await post_opening(conn, chain, r["address"], r["asset_id"], height, value) is not None:
