@@ -1,0 +1,109 @@
+"""`chainsettle payouts ...` and `chainsettle contracts deploy-batcher`: registered through daemon.cli_ext."""
+
+from __future__ import annotations
+
+import json
+
+from config import ChainsettleError, Settings
+
+
+def register(sub) -> None:
+    p = sub.add_parser("payouts", help="payout requests, approvals, kill switch, listing")
+    ps = p.add_subparsers(dest="payouts_command", required=True)
+
+    r = ps.add_parser("request", help="request one payout (the same --key twice is one payout)")
+    r.add_argument("--chain", required=True)
+    r.add_argument("--asset", required=True)
+    r.add_argument("--to", required=True)
+    r.add_argument("--amount", required=True, help="integer base units")
+    r.add_argument("--key", required=True, help="idempotency key")
+    r.add_argument("--actor", default="cli")
+    r.set_defaults(func=_cmd_request)
+
+    a = ps.add_parser("approve", help="approve a batch above the approval threshold")
+    a.add_argument("batch")
+    a.add_argument("--by", required=True, help="who approves (recorded)")
+    a.set_defaults(func=_cmd_approve)
+
+    k = ps.add_parser("kill", help="stop signing now (all chains, or --chain)")
+    k.add_argument("--chain")
+    k.add_argument("--reason", required=True)
+    k.add_argument("--actor", default="cli")
+    k.set_defaults(func=_cmd_kill, killed=True)
+    u = ps.add_parser("resume", help="lift a run-time kill switch (all chains, or --chain)")
+    u.add_argument("--chain")
+    u.add_argument("--reason", required=True)
+    u.add_argument("--actor", default="cli")
+    u.set_defaults(func=_cmd_kill, killed=False)
+
+    ls = ps.add_parser("list", help="requests, batches, transactions and their states")
+    ls.add_argument("--chain")
+    ls.add_argument("--limit", type=int, default=1000)
+    ls.add_argument("--json", action="store_true", help="JSON output (the default; kept for scripts)")
+    ls.set_defaults(func=_cmd_list)
+
+    c = sub.add_parser("contracts", help="contract deployment helpers")
+    cs = c.add_subparsers(dest="contracts_command", required=True)
+    d = cs.add_parser("deploy-batcher", help="deploy PayoutBatcher on a dev chain with the configured keys")
+    d.add_argument("--chain", required=True)
+    d.add_argument("--owner", help="owner address (default: the sender)")
+    d.set_defaults(func=_cmd_deploy)
+
+
+async def _cmd_request(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+
+    from .payout_requests import request_payout
+
+    try:
+        amount = int(args.amount)
+    except ValueError:
+        raise ChainsettleError("amount: must be an integer in base units") from None
+    async with open_pool(settings) as pool:
+        row, created = await request_payout(pool, settings, chain=args.chain, asset=args.asset, to=args.to,
+                                            amount=amount, key=args.key, actor=args.actor)
+    print(json.dumps({"created": created, "request": row}, default=str))
+    return 0
+
+
+async def _cmd_approve(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+
+    from .payout_requests import approve_batch
+
+    async with open_pool(settings) as pool:
+        out = await approve_batch(pool, args.batch, args.by)
+    print(json.dumps(out))
+    return 0
+
+
+async def _cmd_kill(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+
+    from .payout_requests import set_kill_switch
+
+    scope = args.chain or "*"
+    async with open_pool(settings) as pool:
+        await set_kill_switch(pool, scope, args.killed, args.reason, args.actor)
+    print(json.dumps({"scope": scope, "killed": args.killed}))
+    return 0
+
+
+async def _cmd_list(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+
+    from .payout_requests import list_payouts
+
+    async with open_pool(settings) as pool:
+        out = await list_payouts(pool, args.chain, args.limit)
+    print(json.dumps(out, default=str, indent=2))
+    return 0
+
+
+async def _cmd_deploy(settings: Settings, args) -> int:
+    from .payout_deploy import deploy_batcher
+
+    address = await deploy_batcher(settings, args.chain, owner=args.owner)
+    print(json.dumps({"chain": args.chain, "address": address}))
+    return 0
+

@@ -1,0 +1,21 @@
+"""Prometheus metrics of the payout pipeline (alert rules match on these)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PAYOUTS = Gauge("chainsettle_payouts", "Payout requests by state", ["chain", "state"])
+BATCHES = Gauge("chainsettle_payout_batches", "Payout batches by state", ["chain", "state"])
+BATCH_SIZE = Histogram(
+    "chainsettle_payout_batch_size", "Recipients per payout batch", ["chain"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+TX_BROADCASTS = Counter("chainsettle_payout_broadcasts_total", "Broadcasts of signed payout transactions", ["chain", "result"])
+FEE_BUMPS = Counter("chainsettle_payout_fee_bumps_total", "Replacement transactions with raised fees", ["chain"])
+FEE_CAP_HIT = Counter(
+    "chainsettle_payout_fee_cap_hit_total", "Transactions that would need a fee above the configured cap", ["chain"]
+)
+NONCE_GAPS = Counter("chainsettle_payout_nonce_gaps_total", "Nonce gaps found against the chain and filled", ["chain"])
+KILLED = Gauge("chainsettle_payout_kill_switch", "1 while signing is stopped by a kill switch", ["chain"])
+CONFIRMED = Counter("chainsettle_payout_batches_confirmed_total", "Batches confirmed from final events", ["chain"])
+EXPIRED = Counter("chainsettle_payout_batches_expired_total", "Batches proven dead after expiry", ["chain"])
