@@ -9,13 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from api.cli import register as _api
+from settlement.cli_payouts import register as _payouts
 
 from .cli_demo import register as _demo
 from .cli_ledger import register as _ledger
 
-REGISTER: list[Callable] = [_demo, _ledger]
-REGISTER.append(_api)
-
-from settlement.cli_payouts import register as _payouts  # noqa: E402
-
-REGISTER.append(_payouts)
+REGISTER: list[Callable] = [_demo, _ledger, _api, _payouts]

@@ -9,6 +9,7 @@ prints where to look. Ctrl-C stops everything and leaves nothing running.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import signal
@@ -25,7 +26,12 @@ log = get_logger("demo")
 STATE = devchain.ROOT / ".state" / "demo"
 
 
-def demo_config(anvil_url: str, token: str, wallet: str, api_port: int, xrpl_url: str, xrpl_hot: str) -> str:
+SIGNER_ENV = "CHAINSETTLE_DEMO_SIGNER_KEY"
+SENDER_ENV = "CHAINSETTLE_DEMO_SENDER_KEY"
+
+
+def demo_config(anvil_url: str, token: str, wallet: str, api_port: int, xrpl_url: str, xrpl_hot: str,
+                batcher: str, sender: str) -> str:
     return f"""# Written by `chainsettle demo`; regenerated on every run.
 [database]
 embedded_dir = "pg"
@@ -51,10 +57,26 @@ abi = "erc20"
 start_block = 0
 events = ["Transfer", "Approval"]
 
+[[chains.contracts]]
+name = "batcher"
+address = "{batcher}"
+abi = "payout_batcher"
+start_block = 0
+
 [[chains.wallets]]
 name = "hot"
 address = "{wallet}"
 assets = ["native", "Token"]
+
+[[chains.wallets]]
+name = "batcher"
+address = "{batcher}"
+assets = ["Token"]
+
+[[chains.wallets]]
+name = "sender"
+address = "{sender}"
+assets = ["native"]
 
 [[chains]]
 name = "xrpl-local"
@@ -67,6 +89,22 @@ address = "{xrpl_hot}"
 
 [reconcile]
 interval_seconds = 10
+
+[payouts]
+poll_interval = 0.5
+batch_wait_seconds = 3
+max_recipients = 20
+
+[[payouts.chains]]
+chain = "local"
+batcher = "{batcher}"
+signer = {{ key = "env:{SIGNER_ENV}" }}
+sender = {{ key = "env:{SENDER_ENV}" }}
+max_fee_per_gas = 100000000000
+
+[[payouts.chains.assets]]
+name = "Token"
+approval_threshold = "100000000000000000000"
 """
 
 
@@ -116,6 +154,30 @@ class XrplDepositors:
                 self.count += res.get("engine_result") == "tesSUCCESS"
 
 
+async def request_withdrawals(settings, users: list[str], stop: asyncio.Event) -> int:
+    """Depositors withdraw part of what the ledger owes them, every few seconds."""
+    from settlement.payout_requests import PayoutError, request_payout
+
+    from .runtime import database_url, open_pool
+
+    rng, n, made = random.Random(), 0, 0
+    async with open_pool(settings, database_url(settings), migrate_first=False) as pool:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), rng.uniform(2.0, 5.0))
+            except asyncio.TimeoutError:
+                n += 1
+                try:
+                    # Usually small; now and then above the approval threshold.
+                    amount = rng.choice([1, 2, 5, 150]) * 10**18
+                    await request_payout(pool, settings, chain="local", asset="Token", to=rng.choice(users),
+                                         amount=amount, key=f"demo-withdrawal-{n}", actor="demo")
+                    made += 1
+                except PayoutError as exc:  # not yet final, or not owed that much: try again later
+                    log.info("demo.withdrawal_skipped", reason=str(exc)[:160])
+    return made
+
+
 async def run_demo(api_port: int = 8080) -> int:
     import sys
 
@@ -137,21 +199,31 @@ async def run_demo(api_port: int = 8080) -> int:
         wallet = devchain.DEV_ACCOUNTS[1][0]
         users = [a for a, _ in devchain.DEV_ACCOUNTS[2:]]
         devchain.batch_transfer(anvil.url, token, users, [10**24] * len(users))
+        # The payout contract: DEV 3 signs batches and sends them; the batcher pays from its own tokens.
+        signer_addr, signer_key = devchain.DEV_ACCOUNTS[3]
+        batcher = devchain.deploy(anvil.url, "PayoutBatcher", devchain.DEPLOYER, signer_addr).lower()
+        devchain.token_transfer(anvil.url, token, devchain.DEPLOYER, batcher, 10**24)
+        os.environ[SIGNER_ENV] = signer_key  # anvil's public dev key, for the local chain only
+        os.environ[SENDER_ENV] = signer_key
         if not _port_free(api_port):
             api_port = devchain.free_port()
         config = STATE / "chainsettle.toml"
-        config.write_text(demo_config(anvil.url, token, wallet, api_port, xrpl_url, xrpl.hot.classic_address))
+        config.write_text(demo_config(anvil.url, token, wallet, api_port, xrpl_url, xrpl.hot.classic_address,
+                                      batcher, signer_addr))
         settings = load_settings(config)
         setup_logging(settings)
         depositors = Depositors(anvil.url, token, wallet)
         depositors.start()
         xrpl_task = asyncio.create_task(xrpl.run(stop))
+        withdrawals = asyncio.create_task(request_withdrawals(settings, users, stop))
         base = f"http://127.0.0.1:{api_port}"
         print(f"""
 chainsettle demo is running (Ctrl-C stops everything)
   chain        anvil at {anvil.url} (chain id 31337, a block per second)
   token        {token}
   hot wallet   {wallet}
+  payouts      PayoutBatcher {batcher}; depositors withdraw every few seconds (above 100 TST waits for
+               `chainsettle --config {config} payouts approve BATCH --by NAME`)
   XRPL         test ledger at {xrpl_url} (a validated ledger every 2 s), hot wallet {xrpl.hot.classic_address}
   config       {config}
   status page  {base}/
@@ -164,8 +236,10 @@ chainsettle demo is running (Ctrl-C stops everything)
             depositors.halt.set()
             depositors.join(5)
             await xrpl_task
+            made = await withdrawals
             await xrpl_server.stop()
-        print(f"demo stopped: {depositors.count} token deposits and {xrpl.count} XRP deposits made", flush=True)
+        print(f"demo stopped: {depositors.count} token deposits, {xrpl.count} XRP deposits, "
+              f"{made} withdrawal requests", flush=True)
     return 0
 
 

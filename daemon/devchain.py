@@ -65,7 +65,9 @@ class Anvil:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         args = [anvil_binary(), "--port", str(self.port), "--host", "127.0.0.1", "--silent", *extra_args]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its own session: a Ctrl-C meant for the demo must not kill the chain
+        # before the daemon has shut down; stop() ends it last.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
             try:

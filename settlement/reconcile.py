@@ -144,7 +144,9 @@ async def reconcile_chain(settings: Settings, pool: asyncpg.Pool, cfg: ChainConf
     except (ChainNotReady, BalanceError, RpcError, BadRpcResponse, LedgerError) as exc:
         run.status, run.error = "error", f"{exc.__class__.__name__}: {exc}"[:1000]
         run.results = []
-        log.error("reconcile.error", chain=chain, height=run.height, error=run.error)
+        # A chain not indexed to a final height yet is expected at start-up, not an alarm.
+        (log.warning if isinstance(exc, ChainNotReady) else log.error)(
+            "reconcile.error", chain=chain, height=run.height, error=run.error)
     await _store(pool, run, started)
     m.RECON_RUNS.labels(chain, run.status).inc()
     m.RECON_LAST_RUN.labels(chain, run.status).set_to_current_time()
