@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from config import Settings
+from config import ConfigError, Settings
 from config.logs import get_logger
 
 from settlement.reconcile import run_reconcile_loop
@@ -30,30 +30,48 @@ async def _api(settings: Settings, pool):
         yield runner
 
 
+async def supervised(name: str, factory, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
+    """Run `factory()` until it returns; restart it with backoff when it crashes.
+
+    One worker's bug must not silently stop the others or leave the process
+    half alive: the crash is logged at once, with its traceback, and the
+    worker comes back. A config error would only repeat, so it ends the task.
+    """
+    while not stop.is_set():
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except ConfigError as exc:
+            log.error("daemon.task_config_error", task=name, error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the supervision boundary: log, back off, restart
+            log.error("daemon.task_crashed", task=name, error=f"{exc.__class__.__name__}: {exc}"[:500],
+                      restart_in=round(backoff, 1), exc_info=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(60.0, backoff * 2)
+
+
 async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
     url = database_url(settings)
     async with open_pool(settings, url) as pool, _api(settings, pool):
-        tasks = [
-            asyncio.create_task(follow_chain(cfg, pool, settings, url, stop), name=f"follow-{cfg.name}")
-            for cfg in settings.chains
-        ]
+        jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
+                for cfg in settings.chains}
         if settings.payouts.chains:
             from settlement.payout_worker import run_payout_workers
 
-            tasks.append(asyncio.create_task(run_payout_workers(settings, pool, stop), name="payouts"))
-        tasks.append(asyncio.create_task(run_reconcile_loop(settings, pool, stop), name="reconcile"))
+            jobs["payouts"] = lambda: run_payout_workers(settings, pool, stop)
+        jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
+        tasks = [asyncio.create_task(supervised(name, f, stop), name=name) for name, f in jobs.items()]
         log.info("daemon.started", chains=[c.name for c in settings.chains])
         await stop.wait()
         log.info("daemon.stopping")
-        # Followers finish the write in progress and return; a write cut by
-        # the grace deadline rolls back whole, so nothing is lost either way.
-        done, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS) if tasks else (set(), set())
+        # Workers finish the write in progress and return; a write cut by the
+        # grace deadline rolls back whole, so nothing is lost either way.
+        _, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for t in done:
-            with contextlib.suppress(asyncio.CancelledError):
-                exc = t.exception()
-                if exc is not None:
-                    log.error("daemon.task_failed", task=t.get_name(), error=f"{exc.__class__.__name__}: {exc}")
         log.info("daemon.stopped")
