@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -134,8 +136,77 @@ class PayoutChainConfig(Strict):
             raise ValueError("max_priority_fee_per_gas cannot exceed max_fee_per_gas")
         return self
 
+    kind: Literal["evm"] = "evm"
+
     def asset(self, name: str) -> PayoutAssetConfig | None:
         return next((a for a in self.assets if a.name == name), None)
+
+
+# -- XRPL payouts (settlement/xrpl_payout_*.py) ---------------------------------------
+
+
+class XrplPayoutAssetConfig(Strict):
+    # "native" (XRP, in drops) or the name of an issued currency in [[ledger.assets]] (base units = its decimals).
+    name: str
+    approval_threshold: int | None = Field(None, ge=0, le=_MAX_UNITS)
+    max_batch_total: int | None = Field(None, ge=1, le=_MAX_UNITS)
+    daily_cap: int | None = Field(None, ge=1, le=_MAX_UNITS)
+
+    _ints = field_validator("approval_threshold", "max_batch_total", "daily_cap", mode="before")(
+        classmethod(lambda cls, v: _int_text(v)))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be 'native' or an issued-currency asset name of the chain")
+        return v
+
+
+class XrplPayoutChainConfig(Strict):
+    """One Payment per payout from a hot wallet; `seed` tells this entry from an EVM one."""
+
+    kind: Literal["xrpl"] = "xrpl"
+    chain: str
+    seed: str  # env:NAME or file:PATH holding the hot wallet's family seed (s...); never the seed itself
+    kill_switch: bool = False
+    # LastLedgerSequence = the validated ledger when signed + this: how long a lost submission can stay undecided.
+    last_ledger_offset: int = Field(20, ge=2, le=1000)
+    fee_drops: int = Field(12, ge=10, le=1_000_000)  # never below the reference fee
+    max_fee_drops: int = Field(5000, ge=10, le=100_000_000)  # load-scaled fees stop here
+    max_in_flight: int = Field(50, ge=1, le=1000)  # signed payments not yet validated
+    # Payments that failed in a way worth retrying (tec path/funding, proven dropped) go back
+    # to the queue after `retry_wait_seconds`, at most `max_attempts` times; then to a human.
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_wait_seconds: float = Field(30.0, ge=0)
+    assets: list[XrplPayoutAssetConfig] = Field(min_length=1)
+
+    _seed = field_validator("seed")(classmethod(lambda cls, v: _check_ref(v)))
+
+    @model_validator(mode="after")
+    def _checks(self) -> "XrplPayoutChainConfig":
+        names = [a.name for a in self.assets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"assets listed twice: {', '.join(dupes)}")
+        if self.fee_drops > self.max_fee_drops:
+            raise ValueError("fee_drops cannot exceed max_fee_drops")
+        return self
+
+    def asset(self, name: str) -> XrplPayoutAssetConfig | None:
+        return next((a for a in self.assets if a.name == name), None)
+
+
+def _payout_chain_kind(v: object) -> str:
+    if isinstance(v, dict):
+        return "xrpl" if "seed" in v or v.get("kind") == "xrpl" else "evm"
+    return getattr(v, "kind", "evm")
+
+
+AnyPayoutChain = Annotated[
+    Union[Annotated[PayoutChainConfig, Tag("evm")], Annotated[XrplPayoutChainConfig, Tag("xrpl")]],
+    Discriminator(_payout_chain_kind),
+]
 
 
 class PayoutSettings(Strict):
@@ -156,7 +227,7 @@ class PayoutSettings(Strict):
     batch_wait_seconds: float = Field(0.0, ge=0)
     # Requests must be covered by the recipient's final ledger balance (user:<chain>:<address>).
     require_balance: bool = True
-    chains: list[PayoutChainConfig] = Field(default_factory=list)
+    chains: list[AnyPayoutChain] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> "PayoutSettings":
@@ -166,5 +237,5 @@ class PayoutSettings(Strict):
             raise ValueError(f"chains: listed twice: {', '.join(dupes)}")
         return self
 
-    def chain(self, name: str) -> PayoutChainConfig | None:
+    def chain(self, name: str) -> PayoutChainConfig | XrplPayoutChainConfig | None:
         return next((c for c in self.chains if c.chain == name), None)

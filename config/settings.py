@@ -130,12 +130,12 @@ class ChainConfig(Strict):
             return v
         for i, w in enumerate(v):
             if preset.kind == "evm" and not _EVM_ADDRESS.match(w.address):
-                raise ValueError(f"[{i}].address ({w.name}): must be a 0x-prefixed 20-byte hex address")
+                raise ValueError(f"[{i}].address: must be a 0x-prefixed 20-byte hex address (wallet {w.name})")
             if preset.kind == "xrpl":
                 from xrpl.core.addresscodec import is_valid_classic_address
 
                 if not is_valid_classic_address(w.address):
-                    raise ValueError(f"[{i}].address ({w.name}): must be a classic XRPL address (r...)")
+                    raise ValueError(f"[{i}].address: must be a classic XRPL address, r... (wallet {w.name})")
         return v
 
     @model_validator(mode="after")
@@ -298,8 +298,14 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     errs = exc.errors(include_input=False, include_url=False)
     first = errs[0]
     msg = first["msg"].removeprefix("Value error, ")
+    loc = _loc(tuple(first["loc"]))
+    # A list validator names the element it refuses ("[1].address: ..."):
+    # fold that into the path so the field reads chains[0].wallets[1].address.
+    sub = re.match(r"^(\[\d+\](?:\.\w+)*): (.*)$", msg, re.DOTALL)
+    if sub:
+        loc, msg = loc + sub.group(1), sub.group(2)
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{source}: {_loc(tuple(first['loc']))}: {msg}{more}"
+    return f"{source}: {loc}: {msg}{more}"
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -22,8 +22,9 @@ def default_hooks(settings: Settings) -> list[StoreHook]:
     """What derives from events and must commit and roll back with them."""
     from settlement.ledger_hook import LedgerHook
     from settlement.payout_hook import PayoutHook
+    from settlement.xrpl_payout_hook import XrplPayoutHook
 
-    return [LedgerHook(settings), PayoutHook(settings)]
+    return [LedgerHook(settings), PayoutHook(settings), XrplPayoutHook(settings)]
 
 
 def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] | None = None):

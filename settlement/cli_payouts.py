@@ -17,6 +17,7 @@ def register(sub) -> None:
     r.add_argument("--to", required=True)
     r.add_argument("--amount", required=True, help="integer base units")
     r.add_argument("--key", required=True, help="idempotency key")
+    r.add_argument("--tag", type=int, help="XRPL destination tag of the recipient")
     r.add_argument("--actor", default="cli")
     r.set_defaults(func=_cmd_request)
 
@@ -61,7 +62,7 @@ async def _cmd_request(settings: Settings, args) -> int:
         raise ChainsettleError("amount: must be an integer in base units") from None
     async with open_pool(settings) as pool:
         row, created = await request_payout(pool, settings, chain=args.chain, asset=args.asset, to=args.to,
-                                            amount=amount, key=args.key, actor=args.actor)
+                                            amount=amount, key=args.key, actor=args.actor, tag=args.tag)
     print(json.dumps({"created": created, "request": row}, default=str))
     return 0
 

@@ -38,6 +38,8 @@ def check_payout_config(settings: Settings) -> None:
     chains = {c.name: c for c in settings.chains}
     for i, pc in enumerate(settings.payouts.chains):
         where = f"payouts.chains[{i}]"
+        if pc.kind == "xrpl":
+            continue  # checked by settlement.xrpl_payout_config.check_xrpl_payout_config
         chain = chains.get(pc.chain)
         if chain is None:
             raise ConfigError(f"{where}.chain: no chain named {pc.chain!r}")

@@ -23,9 +23,11 @@ from .ledger import audit
 from .ledger_rules import asset_id
 
 Q = Queries(Path(__file__).with_name("payouts.sql"))
+XQ = Queries(Path(__file__).with_name("xrpl_payouts.sql"))
 log = get_logger("settlement.payouts")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_XRPL_ADDRESS = re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$")
 
 
 class PayoutError(ChainsettleError):
@@ -37,10 +39,29 @@ class IdempotencyConflict(PayoutError):
 
 
 def user_account(chain: str, address: str) -> str:
-    return f"user:{chain}:{address.lower()}"
+    # XRPL r-addresses are case-sensitive (base58): only 0x addresses are folded.
+    return f"user:{chain}:{address.lower() if address.startswith('0x') else address}"
 
 
-def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str):
+def _check_recipient(pc, to: object, tag: object) -> None:
+    if pc.kind == "xrpl":
+        # XRPL: a classic r-address (checksum included) and an optional 32-bit destination tag.
+        from xrpl.core.addresscodec import is_valid_classic_address
+
+        if not isinstance(to, str) or not _XRPL_ADDRESS.match(to) or not is_valid_classic_address(to):
+            raise PayoutError("to: must be a classic XRPL address (r...)")
+        if tag is not None and (not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 2**32):
+            raise PayoutError("tag: a destination tag is an integer 0..4294967295")
+        return
+    if tag is not None:
+        raise PayoutError("tag: destination tags exist only on XRPL chains")
+    if not isinstance(to, str) or not _ADDRESS.match(to):
+        raise PayoutError("to: must be a 0x-prefixed 20-byte hex address")
+    if int(to, 16) == 0:
+        raise PayoutError("to: the zero address cannot be paid")
+
+
+def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str, tag: object = None):
     pc = settings.payouts.chain(chain)
     if pc is None:
         configured = ", ".join(c.chain for c in settings.payouts.chains) or "none"
@@ -48,10 +69,7 @@ def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, 
     a = pc.asset(asset)
     if a is None:
         raise PayoutError(f"asset: {asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
-    if not isinstance(to, str) or not _ADDRESS.match(to):
-        raise PayoutError("to: must be a 0x-prefixed 20-byte hex address")
-    if int(to, 16) == 0:
-        raise PayoutError("to: the zero address cannot be paid")
+    _check_recipient(pc, to, tag)
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**256:
         raise PayoutError("amount: must be a positive integer in base units")
     if not isinstance(key, str) or not _KEY.match(key):
@@ -63,8 +81,9 @@ def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, 
     return pc, a
 
 
-def _same(row, chain: str, asset: str, to: str, amount: int) -> bool:
-    return (row["chain"], row["asset"], row["recipient"], int(row["amount"])) == (chain, asset, to.lower(), amount)
+def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = None) -> bool:
+    return ((row["chain"], row["asset"], row["recipient"], int(row["amount"]), row.get("destination_tag"))
+            == (chain, asset, to, amount, tag))
 
 
 def request_dict(row) -> dict:
@@ -77,14 +96,14 @@ def request_dict(row) -> dict:
 
 
 async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, asset: str, to: str, amount: int,
-                         key: str, actor: str = "cli") -> tuple[dict, bool]:
-    """Store one payout request; return (request, created_now)."""
-    _check(settings, chain, asset, to, amount, key)
-    recipient = to.lower()
+                         key: str, actor: str = "cli", tag: int | None = None) -> tuple[dict, bool]:
+    """Store one payout request; return (request, created_now). `tag`: XRPL destination tag."""
+    pc, _ = _check(settings, chain, asset, to, amount, key, tag)
+    recipient = to if pc.kind == "xrpl" else to.lower()
     async with pool.acquire() as conn, conn.transaction():
         existing = await conn.fetchrow(Q.find_request, key)
         if existing is not None:
-            if not _same(existing, chain, asset, recipient, amount):
+            if not _same(existing, chain, asset, recipient, amount, tag):
                 raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
             return request_dict(existing), False
         await conn.execute(Q.lock_recipient, f"{chain}:{asset}:{recipient}")
@@ -98,13 +117,17 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
                     f"({owed}, of which {reserved} is already requested)"
                 )
         row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
+        if row is not None and tag is not None:
+            # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
+            row = await conn.fetchrow(XQ.set_request_tag, row["id"], tag)
         if row is None:  # the same key committed by a concurrent request in between
             row = await conn.fetchrow(Q.find_request, key)
-            if not _same(row, chain, asset, recipient, amount):
+            if not _same(row, chain, asset, recipient, amount, tag):
                 raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
             return request_dict(row), False
         await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
-            "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount)})
+            "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+            **({"tag": tag} if tag is not None else {})})
     log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=str(amount))
     return request_dict(row), True
 

@@ -243,7 +243,12 @@ async def run_payout_workers(settings: Settings, pool: asyncpg.Pool, stop: async
     """One worker per chain in [payouts]; returns when `stop` is set."""
     if not settings.payouts.chains:
         return
-    workers = [PayoutWorker(settings, pool, pc) for pc in settings.payouts.chains]
+    workers: list = [PayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "evm"]
+    if any(pc.kind == "xrpl" for pc in settings.payouts.chains):
+        # One Payment per payout from a hot wallet: a sender of its own behind the same pipeline.
+        from .xrpl_payout_worker import XrplPayoutWorker
+
+        workers += [XrplPayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "xrpl"]
     try:
         await asyncio.gather(*(w.run(stop) for w in workers))
     finally:
