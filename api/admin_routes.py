@@ -1,77 +1,181 @@
 """Admin routes: registered only when `api.admin_token` is configured.
 
 The bearer token is checked by `middleware.admin_auth` before any handler
-here runs; every accepted request writes an audit row.
+here runs. The settlement functions called here write their own audit
+rows, in the transaction of the change; the actor they record is
+`admin_actor(token)`, a label that names the token without revealing it.
+Replays live in `admin_replay.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import re
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from config import Secret
 from db import Queries
+from settlement.ledger import LedgerError, NoOpenPause, resolve_pause
+from settlement.payout_requests import IdempotencyConflict, PayoutError, approve_batch, request_payout, set_kill_switch
 
-from .http import MAX_BIGINT, RequestError, json_response
-from .state import POOL, SETTINGS
+from .http import PlainText, RequestError, json_body, json_response, path_ident
+from .settlement_routes import payout_view
+from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-ACTOR = "admin-api"
 routes = web.RouteTableDef()
+BATCH_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+AMOUNT_TEXT = re.compile(r"^[0-9]{1,78}$")
+MAX_UNITS = 2**256 - 1
+# XRPL payouts add a destination tag; pass one on only where the pipeline takes it.
+_PARAMS = inspect.signature(request_payout).parameters
+TAG_PARAMETER = next((name for name in ("destination_tag", "tag") if name in _PARAMS), None)
+_FIELD_MESSAGE = re.compile(r"^([a-z_]+): (.+)$", re.DOTALL)
 
 
-class ReplayRequest(BaseModel):
+def admin_actor(token: Secret) -> str:
+    """'api:' and 8 hex digits of a domain-separated hash: stable per token, never the token."""
+    digest = hashlib.sha256(b"chainsettle-admin-actor\x00" + token.reveal().encode()).hexdigest()
+    return f"api:{digest[:8]}"
+
+
+def _refused(exc: Exception, fields: set[str], *, status: int = 400, code: str = "invalid_parameter") -> RequestError:
+    """The settlement errors read 'field: message'; keep the field when it is one of the body's."""
+    text = str(exc)
+    match = _FIELD_MESSAGE.match(text)
+    if match:
+        field = "destination_tag" if match.group(1) == TAG_PARAMETER else match.group(1)
+        if field in fields:
+            return RequestError(field, match.group(2), status=status, code=code)
+    return RequestError(None, text, status=status, code=code)
+
+
+class PayoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chain: StrictStr
-    from_block: StrictInt = Field(ge=0, le=MAX_BIGINT)
-    to_block: StrictInt = Field(ge=0, le=MAX_BIGINT)
-    reason: StrictStr | None = Field(None, max_length=500)
+    chain: StrictStr = Field(max_length=64)
+    asset: StrictStr = Field(max_length=64)
+    to: StrictStr = Field(max_length=128)
+    amount: StrictInt | StrictStr
+    key: StrictStr = Field(max_length=200)
+    destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1)
 
 
-async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    """Parse and validate a JSON object body; errors name the offending field."""
-    raw = await request.read()
+def _amount(value: int | str) -> int:
+    if isinstance(value, str):
+        if not AMOUNT_TEXT.fullmatch(value):
+            raise RequestError("amount", "must be a positive integer in base units (digits only)")
+        value = int(value)
+    if not 0 < value <= MAX_UNITS:
+        raise RequestError("amount", "must be a positive integer in base units, below 2**256")
+    return value
+
+
+@routes.post("/v1/admin/payouts")
+async def create_payout(request: web.Request) -> web.Response:
+    """201 with a new request; 200 with the stored one when its key was used for the same payout."""
+    body: PayoutBody = await json_body(request, PayoutBody)
+    amount = _amount(body.amount)
+    extra: dict[str, Any] = {}
+    if body.destination_tag is not None:
+        if TAG_PARAMETER is None:
+            raise RequestError("destination_tag", "destination tags are not supported by this version")
+        extra[TAG_PARAMETER] = body.destination_tag
+    pool = request.app[POOL]
     try:
-        data = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        raise RequestError("body", "must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise RequestError("body", "must be a JSON object")
+        stored, created = await request_payout(
+            pool, request.app[SETTINGS], chain=body.chain, asset=body.asset, to=body.to, amount=amount,
+            key=body.key, actor=request.app[ADMIN_ACTOR], **extra)
+    except IdempotencyConflict as exc:
+        raise _refused(exc, {"key"}, status=409, code="conflict") from None
+    except PayoutError as exc:
+        raise _refused(exc, set(PayoutBody.model_fields)) from None
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(Q.payout_by_ref, None, stored["id"])
+    return json_response({"payout": payout_view(row), "created": created}, status=201 if created else 200)
+
+
+@routes.post("/v1/admin/batches/{id}/approve")
+async def approve(request: web.Request) -> web.Response:
+    batch_id = path_ident(request)
+    if not BATCH_ID.fullmatch(batch_id):
+        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
+    if await request.read():
+        raise RequestError("body", "this route takes no body")
+    pool = request.app[POOL]
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise RequestError(field, err["msg"]) from None
+        result = await approve_batch(pool, batch_id, request.app[ADMIN_ACTOR])
+    except PayoutError:
+        async with pool.acquire() as conn:
+            state = await conn.fetchval(Q.batch_state, batch_id.lower())
+        if state is None:
+            raise RequestError("id", "no batch with this id", status=404, code="not_found") from None
+        raise RequestError("id", f"the batch is {state}, not awaiting approval", status=409,
+                           code="conflict") from None
+    return json_response({"batch": result})
 
 
-@routes.post("/v1/admin/replay")
-async def replay(request: web.Request) -> web.Response:
-    body: ReplayRequest = await json_body(request, ReplayRequest)
+class KillSwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chain: StrictStr | None = Field(None, max_length=64)
+    reason: PlainText | None = Field(None, max_length=500)
+
+
+async def _kill_switch(request: web.Request, killed: bool) -> web.Response:
+    body: KillSwitchBody = await json_body(request, KillSwitchBody, optional=True)
     names = [c.name for c in request.app[SETTINGS].chains]
-    if body.chain not in names:
+    if body.chain is not None and body.chain not in names:
         raise RequestError("chain", f"not a configured chain (configured: {', '.join(names) or 'none'})")
-    if body.to_block < body.from_block:
-        raise RequestError("to_block", f"must be at least from_block ({body.from_block})")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        state = await conn.fetchrow(Q.chain_cursor, body.chain)
-        indexed = state["cursor_number"] if state else None
-        if indexed is None:
-            raise RequestError("chain", "nothing indexed yet on this chain", status=409, code="conflict")
-        if body.to_block > indexed:
-            raise RequestError("to_block", f"is above the indexed block {indexed}; only indexed ranges can be replayed")
-        details = {"from_block": body.from_block, "to_block": body.to_block, "reason": body.reason,
-                   "peer": request.remote}
-        audit = await conn.fetchrow(Q.insert_audit, ACTOR, "replay.requested", f"chain:{body.chain}", details)
-    return json_response({
-        "status": "recorded",
-        "audit_id": audit["id"],
-        "chain": body.chain,
-        "from_block": body.from_block,
-        "to_block": body.to_block,
-        "blocks": body.to_block - body.from_block + 1,
-    }, status=202)
+    scope = body.chain or "*"
+    reason = (body.reason or "").strip() or ("paused" if killed else "resumed") + " over the admin API"
+    actor = request.app[ADMIN_ACTOR]
+    pool = request.app[POOL]
+    await set_kill_switch(pool, scope, killed, reason, actor)
+    async with pool.acquire() as conn:
+        active = [dict(r) for r in await conn.fetch(Q.payout_kill_switches)]
+    return json_response({"scope": scope, "killed": killed, "reason": reason, "changed_by": actor,
+                          "kill_switches": active})
+
+
+@routes.post("/v1/admin/payouts/pause")
+async def pause_payouts(request: web.Request) -> web.Response:
+    """Stop signing on one chain (`chain`) or on all; workers check before each signature."""
+    return await _kill_switch(request, True)
+
+
+@routes.post("/v1/admin/payouts/resume")
+async def resume_payouts(request: web.Request) -> web.Response:
+    """Lift the switch of that scope only: a global switch still stops a resumed chain."""
+    return await _kill_switch(request, False)
+
+
+class ResolveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+@routes.post("/v1/admin/assets/{asset_id}/resolve")
+async def resolve_asset(request: web.Request) -> web.Response:
+    """Lift the reconciliation pause of an asset, with the operator's reason."""
+    asset_id = path_ident(request, "asset_id")
+    body: ResolveBody = await json_body(request, ResolveBody)
+    if not body.reason.strip():
+        raise RequestError("reason", "must say why the pause can be lifted")
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        if await conn.fetchval(Q.asset_exists, asset_id) is None:
+            raise RequestError("asset_id", "no ledger asset with this id", status=404, code="not_found")
+    try:
+        result = await resolve_pause(pool, asset_id, request.app[ADMIN_ACTOR], body.reason.strip())
+    except NoOpenPause:
+        raise RequestError("asset_id", "the asset has no open pause", status=409, code="conflict") from None
+    except LedgerError as exc:
+        raise RequestError("reason", str(exc)) from None
+    return json_response({"resolved": result})

@@ -13,11 +13,11 @@ from aiohttp import web
 
 from config import Secret, Settings, resolve_secret
 
-from . import admin_routes, feed, read_routes, settlement_routes
+from . import admin_replay, admin_routes, feed, read_routes, settlement_routes
 from .metrics import metrics_handler
 from .middleware import CorsPolicy, RateLimiter, admin_auth, error_middleware, metrics_middleware
 from .openapi import OPENAPI, build_spec, openapi_handler
-from .state import POOL, SETTINGS
+from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 STATIC = Path(__file__).with_name("static")
 # Admin bodies are a few hundred bytes; nothing else reads a body.
@@ -61,7 +61,8 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[POOL] = pool
-    app[OPENAPI] = build_spec(api, admin=token is not None, chains=[c.name for c in settings.chains])
+    app[OPENAPI] = build_spec(api, admin=token is not None, chains=[c.name for c in settings.chains],
+                              payouts={pc.chain: [a.name for a in pc.assets] for pc in settings.payouts.chains})
     app.on_response_prepare.append(cors.on_prepare)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(feed.feed_context)
@@ -73,7 +74,9 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:
+        app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)
+        app.add_routes(admin_replay.routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

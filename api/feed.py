@@ -1,7 +1,13 @@
 """The live feed: one Postgres poller per process, fanned out to SSE clients.
 
-Positions are (inserting transaction id, event id), in commit order (see
-db/migrations/0003_event_feed.sql), and are the SSE `id:` of each message.
+Two sources share one order: events (`chain_event` messages) and the
+outbox of payout, batch, reconciliation, pause and kill-switch changes
+(db/migrations/0007_admin.sql). Both carry the inserting transaction's id,
+so a position is (transaction, source, row id) with events before outbox
+rows of the same transaction, and every read stops at one horizon: the
+oldest transaction still running. Its `id:` text is `tx.id` for an event
+and `tx.oN` for outbox row N.
+
 A client that reconnects with Last-Event-ID first catches up from the
 database, then switches to the shared live queue; every message is sent
 only if its position is past the last one sent, so the switch-over neither
@@ -12,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import re
 from collections import deque
 from collections.abc import AsyncIterator
@@ -25,13 +33,15 @@ from config.logs import get_logger
 from db import Queries
 
 from . import metrics as m
-from .http import CHAIN_NAME, Query, RequestError, dumps
+from .http import CHAIN_NAME, MAX_BIGINT, Query, RequestError, dumps
 from .state import POOL, SETTINGS
 
 log = get_logger("api.feed")
 Q = Queries(Path(__file__).with_name("queries.sql"))
-Position = tuple[int, int]
-_POSITION = re.compile(r"^([0-9]{1,20})\.([0-9]{1,19})$")
+EVENT, OUTBOX = 0, 1
+Position = tuple[int, int, int]  # (transaction id, EVENT | OUTBOX, row id)
+POSITION_PATTERN = r"^[0-9]{1,20}\.o?[0-9]{1,19}$"
+_POSITION = re.compile(r"^([0-9]{1,20})\.(o?)([0-9]{1,19})$")
 DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 POLL_BATCH = 1000
 CATCH_UP_BATCH = 500
@@ -41,28 +51,44 @@ routes = web.RouteTableDef()
 
 
 def format_position(pos: Position) -> str:
-    return f"{pos[0]}.{pos[1]}"
+    return f"{pos[0]}.{'o' if pos[1] == OUTBOX else ''}{pos[2]}"
 
 
 def parse_position(field: str, raw: str) -> Position:
     match = _POSITION.fullmatch(raw.strip())
-    if not match or int(match.group(1)) >= 2**64 or int(match.group(2)) >= 2**63:
-        raise RequestError(field, "must be an event position as sent in the stream's id: field, e.g. 7351.1042")
-    return int(match.group(1)), int(match.group(2))
+    if not match or int(match.group(1)) >= 2**64 or int(match.group(3)) >= 2**63:
+        raise RequestError(field, "must be a position as sent in the stream's id: field, e.g. 7351.1042 or 7351.o12")
+    return int(match.group(1)), OUTBOX if match.group(2) else EVENT, int(match.group(3))
 
 
 @dataclass(frozen=True)
 class Item:
     position: Position
-    chain: str
+    chain: str | None  # None: concerns every chain (a global kill switch)
     message: bytes
 
 
-def to_item(row: asyncpg.Record) -> Item:
-    pos = (int(row["tx"]), row["id"])
+def _message(pos: Position, name: str, data: object) -> bytes:
+    return b"id: " + format_position(pos).encode() + b"\nevent: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def event_item(row: asyncpg.Record) -> Item:
+    pos = (int(row["tx"]), EVENT, row["id"])
     data = {k: v for k, v in row.items() if k != "tx"}
-    msg = b"id: " + format_position(pos).encode() + b"\nevent: chain_event\ndata: " + dumps(data) + b"\n\n"
-    return Item(pos, row["chain"], msg)
+    return Item(pos, row["chain"], _message(pos, "chain_event", data))
+
+
+def outbox_item(row: asyncpg.Record) -> Item:
+    pos = (int(row["tx"]), OUTBOX, row["id"])
+    return Item(pos, row["chain"], _message(pos, row["kind"], row["payload"]))
+
+
+def _bounds(pos: Position) -> tuple[tuple[str, int], tuple[str, int]]:
+    """Where each source resumes: an outbox position is past all events of its transaction."""
+    tx, source, row = pos
+    events_after = (str(tx), row if source == EVENT else MAX_BIGINT)
+    outbox_after = (str(tx), row if source == OUTBOX else 0)
+    return events_after, outbox_after
 
 
 class Subscriber:
@@ -108,14 +134,23 @@ class Feed:
         self._closing = asyncio.Event()
 
     async def fetch_after(self, pos: Position, limit: int) -> list[Item]:
+        """Up to `limit` items after `pos` in feed order, complete up to the last one returned."""
+        (etx, eid), (otx, oid) = _bounds(pos)
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(Q.feed_after, str(pos[0]), pos[1], limit)
-        return [to_item(r) for r in rows]
+            # One horizon for both reads: with two, a transaction finishing in
+            # between could show its outbox rows before its events.
+            horizon = await conn.fetchval(Q.feed_horizon)
+            events = [event_item(r) for r in await conn.fetch(Q.feed_events_after, etx, eid, horizon, limit)]
+            outbox = [outbox_item(r) for r in await conn.fetch(Q.feed_outbox_after, otx, oid, horizon, limit)]
+        # A full page of one source is complete only up to its last row; the
+        # first `limit` of the merge never pass it, as that page alone fills them.
+        merged = heapq.merge(events, outbox, key=lambda item: item.position)
+        return list(itertools.islice(merged, limit))
 
     async def poll_once(self) -> int:
         if self.position is None:
             async with self.pool.acquire() as conn:
-                self.position = (int(await conn.fetchval(Q.feed_start)), 0)
+                self.position = (int(await conn.fetchval(Q.feed_horizon)), EVENT, 0)
             self.ready.set()
         published = 0
         while True:
@@ -225,7 +260,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             last = resume
             async for item in feed.catch_up(resume, sub.start):
                 last = item.position
-                if chain is None or item.chain == chain:
+                if chain is None or item.chain in (None, chain):
                     await response.write(item.message)
                     m.SSE_SENT.inc()
         while not (sub.closed or sub.dropped):
@@ -238,7 +273,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if item.position <= last:
                     continue
                 last = item.position
-                if chain is None or item.chain == chain:
+                if chain is None or item.chain in (None, chain):
                     out += item.message
                     m.SSE_SENT.inc()
             if out:

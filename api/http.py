@@ -11,11 +11,12 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
 from multidict import MultiMapping
+from pydantic import AfterValidator, BaseModel, StrictStr, ValidationError
 
 from config import ChainsettleError
 
@@ -27,6 +28,17 @@ EVENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Ids and account codes ('user:xrpl:tag:42', '17'): no spaces, slashes or controls.
 IDENT_PATTERN = r"^[A-Za-z0-9_.:@+=-]{1,200}$"
 IDENT = re.compile(IDENT_PATTERN)
+# Postgres text cannot hold NUL; other controls have no business in a reason.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _plain_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PlainText = Annotated[StrictStr, AfterValidator(_plain_text)]
 
 
 class RequestError(ChainsettleError):
@@ -148,3 +160,23 @@ def path_ident(request: web.Request, name: str = "id") -> str:
 
 def row_dict(record: Any) -> dict[str, Any]:
     return dict(record.items())
+
+
+async def json_body(request: web.Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    """Parse and validate a JSON object body (`optional`: none reads as {}); errors name the field."""
+    raw = await request.read()
+    if optional and not raw.strip():
+        raw = b"{}"
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise RequestError("body", "must be valid JSON") from None
+    if not isinstance(data, dict):
+        raise RequestError("body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_input=False, include_url=False)[0]
+        # The first element is the body field; the rest name union members.
+        field = str(err["loc"][0]) if err["loc"] else "body"
+        raise RequestError(field, err["msg"]) from None

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from config.section_api import ApiSettings
 
+from .feed import POSITION_PATTERN
 from .http import CHAIN_NAME, EVENT_NAME, EVM_ADDRESS, IDENT_PATTERN, MAX_BIGINT, XRPL_ADDRESS, json_response
 
 OPENAPI = web.AppKey("openapi", dict)
+ADDRESS_PATTERN = f"({EVM_ADDRESS.pattern[1:-1]})|({XRPL_ADDRESS.pattern[1:-1]})"
 JSON = "application/json"
 
 
@@ -182,20 +184,67 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
                 "reason": {"type": "string", "maxLength": 500, "nullable": True},
             },
         },
-        "ReplayAccepted": _obj({
-            "status": {"type": "string", "enum": ["recorded"]}, "audit_id": _int(), "chain": _str(),
-            "from_block": _int(), "to_block": _int(), "blocks": _int(minimum=1),
+        "Replay": _obj({"replay": _obj({
+            "id": _int(minimum=1), "chain": _str(), "from_block": _int(), "to_block": _int(),
+            "blocks": _int(minimum=1), "reason": nstr, "requested_by": _str(),
+            "state": {"type": "string", "enum": ["pending", "running", "done", "failed"]},
+            "attempts": _int(), "inserted": {**nint, "description": "events the replay restored"},
+            "error": nstr, "created_at": _str(fmt="date-time"),
+            "started_at": _str(nullable=True, fmt="date-time"), "finished_at": _str(nullable=True, fmt="date-time"),
+            "audit_id": _int(minimum=1),
+        }, required=["id", "chain", "from_block", "to_block", "blocks", "reason", "requested_by", "state",
+                     "attempts", "inserted", "error", "created_at", "started_at", "finished_at"])}),
+        "PayoutRequestBody": {
+            "type": "object", "additionalProperties": False, "required": ["chain", "asset", "to", "amount", "key"],
+            "properties": {
+                "chain": {"type": "string", "maxLength": 64, "description": "A chain of [[payouts.chains]]"},
+                "asset": {"type": "string", "maxLength": 64, "description": "'native' or a contract name"},
+                "to": {"type": "string", "pattern": f"^({ADDRESS_PATTERN})$",
+                       "description": "The recipient: a 0x address (EVM) or a classic r-address (XRPL)"},
+                "amount": {"oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT},
+                    {"type": "string", "pattern": "^[0-9]{1,78}$", "description": "base units, for any size"},
+                ]},
+                "key": {"type": "string", "pattern": "^[!-~]{1,200}$",
+                        "description": "Idempotency key: the same key and payout returns the stored request"},
+                "destination_tag": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "nullable": True,
+                                    "description": "XRPL only"},
+            },
+        },
+        "PayoutCreated": _obj({"payout": _ref("PayoutRequest"),
+                               "created": {"type": "boolean", "description": "false: the key's stored request"}}),
+        "BatchApproved": _obj({"batch": _obj({"batch_id": _str(), "state": _str(), "approved_by": _str()})}),
+        "KillSwitchBody": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "chain": {"type": "string", "maxLength": 64, "nullable": True,
+                          "description": "A configured chain; absent: every chain"},
+                "reason": {"type": "string", "maxLength": 500, "nullable": True},
+            },
+        },
+        "KillSwitch": _obj({
+            "scope": _str(), "killed": {"type": "boolean"}, "reason": _str(), "changed_by": _str(),
+            "kill_switches": {"type": "array", "items": _obj({
+                "scope": _str(), "reason": _str(), "changed_by": _str(), "changed_at": _str(fmt="date-time")})},
         }),
+        "ResolveBody": {
+            "type": "object", "additionalProperties": False, "required": ["reason"],
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+        },
+        "Resolved": _obj({"resolved": _obj({
+            "asset": _str(), "pause_id": _int(), "paused_because": _str(), "resolution": _str()})}),
     }
 
 
-def build_spec(api: ApiSettings, *, admin: bool, chains: list[str]) -> dict[str, Any]:
+def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
+               payouts: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """`payouts`: the asset names of each chain with payouts configured."""
     chain = _query("chain", {"type": "string", "pattern": CHAIN_NAME.pattern}, "Only this chain")
     block = {**_int(), "maximum": MAX_BIGINT}
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": api.max_page_size},
                    f"Page size (default {api.default_page_size}, at most {api.max_page_size})")
     cursor = _query("cursor", {**block}, "The `next` value of the previous page")
-    address_pattern = f"({EVM_ADDRESS.pattern[1:-1]})|({XRPL_ADDRESS.pattern[1:-1]})"
+    address_pattern = ADDRESS_PATTERN
     ident = {"name": "id", "in": "path", "required": True,
              "schema": {"type": "string", "pattern": IDENT_PATTERN}, "description": "Id or code"}
     not_found = {"404": _error("No such resource")}
@@ -218,13 +267,20 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str]) -> dict[str,
             _query("order", {"type": "string", "enum": ["asc", "desc"]}, "By id; default asc"),
         ]),
         "/v1/stream": {"get": {
-            "summary": "Server-sent events: `chain_event` messages in commit order; resumable",
+            "summary": "Server-sent events in commit order; resumable",
+            "description": (
+                "Messages named `chain_event` (a stored event), `payout` (a payout request created or "
+                "changing state), `batch` (a batch created or changing state), `reconciliation` (a finished "
+                "run with its results), `asset_pause` (a reconciliation pause opened or resolved) and "
+                "`payout_control` (a kill switch set or lifted). Every `id:` is a position in one total "
+                "order across all of them: `tx.id` for events, `tx.oN` for the rest."
+            ),
             "parameters": [
                 chain,
-                _query("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,20}\.[0-9]{1,19}$"},
+                _query("last_event_id", {"type": "string", "pattern": POSITION_PATTERN},
                        "Resume after this position (the Last-Event-ID header wins)"),
                 {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "schema": {"type": "string", "pattern": r"^[0-9]{1,20}\.[0-9]{1,19}$"},
+                 "schema": {"type": "string", "pattern": POSITION_PATTERN},
                  "description": "Sent by EventSource on reconnect"},
             ],
             "responses": {
@@ -270,24 +326,76 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str]) -> dict[str,
         "components": {"schemas": _schemas(api)},
     }
     if admin:
+        schemas = spec["components"]["schemas"]
         if chains:
-            replay = spec["components"]["schemas"]["ReplayRequest"]["properties"]
-            replay["chain"] = {"type": "string", "enum": chains, "description": "A configured chain"}
+            configured = {"type": "string", "enum": chains, "description": "A configured chain"}
+            schemas["ReplayRequest"]["properties"]["chain"] = configured
+            # OpenAPI 3.0: a nullable enum must list null itself.
+            schemas["KillSwitchBody"]["properties"]["chain"] = {**configured, "enum": [*chains, None], "nullable": True}
+        if payouts:
+            body = schemas["PayoutRequestBody"]["properties"]
+            body["chain"] = {"type": "string", "enum": sorted(payouts), "description": "A chain of [[payouts.chains]]"}
+            body["asset"] = {"type": "string", "enum": sorted({a for names in payouts.values() for a in names}),
+                             "description": "A payout asset of that chain"}
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        paths["/v1/admin/replay"] = {"post": {
-            "summary": "Record a request to replay an indexed block range (audited)",
-            "security": [{"bearer": []}],
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ReplayRequest")}}},
-            "responses": {
-                "202": _json(_ref("ReplayAccepted"), "Recorded in the audit log"),
-                "400": _error("The body is malformed; `field` names the problem"),
-                "401": _error("Missing or wrong bearer token"),
-                "409": _error("The chain has nothing indexed yet"),
-                "429": RATE_LIMITED,
-                "default": _error("Any other error, as JSON"),
-            },
-        }}
+        paths.update(_admin_paths())
     return spec
+
+
+def _admin_op(summary: str, ok: dict[str, Any], *, body: str | None, body_required: bool = True,
+              params: list[dict[str, Any]] | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = dict(ok)
+    responses["400"] = _error("The request is malformed or refused; `field` names the problem")
+    responses["401"] = _error("Missing or wrong bearer token")
+    for status, text in (errors or {}).items():
+        responses[status] = _error(text)
+    responses["429"] = RATE_LIMITED
+    responses["default"] = _error("Any other error, as JSON")
+    op: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": body_required, "content": {JSON: {"schema": _ref(body)}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _admin_paths() -> dict[str, Any]:
+    batch_id = {"name": "id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$"}, "description": "Batch id"}
+    asset_id = {"name": "asset_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": IDENT_PATTERN}, "description": "Asset id, e.g. anvil:native"}
+    replay_id = {"name": "id", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}, "description": "Replay id"}
+    kill = "Set the payout kill switch of one chain, or of all (audited)"
+    return {
+        "/v1/admin/payouts": {"post": _admin_op(
+            "Request a payout, idempotent by `key` (audited)",
+            {"201": _json(_ref("PayoutCreated"), "Created"),
+             "200": _json(_ref("PayoutCreated"), "The key's stored request for this same payout")},
+            body="PayoutRequestBody", errors={"409": "The key was used for a different payout"})},
+        "/v1/admin/batches/{id}/approve": {"post": _admin_op(
+            "Approve a batch awaiting approval (audited)", {"200": _json(_ref("BatchApproved"), "Approved")},
+            body=None, params=[batch_id],
+            errors={"404": "No such batch", "409": "The batch is not awaiting approval"})},
+        "/v1/admin/payouts/pause": {"post": _admin_op(
+            kill, {"200": _json(_ref("KillSwitch"), "Set; `kill_switches` lists every active one")},
+            body="KillSwitchBody", body_required=False)},
+        "/v1/admin/payouts/resume": {"post": _admin_op(
+            "Lift the payout kill switch of one chain, or the global one (audited)",
+            {"200": _json(_ref("KillSwitch"), "Lifted; `kill_switches` lists those still active")},
+            body="KillSwitchBody", body_required=False)},
+        "/v1/admin/assets/{asset_id}/resolve": {"post": _admin_op(
+            "Lift the reconciliation pause of an asset (audited)", {"200": _json(_ref("Resolved"), "Lifted")},
+            body="ResolveBody", params=[asset_id],
+            errors={"404": "No such asset", "409": "The asset has no open pause"})},
+        "/v1/admin/replay": {"post": _admin_op(
+            "Request a replay of an indexed block range; `chainsettle run` executes it (audited)",
+            {"202": _json(_ref("Replay"), "Recorded; poll Location for the outcome")},
+            body="ReplayRequest", errors={"409": "The chain has nothing indexed yet"})},
+        "/v1/admin/replay/{id}": {"get": _admin_op(
+            "A replay request and its outcome", {"200": _json(_ref("Replay"), "The request")},
+            body=None, params=[replay_id], errors={"404": "No such replay request"})},
+    }
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

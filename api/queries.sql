@@ -55,22 +55,31 @@ WHERE ($1::text IS NULL OR e.chain = $1)
 ORDER BY e.id DESC
 LIMIT $7;
 
--- name: feed_start
--- Where a new feed starts: every transaction below this xid has finished.
+-- name: feed_horizon
+-- Every transaction below this xid has finished: where a new feed starts, and
+-- the bound of each read (see db/migrations/0003_event_feed.sql).
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
 
--- name: feed_after
--- Events after position ($1 tx, $2 id) in commit order, only from transactions
--- older than every one still running (see db/migrations/0003_event_feed.sql).
+-- name: feed_events_after
+-- Events after ($1 tx, $2 id) in commit order, from transactions below horizon $3.
 SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
        e.address, e.event, e.args, e.inserted_at,
        (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
 FROM events e
 LEFT JOIN chain_state s ON s.chain = e.chain
 WHERE (e.tx, e.id) > ($1::text::xid8, $2::bigint)
-  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND e.tx < $3::text::xid8
 ORDER BY e.tx, e.id
-LIMIT $3;
+LIMIT $4;
+
+-- name: feed_outbox_after
+-- Payout, batch, reconciliation, pause and kill-switch changes after ($1 tx, $2 id), below horizon $3.
+SELECT tx::text AS tx, id, kind, chain, payload
+FROM feed_outbox
+WHERE (tx, id) > ($1::text::xid8, $2::bigint)
+  AND tx < $3::text::xid8
+ORDER BY tx, id
+LIMIT $4;
 
 -- name: account_by_ref
 -- An account by its code ('user:anvil:0x..') or its numeric id.
@@ -186,8 +195,25 @@ INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)
 RETURNING id, at;
 
 -- name: schema_ready
--- The newest tables this API reads: events.tx (0003) and the payout tables (0005).
-SELECT to_regclass('payout_requests') IS NOT NULL AND EXISTS (
+-- The newest tables this API reads: events.tx (0003), the payout tables (0005), the feed outbox (0007).
+SELECT to_regclass('payout_requests') IS NOT NULL AND to_regclass('feed_outbox') IS NOT NULL AND EXISTS (
     SELECT 1 FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'tx'
 );
+
+-- name: batch_state
+SELECT state FROM payout_batches WHERE batch_id = $1;
+
+-- name: asset_exists
+SELECT 1 FROM assets WHERE id = $1;
+
+-- name: insert_replay
+INSERT INTO replay_requests (chain, from_block, to_block, reason, requested_by)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, chain, from_block, to_block, reason, requested_by, state, attempts, inserted, error,
+          created_at, started_at, finished_at;
+
+-- name: replay_by_id
+SELECT id, chain, from_block, to_block, reason, requested_by, state, attempts, inserted, error,
+       created_at, started_at, finished_at
+FROM replay_requests WHERE id = $1;

@@ -58,7 +58,7 @@ async def account_balances(request: web.Request) -> web.Response:
     return json_response({"account": _account_view(account), "balances": balances})
 
 
-def _payout_view(r: asyncpg.Record) -> dict[str, Any]:
+def payout_view(r: asyncpg.Record) -> dict[str, Any]:
     out = {k: r[k] for k in ("id", "idempotency_key", "chain", "asset", "recipient", "amount", "state", "reason",
                              "requested_by", "created_at", "updated_at")}
     out["batch"] = None if r["batch_id"] is None else {
@@ -82,7 +82,7 @@ async def account_payouts(request: web.Request) -> web.Response:
         rows = []
         if len(parts) == 3:
             rows = await conn.fetch(Q.payouts_to, parts[1], parts[2], cursor, limit + 1)
-    payouts = [_payout_view(r) for r in rows[:limit]]
+    payouts = [payout_view(r) for r in rows[:limit]]
     return json_response({
         "account": _account_view(account), "payouts": payouts,
         "next": payouts[-1]["id"] if len(rows) > limit else None,
@@ -98,7 +98,7 @@ async def payout(request: web.Request) -> web.Response:
         row = await conn.fetchrow(Q.payout_by_ref, ref, _numeric(ref))
     if row is None:
         raise _not_found("payout")
-    return json_response({"payout": _payout_view(row)})
+    return json_response({"payout": payout_view(row)})
 
 
 @routes.get("/v1/batches/{id}")

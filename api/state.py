@@ -9,3 +9,5 @@ from config import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+# The actor admin writes record: a label of the token, never the token.
+ADMIN_ACTOR = web.AppKey("admin_actor", str)

@@ -12,6 +12,7 @@ from config.logs import get_logger
 from settlement.reconcile import run_reconcile_loop
 
 from .followers import follow_chain
+from .replay import run_replay_worker
 from .runtime import database_url, open_pool
 
 log = get_logger("daemon")
@@ -64,6 +65,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
 
             jobs["payouts"] = lambda: run_payout_workers(settings, pool, stop)
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
+        # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.
+        jobs["replay"] = lambda: run_replay_worker(settings, pool, stop)
         tasks = [asyncio.create_task(supervised(name, f, stop), name=name) for name, f in jobs.items()]
         log.info("daemon.started", chains=[c.name for c in settings.chains])
         await stop.wait()

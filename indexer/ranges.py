@@ -99,6 +99,13 @@ def parse_range_hint(message: str) -> tuple[int, int] | int | None:
     return None
 
 
+# Logs per eth_getLogs answer the sizer aims for: big enough that per-range
+# costs (round trips, the commit) vanish in a backfill, small enough to keep
+# memory flat (a few tens of MB per range in flight). Providers that cap
+# results lower say so, and the sizer shrinks to their cap.
+TARGET_RESULTS = 25_000
+
+
 class RangeSizer:
     """How many blocks the next eth_getLogs asks for."""
 
@@ -113,9 +120,9 @@ class RangeSizer:
     def next_range(self, start: int, limit: int) -> tuple[int, int]:
         return start, min(limit, start + self.size - 1)
 
-    def on_success(self, span: int, results: int, target_results: int = 10_000) -> None:
+    def on_success(self, span: int, results: int, target_results: int = TARGET_RESULTS) -> None:
         # Grow fast while responses are small; stay put when they are big.
-        if results < target_results // 4 and span >= self.size:
+        if results < target_results // 2 and span >= self.size:
             self.size = min(self.ceiling, self.size * 2)
         elif results > target_results:
             self.size = max(self.minimum, self.size // 2)

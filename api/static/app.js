@@ -1,12 +1,19 @@
-// chainsettle status page: polls /v1/status, receives new events over
+// chainsettle status page: polls /v1/status, receives new events, payout and
+// batch changes, reconciliation runs, pauses and kill switches over
 // /v1/stream (server-sent events). Everything from the API is rendered with
 // textContent: event arguments come from the chain, i.e. from anyone.
 "use strict";
 
 const MAX_EVENTS = 50;
+const MAX_ACTIVITY = 20;
 const STATUS_EVERY_MS = 2000;
+const REFRESH_DEBOUNCE_MS = 150;
 const events = new Map(); // id -> event, newest first when rendered
 const reorgCounts = new Map();
+const activity = []; // payout and batch changes seen on the stream, newest first
+let payouts = null; // the last /v1/status payouts, patched by stream messages
+let reconciliation = null; // the same for reconciliation
+let refreshTimer = null;
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -57,7 +64,21 @@ function renderChains(chains) {
   fill(document.querySelector("#chains tbody"), rows, "no chains configured", 10);
 }
 
-function renderPayouts(payouts) {
+function renderActivity() {
+  if (!activity.length) return null;
+  const table = el("table");
+  table.id = "payout-activity";
+  table.appendChild(row(["change", "id", "chain", "amount", "state"].map((h) => el("th", h))));
+  for (const a of activity) {
+    const attrs = a.kind === "payout" ? { "data-payout-id": String(a.id) } : { "data-batch-id": a.id };
+    attrs["data-state"] = a.state;
+    table.appendChild(row([a.kind, a.kind === "batch" ? short(a.id) : a.id, a.chain, fmt(a.amount),
+      (a.previous ? a.previous + " → " : "") + a.state], attrs));
+  }
+  return table;
+}
+
+function renderPayouts() {
   const box = document.getElementById("payouts");
   if (!payouts) return;
   const parts = [];
@@ -77,13 +98,18 @@ function renderPayouts(payouts) {
     parts.push(el("div", b.chain + ": " + b.count + " batch(es) " + b.state));
   }
   for (const k of payouts.kill_switches || []) {
-    parts.push(el("div", "payouts stopped (" + k.scope + "): " + k.reason, "bad"));
+    const div = el("div", "payouts stopped (" + k.scope + "): " + k.reason, "bad");
+    div.setAttribute("data-kill-switch", k.scope);
+    parts.push(div);
   }
+  const recent = renderActivity();
+  if (recent) parts.push(el("h3", "recent changes"), recent);
   box.className = "";
   box.replaceChildren(...parts);
 }
 
-function renderReconciliation(rec) {
+function renderReconciliation() {
+  const rec = reconciliation;
   const box = document.getElementById("reconciliation");
   if (!rec) return;
   const table = el("table");
@@ -91,10 +117,15 @@ function renderReconciliation(rec) {
   for (const r of rec.latest || []) {
     const cls = r.status === "ok" ? "good" : "bad";
     table.appendChild(row([el("td", r.chain), el("td", fmt(r.height)), el("td", r.status, cls),
-      el("td", r.checked), el("td", r.mismatches), el("td", r.finished_at)], { "data-reconciliation-chain": r.chain }));
+      el("td", r.checked), el("td", r.mismatches), el("td", r.finished_at)],
+      { "data-reconciliation-chain": r.chain, "data-run-id": String(r.id) }));
   }
   const parts = [(rec.latest || []).length ? table : el("span", "no reconciliation runs yet", "muted")];
-  for (const p of rec.paused_assets || []) parts.push(el("div", "paused: " + p.asset_id + " (" + p.reason + ")", "bad"));
+  for (const p of rec.paused_assets || []) {
+    const div = el("div", "paused: " + p.asset_id + " (" + p.reason + ")", "bad");
+    div.setAttribute("data-paused-asset", p.asset_id);
+    parts.push(div);
+  }
   box.className = "";
   box.replaceChildren(...parts);
 }
@@ -103,8 +134,10 @@ async function refreshStatus() {
   try {
     const status = await getJSON("/v1/status");
     renderChains(status.chains || []);
-    renderPayouts(status.payouts);
-    renderReconciliation(status.reconciliation);
+    payouts = status.payouts;
+    reconciliation = status.reconciliation;
+    renderPayouts();
+    renderReconciliation();
     let reorged = false;
     for (const c of status.chains || []) {
       if (reorgCounts.has(c.chain) && reorgCounts.get(c.chain) !== c.reorg_count) reorged = true;
@@ -154,6 +187,56 @@ async function loadRecentEvents(replace) {
   }
 }
 
+// ---- payout and reconciliation messages --------------------------------------
+
+// Queue counts are aggregates the messages do not carry: fetch them soon after.
+function refreshSoon() {
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => { refreshTimer = null; refreshStatus(); }, REFRESH_DEBOUNCE_MS);
+}
+
+function noteActivity(kind, data) {
+  const id = kind === "payout" ? data.id : data.batch_id;
+  activity.unshift({ kind, id, chain: data.chain, amount: kind === "payout" ? data.amount : data.total,
+    state: data.state, previous: data.previous_state });
+  activity.length = Math.min(activity.length, MAX_ACTIVITY);
+  renderPayouts();
+  refreshSoon();
+}
+
+function onReconciliation(run) {
+  if (!reconciliation) return;
+  const latest = (reconciliation.latest || []).filter((r) => r.chain !== run.chain || r.id > run.id);
+  if (!latest.some((r) => r.chain === run.chain)) latest.push(run);
+  latest.sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0));
+  reconciliation.latest = latest;
+  renderReconciliation();
+}
+
+function onAssetPause(p) {
+  if (!reconciliation) return;
+  const rest = (reconciliation.paused_assets || []).filter((x) => x.asset_id !== p.asset_id);
+  if (p.paused) rest.push(p);
+  reconciliation.paused_assets = rest;
+  renderReconciliation();
+}
+
+function onPayoutControl(c) {
+  if (!payouts) return;
+  const rest = (payouts.kill_switches || []).filter((k) => k.scope !== c.scope);
+  if (c.killed) rest.push(c);
+  payouts.kill_switches = rest.sort((a, b) => (a.scope < b.scope ? -1 : 1));
+  renderPayouts();
+}
+
+function listen(source, name, handler) {
+  source.addEventListener(name, (msg) => {
+    let data;
+    try { data = JSON.parse(msg.data); } catch (err) { return; }
+    handler(data);
+  });
+}
+
 function connectStream() {
   const badge = document.getElementById("sse-state");
   // EventSource reconnects by itself and sends Last-Event-ID, so nothing is missed.
@@ -166,11 +249,12 @@ function connectStream() {
     loadRecentEvents(false);
   };
   source.onerror = () => { badge.textContent = "reconnecting"; badge.className = "badge off"; };
-  source.addEventListener("chain_event", (msg) => {
-    let ev;
-    try { ev = JSON.parse(msg.data); } catch (err) { return; }
-    if (addEvent(ev, true)) renderEvents();
-  });
+  listen(source, "chain_event", (ev) => { if (addEvent(ev, true)) renderEvents(); });
+  listen(source, "payout", (p) => noteActivity("payout", p));
+  listen(source, "batch", (b) => noteActivity("batch", b));
+  listen(source, "reconciliation", onReconciliation);
+  listen(source, "asset_pause", onAssetPause);
+  listen(source, "payout_control", onPayoutControl);
   window.chainsettleStream = source;
 }
 

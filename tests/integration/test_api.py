@@ -378,12 +378,15 @@ async def test_admin_replay_needs_the_bearer_token_and_writes_an_audit_row(tmp_p
             auth = {"Authorization": f"Bearer {TOKEN}"}
             ok = await client.post("/v1/admin/replay", json=body, headers=auth)
             assert ok.status == 202, await ok.text()
-            answer = await ok.json()
+            answer = (await ok.json())["replay"]
             assert (answer["chain"], answer["from_block"], answer["to_block"], answer["blocks"]) == ("anvil", 3, 9, 7)
+            assert answer["state"] == "pending" and ok.headers["Location"] == f"/v1/admin/replay/{answer['id']}"
             row = await pool.fetchrow("SELECT actor, action, subject, details FROM audit_log WHERE id = $1",
                                       answer["audit_id"])
             assert (row["action"], row["subject"]) == ("replay.requested", "chain:anvil")
             assert row["details"]["from_block"] == 3 and row["details"]["reason"] == "missed logs"
+            assert row["details"]["replay_id"] == answer["id"]
+            assert row["actor"].startswith("api:") and TOKEN not in row["actor"]
 
             bad = {
                 "not json": "body",
@@ -394,6 +397,7 @@ async def test_admin_replay_needs_the_bearer_token_and_writes_an_audit_row(tmp_p
                 '{"chain": "nope", "from_block": 1, "to_block": 2}': "chain",
                 '{"chain": "anvil", "from_block": 5, "to_block": 2}': "to_block",
                 '{"chain": "anvil", "from_block": 5, "to_block": 11}': "to_block",
+                '{"chain": "anvil", "from_block": 1, "to_block": 2, "reason": "a\\u0000b"}': "reason",
             }
             for raw, field in bad.items():
                 resp = await client.post("/v1/admin/replay", data=raw, headers=auth)
@@ -402,6 +406,7 @@ async def test_admin_replay_needs_the_bearer_token_and_writes_an_audit_row(tmp_p
             spec = await (await client.get("/openapi.json")).json()
             assert "/v1/admin/replay" in spec["paths"]
             assert await pool.fetchval("SELECT count(*) FROM audit_log") == 1
+            assert await pool.fetchval("SELECT count(*) FROM replay_requests") == 1
     assert TOKEN not in repr(logs)
     assert any(e["event"] == "api.admin_auth_failed" for e in logs)
 

@@ -2,7 +2,9 @@
 
 The page must render the chains, events, payouts and reconciliation the API
 serves, and show an event committed after it loaded: that one can only
-arrive over the SSE feed, since the page loads the event list once.
+arrive over the SSE feed, since the page loads the event list once. Payout,
+reconciliation, pause and kill-switch changes are checked with /v1/status
+blocked, so they too can only have come over the feed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from api.app import make_app
+from settlement.ledger import pause_asset, resolve_pause
+from settlement.payout_requests import set_kill_switch
 from tests.support.api_data import api_settings, chain_cfg, commit_blocks, event_row, address, seed_settlement, seeded
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -179,5 +183,59 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             bold = await tools.send("Runtime.evaluate", {"expression": "document.querySelectorAll('#events b').length",
                                                          "returnByValue": True}, session=page)
             assert bold["result"]["value"] == 0
+    finally:
+        await server.close()
+
+
+async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tmp_path, pool):
+    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
+    await seeded(pool, "anvil", blocks=12, head=14, final=6)
+    ids = await seed_settlement(pool)
+    server = TestServer(make_app(settings, pool), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with chromium(tmp_path) as tools:
+            page = await open_page(tools, str(server.make_url("/")))
+            await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
+            await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
+            # From here on the page cannot poll: whatever changes came over the stream.
+            await tools.send("Network.enable", session=page)
+            await tools.send("Network.setBlockedURLs", {"urls": ["*/v1/status*"]}, session=page)
+            await wait_for(tools, page, "document.getElementById('updated').textContent.includes('unavailable')")
+
+            async with pool.acquire() as conn, conn.transaction():
+                run = await conn.fetchval("INSERT INTO reconciliation_runs (chain, height, status, checked, mismatches)"
+                                          " VALUES ('anvil', 6, 'ok', 3, 0) RETURNING id")
+            cells = await wait_for(tools, page, f"""(() => {{
+                const tr = document.querySelector('[data-reconciliation-chain="anvil"][data-run-id="{run}"]');
+                return tr && [...tr.cells].map((c) => c.textContent);
+            }})()""")
+            assert cells[:5] == ["anvil", "6", "ok", "3", "0"]
+            assert await wait_for(tools, page, "document.querySelectorAll('[data-reconciliation-chain]').length") == 1
+
+            async with pool.acquire() as conn:
+                await pause_asset(conn, "anvil:native", "<i>mismatch</i>", "reconciler", run)
+            text = await wait_for(tools, page, """(() => {
+                const d = document.querySelector('[data-paused-asset="anvil:native"]');
+                return d && d.textContent; })()""")
+            assert text == "paused: anvil:native (<i>mismatch</i>)"
+            await resolve_pause(pool, "anvil:native", "ops", "explained")
+            await wait_for(tools, page, "document.querySelector('[data-paused-asset]') === null")
+
+            await pool.execute("UPDATE payout_requests SET state = 'held', reason = 'refused' WHERE id = $1",
+                               ids["pending"])
+            row = await wait_for(tools, page, f"""(() => {{
+                const tr = document.querySelector('#payout-activity tr[data-payout-id="{ids['pending']}"]');
+                return tr && [...tr.cells].map((c) => c.textContent);
+            }})()""")
+            assert row == ["payout", str(ids["pending"]), "anvil", "5", "pending → held"]
+
+            await set_kill_switch(pool, "*", True, "drill", "ops")
+            await wait_for(tools, page, "document.querySelector('[data-kill-switch=\"*\"]') !== null")
+            await set_kill_switch(pool, "*", False, "over", "ops")
+            await wait_for(tools, page, "document.querySelector('[data-kill-switch]') === null")
+            italics = await tools.send("Runtime.evaluate", {"expression": "document.querySelectorAll('main i').length",
+                                                            "returnByValue": True}, session=page)
+            assert italics["result"]["value"] == 0
     finally:
         await server.close()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from indexer.errors import RpcErrorKind as K
 from indexer.evm_rpc import classify_rpc_error
-from indexer.ranges import RangeSizer, parse_range_hint
+from indexer.ranges import TARGET_RESULTS, RangeSizer, parse_range_hint
 
 # (provider, code, message as the provider sends it, expected hint)
 PROVIDER_ERRORS = [
@@ -105,9 +105,9 @@ def test_sizer_does_not_grow_on_a_short_tail_or_a_full_answer():
     s = RangeSizer(50, maximum=1000)
     s.on_success(10, results=0)  # a tail shorter than the size says nothing
     assert s.size == 50
-    s.on_success(50, results=5_000)
+    s.on_success(50, results=TARGET_RESULTS // 2)  # big enough: stay
     assert s.size == 50
-    s.on_success(50, results=20_000)
+    s.on_success(50, results=TARGET_RESULTS + 1)  # too big: halve
     assert s.size == 25
 
 
