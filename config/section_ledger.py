@@ -184,27 +184,30 @@ class ReconcileSettings(Strict):
     tolerances: dict[str, int] = Field(default_factory=dict)
     # Events touching a mismatched wallet listed in the report, newest first.
     max_movements: int = Field(20, ge=0, le=1000)
+    # Wallets below this on-chain balance (base units, per asset id) raise
+    # chainsettle_wallet_low, which the "wallet low" alert watches.
+    min_balances: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("tolerance", mode="before")
     @classmethod
     def _int_text(cls, v):
         return int(v) if isinstance(v, str) and v.isdigit() else v
 
-    @field_validator("tolerances", mode="before")
+    @field_validator("tolerances", "min_balances", mode="before")
     @classmethod
     def _int_texts(cls, v):
         if isinstance(v, dict):
             return {k: int(x) if isinstance(x, str) and x.isdigit() else x for k, x in v.items()}
         return v
 
-    @field_validator("tolerances")
+    @field_validator("tolerances", "min_balances")
     @classmethod
     def _tolerances(cls, v: dict[str, int]) -> dict[str, int]:
         for k, x in v.items():
             if ":" not in k:
                 raise ValueError(f"{k!r}: keys are asset ids '<chain>:<name>', e.g. 'anvil:native'")
             if not 0 <= x <= _MAX_UNITS:
-                raise ValueError(f"{k!r}: tolerance must be a non-negative integer in base units")
+                raise ValueError(f"{k!r}: must be a non-negative integer in base units")
         return v
 
     def tolerance_for(self, asset_id: str) -> int:

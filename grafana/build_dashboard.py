@@ -36,6 +36,36 @@ ROWS = [
             "histogram_quantile(0.95, sum by (le, chain, endpoint, method) (rate(chainsettle_rpc_latency_seconds_bucket[5m])))"]),
         ("Endpoint healthy", "none", ["chainsettle_rpc_endpoint_healthy"]),
     ]),
+    ("Payouts", [
+        ("Payout requests by state", "none", ["sum by (chain, state) (chainsettle_payouts)"]),
+        ("Batches by state", "none", ["sum by (chain, state) (chainsettle_payout_batches)"]),
+        ("Batch size p50 / p95", "none", [
+            "histogram_quantile(0.5, sum by (le, chain) (rate(chainsettle_payout_batch_size_bucket[1h])))",
+            "histogram_quantile(0.95, sum by (le, chain) (rate(chainsettle_payout_batch_size_bucket[1h])))"]),
+        ("Fee bumps, cap hits, nonce gaps", "none", [
+            "sum by (chain) (increase(chainsettle_payout_fee_bumps_total[1h]))",
+            "sum by (chain) (increase(chainsettle_payout_fee_cap_hit_total[1h]))",
+            "sum by (chain) (increase(chainsettle_payout_nonce_gaps_total[1h]))"]),
+        ("Broadcasts /s by result", "ops", ["sum by (chain, result) (rate(chainsettle_payout_broadcasts_total[5m]))"]),
+        ("Kill switch", "none", ["chainsettle_payout_kill_switch"]),
+    ]),
+    ("Ledger and reconciliation", [
+        ("Reconciliation difference (base units)", "none", ["chainsettle_reconciliation_difference"]),
+        ("Reconciliation mismatches", "none", ["chainsettle_reconciliation_mismatches"]),
+        ("Seconds since last reconciliation", "s", [
+            "time() - max by (chain) (chainsettle_reconciliation_last_run_timestamp_seconds)"]),
+        ("Paused assets", "none", ["chainsettle_asset_paused"]),
+        ("Wallet balances (base units)", "none", ["chainsettle_wallet_balance"]),
+        ("Wallets below minimum", "none", ["chainsettle_wallet_low"]),
+        ("Ledger transactions /s", "ops", ["sum by (chain) (rate(chainsettle_ledger_event_transactions_total[5m]))"]),
+        ("Unbookable events /s", "ops", ["sum by (chain, rule) (rate(chainsettle_ledger_unbookable_total[5m]))"]),
+    ]),
+    ("XRPL and API", [
+        ("XRPL ledgers indexed /s", "ops", ["sum by (chain) (rate(chainsettle_xrpl_ledgers_indexed_total[5m]))"]),
+        ("XRPL gap (ledgers)", "none", ["chainsettle_xrpl_gap_ledgers"]),
+        ("API requests /s", "reqps", ["sum by (route, status) (rate(chainsettle_api_requests_total[5m]))"]),
+        ("SSE clients", "none", ["chainsettle_api_sse_clients"]),
+    ]),
 ]
 
 

@@ -38,3 +38,10 @@ RECON_STATUS = Gauge(
 ASSET_PAUSED = Gauge("chainsettle_asset_paused", "1 while payouts of the asset are paused", ["asset"])
 
 STATUS_CODES = {"ok": 0, "within_tolerance": 1, "mismatch": 2}
+WALLET_BALANCE = Gauge(
+    "chainsettle_wallet_balance", "On-chain balance of a configured wallet at the reconciled height (base units)",
+    ["chain", "wallet", "asset"],
+)
+WALLET_LOW = Gauge(
+    "chainsettle_wallet_low", "1 while a wallet holds less than its [reconcile.min_balances] entry", ["chain", "wallet", "asset"],
+)

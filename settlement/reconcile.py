@@ -179,7 +179,11 @@ async def _compare(settings: Settings, pool: asyncpg.Pool, cfg: ChainConfig, rea
         else:
             due.append(r)
     actual = await reader.balances(height, [BalanceQuery(r["address"], assets[r["asset_id"]]) for r in due])
+    minimums = settings.reconcile.min_balances
     for r, value in zip(due, actual):
+        m.WALLET_BALANCE.labels(chain, r["name"], r["asset_id"]).set(value)
+        if r["asset_id"] in minimums:
+            m.WALLET_LOW.labels(chain, r["name"], r["asset_id"]).set(1 if value < minimums[r["asset_id"]] else 0)
         expected = int(r["expected"])
         diff = value - expected
         tol = settings.reconcile.tolerance_for(r["asset_id"])

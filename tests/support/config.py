@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ def _toml_value(v: Any) -> str:
     raise TypeError(type(v))
 
 
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
+
 def _table(name: str, d: dict, out: list[str], array: bool = False) -> None:
     out.append(f"[[{name}]]" if array else f"[{name}]")
     nested = []
@@ -29,7 +34,7 @@ def _table(name: str, d: dict, out: list[str], array: bool = False) -> None:
         elif isinstance(v, list) and v and isinstance(v[0], dict):
             nested.append((k, v, True))
         else:
-            out.append(f"{k} = {_toml_value(v)}")
+            out.append(f"{_key(k)} = {_toml_value(v)}")
     for k, v, is_array in nested:
         if is_array:
             for item in v:
