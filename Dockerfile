@@ -10,12 +10,12 @@ COPY settlement settlement
 COPY api api
 COPY daemon daemon
 COPY contracts/artifacts contracts/artifacts
+# The payout contract's artifact lands in <prefix>/share/chainsettle (data-files).
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 RUN useradd --system --home-dir /var/lib/chainsettle --create-home chainsettle
 COPY --from=build /install /usr/local
-COPY contracts/artifacts /usr/share/chainsettle/contracts/artifacts
 USER chainsettle
 WORKDIR /var/lib/chainsettle
 ENV CHAINSETTLE_CONFIG=/etc/chainsettle/chainsettle.toml \

@@ -2,12 +2,14 @@
 topics, view-call encoders and the gas figures that size a batch.
 
 The artifact is read from contracts/artifacts/ in the source tree (the
-build script writes it there and a test keeps it equal to the source).
+build script writes it there and a test keeps it equal to the source); an
+installed package finds the copy pip puts under <prefix>/share/chainsettle.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,7 +19,13 @@ from eth_utils import event_abi_to_log_topic, function_signature_to_4byte_select
 
 from config.errors import ChainsettleError
 
-ARTIFACT = Path(__file__).resolve().parents[1] / "contracts" / "artifacts" / "PayoutBatcher.json"
+def _artifact_path() -> Path:
+    rel = Path("contracts") / "artifacts" / "PayoutBatcher.json"
+    candidates = [Path(__file__).resolve().parents[1] / rel, Path(sys.prefix) / "share" / "chainsettle" / rel]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+ARTIFACT = _artifact_path()
 
 # Measured on anvil (cancun, solc 0.8.30 optimizer 200 runs) by
 # tests/integration/test_payout_batcher.py, which fails if the contract gets
