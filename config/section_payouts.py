@@ -16,7 +16,7 @@ import re
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -31,6 +31,15 @@ class Strict(BaseModel):
 def _int_text(v):
     # TOML integers stop at 2**63; base-unit amounts may be written as strings.
     return int(v) if isinstance(v, str) and v.isdigit() else v
+
+
+# Per-asset limits, the same on every chain kind; amounts in base units.
+_Threshold = Annotated[int | None, Field(ge=0, le=_MAX_UNITS), BeforeValidator(_int_text)]
+_Limit = Annotated[int | None, Field(ge=1, le=_MAX_UNITS), BeforeValidator(_int_text)]
+
+
+def _dupes(names: list[str]) -> str:
+    return ", ".join(sorted({n for n in names if names.count(n) > 1}))
 
 
 def _check_ref(v: str | None) -> str | None:
@@ -65,12 +74,9 @@ class PayoutAssetConfig(Strict):
     source: str = "contract"  # contract: the batcher's own balance; treasury: transferFrom(treasury)
     treasury: str | None = None
     # Batches whose total exceeds this wait for `chainsettle payouts approve`.
-    approval_threshold: int | None = Field(None, ge=0, le=_MAX_UNITS)
-    max_batch_total: int | None = Field(None, ge=1, le=_MAX_UNITS)
-    daily_cap: int | None = Field(None, ge=1, le=_MAX_UNITS)
-
-    _ints = field_validator("approval_threshold", "max_batch_total", "daily_cap", mode="before")(
-        classmethod(lambda cls, v: _int_text(v)))
+    approval_threshold: _Threshold = None
+    max_batch_total: _Limit = None
+    daily_cap: _Limit = None
 
     @field_validator("name")
     @classmethod
@@ -128,10 +134,9 @@ class PayoutChainConfig(Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> "PayoutChainConfig":
-        names = [a.name for a in self.assets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _dupes([a.name for a in self.assets])
         if dupes:
-            raise ValueError(f"assets listed twice: {', '.join(dupes)}")
+            raise ValueError(f"assets listed twice: {dupes}")
         if self.max_priority_fee_per_gas > self.max_fee_per_gas:
             raise ValueError("max_priority_fee_per_gas cannot exceed max_fee_per_gas")
         return self
@@ -148,12 +153,9 @@ class PayoutChainConfig(Strict):
 class XrplPayoutAssetConfig(Strict):
     # "native" (XRP, in drops) or the name of an issued currency in [[ledger.assets]] (base units = its decimals).
     name: str
-    approval_threshold: int | None = Field(None, ge=0, le=_MAX_UNITS)
-    max_batch_total: int | None = Field(None, ge=1, le=_MAX_UNITS)
-    daily_cap: int | None = Field(None, ge=1, le=_MAX_UNITS)
-
-    _ints = field_validator("approval_threshold", "max_batch_total", "daily_cap", mode="before")(
-        classmethod(lambda cls, v: _int_text(v)))
+    approval_threshold: _Threshold = None
+    max_batch_total: _Limit = None
+    daily_cap: _Limit = None
 
     @field_validator("name")
     @classmethod
@@ -185,10 +187,9 @@ class XrplPayoutChainConfig(Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> "XrplPayoutChainConfig":
-        names = [a.name for a in self.assets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _dupes([a.name for a in self.assets])
         if dupes:
-            raise ValueError(f"assets listed twice: {', '.join(dupes)}")
+            raise ValueError(f"assets listed twice: {dupes}")
         if self.fee_drops > self.max_fee_drops:
             raise ValueError("fee_drops cannot exceed max_fee_drops")
         return self
@@ -231,10 +232,9 @@ class PayoutSettings(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> "PayoutSettings":
-        names = [c.chain for c in self.chains]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = _dupes([c.chain for c in self.chains])
         if dupes:
-            raise ValueError(f"chains: listed twice: {', '.join(dupes)}")
+            raise ValueError(f"chains: listed twice: {dupes}")
         return self
 
     def chain(self, name: str) -> PayoutChainConfig | XrplPayoutChainConfig | None:

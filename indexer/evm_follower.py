@@ -33,6 +33,7 @@ from .errors import BadRpcResponse, ChainHalted, ReorgBeyondFinality, RpcError, 
 from .evm_decode import LogDecoder
 from .evm_fetch import LogFilter, fetch_logs, get_header, get_headers, read_tip
 from .evm_rpc import EvmRpc
+from .follow_loop import mark_following, retry_after, sleep_or_stop
 from .heads import HeadWatcher
 from .models import BlockRow, Cursor, EventRow
 from .ranges import RangeSizer
@@ -182,27 +183,14 @@ class EvmFollower:
                 await self.start()
                 caught_up = await self.step(stop)
                 backoff = 1.0
-                if self.state != "following":
-                    self.state = "following"
-                m.FOLLOWER_UP.labels(self.chain).set(1)
+                mark_following(self)
                 await self._report()
                 if caught_up:
                     await self._wait_for_block(stop)
             except (ChainHalted, ConfigError):
                 raise
             except RETRYABLE_ERRORS as exc:
-                self.state = "retrying"
-                self.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
-                m.FOLLOWER_UP.labels(self.chain).set(0)
-                log.warning("follower.retry", chain=self.chain, error=self.last_error, backoff=round(backoff, 2))
-                if isinstance(exc, StaleCursor):
-                    self._started = False  # reload the cursor
-                try:
-                    await self._report(force=True)
-                except (asyncpg.PostgresError, OSError):
-                    pass
-                await _sleep_or_stop(stop, backoff * random.uniform(0.7, 1.3))
-                backoff = min(30.0, backoff * 2)
+                backoff = await retry_after(self, exc, stop, backoff, log)
         self.state = "stopped"
 
     async def step(self, stop: asyncio.Event | None = None) -> bool:
@@ -425,7 +413,7 @@ class EvmFollower:
             # newHeads wakes us (also once a reconnect succeeds); polling is the safety net.
             await self._heads.wait(stop, max(interval, 5.0) if self._heads.connected else interval)
         else:
-            await _sleep_or_stop(stop, interval)
+            await sleep_or_stop(stop, interval)
 
     async def _report(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -454,10 +442,3 @@ class EvmFollower:
             "ws_connected": bool(self._heads and self._heads.connected),
         }
         await self.store.set_status(status, head=head, finalized=tip.finalized if tip else None)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -35,6 +35,7 @@ from config.logs import get_logger
 from . import metrics as m
 from . import xrpl_metrics as xm
 from .errors import BadRpcResponse, ChainHalted, RpcError, RpcErrorKind, StaleCursor
+from .follow_loop import mark_following, retry_after, sleep_or_stop
 from .models import BlockRow, Cursor, EventRow, RawLogRow
 from .ranges import RangeSizer
 from .store import Store, StoreHook
@@ -175,8 +176,7 @@ class XrplFollower:
                 await self._ensure_stream()
                 caught_up = await self.step()
                 backoff = 1.0
-                self.state = "following"
-                m.FOLLOWER_UP.labels(self.chain).set(1)
+                mark_following(self)
                 await self._report()
                 if caught_up:
                     await self._wait_for_ledger(stop)
@@ -185,20 +185,9 @@ class XrplFollower:
             except LedgerGap as gap:
                 self.state = "gap"
                 await self._on_gap(gap)
-                await _sleep_or_stop(stop, self.cfg.effective_poll_interval)
+                await sleep_or_stop(stop, self.cfg.effective_poll_interval)
             except (RpcError, BadRpcResponse, StaleCursor, asyncpg.PostgresError, OSError) as exc:
-                self.state = "retrying"
-                self.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
-                m.FOLLOWER_UP.labels(self.chain).set(0)
-                log.warning("follower.retry", chain=self.chain, error=self.last_error, backoff=round(backoff, 2))
-                if isinstance(exc, StaleCursor):
-                    self._started = False
-                try:
-                    await self._report(force=True)
-                except (asyncpg.PostgresError, OSError):
-                    pass
-                await _sleep_or_stop(stop, backoff * random.uniform(0.7, 1.3))
-                backoff = min(30.0, backoff * 2)
+                backoff = await retry_after(self, exc, stop, backoff, log)
         self.state = "stopped"
 
     async def step(self) -> bool:
@@ -460,10 +449,3 @@ class XrplFollower:
             m.INDEXED_BLOCK.labels(self.chain).set(cursor)
             m.FINALIZED_BLOCK.labels(self.chain).set(cursor)
         await self.store.set_status({**status, "endpoints": self.client.health()}, head=self.head, finalized=self.head)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import asyncpg
 
-from config import ChainsettleError, Settings
+from config import Settings
 from config.logs import get_logger
 from config.section_payouts import PayoutChainConfig
 from db import Queries
-from indexer.errors import BadRpcResponse, RpcError
 from indexer.evm_rpc import EvmRpc
 
 from . import batcher_abi
@@ -38,7 +37,8 @@ from .eip712 import Batch, Domain, execute_batch_calldata, sign_batch
 from .ledger import audit, is_paused
 from .ledger_rules import asset_id
 from .payout_config import AssetPlan, asset_plan, check_payout_config, load_key
-from .payout_plan import Pending, max_recipients_for_gas, next_batch
+from .payout_loop import batch_state, choose_requests, record_batch, run_steps
+from .payout_plan import max_recipients_for_gas
 from .payout_requests import refresh_gauges
 from .payout_sender import ACTOR, TxSender
 
@@ -94,19 +94,7 @@ class PayoutWorker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("payout.worker_started", chain=self.chain, signer=self.signer.address,
                  sender=self.sender.address, dry_run=self.ps.dry_run)
-        while not stop.is_set():
-            try:
-                await self.step()
-            except (RpcError, BadRpcResponse) as exc:
-                log.warning("payout.rpc_error", chain=self.chain, error=str(exc)[:300])
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.error("payout.db_error", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:300])
-            except ChainsettleError as exc:  # a refused signature, a batch that does not encode
-                log.error("payout.step_failed", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:300])
-            try:
-                await asyncio.wait_for(stop.wait(), self.ps.poll_interval)
-            except asyncio.TimeoutError:
-                pass
+        await run_steps(self.step, stop, chain=self.chain, poll_interval=self.ps.poll_interval, log=log)
 
     # -- batching -------------------------------------------------------------------
 
@@ -137,29 +125,19 @@ class PayoutWorker:
             rows = await conn.fetch(Q.pending_requests, self.chain, plan.name, limit)
             if not rows:
                 return False
-            daily_left = None
-            if plan.cfg.daily_cap is not None:
-                daily_left = plan.cfg.daily_cap - int(await conn.fetchval(Q.daily_total, self.chain, plan.name))
-            pending = [Pending(r["id"], r["recipient"], int(r["amount"]), r["age"]) for r in rows]
-            chosen = next_batch(pending, max_recipients=limit, max_total=plan.cfg.max_batch_total,
-                                daily_left=daily_left, wait_seconds=self.ps.batch_wait_seconds)
+            chosen = await choose_requests(conn, rows, chain=self.chain, asset=plan.name, cfg=plan.cfg,
+                                           max_recipients=limit, wait_seconds=self.ps.batch_wait_seconds)
             if not chosen:
                 return False
             batch_id = "0x" + os.urandom(32).hex()
             total = sum(p.amount for p in chosen)
-            threshold = plan.cfg.approval_threshold
-            state = "awaiting_approval" if threshold is not None and total > threshold else "ready"
+            state = batch_state(plan.cfg, total)
             gas = batcher_abi.gas_limit(plan.native, len(chosen), treasury=treasury)
             expiry = chain_time + self.ps.batch_expiry_seconds
             await conn.execute(Q.insert_batch, batch_id, self.chain, plan.name, plan.token, int(plan.source),
                                plan.treasury, self.pc.batcher, len(chosen), total, gas, expiry, state, None)
-            await conn.execute(Q.insert_items, batch_id, [p.id for p in chosen], [p.recipient for p in chosen],
-                               [p.amount for p in chosen])
-            await conn.execute(Q.mark_batched, batch_id, [p.id for p in chosen])
-            await conn.execute(Q.add_daily_total, self.chain, plan.name, total)
-            await audit(conn, ACTOR, "payout.batch_created", f"batch:{batch_id}", {
-                "chain": self.chain, "asset": plan.name, "items": len(chosen), "total": str(total), "state": state,
-                "expiry": expiry, "requests": [p.id for p in chosen]})
+            await record_batch(conn, batch_id, chosen, chain=self.chain, asset=plan.name, total=total, state=state,
+                               actor=ACTOR, details={"expiry": expiry})
         pm.BATCH_SIZE.labels(self.chain).observe(len(chosen))
         log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=plan.name, items=len(chosen),
                  total=str(total), state=state)

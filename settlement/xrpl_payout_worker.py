@@ -26,16 +26,15 @@ import asyncpg
 from xrpl.models.amounts import IssuedCurrencyAmount
 from xrpl.models.transactions import Memo, Payment
 
-from config import ChainsettleError, Settings
+from config import Settings
 from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
 from db import Queries
-from indexer.errors import BadRpcResponse, RpcError
 from indexer.xrpl_client import XrplClient
 
 from .ledger import audit, is_paused
 from .ledger_rules import asset_id
-from .payout_plan import Pending, next_batch
+from .payout_loop import batch_state, choose_requests, record_batch, run_steps
 from .payout_requests import refresh_gauges
 from .xrpl_payout_config import HotWallet, XrplAsset, check_xrpl_payout_config, xrpl_assets
 from .xrpl_payout_sender import ACTOR, XrplSender, _network_id, sign_blob
@@ -107,19 +106,7 @@ class XrplPayoutWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("payout.worker_started", chain=self.chain, sender=self.hot.address, dry_run=self.ps.dry_run)
-        while not stop.is_set():
-            try:
-                await self.step()
-            except (RpcError, BadRpcResponse) as exc:
-                log.warning("payout.rpc_error", chain=self.chain, error=str(exc)[:300])
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.error("payout.db_error", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:300])
-            except ChainsettleError as exc:
-                log.error("payout.step_failed", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:300])
-            try:
-                await asyncio.wait_for(stop.wait(), self.ps.poll_interval)
-            except asyncio.TimeoutError:
-                pass
+        await run_steps(self.step, stop, chain=self.chain, poll_interval=self.ps.poll_interval, log=log)
 
     # -- batching (the pipeline's caps and approvals) ---------------------------------
 
@@ -139,27 +126,19 @@ class XrplPayoutWorker:
             rows = await conn.fetch(XQ.pending_requests, self.chain, asset.name, self.ps.max_recipients)
             if not rows:
                 return False
-            daily_left = None
-            if cfg.daily_cap is not None:
-                daily_left = cfg.daily_cap - int(await conn.fetchval(Q.daily_total, self.chain, asset.name))
-            pending = [Pending(r["id"], r["recipient"], int(r["amount"]), r["age"]) for r in rows]
-            chosen = next_batch(pending, max_recipients=self.ps.max_recipients, max_total=cfg.max_batch_total,
-                                daily_left=daily_left, wait_seconds=self.ps.batch_wait_seconds)
+            chosen = await choose_requests(conn, rows, chain=self.chain, asset=asset.name, cfg=cfg,
+                                           max_recipients=self.ps.max_recipients,
+                                           wait_seconds=self.ps.batch_wait_seconds)
             if not chosen:
                 return False
             batch_id = "0x" + os.urandom(32).hex()
             total = sum(p.amount for p in chosen)
-            state = "awaiting_approval" if cfg.approval_threshold is not None and total > cfg.approval_threshold else "ready"
+            state = batch_state(cfg, total)
             # gas_limit / expiry / source / treasury / batcher mean nothing on XRPL: neutral values.
             await conn.execute(Q.insert_batch, batch_id, self.chain, asset.name, asset.token, 0, self.hot.address,
                                self.hot.address, len(chosen), total, 1, 0, state, None)
-            await conn.execute(Q.insert_items, batch_id, [p.id for p in chosen], [p.recipient for p in chosen],
-                               [p.amount for p in chosen])
-            await conn.execute(Q.mark_batched, batch_id, [p.id for p in chosen])
-            await conn.execute(Q.add_daily_total, self.chain, asset.name, total)
-            await audit(conn, ACTOR, "payout.batch_created", f"batch:{batch_id}", {
-                "chain": self.chain, "asset": asset.name, "items": len(chosen), "total": str(total), "state": state,
-                "requests": [p.id for p in chosen]})
+            await record_batch(conn, batch_id, chosen, chain=self.chain, asset=asset.name, total=total, state=state,
+                               actor=ACTOR)
         log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=asset.name, items=len(chosen),
                  total=str(total), state=state)
         return True
