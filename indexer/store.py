@@ -134,10 +134,6 @@ class Store:
         status = await conn.execute(Q.insert_events_from_staging)
         return int(status.rsplit(" ", 1)[1])
 
-    async def mark_final(self, final_number: int) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(Q.set_final, self.chain, final_number)
-
     async def stored_blocks(self, high: int, low: int) -> list[BlockRow]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(Q.stored_blocks_desc, self.chain, high, low)

@@ -98,6 +98,3 @@ SET status = status || $2::jsonb, head_number = COALESCE($3, head_number),
     head_seen_at = CASE WHEN $3 IS NULL THEN head_seen_at ELSE now() END,
     updated_at = now()
 WHERE chain = $1;
-
--- name: count_events
-SELECT count(*) FROM events WHERE chain = $1;

@@ -50,9 +50,6 @@ SELECT $1, a.id, p.asset_id, p.amount
 FROM unnest($2::text[], $3::text[], $4::numeric[]) AS p(code, asset_id, amount)
 JOIN ledger_accounts a ON a.code = p.code;
 
--- name: transaction_by_key
-SELECT id, cause_kind, chain, block_number FROM ledger_transactions WHERE idempotency_key = $1;
-
 -- name: final_height
 SELECT final_number FROM chain_state WHERE chain = $1;
 
@@ -96,9 +93,6 @@ WHERE w.chain = $1 AND w.active AND w.tracked_from IS NOT NULL
       WHERE t.idempotency_key = concat_ws(':', 'opening', $1, w.address, x.asset_id)
   )
 ORDER BY w.address, x.asset_id;
-
--- name: asset_row
-SELECT id, chain, name, kind, contract, currency, issuer, symbol, decimals FROM assets WHERE id = $1;
 
 -- name: assets_of_chain
 SELECT id, chain, name, kind, contract, currency, issuer, symbol, decimals FROM assets WHERE chain = $1 ORDER BY id;

@@ -177,6 +177,7 @@ async def list_payouts(pool: asyncpg.Pool, chain: str | None = None, limit: int 
             "requests": _rows(await conn.fetch(Q.list_requests, chain, limit)),
             "batches": _rows(await conn.fetch(Q.list_batches, chain, limit)),
             "transactions": _rows(await conn.fetch(Q.list_txs, chain, limit)),
+            "xrpl_payments": _rows(await conn.fetch(XQ.list_payments, chain, limit)),
             "controls": _rows(await conn.fetch(Q.list_controls)),
         }
 

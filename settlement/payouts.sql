@@ -145,9 +145,6 @@ WHERE chain = $1 AND sender = $2 AND nonce = $3 AND state <> 'mined';
 -- name: batch_has_live_tx
 SELECT EXISTS (SELECT 1 FROM evm_txs WHERE batch_id = $1 AND state IN ('signed', 'broadcast', 'stuck_fee_cap', 'mined'));
 
--- name: batch_row
-SELECT * FROM payout_batches WHERE batch_id = $1;
-
 -- name: revert_batch
 UPDATE payout_batches SET state = 'reverted', reason = $2, updated_at = now()
 WHERE batch_id = $1 AND state = 'signed';

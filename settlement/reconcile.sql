@@ -44,19 +44,6 @@ LIMIT $6;
 -- name: paused_assets
 SELECT asset_id FROM asset_pauses WHERE resolved_at IS NULL;
 
--- name: latest_runs
--- The most recent run per chain, for status displays.
-SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, error, checked, mismatches
-FROM reconciliation_runs
-ORDER BY chain, id DESC;
-
--- name: run_results
-SELECT a.code AS account, x.asset_id, x.expected, x.actual, x.difference, x.tolerance, x.status
-FROM reconciliation_results x
-JOIN ledger_accounts a ON a.id = x.account_id
-WHERE x.run_id = $1
-ORDER BY a.code, x.asset_id;
-
 -- name: account_ids
 SELECT code, id FROM ledger_accounts WHERE code = ANY ($1::text[]);
 

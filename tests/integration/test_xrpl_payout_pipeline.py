@@ -23,7 +23,7 @@ import pytest
 from daemon.followers import default_hooks
 from indexer.xrpl_follower import XrplFollower
 from settlement.ledger import balances_as_of
-from settlement.payout_requests import request_payout
+from settlement.payout_requests import list_payouts, request_payout
 from settlement.reconcile import reconcile_once
 from settlement.xrpl_payout_worker import XrplPayoutWorker
 from tests.support.config import make_settings
@@ -141,6 +141,9 @@ async def test_xrp_and_iou_payouts_book_and_reconcile(ledger, pool, tmp_path):
     assert bal[(f"user:{CHAIN}:{alice.classic_address}", f"{CHAIN}:native")] == 7 * XRP
     assert bal[(f"user:{CHAIN}:{bob.classic_address}", f"{CHAIN}:USD")] == 12_500_000
     assert {b["state"] for b in batches} == {"confirmed"}
+    listed = (await list_payouts(pool, CHAIN))["xrpl_payments"]  # what `payouts list --json` shows
+    assert sorted(x["tx_hash"] for x in listed) == sorted(p["tx_hash"] for p in pays)
+    assert all("blob" not in x for x in listed)
     report = await reconcile_once(settings, pool)
     assert report.runs[0].status == "ok", report.to_json()
     assert all(r.difference == 0 for r in report.runs[0].results), report.to_json()
