@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from config import ChainsettleError, ConfigError, Settings, load_settings, mask_url
 
-from .runtime import database_url, open_pool, run_migrations, setup_logging
+from .runtime import ADMIN_Q, database_url, open_pool, run_migrations, setup_logging
 
 
 def _masked_config(settings: Settings) -> dict:
@@ -77,12 +77,10 @@ async def cmd_unhalt(settings: Settings, args) -> int:
     cfg = settings.chain(args.chain)
     async with open_pool(settings) as pool:
         async with pool.acquire() as conn, conn.transaction():
-            reason = await conn.fetchval("SELECT halted_reason FROM chain_state WHERE chain = $1", cfg.name)
-            await conn.execute("UPDATE chain_state SET halted_reason = NULL WHERE chain = $1", cfg.name)
-            await conn.execute(
-                "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, 'chain.unhalt', $2, $3)",
-                args.actor, f"chain:{cfg.name}", {"previous_reason": reason, "note": args.reason},
-            )
+            reason = await conn.fetchval(ADMIN_Q.halted_reason, cfg.name)
+            await conn.execute(ADMIN_Q.clear_halt, cfg.name)
+            await conn.execute(ADMIN_Q.audit, args.actor, "chain.unhalt", f"chain:{cfg.name}",
+                               {"previous_reason": reason, "note": args.reason})
     print(json.dumps({"chain": cfg.name, "was_halted": reason is not None}))
     return 0
 

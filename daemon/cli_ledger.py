@@ -48,11 +48,11 @@ async def _cmd_resolve(settings, args) -> int:
 async def _cmd_balances(settings, args) -> int:
     from settlement.ledger import balances_as_of
 
-    from .runtime import open_pool
+    from .runtime import ADMIN_Q, open_pool
 
     cfg = settings.chain(args.chain)
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        height = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = $1", cfg.name)
+        height = await conn.fetchval(ADMIN_Q.final_height, cfg.name)
         balances = await balances_as_of(conn, cfg.name, height) if height is not None else {}
     print(json.dumps({"chain": cfg.name, "height": height,
                       "balances": [{"account": a, "asset": s, "amount": str(v)} for (a, s), v in sorted(balances.items())]}))

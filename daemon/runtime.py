@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 
 from config import Settings
 from config.logs import configure_logging, get_logger
-from db import connect, create_pool, migrate
+from db import Queries, connect, create_pool, migrate
 
 log = get_logger("daemon")
+ADMIN_Q = Queries(Path(__file__).with_name("admin.sql"))
 
 
 def database_url(settings: Settings) -> str:

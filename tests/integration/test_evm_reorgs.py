@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -76,7 +79,7 @@ async def test_reorgs_depth_1_to_10_leave_the_canonical_chain(node, pool, tmp_pa
         await follower.close()
 
 
-async def test_reorg_deeper_than_finality_halts_and_keeps_final_data(node, pool, tmp_path):
+async def test_reorg_deeper_than_finality_halts_and_keeps_final_data(node, pool, db_url, tmp_path):
     rng = random.Random(5)
     token = deploy_token(node.url)
     settings = make_settings(tmp_path, {"chains": [evm_chain("local", node.url, token, finality_depth=3, poll_interval=0.05)]})
@@ -102,6 +105,16 @@ async def test_reorg_deeper_than_finality_halts_and_keeps_final_data(node, pool,
         with pytest.raises(ChainHalted):
             await again.start()
         await again.close()
+        # `chains unhalt` clears it, with an audit row naming who and why.
+        env = dict(os.environ, DATABASE_URL=db_url)
+        out = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(tmp_path / "chainsettle.toml"),
+                              "chains", "unhalt", "local", "--reason", "investigated", "--actor", "ops"],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert await pool.fetchval("SELECT halted_reason FROM chain_state WHERE chain = 'local'") is None
+        row = await pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'chain.unhalt'")
+        assert row["actor"] == "ops" and row["details"]["note"] == "investigated"
+        assert "final" in row["details"]["previous_reason"]
     finally:
         stop.set()
         if not task.done():
