@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from config import Secret
 from db import Queries
-from settlement.ledger import LedgerError, NoOpenPause, resolve_pause
-from settlement.payout_requests import IdempotencyConflict, PayoutError, approve_batch, request_payout, set_kill_switch
+from settlement.ledger.books import LedgerError, NoOpenPause, resolve_pause
+from settlement.payouts.requests import IdempotencyConflict, PayoutError, approve_batch, request_payout, set_kill_switch
 
 from .http import PlainText, RequestError, json_body, json_response, path_ident
 from .settlement_routes import payout_view

@@ -6,7 +6,7 @@ when the payout worker starts (settlement/payout_keys.py), so `check-config`
 works on a machine that does not hold them.
 
 Cross-section checks (the chain exists, the batcher is one of its indexed
-contracts, the asset is known) live in `settlement.payout_config.check_payout_config`
+contracts, the asset is known) live in `settlement.payouts.evm.config.check_payout_config`
 because they need the chain list.
 """
 

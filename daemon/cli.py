@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         # Rules that span sections (ledger assets vs chains) are checked here:
         # config/ cannot import settlement/.
-        from settlement.ledger_rules import check_ledger_config
+        from settlement.ledger.rules import check_ledger_config
 
         check_ledger_config(settings)
         setup_logging(settings)

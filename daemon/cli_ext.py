@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from api.cli import register as _api
-from settlement.cli_payouts import register as _payouts
+from daemon.cli_payouts import register as _payouts
 
 from .cli_demo import register as _demo
 from .cli_ledger import register as _ledger

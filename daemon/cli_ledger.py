@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 async def _cmd_reconcile(settings, args) -> int:
-    from settlement.reconcile import reconcile_once
+    from settlement.reconcile.runs import reconcile_once
 
     from .runtime import open_pool
 
@@ -35,7 +35,7 @@ async def _cmd_reconcile(settings, args) -> int:
 
 
 async def _cmd_resolve(settings, args) -> int:
-    from settlement.ledger import resolve_pause
+    from settlement.ledger.books import resolve_pause
 
     from .runtime import open_pool
 
@@ -46,7 +46,7 @@ async def _cmd_resolve(settings, args) -> int:
 
 
 async def _cmd_balances(settings, args) -> int:
-    from settlement.ledger import balances_as_of
+    from settlement.ledger.books import balances_as_of
 
     from .runtime import ADMIN_Q, open_pool
 

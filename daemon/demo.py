@@ -156,7 +156,7 @@ class XrplDepositors:
 
 async def request_withdrawals(settings, users: list[str], stop: asyncio.Event) -> int:
     """Depositors withdraw part of what the ledger owes them, every few seconds."""
-    from settlement.payout_requests import PayoutError, request_payout
+    from settlement.payouts.requests import PayoutError, request_payout
 
     from .runtime import database_url, open_pool
 

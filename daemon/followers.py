@@ -20,9 +20,9 @@ log = get_logger("daemon.followers")
 
 def default_hooks(settings: Settings) -> list[StoreHook]:
     """What derives from events and must commit and roll back with them."""
-    from settlement.ledger_hook import LedgerHook
-    from settlement.payout_hook import PayoutHook
-    from settlement.xrpl_payout_hook import XrplPayoutHook
+    from settlement.ledger.hook import LedgerHook
+    from settlement.payouts.evm.hook import PayoutHook
+    from settlement.payouts.xrpl.hook import XrplPayoutHook
 
     return [LedgerHook(settings), PayoutHook(settings), XrplPayoutHook(settings)]
 
@@ -30,16 +30,16 @@ def default_hooks(settings: Settings) -> list[StoreHook]:
 def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] | None = None):
     hooks = default_hooks(settings) if hooks is None else hooks
     if cfg.kind == "xrpl":
-        from indexer.xrpl_follower import XrplFollower
+        from indexer.xrpl.follower import XrplFollower
 
         return XrplFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir)
-    from indexer.evm_follower import EvmFollower
+    from indexer.evm.follower import EvmFollower
 
     sources = []
     native_wallets = [w.address for w in cfg.wallets if "native" in w.assets]
     if native_wallets:
         # Native transfers leave no logs: read the wallets' blocks in full.
-        from indexer.native_scan import NativeTransferSource
+        from indexer.evm.native_scan import NativeTransferSource
 
         sources.append(NativeTransferSource(cfg.name, native_wallets))
     return EvmFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir, sources=sources)

@@ -9,7 +9,7 @@ import contextlib
 from config import ConfigError, Settings
 from config.logs import get_logger
 
-from settlement.reconcile import run_reconcile_loop
+from settlement.reconcile.runs import run_reconcile_loop
 
 from .followers import follow_chain
 from .replay import run_replay_worker
@@ -61,7 +61,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
         jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
                 for cfg in settings.chains}
         if settings.payouts.chains:
-            from settlement.payout_worker import run_payout_workers
+            from settlement.payouts.evm.worker import run_payout_workers
 
             jobs["payouts"] = lambda: run_payout_workers(settings, pool, stop)
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)

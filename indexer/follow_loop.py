@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import metrics as m
-from .errors import StaleCursor
+from indexer import metrics as m
+from indexer.errors import StaleCursor
 
 MAX_BACKOFF = 30.0  # seconds between retries at most
 

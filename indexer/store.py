@@ -17,8 +17,8 @@ import orjson
 
 from db import Queries
 
-from .errors import ReorgBeyondFinality, StaleCursor
-from .models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
+from indexer.errors import ReorgBeyondFinality, StaleCursor
+from indexer.models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
 
 Q = Queries(Path(__file__).with_name("store.sql"))
 EVENT_COLUMNS = ("chain", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "event", "args")

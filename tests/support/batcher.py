@@ -10,7 +10,7 @@ import pytest
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
-from settlement import batcher_abi
+from settlement.payouts.evm import batcher_abi
 
 from .anvil import DEV_ACCOUNTS
 from .evm import calldata, send

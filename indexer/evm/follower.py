@@ -1,0 +1,444 @@
+"""The EVM follower: one per chain, backfill and live follow in one loop.
+
+Each step reads the tip (head and finalized height), checks the cursor
+block is still canonical, then indexes forward:
+- final ranges are fetched ahead (a bounded prefetch queue) and committed
+  in order, each checked to hang off the previous range by parent hash;
+- blocks above finality are fetched with every header, linked by parent
+  hash, and their hashes kept so a reorg can be walked back;
+- once such blocks become final their range is queried again (nodes can be
+  eventually consistent and miss logs right after a head) and only then
+  counted as final.
+A reorg rolls back to the common ancestor in one transaction; one deeper
+than finality halts this chain loudly and leaves final data untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+
+from config import ChainConfig, ConfigError, load_abi
+from config.logs import get_logger
+
+from indexer import metrics as m
+from indexer.errors import BadRpcResponse, ChainHalted, ReorgBeyondFinality, RpcError, StaleCursor
+from indexer.evm.decode import LogDecoder
+from indexer.evm.fetch import LogFilter, fetch_logs, get_header, get_headers, read_tip
+from indexer.evm.rpc import EvmRpc
+from indexer.follow_loop import mark_following, retry_after, sleep_or_stop
+from indexer.heads import HeadWatcher
+from indexer.models import BlockRow, Cursor, EventRow
+from indexer.ranges import RangeSizer
+from indexer.store import Store, StoreHook
+
+log = get_logger("indexer.evm")
+PREFETCH = 2  # ranges fetched ahead of the one being written; bounds memory
+UNFINAL_BATCH = 64  # headers per request above finality
+KEEP_FINAL_BLOCKS = 256  # block hashes kept below finality for ancestor search
+
+
+class RangeSource(Protocol):
+    """Extra rows for a block range (e.g. native transfers of wallets)."""
+
+    async def fetch(self, rpc: EvmRpc, from_block: int, to_block: int) -> list[EventRow]: ...
+
+
+@dataclass(frozen=True)
+class Tip:
+    head: BlockRow
+    finalized: int
+
+
+class InconsistentRange(Exception):
+    """Answers for one range contradict each other (the node moved, or lies)."""
+
+
+RETRYABLE_ERRORS = (RpcError, BadRpcResponse, InconsistentRange, StaleCursor, asyncpg.PostgresError, OSError)
+BACKFILL_MAX_FAILURES = 12
+
+class EvmFollower:
+    def __init__(
+        self,
+        cfg: ChainConfig,
+        pool: asyncpg.Pool,
+        *,
+        hooks: Sequence[StoreHook] = (),
+        base_dir: Path | None = None,
+        rpc: EvmRpc | None = None,
+        sources: Sequence[RangeSource] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.chain = cfg.name
+        self.rpc = rpc or EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=cfg.max_attempts)
+        self.store = Store(pool, cfg.name, hooks)
+        self.sources = list(sources)
+        self.decoder = LogDecoder(cfg.name)
+        for c in cfg.contracts:
+            self.decoder.add_contract(c.address, load_abi(c.abi, base_dir), c.events)
+        self.filter = LogFilter(self.decoder.addresses, self.decoder.topic0s)
+        max_range = cfg.effective_max_logs_range
+        self.sizer = RangeSizer(min(100, max_range), minimum=cfg.min_logs_range, maximum=max_range)
+        self.depth = cfg.effective_finality_depth
+        self.cursor: Cursor | None = None
+        self.final_number: int | None = None
+        self.last_error: str | None = None
+        self.state = "starting"
+        self._tip: Tip | None = None
+        self._last_report = 0.0
+        self._started = False
+        self._start_override: int | None = None
+        self._heads = HeadWatcher(cfg.ws, cfg.name) if cfg.ws else None
+
+    # -- start-up -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        reported = await self.rpc.call("eth_chainId", [])
+        try:
+            chain_id = int(reported, 16)
+        except (TypeError, ValueError):
+            raise BadRpcResponse(f"eth_chainId: not a hex quantity: {str(reported)[:40]}") from None
+        if chain_id != self.cfg.effective_chain_id:
+            raise ConfigError(
+                f"chains.{self.chain}: the RPC reports chain id {chain_id}, "
+                f"the config expects {self.cfg.effective_chain_id} (preset {self.cfg.preset})"
+            )
+        st = await self.store.ensure_chain("evm", chain_id)
+        if st.halted_reason:
+            m.FOLLOWER_HALTED.labels(self.chain).set(1)
+            raise ChainHalted(f"{self.chain} is halted: {st.halted_reason} (clear it with `chainsettle chains unhalt {self.chain}`)")
+        m.FOLLOWER_HALTED.labels(self.chain).set(0)
+        self.cursor, self.final_number = st.cursor, st.final_number
+        self._started = True
+
+    async def close(self) -> None:
+        if self._heads:
+            await self._heads.close()
+        await self.rpc.close()
+
+    # -- the two entry points -------------------------------------------------
+
+    async def backfill(self, from_block: int | None = None, to_block: int | None = None) -> int:
+        """Index final blocks up to `to_block` (default: the finalized head); return new events.
+
+        `from_block` below the cursor replays that stretch (inserting only
+        what is missing) before going on from the cursor.
+        """
+        await self.start()
+        new = 0
+        if from_block is not None and self.cursor is not None and from_block <= self.cursor.number:
+            top = self.cursor.number if to_block is None else min(to_block, self.cursor.number)
+            new += await self._replay(from_block, top)
+        elif from_block is not None and self.cursor is not None and from_block > self.cursor.number + 1:
+            raise ConfigError(f"--from {from_block} would leave a gap after the cursor at {self.cursor.number}")
+        elif from_block is not None:
+            self._start_override = from_block
+        failures = 0
+        while True:
+            try:
+                tip = await self._read_tip()
+                await self._check_cursor(tip)
+                target = tip.finalized if to_block is None else min(to_block, tip.finalized)
+                if to_block is not None and to_block > tip.finalized:
+                    log.info("index.waiting_for_finality", chain=self.chain, to_block=to_block, finalized=tip.finalized)
+                nxt = self._next_block()
+                if nxt > target:
+                    if to_block is None or (self.cursor and self.cursor.number >= to_block):
+                        return new
+                    await asyncio.sleep(self.cfg.effective_poll_interval)
+                    continue
+                new += await self._index_final(nxt, target)
+                await self._report(force=True)
+                failures = 0
+            except RETRYABLE_ERRORS as exc:
+                # A one-shot backfill rides out the same faults `run` does, but
+                # gives up (exit 1) after a while instead of hanging a script.
+                failures += 1
+                if failures > BACKFILL_MAX_FAILURES:
+                    raise
+                if isinstance(exc, StaleCursor):
+                    self._started = False
+                    await self.start()
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.7, 1.3)
+                log.warning("index.retry", chain=self.chain, error=f"{exc.__class__.__name__}: {exc}"[:500],
+                            attempt=failures, backoff=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow until `stop` is set; retries forever, stops only when halted."""
+        if self._heads:
+            self._heads.start()
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                await self.start()
+                caught_up = await self.step(stop)
+                backoff = 1.0
+                mark_following(self)
+                await self._report()
+                if caught_up:
+                    await self._wait_for_block(stop)
+            except (ChainHalted, ConfigError):
+                raise
+            except RETRYABLE_ERRORS as exc:
+                backoff = await retry_after(self, exc, stop, backoff, log)
+        self.state = "stopped"
+
+    async def step(self, stop: asyncio.Event | None = None) -> bool:
+        """One pass towards the head; True when nothing was left to do."""
+        await self.start()
+        tip = await self._read_tip()
+        await self._check_cursor(tip)
+        await self._sweep_final(tip)
+        nxt = self._next_block()
+        did = False
+        if nxt <= tip.finalized:
+            await self._index_final(nxt, tip.finalized, stop)
+            did = True
+        elif nxt <= tip.head.number:
+            await self._index_unfinal(nxt, min(tip.head.number, nxt + UNFINAL_BATCH - 1))
+            did = True
+        return not did
+
+    # -- tip and reorgs -------------------------------------------------------
+
+    async def _read_tip(self) -> Tip:
+        # [fault-tolerance] the head two endpoints agree on (see read_tip)
+        head, fin = await read_tip(self.rpc, self.cfg.uses_finalized_tag)
+        finalized = fin.number if fin is not None else head.number - self.depth + 1
+        tip = Tip(head, max(-1, min(finalized, head.number)))
+        self._tip = tip
+        return tip
+
+    def _first_block(self) -> int:
+        return self._start_override if self._start_override is not None else self.cfg.effective_start_block
+
+    def _next_block(self) -> int:
+        return self.cursor.number + 1 if self.cursor is not None else self._first_block()
+
+    async def _check_cursor(self, tip: Tip) -> None:
+        """Is the cursor block still on the canonical chain?"""
+        c = self.cursor
+        if c is None or (self.final_number is not None and c.number <= self.final_number):
+            return
+        if c.number > tip.head.number:
+            await self._handle_reorg(tip)
+            return
+        canonical = tip.head if c.number == tip.head.number else await get_header(self.rpc, c.number)
+        if canonical.hash != c.hash:
+            await self._handle_reorg(tip)
+
+    async def _handle_reorg(self, tip: Tip) -> None:
+        c = self.cursor
+        assert c is not None
+        low = self.final_number if self.final_number is not None else 0
+        stored = await self.store.stored_blocks(c.number, low)
+        ancestor: BlockRow | None = None
+        for i in range(0, len(stored), UNFINAL_BATCH):
+            chunk = [b for b in stored[i: i + UNFINAL_BATCH] if b.number <= tip.head.number]
+            canon = {h.number: h.hash for h in await get_headers(self.rpc, [b.number for b in chunk])} if chunk else {}
+            ancestor = next((b for b in chunk if canon.get(b.number) == b.hash), None)
+            if ancestor is not None:
+                break
+        try:
+            if ancestor is None:
+                raise ReorgBeyondFinality(
+                    f"{self.chain}: no common ancestor at or above the final height {low} "
+                    f"(cursor {c.number} {c.hash[:10]} is no longer canonical)"
+                )
+            deleted = await self.store.rollback_to(Cursor(ancestor.number, ancestor.hash), expected=c)
+        except ReorgBeyondFinality as exc:
+            await self._halt(str(exc))
+            raise ChainHalted(str(exc)) from None
+        depth = c.number - ancestor.number
+        m.REORGS.labels(self.chain).inc()
+        m.REORG_DEPTH.labels(self.chain).observe(depth)
+        log.warning("follower.reorg", chain=self.chain, common_ancestor=ancestor.number, old_cursor=c.number,
+                    depth=depth, deleted_events=deleted)
+        self.cursor = Cursor(ancestor.number, ancestor.hash)
+
+    async def _halt(self, reason: str) -> None:
+        self.state = "halted"
+        m.FOLLOWER_HALTED.labels(self.chain).set(1)
+        m.FOLLOWER_UP.labels(self.chain).set(0)
+        log.error("follower.halted", chain=self.chain, reason=reason)
+        await self.store.set_halted(reason)
+
+    # -- indexing ---------------------------------------------------------------
+
+    async def _fetch_final(self, a: int, b: int) -> tuple[int, int, list, list, BlockRow, BlockRow]:
+        end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
+        numbers = [a] if a == end else [a, end]
+        headers = await get_headers(self.rpc, numbers)
+        first, last = headers[0], headers[-1]
+        for lg in logs:
+            if int(lg["blockNumber"], 16) == end and lg["blockHash"].lower() != last.hash:
+                raise InconsistentRange(f"{self.chain}: log of block {end} has hash {lg['blockHash'][:10]}, header {last.hash[:10]}")
+        events, raw = self.decoder.decode_logs(logs)
+        for src in self.sources:
+            events += await src.fetch(self.rpc, a, end)
+        return a, end, events, raw, first, last
+
+    async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
+        """Final blocks [a, b]: fetch ahead, commit in order."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=PREFETCH)
+
+        async def produce() -> None:
+            start = a
+            while start <= b:
+                item = await self._fetch_final(start, b)
+                await queue.put(item)
+                start = item[1] + 1
+            await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        new = 0
+        try:
+            while True:
+                get = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({get, producer}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    producer.result()  # raises the producer's error
+                    continue
+                item = get.result()
+                if item is None:
+                    break
+                start, end, events, raw, first, last = item
+                c = self.cursor
+                if c is not None and first.parent_hash != c.hash:
+                    raise InconsistentRange(f"{self.chain}: block {start} does not extend the cursor {c.number}; re-checking")
+                # Only a contiguous final prefix may be declared final; blocks
+                # indexed above finality earlier wait for the sweep.
+                contiguous = self.final_number is None or self.final_number >= start - 1
+                new += await self._commit(start, end, events, raw, [last], c, Cursor(end, last.hash),
+                                          final=end if contiguous else None)
+                if stop is not None and stop.is_set():
+                    break
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+        return new
+
+    async def _index_unfinal(self, a: int, b: int) -> int:
+        headers = await get_headers(self.rpc, list(range(a, b + 1)))
+        c = self.cursor
+        if c is not None and headers[0].parent_hash != c.hash:
+            await self._handle_reorg(self._tip)  # type: ignore[arg-type]
+            return 0
+        for prev, cur in zip(headers, headers[1:]):
+            if cur.parent_hash != prev.hash:
+                raise InconsistentRange(f"{self.chain}: headers {prev.number}..{cur.number} do not link (reorg in progress)")
+        end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
+        headers = headers[: end - a + 1]
+        by_number = {h.number: h.hash for h in headers}
+        for lg in logs:
+            if lg["blockHash"].lower() != by_number[int(lg["blockNumber"], 16)]:
+                raise InconsistentRange(f"{self.chain}: logs and headers of {a}..{end} disagree (reorg in progress)")
+        events, raw = self.decoder.decode_logs(logs)
+        for src in self.sources:
+            extra = await src.fetch(self.rpc, a, end)
+            if any(row[2] != by_number.get(row[1]) for row in extra):
+                raise InconsistentRange(f"{self.chain}: extra rows of {a}..{end} come from other blocks (reorg in progress)")
+            events += extra
+        return await self._commit(a, end, events, raw, headers, c, Cursor(end, headers[-1].hash), final=None)
+
+    async def _sweep_final(self, tip: Tip) -> None:
+        """Re-query blocks indexed above finality once they are final."""
+        if self.cursor is None:
+            return
+        top = min(tip.finalized, self.cursor.number)
+        low = self.final_number + 1 if self.final_number is not None else self._first_block()
+        if top < low:
+            return
+        stored = await self.store.stored_block(top)
+        canonical = await get_header(self.rpc, top)
+        if stored is not None and stored.hash != canonical.hash:
+            await self._handle_reorg(tip)
+            return
+        start = low
+        while start <= top:
+            end, logs = await fetch_logs(self.rpc, self.filter, start, top, self.sizer)
+            events, raw = self.decoder.decode_logs(logs)
+            for src in self.sources:
+                events += await src.fetch(self.rpc, start, end)
+            inserted = await self._commit(start, end, events, raw, [], None, None, final=end)
+            if inserted:
+                log.warning("follower.late_logs", chain=self.chain, from_block=start, to_block=end, events=inserted)
+            start = end + 1
+
+    async def _replay(self, a: int, b: int) -> int:
+        new, start = 0, a
+        while start <= b:
+            end, logs = await fetch_logs(self.rpc, self.filter, start, b, self.sizer)
+            events, raw = self.decoder.decode_logs(logs)
+            for src in self.sources:
+                events += await src.fetch(self.rpc, start, end)
+            new += await self._commit(start, end, events, raw, [], None, None, final=None)
+            start = end + 1
+        return new
+
+    async def _commit(self, a, b, events, raw, blocks, expected, cursor, final) -> int:
+        prune = (final - KEEP_FINAL_BLOCKS) if final is not None and cursor is not None else None
+        inserted = await asyncio.shield(self.store.commit_range(
+            from_block=a, to_block=b, events=events, raw_logs=raw, blocks=blocks,
+            expected=expected, cursor=cursor, final_number=final, prune_below=prune,
+        ))
+        if cursor is not None:
+            self.cursor = cursor
+        if final is not None:
+            self.final_number = max(final, self.final_number or final)
+        m.EVENTS_INDEXED.labels(self.chain).inc(inserted)
+        if raw:
+            m.LOGS_UNDECODED.labels(self.chain).inc(len(raw))
+            log.warning("follower.undecoded_logs", chain=self.chain, count=len(raw), first_reason=raw[0].reason)
+        m.GETLOGS_RANGE.labels(self.chain).set(self.sizer.size)
+        return inserted
+
+    # -- pacing and status ------------------------------------------------------
+
+    async def _wait_for_block(self, stop: asyncio.Event) -> None:
+        interval = self.cfg.effective_poll_interval
+        if self._heads:
+            # newHeads wakes us (also once a reconnect succeeds); polling is the safety net.
+            await self._heads.wait(stop, max(interval, 5.0) if self._heads.connected else interval)
+        else:
+            await sleep_or_stop(stop, interval)
+
+    async def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_report < 1.0:
+            return
+        self._last_report = now
+        tip = self._tip
+        head = tip.head.number if tip else None
+        cursor = self.cursor.number if self.cursor else None
+        if tip:
+            m.HEAD_BLOCK.labels(self.chain).set(tip.head.number)
+            if cursor is not None:
+                m.LAG_BLOCKS.labels(self.chain).set(max(0, tip.head.number - cursor))
+            if tip.head.timestamp and cursor is not None and cursor >= tip.head.number:
+                m.LAG_SECONDS.labels(self.chain).set(max(0.0, time.time() - tip.head.timestamp))
+        if cursor is not None:
+            m.INDEXED_BLOCK.labels(self.chain).set(cursor)
+        if self.final_number is not None:
+            m.FINALIZED_BLOCK.labels(self.chain).set(self.final_number)
+        status = {
+            "state": self.state,
+            "last_error": self.last_error,
+            "range_size": self.sizer.size,
+            "endpoints": self.rpc.health(),
+            "head_timestamp": tip.head.timestamp if tip else None,
+            "ws_connected": bool(self._heads and self._heads.connected),
+        }
+        await self.store.set_status(status, head=head, finalized=tip.finalized if tip else None)

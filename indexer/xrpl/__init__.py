@@ -1,0 +1,1 @@
+"""XRPL source: the validated-ledger client, decoding and the follower."""

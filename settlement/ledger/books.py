@@ -1,0 +1,296 @@
+"""The double-entry ledger: assets, accounts, balanced transactions, pauses.
+
+Amounts are integers in base units; a posting is positive for a debit and
+negative for a credit, and every transaction sums to zero per asset (the
+database refuses anything else, see 0002_ledger.sql). Every transaction has
+an idempotency key and names its cause: an event (booked by the rules in
+ledger_hook), a payout, a manual adjustment (author and reason) or an
+opening balance read from the chain.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from config import ChainsettleError, ConfigError, Settings
+from config.logs import get_logger
+from db import Queries
+
+from settlement.ledger import metrics as m
+from settlement.ledger.rules import (
+    asset_specs,
+    check_ledger_config,
+    fee_account,
+    opening_account,
+    wallet_account,
+    wallet_specs,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .balances import BalanceReader
+
+Q = Queries(Path(__file__).with_name("ledger.sql"))
+log = get_logger("settlement.ledger.books")
+CAUSES = ("event", "payout", "manual", "opening")
+
+
+class LedgerError(ChainsettleError):
+    """ledger error"""
+
+
+class UnbalancedTransaction(LedgerError):
+    """a ledger transaction does not balance"""
+
+
+class NoOpenPause(LedgerError):
+    """the asset has no open pause"""
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: str  # account code, e.g. wallet:anvil:0xab..
+    asset_id: str
+    amount: int  # base units; + debit, - credit
+
+
+# -- configuration into rows ----------------------------------------------------
+
+
+async def sync_ledger(conn: asyncpg.Connection, settings: Settings, chain: str | None = None) -> None:
+    """Upsert assets, the fixed accounts and the configured wallets (one chain or all).
+
+    Runs inside the caller's transaction when there is one (the ledger hook
+    calls it within a range commit). The chain row is locked while wallets
+    are written, so a wallet's start height and the ranges booked for it
+    cannot interleave.
+    """
+    check_ledger_config(settings)
+    chains = [c for c in settings.chains if chain is None or c.name == chain]
+    names = {c.name for c in chains}
+    async with conn.transaction():
+        # Chain rows first, in name order: the same order as range commits,
+        # which lock their chain row before anything else.
+        cursors = {}
+        for c in sorted(chains, key=lambda c: c.name):
+            locked = await conn.fetchrow(Q.lock_chain, c.name)
+            cursors[c.name] = locked["cursor_number"] if locked else None
+        for a in asset_specs(settings):
+            if a.chain not in names:
+                continue
+            row = await conn.fetchrow(Q.upsert_asset, a.id, a.chain, a.name, a.kind, a.contract, a.currency,
+                                      a.issuer, a.symbol, a.decimals)
+            if (row["kind"], row["contract"], row["currency"], row["issuer"]) != (a.kind, a.contract, a.currency, a.issuer):
+                raise ConfigError(
+                    f"asset {a.id} is stored as {row['kind']} {row['contract'] or ''}{row['currency'] or ''} "
+                    f"{row['issuer'] or ''}, but configured differently; an asset's identity cannot change"
+                )
+        for c in chains:
+            await conn.execute(Q.upsert_account, fee_account(c.name), "fee", f"{c.name} fees")
+            await conn.execute(Q.upsert_account, opening_account(c.name), "equity", f"{c.name} opening balances")
+            wallets = [w for w in wallet_specs(settings) if w.chain == c.name]
+            for w in wallets:
+                account_id = await conn.fetchval(Q.upsert_account, w.account_code, "wallet", w.name)
+                await conn.execute(Q.upsert_wallet, c.name, w.address, w.name, account_id, list(w.asset_ids),
+                                   cursors[c.name])
+            await conn.execute(Q.deactivate_wallets, c.name, [w.address for w in wallets])
+
+
+# -- posting --------------------------------------------------------------------
+
+
+def check_balanced(postings: Sequence[Posting]) -> None:
+    if len(postings) < 2:
+        raise UnbalancedTransaction("a ledger transaction needs at least two postings")
+    sums: dict[str, int] = defaultdict(int)
+    for p in postings:
+        if not isinstance(p.amount, int) or isinstance(p.amount, bool):
+            raise UnbalancedTransaction(f"posting to {p.account}: amount must be an integer in base units")
+        sums[p.asset_id] += p.amount
+    off = {a: s for a, s in sums.items() if s}
+    if off:
+        raise UnbalancedTransaction(f"postings do not sum to zero per asset: {off}")
+
+
+async def post_transaction(
+    conn: asyncpg.Connection,
+    *,
+    key: str,
+    cause_kind: str,
+    cause: dict,
+    chain: str,
+    block_number: int,
+    postings: Sequence[Posting],
+    event_id: int | None = None,
+    payout_id: str | None = None,
+    author: str | None = None,
+    reason: str | None = None,
+    tx_hash: str | None = None,
+) -> int | None:
+    """Book one balanced transaction; None when `key` was booked before (idempotent)."""
+    if cause_kind not in CAUSES:
+        raise LedgerError(f"cause_kind must be one of {', '.join(CAUSES)}")
+    check_balanced(postings)
+    async with conn.transaction():
+        await conn.execute(Q.upsert_accounts, [p.account for p in postings])
+        tx_id = await conn.fetchval(Q.insert_transaction, key, cause_kind, cause, event_id, payout_id, author,
+                                    reason, chain, block_number, tx_hash)
+        if tx_id is None:
+            return None
+        status = await conn.execute(Q.insert_postings, tx_id, [p.account for p in postings],
+                                    [p.asset_id for p in postings], [p.amount for p in postings])
+        if int(status.rsplit(" ", 1)[1]) != len(postings):
+            raise LedgerError(f"transaction {key}: an asset of its postings is unknown")
+    m.LEDGER_TRANSACTIONS.labels(chain, cause_kind).inc()
+    return tx_id
+
+
+async def book_adjustment(
+    pool: asyncpg.Pool,
+    *,
+    chain: str,
+    postings: Sequence[Posting],
+    author: str,
+    reason: str,
+    block_number: int | None = None,
+    tx_hash: str | None = None,
+    key: str | None = None,
+) -> int | None:
+    """A manual correction, effective at `block_number` (default: the chain's final height).
+
+    The usual one explains a movement the rules do not book, e.g. a transfer
+    out of a wallet made outside the daemon: credit the wallet, debit an
+    external or adjustment account, citing the transaction hash.
+    """
+    if not author or not reason or not reason.strip():
+        raise LedgerError("a manual adjustment needs an author and a reason")
+    async with pool.acquire() as conn:
+        if block_number is None:
+            block_number = await conn.fetchval(Q.final_height, chain)
+            if block_number is None:
+                raise LedgerError(f"chain {chain!r} has no final height yet; give the block explicitly")
+        key = key or f"manual:{uuid.uuid4()}"
+        cause = {"author": author, "reason": reason, "tx_hash": tx_hash}
+        tx_id = await post_transaction(conn, key=key, cause_kind="manual", cause=cause, chain=chain,
+                                       block_number=block_number, postings=postings, author=author,
+                                       reason=reason, tx_hash=tx_hash)
+        await audit(conn, author, "ledger.adjustment", key, {
+            "chain": chain, "block_number": block_number, "reason": reason, "tx_hash": tx_hash,
+            "postings": [{"account": p.account, "asset": p.asset_id, "amount": str(p.amount)} for p in postings],
+        })
+    log.info("ledger.adjustment", chain=chain, key=key, author=author, block_number=block_number)
+    return tx_id
+
+
+def opening_key(chain: str, address: str, asset_id: str) -> str:
+    return f"opening:{chain}:{address}:{asset_id}"
+
+
+async def post_opening(conn: asyncpg.Connection, chain: str, address: str, asset_id: str, height: int, amount: int) -> int | None:
+    """The balance a wallet already held when the books started for it."""
+    return await post_transaction(
+        conn, key=opening_key(chain, address, asset_id), cause_kind="opening",
+        cause={"wallet": address, "asset": asset_id, "height": height, "amount": str(amount)},
+        chain=chain, block_number=height,
+        postings=[Posting(wallet_account(chain, address), asset_id, amount),
+                  Posting(opening_account(chain), asset_id, -amount)],
+    )
+
+
+async def ensure_openings(pool: asyncpg.Pool, chain: str, reader: "BalanceReader") -> int:
+    """Read and book missing opening balances of one chain; return how many were booked.
+
+    Safe to call any time and from several processes: the balance is read
+    at the wallet's fixed start height and the key makes it book once.
+    """
+    from .balances import BalanceQuery
+
+    async with pool.acquire() as conn:
+        missing = await conn.fetch(Q.missing_openings, chain)
+        assets = {r["id"]: r for r in await conn.fetch(Q.assets_of_chain, chain)}
+    booked = 0
+    by_height: dict[int, list] = defaultdict(list)
+    for r in missing:
+        by_height[r["tracked_from"]].append(r)
+    for height, rows in sorted(by_height.items()):
+        queries = [BalanceQuery(r["address"], assets[r["asset_id"]]) for r in rows]
+        floor = getattr(reader, "first_state", 0)
+        if height >= 1 or (floor is not None and height >= floor - 1):
+            values = await reader.balances(max(height, floor or 0), queries)
+        else:
+            values = [0] * len(rows)
+        async with pool.acquire() as conn:
+            for r, value in zip(rows, values):
+                if await post_opening(conn, chain, r["address"], r["asset_id"], height, value) is not None:
+                    booked += 1
+                    log.info("ledger.opening_balance", chain=chain, wallet=r["name"], asset=r["asset_id"],
+                             height=height, amount=str(value))
+    return booked
+
+
+async def fill_decimals(pool: asyncpg.Pool, chain: str, reader: "BalanceReader") -> None:
+    """ERC-20 decimals not set in the config, read once from the contract."""
+    async with pool.acquire() as conn:
+        rows = [r for r in await conn.fetch(Q.assets_of_chain, chain) if r["decimals"] is None]
+    for r in rows:
+        value = await reader.decimals(r)
+        if value is not None:
+            async with pool.acquire() as conn:
+                await conn.execute(Q.set_decimals, r["id"], value)
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+async def balances_as_of(conn: asyncpg.Connection, chain: str, height: int) -> dict[tuple[str, str], int]:
+    """{(account code, asset id): balance} from the entries effective at or below `height`."""
+    rows = await conn.fetch(Q.balances_as_of, chain, height)
+    return {(r["account"], r["asset_id"]): int(r["balance"]) for r in rows}
+
+
+# -- pauses and audit ---------------------------------------------------------------
+
+
+async def audit(conn: asyncpg.Connection, actor: str, action: str, subject: str | None, details: dict) -> None:
+    await conn.execute(Q.insert_audit, actor, action, subject, details)
+
+
+async def is_paused(conn: asyncpg.Connection, asset_id: str) -> bool:
+    """Payout code asks this before batching an asset."""
+    return await conn.fetchrow(Q.open_pause, asset_id) is not None
+
+
+async def open_pauses(conn: asyncpg.Connection) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(Q.open_pauses)]
+
+
+async def pause_asset(conn: asyncpg.Connection, asset_id: str, reason: str, actor: str, run_id: int | None = None) -> bool:
+    """Open a pause unless one is open; True when this call opened it."""
+    pause_id = await conn.fetchval(Q.insert_pause, asset_id, reason, run_id, actor)
+    if pause_id is None:
+        return False
+    await audit(conn, actor, "asset.paused", asset_id, {"reason": reason, "run_id": run_id, "pause_id": pause_id})
+    m.ASSET_PAUSED.labels(asset_id).set(1)
+    log.warning("ledger.asset_paused", asset=asset_id, reason=reason, run_id=run_id)
+    return True
+
+
+async def resolve_pause(pool: asyncpg.Pool, asset_id: str, actor: str, reason: str) -> dict:
+    """An operator lifts the pause of an asset, with a recorded reason."""
+    if not actor or not reason or not reason.strip():
+        raise LedgerError("resolving a pause needs an actor and a reason")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(Q.resolve_pause, asset_id, actor, reason)
+        if row is None:
+            raise NoOpenPause(f"asset {asset_id!r} has no open pause")
+        await audit(conn, actor, "asset.resumed", asset_id, {"reason": reason, "pause_id": row["id"],
+                                                               "paused_because": row["reason"]})
+    m.ASSET_PAUSED.labels(asset_id).set(0)
+    log.info("ledger.asset_resumed", asset=asset_id, actor=actor, reason=reason)
+    return {"asset": asset_id, "pause_id": row["id"], "paused_because": row["reason"], "resolution": reason}

@@ -1,0 +1,1 @@
+"""Chain-independent payout pipeline: requests, batch planning, worker loop, metrics."""

@@ -1,0 +1,234 @@
+"""The payout loop of one chain: batch, approve, sign, send, watch, expire.
+
+Each `step` is one iteration:
+1. kill switches (config, global and per chain, and the run-time ones in
+   payout_controls) are read; while one is on nothing is signed, bumped or
+   broadcast. Each signature re-checks them inside its own transaction, so a
+   switch stops signing within one iteration even in the middle of a step.
+2. in-flight transactions: receipts, rebroadcast of stored bytes, bumps,
+   nonces used by someone else, gaps.
+3. batches proven dead (a final block's timestamp past their expiry and
+   `executed(id)` false at that block) give their requests back to the queue.
+4. pending requests become batches (per asset, capped by count, amount,
+   the day's cap and gas), above the approval threshold they wait for a human.
+5. ready batches are signed (EIP-712), their transaction signed and stored
+   with its nonce, then broadcast; in dry-run mode the signed payload is
+   stored and nothing is sent.
+Confirmation is not here: it comes from final events (payout_hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import asyncpg
+
+from config import Settings
+from config.logs import get_logger
+from config.section_payouts import PayoutChainConfig
+from db import Queries
+from indexer.evm.rpc import EvmRpc
+
+from settlement.payouts.evm import batcher_abi
+from settlement.payouts import metrics as pm
+from settlement.payouts.evm.eip712 import Batch, Domain, execute_batch_calldata, sign_batch
+from settlement.ledger.books import audit, is_paused
+from settlement.ledger.rules import asset_id
+from settlement.payouts.evm.config import AssetPlan, asset_plan, check_payout_config, load_key
+from settlement.payouts.loop import batch_state, choose_requests, record_batch, run_steps
+from settlement.payouts.plan import max_recipients_for_gas
+from settlement.payouts.requests import refresh_gauges
+from settlement.payouts.evm.sender import ACTOR, TxSender
+
+Q = Queries(Path(__file__).parents[1] / "payouts.sql")
+log = get_logger("settlement.payouts")
+MAX_BATCHES_PER_STEP = 20
+GAP_CHECK_EVERY = 10  # steps
+
+
+class PayoutWorker:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, pc: PayoutChainConfig, *, rpc: EvmRpc | None = None) -> None:
+        check_payout_config(settings)
+        i = settings.payouts.chains.index(pc)
+        self.settings = settings
+        self.ps = settings.payouts
+        self.pc = pc
+        self.pool = pool
+        self.chain = pc.chain
+        cfg = settings.chain(pc.chain)
+        self.chain_id = cfg.effective_chain_id
+        self.rpc = rpc or EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=cfg.max_attempts)
+        self.signer = load_key(pc.signer, f"payouts.chains[{i}].signer")
+        sender = load_key(pc.sender, f"payouts.chains[{i}].sender")
+        self.sender = TxSender(pool, self.rpc, chain_id=self.chain_id, sender=sender, pc=pc, ps=self.ps)
+        self.domain = Domain(self.chain_id, pc.batcher)
+        self.assets: list[AssetPlan] = [asset_plan(settings, pc, a.name) for a in pc.assets]  # type: ignore[misc]
+        self.steps = 0
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+    def config_killed(self) -> bool:
+        return self.ps.kill_switch or self.pc.kill_switch
+
+    async def killed(self, conn: asyncpg.Connection) -> bool:
+        return self.config_killed() or bool(await conn.fetchval(Q.killed, self.chain))
+
+    async def step(self) -> None:
+        async with self.pool.acquire() as conn:
+            killed = await self.killed(conn)
+        pm.KILLED.labels(self.chain).set(1 if killed else 0)
+        await self.sender.track(killed=killed)
+        if not killed and self.steps % GAP_CHECK_EVERY == 0:
+            await self.sender.fill_gaps()
+        await self.expire_dead()
+        await self.make_batches()
+        if not killed:
+            await self.sign_ready()
+        async with self.pool.acquire() as conn:
+            await refresh_gauges(conn)
+        self.steps += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("payout.worker_started", chain=self.chain, signer=self.signer.address,
+                 sender=self.sender.address, dry_run=self.ps.dry_run)
+        await run_steps(self.step, stop, chain=self.chain, poll_interval=self.ps.poll_interval, log=log)
+
+    # -- batching -------------------------------------------------------------------
+
+    async def make_batches(self) -> int:
+        made = 0
+        latest = None
+        for plan in self.assets:
+            async with self.pool.acquire() as conn:
+                if await is_paused(conn, asset_id(self.chain, plan.name)):
+                    continue
+            while made < MAX_BATCHES_PER_STEP:
+                if latest is None:
+                    latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+                if not await self._make_batch(plan, int(latest["gasLimit"], 16), int(latest["timestamp"], 16)):
+                    break
+                made += 1
+        return made
+
+    async def _make_batch(self, plan: AssetPlan, block_gas_limit: int, chain_time: int) -> bool:
+        treasury = plan.source == 1
+        limit = min(self.ps.max_recipients, max_recipients_for_gas(
+            native=plan.native, treasury=treasury, block_gas_limit=block_gas_limit, gas_share=self.ps.gas_share,
+            cap=self.ps.max_recipients))
+        if limit == 0:
+            log.error("payout.gas_share_too_small", chain=self.chain, asset=plan.name, block_gas_limit=block_gas_limit)
+            return False
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(Q.pending_requests, self.chain, plan.name, limit)
+            if not rows:
+                return False
+            chosen = await choose_requests(conn, rows, chain=self.chain, asset=plan.name, cfg=plan.cfg,
+                                           max_recipients=limit, wait_seconds=self.ps.batch_wait_seconds)
+            if not chosen:
+                return False
+            batch_id = "0x" + os.urandom(32).hex()
+            total = sum(p.amount for p in chosen)
+            state = batch_state(plan.cfg, total)
+            gas = batcher_abi.gas_limit(plan.native, len(chosen), treasury=treasury)
+            expiry = chain_time + self.ps.batch_expiry_seconds
+            await conn.execute(Q.insert_batch, batch_id, self.chain, plan.name, plan.token, int(plan.source),
+                               plan.treasury, self.pc.batcher, len(chosen), total, gas, expiry, state, None)
+            await record_batch(conn, batch_id, chosen, chain=self.chain, asset=plan.name, total=total, state=state,
+                               actor=ACTOR, details={"expiry": expiry})
+        pm.BATCH_SIZE.labels(self.chain).observe(len(chosen))
+        log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=plan.name, items=len(chosen),
+                 total=str(total), state=state)
+        return True
+
+    # -- signing ----------------------------------------------------------------------
+
+    async def sign_ready(self) -> int:
+        signed = 0
+        while True:
+            prep = None if self.ps.dry_run else await self.sender.prepare()
+            stored = None
+            async with self.pool.acquire() as conn, conn.transaction():
+                if await self.killed(conn):
+                    return signed
+                b = await conn.fetchrow(Q.claim_ready_batch, self.chain)
+                if b is None:
+                    return signed
+                items = await conn.fetch(Q.batch_items, b["batch_id"])
+                batch = Batch(
+                    batch_id=bytes.fromhex(b["batch_id"][2:]), asset=b["token"], source=b["source"],
+                    treasury=b["treasury"], recipients=tuple(i["recipient"] for i in items),
+                    amounts=tuple(int(i["amount"]) for i in items), expiry=b["expiry"],
+                )
+                signature = sign_batch(batch, self.domain, self.signer)
+                calldata = execute_batch_calldata(batch, signature)
+                state = "dry_run" if self.ps.dry_run else "signed"
+                if prep is not None:
+                    stored = await self.sender.store_tx(conn, purpose="batch", batch_id=b["batch_id"],
+                                                        to=self.pc.batcher, data=calldata, gas=b["gas_limit"],
+                                                        fees=prep.fees, nonce_floor=prep.nonce_floor)
+                await conn.execute(Q.set_batch_signed, b["batch_id"], state, self.signer.address.lower(),
+                                   "0x" + signature.hex())
+                details = {"signer": self.signer.address, "calldata_bytes": len(calldata)}
+                if stored is not None:
+                    details.update(nonce=stored.nonce, tx=stored.signed.tx_hash)
+                await audit(conn, ACTOR, f"payout.batch_{state}", f"batch:{b['batch_id']}", details)
+            signed += 1
+            if stored is None:
+                log.info("payout.dry_run", chain=self.chain, batch=b["batch_id"], items=len(items),
+                         calldata="0x" + calldata.hex())
+                continue
+            log.info("payout.signed", chain=self.chain, batch=b["batch_id"], nonce=stored.nonce,
+                     tx=stored.signed.tx_hash)
+            await self.sender.broadcast(stored.id, stored.signed.raw, stored.signed.tx_hash)
+
+    # -- proving batches dead -----------------------------------------------------------
+
+    async def expire_dead(self) -> int:
+        async with self.pool.acquire() as conn:
+            final = await conn.fetchval(Q.final_height, self.chain)
+        if final is None:
+            return 0
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(final), False])
+        if not block:
+            return 0
+        final_time = int(block["timestamp"], 16)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q.expirable_batches, self.chain, final_time)
+        expired = 0
+        for r in rows:
+            out = await self.rpc.call("eth_call", [
+                {"to": self.pc.batcher, "data": "0x" + batcher_abi.executed_calldata(bytes.fromhex(r["batch_id"][2:])).hex()},
+                hex(final)])
+            if int(out, 16) != 0:
+                continue  # executed: the confirmation hook books it when its events are final
+            reason = f"expired: final block {final} (time {final_time}) is past expiry {r['expiry']} and executed() is false"
+            async with self.pool.acquire() as conn, conn.transaction():
+                if await conn.fetchval(Q.expire_batch, r["batch_id"], reason) is None:
+                    continue
+                requeued = [x["id"] for x in await conn.fetch(Q.requeue_items, r["batch_id"])]
+                await audit(conn, ACTOR, "payout.batch_expired", f"batch:{r['batch_id']}",
+                            {"reason": reason, "requeued": requeued, "was": r["state"]})
+            expired += 1
+            pm.EXPIRED.labels(self.chain).inc()
+            log.warning("payout.batch_expired", chain=self.chain, batch=r["batch_id"], requeued=len(requeued))
+        return expired
+
+
+async def run_payout_workers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    """One worker per chain in [payouts]; returns when `stop` is set."""
+    if not settings.payouts.chains:
+        return
+    workers: list = [PayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "evm"]
+    if any(pc.kind == "xrpl" for pc in settings.payouts.chains):
+        # One Payment per payout from a hot wallet: a sender of its own behind the same pipeline.
+        from .xrpl_payout_worker import XrplPayoutWorker
+
+        workers += [XrplPayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "xrpl"]
+    try:
+        await asyncio.gather(*(w.run(stop) for w in workers))
+    finally:
+        for w in workers:
+            await w.close()

@@ -1,0 +1,189 @@
+"""Payout requests, approvals, kill switches and the listing: the pipeline's
+entry points for the CLI and the admin API.
+
+A request is accepted once per idempotency key: asking again with the same
+key returns the stored request (and refuses one that differs). It must be
+covered by what the final ledger owes the recipient (`user:<chain>:<address>`)
+minus what is already requested for them, and fit the per-batch cap.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import asyncpg
+
+from config import ChainsettleError, Settings
+from config.logs import get_logger
+from db import Queries
+
+from settlement.payouts import metrics as pm
+from settlement.ledger.books import audit
+from settlement.ledger.rules import asset_id
+
+Q = Queries(Path(__file__).with_name("payouts.sql"))
+XQ = Queries(Path(__file__).parent / "xrpl" / "xrpl.sql")
+log = get_logger("settlement.payouts")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_XRPL_ADDRESS = re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$")
+
+
+class PayoutError(ChainsettleError):
+    """payout request refused"""
+
+
+class IdempotencyConflict(PayoutError):
+    """the idempotency key was used for a different payout"""
+
+
+def user_account(chain: str, address: str) -> str:
+    # XRPL r-addresses are case-sensitive (base58): only 0x addresses are folded.
+    return f"user:{chain}:{address.lower() if address.startswith('0x') else address}"
+
+
+def _check_recipient(pc, to: object, tag: object) -> None:
+    if pc.kind == "xrpl":
+        # XRPL: a classic r-address (checksum included) and an optional 32-bit destination tag.
+        from xrpl.core.addresscodec import is_valid_classic_address
+
+        if not isinstance(to, str) or not _XRPL_ADDRESS.match(to) or not is_valid_classic_address(to):
+            raise PayoutError("to: must be a classic XRPL address (r...)")
+        if tag is not None and (not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 2**32):
+            raise PayoutError("tag: a destination tag is an integer 0..4294967295")
+        return
+    if tag is not None:
+        raise PayoutError("tag: destination tags exist only on XRPL chains")
+    if not isinstance(to, str) or not _ADDRESS.match(to):
+        raise PayoutError("to: must be a 0x-prefixed 20-byte hex address")
+    if int(to, 16) == 0:
+        raise PayoutError("to: the zero address cannot be paid")
+
+
+def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str, tag: object = None):
+    pc = settings.payouts.chain(chain)
+    if pc is None:
+        configured = ", ".join(c.chain for c in settings.payouts.chains) or "none"
+        raise PayoutError(f"chain: payouts are not configured for {chain!r} (configured: {configured})")
+    a = pc.asset(asset)
+    if a is None:
+        raise PayoutError(f"asset: {asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
+    _check_recipient(pc, to, tag)
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**256:
+        raise PayoutError("amount: must be a positive integer in base units")
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise PayoutError("key: the idempotency key must be 1-200 printable characters without spaces")
+    if a.max_batch_total is not None and amount > a.max_batch_total:
+        raise PayoutError(f"amount: {amount} exceeds the per-batch cap {a.max_batch_total} of {chain}:{asset}")
+    if a.daily_cap is not None and amount > a.daily_cap:
+        raise PayoutError(f"amount: {amount} exceeds the per-day cap {a.daily_cap} of {chain}:{asset}")
+    return pc, a
+
+
+def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = None) -> bool:
+    return ((row["chain"], row["asset"], row["recipient"], int(row["amount"]), row.get("destination_tag"))
+            == (chain, asset, to, amount, tag))
+
+
+def request_dict(row) -> dict:
+    d = dict(row)
+    d["amount"] = str(d["amount"])
+    for k in ("created_at", "updated_at"):
+        if d.get(k) is not None:
+            d[k] = d[k].isoformat()
+    return d
+
+
+async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, asset: str, to: str, amount: int,
+                         key: str, actor: str = "cli", tag: int | None = None) -> tuple[dict, bool]:
+    """Store one payout request; return (request, created_now). `tag`: XRPL destination tag."""
+    pc, _ = _check(settings, chain, asset, to, amount, key, tag)
+    recipient = to if pc.kind == "xrpl" else to.lower()
+    async with pool.acquire() as conn, conn.transaction():
+        existing = await conn.fetchrow(Q.find_request, key)
+        if existing is not None:
+            if not _same(existing, chain, asset, recipient, amount, tag):
+                raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
+            return request_dict(existing), False
+        await conn.execute(Q.lock_recipient, f"{chain}:{asset}:{recipient}")
+        if settings.payouts.require_balance:
+            owed = int(await conn.fetchval(Q.user_final_balance, user_account(chain, recipient),
+                                           asset_id(chain, asset), chain))
+            reserved = int(await conn.fetchval(Q.outstanding_for_recipient, chain, asset, recipient))
+            if owed - reserved < amount:
+                raise PayoutError(
+                    f"amount: {amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
+                    f"({owed}, of which {reserved} is already requested)"
+                )
+        row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
+        if row is not None and tag is not None:
+            # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
+            row = await conn.fetchrow(XQ.set_request_tag, row["id"], tag)
+        if row is None:  # the same key committed by a concurrent request in between
+            row = await conn.fetchrow(Q.find_request, key)
+            if not _same(row, chain, asset, recipient, amount, tag):
+                raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
+            return request_dict(row), False
+        await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
+            "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+            **({"tag": tag} if tag is not None else {})})
+    log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=str(amount))
+    return request_dict(row), True
+
+
+async def approve_batch(pool: asyncpg.Pool, batch_id: str, actor: str) -> dict:
+    if not actor or not actor.strip():
+        raise PayoutError("approver: an approval needs the approver's name")
+    batch_id = batch_id.lower()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(Q.approve_batch, batch_id, actor)
+        if row is None:
+            state = await conn.fetchval(Q.batch_state, batch_id)
+            if state is None:
+                raise PayoutError(f"batch: no batch {batch_id}")
+            raise PayoutError(f"batch: {batch_id} is {state}, not awaiting approval")
+        await audit(conn, actor, "payout.batch_approved", f"batch:{batch_id}",
+                    {"total": str(row["total"]), "items": row["item_count"]})
+    log.info("payout.batch_approved", batch=batch_id, approver=actor)
+    return {"batch_id": batch_id, "state": "ready", "approved_by": actor}
+
+
+async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: str, actor: str) -> None:
+    """scope '*' (every chain) or a chain name; workers see it before their next signature."""
+    if not reason or not reason.strip():
+        raise PayoutError("reason: a kill switch change needs a reason")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.set_control, scope, killed, reason, actor)
+        await audit(conn, actor, "payout.kill_switch" if killed else "payout.resumed", f"payouts:{scope}",
+                    {"killed": killed, "reason": reason})
+    log.warning("payout.kill_switch", scope=scope, killed=killed, actor=actor, reason=reason)
+
+
+def _rows(rows) -> list[dict]:
+    out = []
+    for r in rows:
+        d = dict(r)
+        for k, v in d.items():
+            if hasattr(v, "isoformat"):
+                d[k] = v.isoformat()
+        out.append(d)
+    return out
+
+
+async def list_payouts(pool: asyncpg.Pool, chain: str | None = None, limit: int = 1000) -> dict:
+    async with pool.acquire() as conn:
+        return {
+            "requests": _rows(await conn.fetch(Q.list_requests, chain, limit)),
+            "batches": _rows(await conn.fetch(Q.list_batches, chain, limit)),
+            "transactions": _rows(await conn.fetch(Q.list_txs, chain, limit)),
+            "xrpl_payments": _rows(await conn.fetch(XQ.list_payments, chain, limit)),
+            "controls": _rows(await conn.fetch(Q.list_controls)),
+        }
+
+
+async def refresh_gauges(conn: asyncpg.Connection) -> None:
+    for r in await conn.fetch(Q.request_counts):
+        pm.PAYOUTS.labels(r["chain"], r["state"]).set(r["n"])
+    for r in await conn.fetch(Q.batch_counts):
+        pm.BATCHES.labels(r["chain"], r["state"]).set(r["n"])

@@ -1,0 +1,1 @@
+"""XRPL payouts: one Payment per payout, Sequences, submission, validation."""

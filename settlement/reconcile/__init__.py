@@ -1,0 +1,1 @@
+"""Reconciliation of on-chain balances against the ledger at a final height."""
