@@ -13,9 +13,19 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import heights
 
-from .http import MAX_BIGINT, PlainText, Query, RequestError, json_body, json_response, parse_int, row_dict
+from .http import (
+    MAX_BIGINT,
+    PlainText,
+    Query,
+    RequestError,
+    json_body,
+    json_response,
+    parse_int,
+    row_dict,
+)
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
@@ -41,8 +51,8 @@ async def request_replay(request: web.Request) -> web.Response:
         raise RequestError("to_block", f"must be at least from_block ({body.from_block})")
     actor = request.app[ADMIN_ACTOR]
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        state = await conn.fetchrow(Q.chain_cursor, body.chain)
-        indexed = state["cursor_number"] if state else None
+        state = await heights(conn, body.chain)
+        indexed = state.cursor if state else None
         if indexed is None:
             raise RequestError("chain", "nothing indexed yet on this chain", status=409, code="conflict")
         if body.to_block > indexed:
@@ -50,10 +60,10 @@ async def request_replay(request: web.Request) -> web.Response:
         row = await conn.fetchrow(Q.insert_replay, body.chain, body.from_block, body.to_block, body.reason, actor)
         details = {"replay_id": row["id"], "from_block": body.from_block, "to_block": body.to_block,
                    "reason": body.reason, "peer": request.remote}
-        audit = await conn.fetchrow(Q.insert_audit, actor, "replay.requested", f"chain:{body.chain}", details)
+        audit_row = await audit(conn, actor, "replay.requested", f"chain:{body.chain}", details)
     replay = row_dict(row)
     replay["blocks"] = body.to_block - body.from_block + 1
-    replay["audit_id"] = audit["id"]
+    replay["audit_id"] = audit_row["id"]
     return json_response({"replay": replay}, status=202, headers={"Location": f"/v1/admin/replay/{row['id']}"})
 
 

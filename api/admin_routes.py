@@ -10,18 +10,24 @@ Replays live in `admin_replay.py`.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import re
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from config import Secret
 from db import Queries
-from settlement.ledger.books import LedgerError, NoOpenPause, resolve_pause
-from settlement.payouts.requests import IdempotencyConflict, PayoutError, approve_batch, request_payout, set_kill_switch
+from settlement.ledger.books import LedgerError, NoOpenPause
+from settlement.ledger.pauses import resolve_pause
+from settlement.payouts.requests import (
+    BatchNotFound,
+    BatchStateConflict,
+    PayoutError,
+    approve_batch,
+    request_payout,
+    set_kill_switch,
+)
 
 from .http import PlainText, RequestError, json_body, json_response, path_ident
 from .settlement_routes import payout_view
@@ -32,10 +38,6 @@ routes = web.RouteTableDef()
 BATCH_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 AMOUNT_TEXT = re.compile(r"^[0-9]{1,78}$")
 MAX_UNITS = 2**256 - 1
-# XRPL payouts add a destination tag; pass one on only where the pipeline takes it.
-_PARAMS = inspect.signature(request_payout).parameters
-TAG_PARAMETER = next((name for name in ("destination_tag", "tag") if name in _PARAMS), None)
-_FIELD_MESSAGE = re.compile(r"^([a-z_]+): (.+)$", re.DOTALL)
 
 
 def admin_actor(token: Secret) -> str:
@@ -44,15 +46,15 @@ def admin_actor(token: Secret) -> str:
     return f"api:{digest[:8]}"
 
 
-def _refused(exc: Exception, fields: set[str], *, status: int = 400, code: str = "invalid_parameter") -> RequestError:
-    """The settlement errors read 'field: message'; keep the field when it is one of the body's."""
-    text = str(exc)
-    match = _FIELD_MESSAGE.match(text)
-    if match:
-        field = "destination_tag" if match.group(1) == TAG_PARAMETER else match.group(1)
-        if field in fields:
-            return RequestError(field, match.group(2), status=status, code=code)
-    return RequestError(None, text, status=status, code=code)
+_STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
+
+
+def _refused(exc: PayoutError, fields: set[str]) -> RequestError:
+    """The refusal under the field it names, when that field is one of the request's."""
+    status = _STATUS.get(exc.code, 400)
+    if exc.field in fields:
+        return RequestError(exc.field, exc.reason, status=status, code=exc.code)
+    return RequestError(None, str(exc), status=status, code=exc.code)
 
 
 class PayoutBody(BaseModel):
@@ -81,18 +83,11 @@ async def create_payout(request: web.Request) -> web.Response:
     """201 with a new request; 200 with the stored one when its key was used for the same payout."""
     body: PayoutBody = await json_body(request, PayoutBody)
     amount = _amount(body.amount)
-    extra: dict[str, Any] = {}
-    if body.destination_tag is not None:
-        if TAG_PARAMETER is None:
-            raise RequestError("destination_tag", "destination tags are not supported by this version")
-        extra[TAG_PARAMETER] = body.destination_tag
     pool = request.app[POOL]
     try:
         stored, created = await request_payout(
             pool, request.app[SETTINGS], chain=body.chain, asset=body.asset, to=body.to, amount=amount,
-            key=body.key, actor=request.app[ADMIN_ACTOR], **extra)
-    except IdempotencyConflict as exc:
-        raise _refused(exc, {"key"}, status=409, code="conflict") from None
+            key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag)
     except PayoutError as exc:
         raise _refused(exc, set(PayoutBody.model_fields)) from None
     async with pool.acquire() as conn:
@@ -110,12 +105,10 @@ async def approve(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     try:
         result = await approve_batch(pool, batch_id, request.app[ADMIN_ACTOR])
-    except PayoutError:
-        async with pool.acquire() as conn:
-            state = await conn.fetchval(Q.batch_state, batch_id.lower())
-        if state is None:
-            raise RequestError("id", "no batch with this id", status=404, code="not_found") from None
-        raise RequestError("id", f"the batch is {state}, not awaiting approval", status=409,
+    except BatchNotFound:
+        raise RequestError("id", "no batch with this id", status=404, code="not_found") from None
+    except BatchStateConflict as exc:
+        raise RequestError("id", f"the batch is {exc.state}, not awaiting approval", status=409,
                            code="conflict") from None
     return json_response({"batch": result})
 

@@ -15,7 +15,13 @@ from config import Secret, Settings, resolve_secret
 
 from . import admin_replay, admin_routes, feed, read_routes, settlement_routes
 from .metrics import metrics_handler
-from .middleware import CorsPolicy, RateLimiter, admin_auth, error_middleware, metrics_middleware
+from .middleware import (
+    CorsPolicy,
+    RateLimiter,
+    admin_auth,
+    error_middleware,
+    metrics_middleware,
+)
 from .openapi import OPENAPI, build_spec, openapi_handler
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 

@@ -14,7 +14,15 @@ from aiohttp import web
 from config.section_api import ApiSettings
 
 from .feed import POSITION_PATTERN
-from .http import CHAIN_NAME, EVENT_NAME, EVM_ADDRESS, IDENT_PATTERN, MAX_BIGINT, XRPL_ADDRESS, json_response
+from .http import (
+    CHAIN_NAME,
+    EVENT_NAME,
+    EVM_ADDRESS,
+    IDENT_PATTERN,
+    MAX_BIGINT,
+    XRPL_ADDRESS,
+    json_response,
+)
 
 OPENAPI = web.AppKey("openapi", dict)
 ADDRESS_PATTERN = f"({EVM_ADDRESS.pattern[1:-1]})|({XRPL_ADDRESS.pattern[1:-1]})"

@@ -129,7 +129,7 @@ SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, e
 FROM reconciliation_runs
 ORDER BY chain, id DESC;
 
--- name: open_pauses
+-- name: open_pause_rows
 SELECT asset_id, reason, run_id, paused_by, paused_at
 FROM asset_pauses WHERE resolved_at IS NULL ORDER BY asset_id;
 
@@ -176,7 +176,7 @@ SELECT batch_id, chain, asset, token, source, treasury, batcher, item_count, tot
        failed_count, failed_amount::text AS failed_amount, created_at, updated_at
 FROM payout_batches WHERE batch_id = $1;
 
--- name: batch_items
+-- name: batch_item_rows
 SELECT idx, request_id, recipient, amount::text AS amount, outcome
 FROM payout_items WHERE batch_id = $1 ORDER BY idx;
 
@@ -187,22 +187,12 @@ SELECT tx_hash, sender, nonce, attempt, state, broadcasts, gas_limit, max_fee_pe
        created_at, last_broadcast_at
 FROM evm_txs WHERE batch_id = $1 ORDER BY nonce, attempt;
 
--- name: chain_cursor
-SELECT cursor_number, final_number, halted_reason FROM chain_state WHERE chain = $1;
-
--- name: insert_audit
-INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4)
-RETURNING id, at;
-
 -- name: schema_ready
 -- The newest tables this API reads: events.tx (0003), the payout tables (0005), the feed outbox (0007).
 SELECT to_regclass('payout_requests') IS NOT NULL AND to_regclass('feed_outbox') IS NOT NULL AND EXISTS (
     SELECT 1 FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name = 'events' AND column_name = 'tx'
 );
-
--- name: batch_state
-SELECT state FROM payout_batches WHERE batch_id = $1;
 
 -- name: asset_exists
 SELECT 1 FROM assets WHERE id = $1;

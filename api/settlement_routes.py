@@ -109,7 +109,7 @@ async def batch(request: web.Request) -> web.Response:
         row = await conn.fetchrow(Q.batch_by_id, ref)
         if row is None:
             raise _not_found("batch")
-        items = await conn.fetch(Q.batch_items, ref)
+        items = await conn.fetch(Q.batch_item_rows, ref)
         txs = await conn.fetch(Q.batch_transactions, ref)
     body = row_dict(row)
     body["items"] = [row_dict(i) for i in items]
@@ -144,5 +144,5 @@ async def reconciliation_summary(conn: asyncpg.Connection) -> dict[str, Any]:
     """The newest run per chain and the paused assets, for /v1/status."""
     return {
         "latest": [row_dict(r) for r in await conn.fetch(Q.latest_reconciliations)],
-        "paused_assets": [row_dict(r) for r in await conn.fetch(Q.open_pauses)],
+        "paused_assets": [row_dict(r) for r in await conn.fetch(Q.open_pause_rows)],
     }

@@ -3,7 +3,14 @@
 from .errors import ChainsettleError, ConfigError, SecretError
 from .presets import PRESETS, Preset
 from .secrets import Secret, mask_url, resolve_secret
-from .settings import ChainConfig, ContractConfig, Settings, WalletConfig, load_abi, load_settings
+from .settings import (
+    ChainConfig,
+    ContractConfig,
+    Settings,
+    WalletConfig,
+    load_abi,
+    load_settings,
+)
 
 __all__ = [
     "PRESETS",

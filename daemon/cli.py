@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from config import ChainsettleError, ConfigError, Settings, load_settings, mask_url
+from db import audit
 
 from .runtime import ADMIN_Q, database_url, open_pool, run_migrations, setup_logging
 
@@ -79,7 +80,7 @@ async def cmd_unhalt(settings: Settings, args) -> int:
         async with pool.acquire() as conn, conn.transaction():
             reason = await conn.fetchval(ADMIN_Q.halted_reason, cfg.name)
             await conn.execute(ADMIN_Q.clear_halt, cfg.name)
-            await conn.execute(ADMIN_Q.audit, args.actor, "chain.unhalt", f"chain:{cfg.name}",
+            await audit(conn, args.actor, "chain.unhalt", f"chain:{cfg.name}",
                                {"previous_reason": reason, "note": args.reason})
     print(json.dumps({"chain": cfg.name, "was_halted": reason is not None}))
     return 0

@@ -1,17 +1,16 @@
 """Registry of subcommands added by later capabilities.
 
 Each entry is `register(subparsers)`; keeping them out of cli.py lets the
-ledger, payout, API and demo commands live next to their own code.
+ledger, payout, API and demo commands live in modules of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from api.cli import register as _api
-from daemon.cli_payouts import register as _payouts
-
+from .cli_api import register as _api
 from .cli_demo import register as _demo
 from .cli_ledger import register as _ledger
+from .cli_payouts import register as _payouts
 
 REGISTER: list[Callable] = [_demo, _ledger, _api, _payouts]

@@ -35,7 +35,7 @@ async def _cmd_reconcile(settings, args) -> int:
 
 
 async def _cmd_resolve(settings, args) -> int:
-    from settlement.ledger.books import resolve_pause
+    from settlement.ledger.pauses import resolve_pause
 
     from .runtime import open_pool
 
@@ -46,13 +46,14 @@ async def _cmd_resolve(settings, args) -> int:
 
 
 async def _cmd_balances(settings, args) -> int:
+    from indexer.chain_state import final_height
     from settlement.ledger.books import balances_as_of
 
-    from .runtime import ADMIN_Q, open_pool
+    from .runtime import open_pool
 
     cfg = settings.chain(args.chain)
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        height = await conn.fetchval(ADMIN_Q.final_height, cfg.name)
+        height = await final_height(conn, cfg.name)
         balances = await balances_as_of(conn, cfg.name, height) if height is not None else {}
     print(json.dumps({"chain": cfg.name, "height": height,
                       "balances": [{"account": a, "asset": s, "amount": str(v)} for (a, s), v in sorted(balances.items())]}))

@@ -53,8 +53,7 @@ def register(sub) -> None:
 
 async def _cmd_request(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
-
-    from .payout_requests import request_payout
+    from settlement.payouts.requests import request_payout
 
     try:
         amount = int(args.amount)
@@ -62,15 +61,14 @@ async def _cmd_request(settings: Settings, args) -> int:
         raise ChainsettleError("amount: must be an integer in base units") from None
     async with open_pool(settings) as pool:
         row, created = await request_payout(pool, settings, chain=args.chain, asset=args.asset, to=args.to,
-                                            amount=amount, key=args.key, actor=args.actor, tag=args.tag)
+                                            amount=amount, key=args.key, actor=args.actor, destination_tag=args.tag)
     print(json.dumps({"created": created, "request": row}, default=str))
     return 0
 
 
 async def _cmd_approve(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
-
-    from .payout_requests import approve_batch
+    from settlement.payouts.requests import approve_batch
 
     async with open_pool(settings) as pool:
         out = await approve_batch(pool, args.batch, args.by)
@@ -80,8 +78,7 @@ async def _cmd_approve(settings: Settings, args) -> int:
 
 async def _cmd_kill(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
-
-    from .payout_requests import set_kill_switch
+    from settlement.payouts.requests import set_kill_switch
 
     scope = args.chain or "*"
     async with open_pool(settings) as pool:
@@ -93,7 +90,6 @@ async def _cmd_kill(settings: Settings, args) -> int:
 async def _cmd_list(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
 
-    from .payout_requests import list_payouts
 
     async with open_pool(settings) as pool:
         out = await list_payouts(pool, args.chain, args.limit)
@@ -102,9 +98,21 @@ async def _cmd_list(settings: Settings, args) -> int:
 
 
 async def _cmd_deploy(settings: Settings, args) -> int:
-    from .payout_deploy import deploy_batcher
+    from settlement.payouts.evm.deploy import deploy_batcher
 
     address = await deploy_batcher(settings, args.chain, owner=args.owner)
     print(json.dumps({"chain": args.chain, "address": address}))
     return 0
 
+
+async def list_payouts(pool, chain: str | None = None, limit: int = 1000) -> dict:
+    """Everything `payouts list` shows, from each part of the pipeline."""
+    from settlement.payouts.evm.sender import list_transactions
+    from settlement.payouts.requests import list_queue
+    from settlement.payouts.xrpl.sender import list_payments
+
+    async with pool.acquire() as conn:
+        out = await list_queue(conn, chain, limit)
+        out["transactions"] = await list_transactions(conn, chain, limit)
+        out["xrpl_payments"] = await list_payments(conn, chain, limit)
+    return out

@@ -14,7 +14,6 @@ import random
 import shutil
 import signal
 import threading
-from pathlib import Path
 
 from config import load_settings
 from config.logs import get_logger

@@ -21,7 +21,8 @@ import asyncpg
 
 from config import ChainsettleError, Settings
 from config.logs import get_logger
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import Heights, heights
 
 from .followers import make_follower
 
@@ -49,7 +50,7 @@ async def _finish(pool: asyncpg.Pool, req: asyncpg.Record, worker: str, *, inser
                                    "to_block": req["to_block"], "requested_by": req["requested_by"],
                                    "attempts": req["attempts"]}
         details.update({"inserted": inserted} if error is None else {"error": error})
-        await conn.execute(Q.insert_audit, ACTOR, f"replay.{state}", f"chain:{req['chain']}", details)
+        await audit(conn, ACTOR, f"replay.{state}", f"chain:{req['chain']}", details)
     return True
 
 
@@ -77,7 +78,7 @@ async def replay_once(settings: Settings, pool: asyncpg.Pool, *, worker: str | N
         await _finish(pool, req, worker, error=f"gave up after {MAX_ATTEMPTS} attempts whose worker stopped")
         return req["id"]
     async with pool.acquire() as conn:
-        cursor = await conn.fetchval(Q.chain_cursor, chain)
+        cursor = (await heights(conn, chain) or Heights(None, None, None)).cursor
     # The follower moves the cursor; a replay only goes back over what it
     # already indexed (a reorg may have lowered the cursor since the request).
     if cursor is None or req["from_block"] > cursor:

@@ -29,9 +29,3 @@ RETURNING id;
 -- Stopping mid-replay: back to the queue at once instead of after the lease.
 UPDATE replay_requests SET state = 'pending', claimed_by = NULL, lease_until = NULL
 WHERE id = $1 AND claimed_by = $2 AND state = 'running';
-
--- name: chain_cursor
-SELECT cursor_number FROM chain_state WHERE chain = $1;
-
--- name: insert_audit
-INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4);

@@ -8,10 +8,10 @@ import contextlib
 
 from config import ConfigError, Settings
 from config.logs import get_logger
-
 from settlement.reconcile.runs import run_reconcile_loop
 
 from .followers import follow_chain
+from .payouts import payout_jobs
 from .replay import run_replay_worker
 from .runtime import database_url, open_pool
 
@@ -60,10 +60,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
     async with open_pool(settings, url) as pool, _api(settings, pool):
         jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
                 for cfg in settings.chains}
-        if settings.payouts.chains:
-            from settlement.payouts.evm.worker import run_payout_workers
-
-            jobs["payouts"] = lambda: run_payout_workers(settings, pool, stop)
+        jobs.update(payout_jobs(settings, pool, stop))
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
         # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.
         jobs["replay"] = lambda: run_replay_worker(settings, pool, stop)

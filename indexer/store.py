@@ -16,7 +16,6 @@ import asyncpg
 import orjson
 
 from db import Queries
-
 from indexer.errors import ReorgBeyondFinality, StaleCursor
 from indexer.models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
 

@@ -27,9 +27,14 @@ import asyncpg
 
 from config import ChainConfig, ConfigError, load_abi
 from config.logs import get_logger
-
 from indexer import metrics as m
-from indexer.errors import BadRpcResponse, ChainHalted, ReorgBeyondFinality, RpcError, StaleCursor
+from indexer.errors import (
+    BadRpcResponse,
+    ChainHalted,
+    ReorgBeyondFinality,
+    RpcError,
+    StaleCursor,
+)
 from indexer.evm.decode import LogDecoder
 from indexer.evm.fetch import LogFilter, fetch_logs, get_header, get_headers, read_tip
 from indexer.evm.rpc import EvmRpc

@@ -19,12 +19,16 @@ from typing import Any
 import aiohttp
 import orjson
 
-from config import mask_url
 from config.logs import get_logger
-
 from indexer import metrics as m
+from indexer.endpoints import Endpoint
 from indexer.errors import AllEndpointsFailed, RpcError, RpcErrorKind
-from indexer.ranges import looks_range_too_large, looks_rate_limited, looks_timeout, parse_range_hint
+from indexer.evm.provider_errors import (
+    looks_range_too_large,
+    looks_rate_limited,
+    looks_timeout,
+    parse_range_hint,
+)
 
 log = get_logger("indexer.rpc")
 K = RpcErrorKind
@@ -54,50 +58,6 @@ def classify_rpc_error(code: int | None, message: str) -> tuple[RpcErrorKind, An
         return K.FATAL, None
     # -32000..-32099 are server errors: header not found, node syncing, busy.
     return K.RETRYABLE, None
-
-
-class Endpoint:
-    def __init__(self, url: str, index: int) -> None:
-        self.url = url
-        self.label = f"{index}:{mask_url(url)}"  # credentials never leave this object
-        self.latency = 0.05  # EWMA seconds
-        self.failures = 0  # consecutive
-        self.cooldown_until = 0.0
-        self.last_error: str | None = None
-        self.requests = 0
-        self.errors = 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.failures < 3 and time.monotonic() >= self.cooldown_until
-
-    def score(self) -> tuple[int, float, float]:
-        now = time.monotonic()
-        cooling = 1 if now < self.cooldown_until else 0
-        return (cooling, self.failures, self.latency)
-
-    def on_success(self, elapsed: float) -> None:
-        self.latency = 0.8 * self.latency + 0.2 * elapsed
-        self.failures = 0
-        self.cooldown_until = 0.0
-
-    def on_failure(self, error: str, retry_after: float | None = None) -> None:
-        self.failures += 1
-        self.errors += 1
-        self.last_error = error
-        backoff = retry_after if retry_after is not None else min(30.0, 0.25 * 2 ** min(self.failures, 7))
-        self.cooldown_until = time.monotonic() + backoff * random.uniform(0.8, 1.2)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.label,
-            "healthy": self.healthy,
-            "latency_ms": round(self.latency * 1000, 1),
-            "consecutive_failures": self.failures,
-            "requests": self.requests,
-            "errors": self.errors,
-            "last_error": self.last_error,
-        }
 
 
 class EvmRpc:
@@ -147,6 +107,14 @@ class EvmRpc:
         """
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
         return await self._with_failover(method, payload, timeout, single=True)
+
+    async def call_on(self, ep: Endpoint, method: str, params: list | None = None, *,
+                      timeout: float | None = None) -> Any:
+        """One request to this endpoint only, no failover: for answers that
+        must come from one node (a broadcast to each, a receipt and the nonce
+        count it is compared with)."""
+        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
+        return await self._send(ep, method, payload, timeout, True)
 
     async def batch(self, calls: Sequence[tuple[str, list]], *, timeout: float | None = None) -> list[Any]:
         """A JSON-RPC batch on one endpoint; results in the order of `calls`.

@@ -24,16 +24,18 @@ from typing import Any
 import httpx
 from websockets.exceptions import WebSocketException
 from xrpl.asyncio.clients import AsyncJsonRpcClient, AsyncWebsocketClient
-from xrpl.asyncio.clients.exceptions import XRPLRequestFailureException, XRPLWebsocketException
+from xrpl.asyncio.clients.exceptions import (
+    XRPLRequestFailureException,
+    XRPLWebsocketException,
+)
 from xrpl.models.requests import GenericRequest, StreamParameter, Subscribe
 from xrpl.models.response import ResponseStatus
 
 from config.logs import get_logger
-
 from indexer import metrics as m
-from indexer.xrpl import metrics as xm
+from indexer.endpoints import Endpoint
 from indexer.errors import AllEndpointsFailed, BadRpcResponse, RpcError, RpcErrorKind
-from indexer.evm.rpc import Endpoint
+from indexer.xrpl import metrics as xm
 
 log = get_logger("indexer.xrpl_rpc")
 K = RpcErrorKind

@@ -202,7 +202,7 @@ def _amount_field(tx: dict) -> Any:
 
 
 def decode_args(raw: RawTx, watched: str) -> dict[str, Any]:
-    tx, meta = raw.tx, raw.meta
+    tx = raw.tx
     ok = raw.result == "tesSUCCESS"
     args: dict[str, Any] = {
         "account": tx["Account"],

@@ -31,15 +31,26 @@ from xrpl.core.addresscodec import is_valid_classic_address
 
 from config import ChainConfig, ChainsettleError, ConfigError
 from config.logs import get_logger
-
 from indexer import metrics as m
-from indexer.xrpl import metrics as xm
-from indexer.errors import BadRpcResponse, ChainHalted, RpcError, RpcErrorKind, StaleCursor
+from indexer.errors import (
+    BadRpcResponse,
+    ChainHalted,
+    RpcError,
+    RpcErrorKind,
+    StaleCursor,
+)
 from indexer.follow_loop import mark_following, retry_after, sleep_or_stop
 from indexer.models import BlockRow, Cursor, EventRow, RawLogRow
 from indexer.ranges import RangeSizer
 from indexer.store import Store, StoreHook
-from indexer.xrpl.client import LedgerHeader, LedgerSet, ServerInfo, XrplClient, ServerConn
+from indexer.xrpl import metrics as xm
+from indexer.xrpl.client import (
+    LedgerHeader,
+    LedgerSet,
+    ServerConn,
+    ServerInfo,
+    XrplClient,
+)
 from indexer.xrpl.decode import XrplDecodeError, event_rows, normalize_entry
 
 log = get_logger("indexer.xrpl")

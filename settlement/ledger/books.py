@@ -21,8 +21,8 @@ import asyncpg
 
 from config import ChainsettleError, ConfigError, Settings
 from config.logs import get_logger
-from db import Queries
-
+from db import Queries, audit
+from indexer.chain_state import final_height
 from settlement.ledger import metrics as m
 from settlement.ledger.rules import (
     asset_specs,
@@ -172,7 +172,7 @@ async def book_adjustment(
         raise LedgerError("a manual adjustment needs an author and a reason")
     async with pool.acquire() as conn:
         if block_number is None:
-            block_number = await conn.fetchval(Q.final_height, chain)
+            block_number = await final_height(conn, chain)
             if block_number is None:
                 raise LedgerError(f"chain {chain!r} has no final height yet; give the block explicitly")
         key = key or f"manual:{uuid.uuid4()}"
@@ -254,43 +254,10 @@ async def balances_as_of(conn: asyncpg.Connection, chain: str, height: int) -> d
     return {(r["account"], r["asset_id"]): int(r["balance"]) for r in rows}
 
 
-# -- pauses and audit ---------------------------------------------------------------
+async def wallet_balances_as_of(conn: asyncpg.Connection, chain: str, height: int) -> list[asyncpg.Record]:
+    """Each active wallet and the assets it reconciles, with the ledger balance as of `height`."""
+    return await conn.fetch(Q.wallet_balances_as_of, chain, height)
 
 
-async def audit(conn: asyncpg.Connection, actor: str, action: str, subject: str | None, details: dict) -> None:
-    await conn.execute(Q.insert_audit, actor, action, subject, details)
-
-
-async def is_paused(conn: asyncpg.Connection, asset_id: str) -> bool:
-    """Payout code asks this before batching an asset."""
-    return await conn.fetchrow(Q.open_pause, asset_id) is not None
-
-
-async def open_pauses(conn: asyncpg.Connection) -> list[dict]:
-    return [dict(r) for r in await conn.fetch(Q.open_pauses)]
-
-
-async def pause_asset(conn: asyncpg.Connection, asset_id: str, reason: str, actor: str, run_id: int | None = None) -> bool:
-    """Open a pause unless one is open; True when this call opened it."""
-    pause_id = await conn.fetchval(Q.insert_pause, asset_id, reason, run_id, actor)
-    if pause_id is None:
-        return False
-    await audit(conn, actor, "asset.paused", asset_id, {"reason": reason, "run_id": run_id, "pause_id": pause_id})
-    m.ASSET_PAUSED.labels(asset_id).set(1)
-    log.warning("ledger.asset_paused", asset=asset_id, reason=reason, run_id=run_id)
-    return True
-
-
-async def resolve_pause(pool: asyncpg.Pool, asset_id: str, actor: str, reason: str) -> dict:
-    """An operator lifts the pause of an asset, with a recorded reason."""
-    if not actor or not reason or not reason.strip():
-        raise LedgerError("resolving a pause needs an actor and a reason")
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(Q.resolve_pause, asset_id, actor, reason)
-        if row is None:
-            raise NoOpenPause(f"asset {asset_id!r} has no open pause")
-        await audit(conn, actor, "asset.resumed", asset_id, {"reason": reason, "pause_id": row["id"],
-                                                               "paused_because": row["reason"]})
-    m.ASSET_PAUSED.labels(asset_id).set(0)
-    log.info("ledger.asset_resumed", asset=asset_id, actor=actor, reason=reason)
-    return {"asset": asset_id, "pause_id": row["id"], "paused_because": row["reason"], "resolution": reason}
+async def assets_of_chain(conn: asyncpg.Connection, chain: str) -> dict[str, asyncpg.Record]:
+    return {r["id"]: r for r in await conn.fetch(Q.assets_of_chain, chain)}

@@ -17,7 +17,6 @@ import orjson
 from config import Settings
 from config.logs import get_logger
 from db import Queries
-
 from settlement.ledger import metrics as m
 from settlement.ledger.books import sync_ledger
 from settlement.ledger.rules import check_ledger_config, compile_rules

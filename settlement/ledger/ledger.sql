@@ -50,9 +50,6 @@ SELECT $1, a.id, p.asset_id, p.amount
 FROM unnest($2::text[], $3::text[], $4::numeric[]) AS p(code, asset_id, amount)
 JOIN ledger_accounts a ON a.code = p.code;
 
--- name: final_height
-SELECT final_number FROM chain_state WHERE chain = $1;
-
 -- name: balances_as_of
 -- Every account's balance per asset from the entries of one chain effective at or below $2.
 SELECT a.code AS account, p.asset_id, sum(p.amount) AS balance
@@ -99,27 +96,3 @@ SELECT id, chain, name, kind, contract, currency, issuer, symbol, decimals FROM 
 
 -- name: set_decimals
 UPDATE assets SET decimals = $2 WHERE id = $1 AND decimals IS NULL;
-
--- name: open_pause
-SELECT id, asset_id, reason, run_id, paused_by, paused_at FROM asset_pauses
-WHERE asset_id = $1 AND resolved_at IS NULL;
-
--- name: open_pauses
-SELECT id, asset_id, reason, run_id, paused_by, paused_at FROM asset_pauses
-WHERE resolved_at IS NULL ORDER BY asset_id;
-
--- name: insert_pause
--- At most one open pause per asset: a second mismatch finds it paused.
-INSERT INTO asset_pauses (asset_id, reason, run_id, paused_by)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (asset_id) WHERE resolved_at IS NULL DO NOTHING
-RETURNING id;
-
--- name: resolve_pause
-UPDATE asset_pauses
-SET resolved_at = now(), resolved_by = $2, resolution = $3
-WHERE asset_id = $1 AND resolved_at IS NULL
-RETURNING id, reason, paused_at;
-
--- name: insert_audit
-INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4);

@@ -15,10 +15,8 @@ from typing import Any, Protocol
 import asyncpg
 
 from config import ChainsettleError
-from db import Queries
+from db import Queries, audit
 from indexer.errors import BadRpcResponse, RpcError
-
-from settlement.ledger.books import audit
 from settlement.payouts.plan import Pending, next_batch
 
 Q = Queries(Path(__file__).with_name("payouts.sql"))

@@ -17,5 +17,8 @@ FEE_CAP_HIT = Counter(
 )
 NONCE_GAPS = Counter("chainsettle_payout_nonce_gaps_total", "Nonce gaps found against the chain and filled", ["chain"])
 KILLED = Gauge("chainsettle_payout_kill_switch", "1 while signing is stopped by a kill switch", ["chain"])
-CONFIRMED = Counter("chainsettle_payout_batches_confirmed_total", "Batches confirmed from final events", ["chain"])
+CONFIRMED = Counter("chainsettle_payout_batches_confirmed_total", "EVM batches confirmed from final events", ["chain"])
+XRPL_VALIDATED = Counter(
+    "chainsettle_payout_xrpl_payments_validated_total", "XRPL payout payments validated tesSUCCESS", ["chain"]
+)
 EXPIRED = Counter("chainsettle_payout_batches_expired_total", "Batches proven dead after expiry", ["chain"])

@@ -16,14 +16,11 @@ import asyncpg
 
 from config import ChainsettleError, Settings
 from config.logs import get_logger
-from db import Queries
-
-from settlement.payouts import metrics as pm
-from settlement.ledger.books import audit
+from db import Queries, audit
 from settlement.ledger.rules import asset_id
+from settlement.payouts import metrics as pm
 
 Q = Queries(Path(__file__).with_name("payouts.sql"))
-XQ = Queries(Path(__file__).parent / "xrpl" / "xrpl.sql")
 log = get_logger("settlement.payouts")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -31,11 +28,41 @@ _XRPL_ADDRESS = re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$")
 
 
 class PayoutError(ChainsettleError):
-    """payout request refused"""
+    """payout request refused
+
+    `field` names the request field at fault (None when no single field is);
+    `reason` is the refusal without it. Callers map these to their own error
+    shapes (a 400 naming the field, a CLI line) without parsing the text.
+    """
+
+    code = "invalid_parameter"
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class IdempotencyConflict(PayoutError):
     """the idempotency key was used for a different payout"""
+
+    code = "conflict"
+
+
+class BatchNotFound(PayoutError):
+    """no batch with this id"""
+
+    code = "not_found"
+
+
+class BatchStateConflict(PayoutError):
+    """the batch is not in a state that allows this"""
+
+    code = "conflict"
+
+    def __init__(self, field: str | None, reason: str, state: str) -> None:
+        super().__init__(field, reason)
+        self.state = state
 
 
 def user_account(chain: str, address: str) -> str:
@@ -49,35 +76,35 @@ def _check_recipient(pc, to: object, tag: object) -> None:
         from xrpl.core.addresscodec import is_valid_classic_address
 
         if not isinstance(to, str) or not _XRPL_ADDRESS.match(to) or not is_valid_classic_address(to):
-            raise PayoutError("to: must be a classic XRPL address (r...)")
+            raise PayoutError("to", "must be a classic XRPL address (r...)")
         if tag is not None and (not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 2**32):
-            raise PayoutError("tag: a destination tag is an integer 0..4294967295")
+            raise PayoutError("destination_tag", "a destination tag is an integer 0..4294967295")
         return
     if tag is not None:
-        raise PayoutError("tag: destination tags exist only on XRPL chains")
+        raise PayoutError("destination_tag", "destination tags exist only on XRPL chains")
     if not isinstance(to, str) or not _ADDRESS.match(to):
-        raise PayoutError("to: must be a 0x-prefixed 20-byte hex address")
+        raise PayoutError("to", "must be a 0x-prefixed 20-byte hex address")
     if int(to, 16) == 0:
-        raise PayoutError("to: the zero address cannot be paid")
+        raise PayoutError("to", "the zero address cannot be paid")
 
 
 def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str, tag: object = None):
     pc = settings.payouts.chain(chain)
     if pc is None:
         configured = ", ".join(c.chain for c in settings.payouts.chains) or "none"
-        raise PayoutError(f"chain: payouts are not configured for {chain!r} (configured: {configured})")
+        raise PayoutError("chain", f"payouts are not configured for {chain!r} (configured: {configured})")
     a = pc.asset(asset)
     if a is None:
-        raise PayoutError(f"asset: {asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
+        raise PayoutError("asset", f"{asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
     _check_recipient(pc, to, tag)
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**256:
-        raise PayoutError("amount: must be a positive integer in base units")
+        raise PayoutError("amount", "must be a positive integer in base units")
     if not isinstance(key, str) or not _KEY.match(key):
-        raise PayoutError("key: the idempotency key must be 1-200 printable characters without spaces")
+        raise PayoutError("key", "the idempotency key must be 1-200 printable characters without spaces")
     if a.max_batch_total is not None and amount > a.max_batch_total:
-        raise PayoutError(f"amount: {amount} exceeds the per-batch cap {a.max_batch_total} of {chain}:{asset}")
+        raise PayoutError("amount", f"{amount} exceeds the per-batch cap {a.max_batch_total} of {chain}:{asset}")
     if a.daily_cap is not None and amount > a.daily_cap:
-        raise PayoutError(f"amount: {amount} exceeds the per-day cap {a.daily_cap} of {chain}:{asset}")
+        raise PayoutError("amount", f"{amount} exceeds the per-day cap {a.daily_cap} of {chain}:{asset}")
     return pc, a
 
 
@@ -96,15 +123,16 @@ def request_dict(row) -> dict:
 
 
 async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, asset: str, to: str, amount: int,
-                         key: str, actor: str = "cli", tag: int | None = None) -> tuple[dict, bool]:
-    """Store one payout request; return (request, created_now). `tag`: XRPL destination tag."""
+                         key: str, actor: str = "cli", destination_tag: int | None = None) -> tuple[dict, bool]:
+    """Store one payout request; return (request, created_now). `destination_tag`: XRPL only."""
+    tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
     async with pool.acquire() as conn, conn.transaction():
         existing = await conn.fetchrow(Q.find_request, key)
         if existing is not None:
             if not _same(existing, chain, asset, recipient, amount, tag):
-                raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
+                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             return request_dict(existing), False
         await conn.execute(Q.lock_recipient, f"{chain}:{asset}:{recipient}")
         if settings.payouts.require_balance:
@@ -113,17 +141,17 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
             reserved = int(await conn.fetchval(Q.outstanding_for_recipient, chain, asset, recipient))
             if owed - reserved < amount:
                 raise PayoutError(
-                    f"amount: {amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
+                    "amount", f"{amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
                     f"({owed}, of which {reserved} is already requested)"
                 )
         row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
         if row is not None and tag is not None:
             # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
-            row = await conn.fetchrow(XQ.set_request_tag, row["id"], tag)
+            row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
         if row is None:  # the same key committed by a concurrent request in between
             row = await conn.fetchrow(Q.find_request, key)
             if not _same(row, chain, asset, recipient, amount, tag):
-                raise IdempotencyConflict(f"key: {key!r} was already used for a different payout")
+                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             return request_dict(row), False
         await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
             "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
@@ -134,15 +162,15 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
 
 async def approve_batch(pool: asyncpg.Pool, batch_id: str, actor: str) -> dict:
     if not actor or not actor.strip():
-        raise PayoutError("approver: an approval needs the approver's name")
+        raise PayoutError("approver", "an approval needs the approver's name")
     batch_id = batch_id.lower()
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.approve_batch, batch_id, actor)
         if row is None:
             state = await conn.fetchval(Q.batch_state, batch_id)
             if state is None:
-                raise PayoutError(f"batch: no batch {batch_id}")
-            raise PayoutError(f"batch: {batch_id} is {state}, not awaiting approval")
+                raise BatchNotFound("batch", f"no batch {batch_id}")
+            raise BatchStateConflict("batch", f"{batch_id} is {state}, not awaiting approval", state)
         await audit(conn, actor, "payout.batch_approved", f"batch:{batch_id}",
                     {"total": str(row["total"]), "items": row["item_count"]})
     log.info("payout.batch_approved", batch=batch_id, approver=actor)
@@ -152,7 +180,7 @@ async def approve_batch(pool: asyncpg.Pool, batch_id: str, actor: str) -> dict:
 async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: str, actor: str) -> None:
     """scope '*' (every chain) or a chain name; workers see it before their next signature."""
     if not reason or not reason.strip():
-        raise PayoutError("reason: a kill switch change needs a reason")
+        raise PayoutError("reason", "a kill switch change needs a reason")
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.set_control, scope, killed, reason, actor)
         await audit(conn, actor, "payout.kill_switch" if killed else "payout.resumed", f"payouts:{scope}",
@@ -160,7 +188,8 @@ async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: 
     log.warning("payout.kill_switch", scope=scope, killed=killed, actor=actor, reason=reason)
 
 
-def _rows(rows) -> list[dict]:
+def json_rows(rows) -> list[dict]:
+    """Rows as JSON-ready dicts (timestamps in ISO 8601), for listings."""
     out = []
     for r in rows:
         d = dict(r)
@@ -171,15 +200,13 @@ def _rows(rows) -> list[dict]:
     return out
 
 
-async def list_payouts(pool: asyncpg.Pool, chain: str | None = None, limit: int = 1000) -> dict:
-    async with pool.acquire() as conn:
-        return {
-            "requests": _rows(await conn.fetch(Q.list_requests, chain, limit)),
-            "batches": _rows(await conn.fetch(Q.list_batches, chain, limit)),
-            "transactions": _rows(await conn.fetch(Q.list_txs, chain, limit)),
-            "xrpl_payments": _rows(await conn.fetch(XQ.list_payments, chain, limit)),
-            "controls": _rows(await conn.fetch(Q.list_controls)),
-        }
+async def list_queue(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> dict:
+    """Requests, batches and kill switches, newest first (what `payouts list` shows)."""
+    return {
+        "requests": json_rows(await conn.fetch(Q.list_requests, chain, limit)),
+        "batches": json_rows(await conn.fetch(Q.list_batches, chain, limit)),
+        "controls": json_rows(await conn.fetch(Q.list_controls)),
+    }
 
 
 async def refresh_gauges(conn: asyncpg.Connection) -> None:

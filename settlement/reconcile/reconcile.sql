@@ -1,6 +1,3 @@
--- name: final_height
--- H: the chain's final and fully indexed height.
-SELECT final_number, cursor_number FROM chain_state WHERE chain = $1;
 
 -- name: try_lock
 -- One reconciler at a time across processes (session lock, released below).

@@ -22,17 +22,28 @@ import orjson
 
 from config import ChainConfig, ChainsettleError, Settings
 from config.logs import get_logger
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import final_height
 from indexer.errors import BadRpcResponse, RpcError
-
-from settlement.ledger import books as ledger
 from settlement.ledger import metrics as m
-from settlement.ledger.balances import BalanceError, BalanceQuery, BalanceReader, reader_for
-from settlement.ledger.books import LedgerError, ensure_openings, fill_decimals, pause_asset, resolve_pause, sync_ledger
+from settlement.ledger.balances import (
+    BalanceError,
+    BalanceQuery,
+    BalanceReader,
+    reader_for,
+)
+from settlement.ledger.books import (
+    LedgerError,
+    assets_of_chain,
+    ensure_openings,
+    fill_decimals,
+    sync_ledger,
+    wallet_balances_as_of,
+)
+from settlement.ledger.pauses import pause_asset, resolve_pause
 from settlement.ledger.rules import check_ledger_config
 
 Q = Queries(Path(__file__).with_name("reconcile.sql"))
-LQ = ledger.Q
 log = get_logger("settlement.reconcile.runs")
 ACTOR = "reconciler"
 EXIT_OK, EXIT_ERROR, EXIT_MISMATCH = 0, 2, 3
@@ -162,15 +173,15 @@ async def reconcile_chain(settings: Settings, pool: asyncpg.Pool, cfg: ChainConf
 async def _compare(settings: Settings, pool: asyncpg.Pool, cfg: ChainConfig, reader: BalanceReader, run: ChainRun) -> None:
     chain = cfg.name
     async with pool.acquire() as conn:
-        state = await conn.fetchrow(Q.final_height, chain)
-    if state is None or state["final_number"] is None:
+        final = await final_height(conn, chain)
+    if final is None:
         raise ChainNotReady(f"{chain}: no final, indexed height yet (is the follower running?)")
-    height = run.height = state["final_number"]
+    height = run.height = final
     await fill_decimals(pool, chain, reader)
     await ensure_openings(pool, chain, reader)
     async with pool.acquire() as conn:
-        rows = await conn.fetch(LQ.wallet_balances_as_of, chain, height)
-        assets = {r["id"]: r for r in await conn.fetch(LQ.assets_of_chain, chain)}
+        rows = await wallet_balances_as_of(conn, chain, height)
+        assets = await assets_of_chain(conn, chain)
     due = []
     for r in rows:
         if r["tracked_from"] is None or r["tracked_from"] > height or not r["opened"]:
@@ -229,7 +240,7 @@ async def _store(pool: asyncpg.Pool, run: ChainRun, started: dt.datetime) -> Non
                 "account": r.account, "asset": r.asset, "expected": r.expected, "actual": r.actual,
                 "difference": r.difference, "tolerance": r.tolerance,
             })
-            await ledger.audit(conn, ACTOR, "reconcile.mismatch", r.asset, details)
+            await audit(conn, ACTOR, "reconcile.mismatch", r.asset, details)
             log.error("reconcile.mismatch", **details)
             reason = (f"reconciliation run {run.run_id}: {r.account} holds {r.actual} {r.asset} on chain at "
                       f"{run.height}, the ledger says {r.expected} (difference {r.difference})")

@@ -6,11 +6,20 @@ needed here; the daemon's own signing is tested through its own code.
 
 from __future__ import annotations
 
-from .anvil import rpc_sync
-
 from daemon.devchain import (  # noqa: F401
-    ARTIFACTS, DEPLOYER, artifact, batch_transfer, calldata, deploy, deploy_token, send, token_transfer, wait_receipt,
+    ARTIFACTS,
+    DEPLOYER,
+    artifact,
+    batch_transfer,
+    calldata,
+    deploy,
+    deploy_token,
+    send,
+    token_transfer,
+    wait_receipt,
 )
+
+from .anvil import rpc_sync
 
 
 def call(url: str, to: str, signature: str, types: list[str], args: list, block: str = "latest") -> str:

@@ -18,7 +18,13 @@ from xrpl.core.keypairs import generate_seed
 from xrpl.core.keypairs import sign as key_sign
 from xrpl.wallet import Wallet
 
-from tests.xrpl_ledger import GENESIS_SEED, LedgerNode, LedgerServer, TestLedger, start_ledger_server
+from tests.xrpl_ledger import (
+    GENESIS_SEED,
+    LedgerNode,
+    LedgerServer,
+    TestLedger,
+    start_ledger_server,
+)
 from tests.xrpl_ledger.state import ClosedLedger
 
 GENESIS = Wallet.from_seed(GENESIS_SEED, algorithm=CryptoAlgorithm.SECP256K1)

@@ -19,7 +19,15 @@ from xrpl.core.keypairs import is_valid_message
 
 from .engine import Fees, apply_tx
 from .results import RpcFail, is_applied, ter
-from .state import RIPPLE_EPOCH, ZERO_HASH, AccountRoot, ClosedLedger, LedgerState, TxRecord, sha512_half
+from .state import (
+    RIPPLE_EPOCH,
+    ZERO_HASH,
+    AccountRoot,
+    ClosedLedger,
+    LedgerState,
+    TxRecord,
+    sha512_half,
+)
 
 # rippled's well-known genesis account ("masterpassphrase"); public, test-only.
 GENESIS_SEED = "snoPBrXtMeMyMHUVTgbuqAfg1SUTb"

@@ -17,7 +17,13 @@ from . import payments
 from .amounts import IOU, AmountError, amount_json, parse_iou
 from .payments import PAYMENT_FLAGS, TF_PARTIAL_PAYMENT, TxFail
 from .state import (
-    LSF_DEFAULT_RIPPLE, LSF_REQUIRE_DEST_TAG, LedgerState, Sandbox, TrustLine, order_pair, touched_accounts,
+    LSF_DEFAULT_RIPPLE,
+    LSF_REQUIRE_DEST_TAG,
+    LedgerState,
+    Sandbox,
+    TrustLine,
+    order_pair,
+    touched_accounts,
 )
 
 TF_FULLY_CANONICAL_SIG = 0x80000000

@@ -18,7 +18,14 @@ from xrpl.core.addresscodec import is_valid_classic_address
 from .amounts import iou_text
 from .chain import TestLedger
 from .results import RpcFail
-from .state import LSF_DEFAULT_RIPPLE, LSF_REQUIRE_DEST_TAG, RIPPLE_EPOCH, ClosedLedger, TxRecord, iso
+from .state import (
+    LSF_DEFAULT_RIPPLE,
+    LSF_REQUIRE_DEST_TAG,
+    RIPPLE_EPOCH,
+    ClosedLedger,
+    TxRecord,
+    iso,
+)
 
 _HASH = re.compile(r"^[0-9A-Fa-f]{64}$")
 SERVER_VERSION = "2.3.0-chainsettle-test"

@@ -19,6 +19,7 @@ from eth_utils import event_abi_to_log_topic, function_signature_to_4byte_select
 
 from config.errors import ChainsettleError
 
+
 def _artifact_path() -> Path:
     rel = Path("contracts") / "artifacts" / "PayoutBatcher.json"
     candidates = [Path(__file__).resolve().parents[3] / rel, Path(sys.prefix) / "share" / "chainsettle" / rel]

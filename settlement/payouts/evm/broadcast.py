@@ -10,12 +10,9 @@ the caller, which knows whether the transaction is its own.
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 from indexer.errors import RpcError, RpcErrorKind
 from indexer.evm.rpc import EvmRpc
-
-_ids = itertools.count(1)
 
 
 async def send_raw_everywhere(rpc: EvmRpc, raw_hex: str, *, timeout: float | None = None) -> list[tuple[str, object]]:
@@ -23,9 +20,8 @@ async def send_raw_everywhere(rpc: EvmRpc, raw_hex: str, *, timeout: float | Non
     targets = [e for e in rpc.endpoints if e.healthy] or list(rpc.endpoints)
 
     async def one(ep):
-        payload = {"jsonrpc": "2.0", "id": next(_ids), "method": "eth_sendRawTransaction", "params": [raw_hex]}
         try:
-            return ep.label, await rpc._send(ep, "eth_sendRawTransaction", payload, timeout, True)
+            return ep.label, await rpc.call_on(ep, "eth_sendRawTransaction", [raw_hex], timeout=timeout)
         except RpcError as exc:
             if exc.kind in (RpcErrorKind.RETRYABLE, RpcErrorKind.TIMEOUT):
                 ep.on_failure(str(exc.args[0])[:200], exc.retry_after)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from config import ConfigError, Settings
 from config.section_payouts import KeyRef, PayoutAssetConfig, PayoutChainConfig
-
-from settlement.payouts.evm.eip712 import NATIVE, FundingSource
 from settlement.ledger.rules import asset_id, asset_specs
+from settlement.payouts.evm.eip712 import NATIVE, FundingSource
 from settlement.payouts.evm.signer import LocalKeySigner, Signer, SignerError
 
 BATCHER_EVENTS = ("PayoutSent", "PayoutFailed", "BatchExecuted")

@@ -14,10 +14,9 @@ from eth_utils import to_checksum_address
 
 from config import ChainsettleError, Settings
 from indexer.evm.rpc import EvmRpc
-
 from settlement.payouts.evm.batcher_abi import ARTIFACT
 from settlement.payouts.evm.config import load_key
-from settlement.payouts.plan import initial_fees
+from settlement.payouts.evm.fees import initial_fees
 from settlement.payouts.evm.tx import sign_tx
 
 DEV_PRESETS = ("anvil",)

@@ -20,7 +20,6 @@ from eth_utils import (
 )
 
 from config.errors import ChainsettleError
-
 from settlement.payouts.evm.signer import Signer, SignerError, recover_address
 
 DOMAIN_NAME = "ChainsettlePayoutBatcher"

@@ -24,14 +24,14 @@ import asyncpg
 
 from config import Settings
 from config.logs import get_logger
-from db import Queries
-
-from settlement.payouts import metrics as pm
-from settlement.ledger.books import Posting, audit, post_transaction, sync_ledger
+from db import Queries, audit
+from indexer.chain_state import final_height
+from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
+from settlement.payouts import metrics as pm
 from settlement.payouts.requests import user_account
 
-Q = Queries(Path(__file__).parents[1] / "payouts.sql")
+Q = Queries(Path(__file__).with_name("evm.sql"))
 log = get_logger("settlement.payouts")
 ACTOR = "payout-confirmation"
 FAILED_REASON = "recipient refused the native transfer (PayoutFailed); the amount stays in the batcher"
@@ -50,7 +50,7 @@ class PayoutHook:
     async def on_range(self, conn: asyncpg.Connection, chain: str, from_block: int, to_block: int) -> None:
         if chain not in self.chains:
             return
-        final = await conn.fetchval(Q.final_height, chain)
+        final = await final_height(conn, chain)
         if final is None or final < from_block:
             return
         rows = await conn.fetch(Q.executed_batches_in_range, chain, from_block, min(to_block, final))

@@ -31,19 +31,20 @@ from hexbytes import HexBytes
 
 from config.logs import get_logger
 from config.section_payouts import PayoutChainConfig, PayoutSettings
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import final_height
 from indexer.errors import RpcError, RpcErrorKind
 from indexer.evm.rpc import EvmRpc
-
-from settlement.payouts.evm import batcher_abi
 from settlement.payouts import metrics as pm
+from settlement.payouts.evm import batcher_abi
 from settlement.payouts.evm.broadcast import send_raw_everywhere
-from settlement.ledger.books import audit
-from settlement.payouts.plan import Fees, bumped_fees, initial_fees
-from settlement.payouts.evm.tx import SignedTx, sign_tx
+from settlement.payouts.evm.fees import Fees, bumped_fees, initial_fees
 from settlement.payouts.evm.signer import Signer
+from settlement.payouts.evm.tx import SignedTx, sign_tx
+from settlement.payouts.requests import json_rows
 
-Q = Queries(Path(__file__).parents[1] / "payouts.sql")
+Q = Queries(Path(__file__).with_name("evm.sql"))
+PQ = Queries(Path(__file__).parents[1] / "payouts.sql")
 log = get_logger("settlement.payouts")
 K = RpcErrorKind
 ACTOR = "payout-worker"
@@ -76,7 +77,7 @@ def _int(v) -> int:
     return int(v, 16) if isinstance(v, str) else int(v)
 
 
-class TxSender:
+class EvmTxSender:
     def __init__(self, pool: asyncpg.Pool, rpc: EvmRpc, *, chain_id: int, sender: Signer,
                  pc: PayoutChainConfig, ps: PayoutSettings) -> None:
         self.pool = pool
@@ -162,7 +163,7 @@ class TxSender:
         """Receipts, rebroadcasts, bumps and foreign-used nonces of every open nonce."""
         async with self.pool.acquire() as conn:
             nonces = [r["nonce"] for r in await conn.fetch(Q.open_nonces, self.chain, self.address)]
-            final = await conn.fetchval(Q.final_height, self.chain)
+            final = await final_height(conn, self.chain)
         if not nonces:
             return
         # Read before the receipts: a nonce used at or below a final block by
@@ -246,7 +247,7 @@ class TxSender:
         data = _calldata(old["raw"])
         prep = await self.prepare()
         async with self.pool.acquire() as conn, conn.transaction():
-            if (await conn.fetchval(Q.batch_state, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
+            if (await conn.fetchval(PQ.batch_state, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
                 return
             stored = await self.store_tx(conn, purpose="batch", batch_id=batch_id, to=self.pc.batcher,
                                          data=data, gas=old["gas_limit"], fees=prep.fees,
@@ -320,3 +321,8 @@ class TxSender:
         for s in filled:
             await self.broadcast(s.id, s.signed.raw, s.signed.tx_hash)
         return len(gaps)
+
+
+async def list_transactions(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> list[dict]:
+    """Signed payout transactions without their raw bytes, newest first."""
+    return json_rows(await conn.fetch(Q.list_txs, chain, limit))

@@ -19,7 +19,6 @@ from eth_utils import to_checksum_address
 from config.errors import ChainsettleError
 from config.secrets import Secret, resolve_secret
 
-
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account import Account
-from eth_account._utils.signing import encode_transaction, serializable_unsigned_transaction_from_dict
+from eth_account._utils.signing import (
+    encode_transaction,
+    serializable_unsigned_transaction_from_dict,
+)
 from eth_utils import keccak, to_checksum_address
 
-from settlement.payouts.plan import Fees
+from settlement.payouts.evm.fees import Fees
 from settlement.payouts.evm.signer import Signer, SignerError
 
 

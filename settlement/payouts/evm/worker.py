@@ -28,27 +28,43 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from config.section_payouts import PayoutChainConfig
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import final_height
 from indexer.evm.rpc import EvmRpc
-
-from settlement.payouts.evm import batcher_abi
-from settlement.payouts import metrics as pm
-from settlement.payouts.evm.eip712 import Batch, Domain, execute_batch_calldata, sign_batch
-from settlement.ledger.books import audit, is_paused
+from settlement.ledger.pauses import is_paused
 from settlement.ledger.rules import asset_id
-from settlement.payouts.evm.config import AssetPlan, asset_plan, check_payout_config, load_key
-from settlement.payouts.loop import batch_state, choose_requests, record_batch, run_steps
-from settlement.payouts.plan import max_recipients_for_gas
+from settlement.payouts import metrics as pm
+from settlement.payouts.evm import batcher_abi
+from settlement.payouts.evm.config import (
+    AssetPlan,
+    asset_plan,
+    check_payout_config,
+    load_key,
+)
+from settlement.payouts.evm.eip712 import (
+    Batch,
+    Domain,
+    execute_batch_calldata,
+    sign_batch,
+)
+from settlement.payouts.evm.fees import max_recipients_for_gas
+from settlement.payouts.evm.sender import ACTOR, EvmTxSender
+from settlement.payouts.loop import (
+    batch_state,
+    choose_requests,
+    record_batch,
+    run_steps,
+)
 from settlement.payouts.requests import refresh_gauges
-from settlement.payouts.evm.sender import ACTOR, TxSender
 
-Q = Queries(Path(__file__).parents[1] / "payouts.sql")
+Q = Queries(Path(__file__).with_name("evm.sql"))
+PQ = Queries(Path(__file__).parents[1] / "payouts.sql")
 log = get_logger("settlement.payouts")
 MAX_BATCHES_PER_STEP = 20
 GAP_CHECK_EVERY = 10  # steps
 
 
-class PayoutWorker:
+class EvmPayoutWorker:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, pc: PayoutChainConfig, *, rpc: EvmRpc | None = None) -> None:
         check_payout_config(settings)
         i = settings.payouts.chains.index(pc)
@@ -62,7 +78,7 @@ class PayoutWorker:
         self.rpc = rpc or EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=cfg.max_attempts)
         self.signer = load_key(pc.signer, f"payouts.chains[{i}].signer")
         sender = load_key(pc.sender, f"payouts.chains[{i}].sender")
-        self.sender = TxSender(pool, self.rpc, chain_id=self.chain_id, sender=sender, pc=pc, ps=self.ps)
+        self.sender = EvmTxSender(pool, self.rpc, chain_id=self.chain_id, sender=sender, pc=pc, ps=self.ps)
         self.domain = Domain(self.chain_id, pc.batcher)
         self.assets: list[AssetPlan] = [asset_plan(settings, pc, a.name) for a in pc.assets]  # type: ignore[misc]
         self.steps = 0
@@ -74,7 +90,7 @@ class PayoutWorker:
         return self.ps.kill_switch or self.pc.kill_switch
 
     async def killed(self, conn: asyncpg.Connection) -> bool:
-        return self.config_killed() or bool(await conn.fetchval(Q.killed, self.chain))
+        return self.config_killed() or bool(await conn.fetchval(PQ.killed, self.chain))
 
     async def step(self) -> None:
         async with self.pool.acquire() as conn:
@@ -122,7 +138,7 @@ class PayoutWorker:
             log.error("payout.gas_share_too_small", chain=self.chain, asset=plan.name, block_gas_limit=block_gas_limit)
             return False
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(Q.pending_requests, self.chain, plan.name, limit)
+            rows = await conn.fetch(PQ.pending_requests, self.chain, plan.name, limit)
             if not rows:
                 return False
             chosen = await choose_requests(conn, rows, chain=self.chain, asset=plan.name, cfg=plan.cfg,
@@ -134,7 +150,7 @@ class PayoutWorker:
             state = batch_state(plan.cfg, total)
             gas = batcher_abi.gas_limit(plan.native, len(chosen), treasury=treasury)
             expiry = chain_time + self.ps.batch_expiry_seconds
-            await conn.execute(Q.insert_batch, batch_id, self.chain, plan.name, plan.token, int(plan.source),
+            await conn.execute(PQ.insert_batch, batch_id, self.chain, plan.name, plan.token, int(plan.source),
                                plan.treasury, self.pc.batcher, len(chosen), total, gas, expiry, state, None)
             await record_batch(conn, batch_id, chosen, chain=self.chain, asset=plan.name, total=total, state=state,
                                actor=ACTOR, details={"expiry": expiry})
@@ -153,10 +169,10 @@ class PayoutWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 if await self.killed(conn):
                     return signed
-                b = await conn.fetchrow(Q.claim_ready_batch, self.chain)
+                b = await conn.fetchrow(PQ.claim_ready_batch, self.chain)
                 if b is None:
                     return signed
-                items = await conn.fetch(Q.batch_items, b["batch_id"])
+                items = await conn.fetch(PQ.batch_items, b["batch_id"])
                 batch = Batch(
                     batch_id=bytes.fromhex(b["batch_id"][2:]), asset=b["token"], source=b["source"],
                     treasury=b["treasury"], recipients=tuple(i["recipient"] for i in items),
@@ -169,7 +185,7 @@ class PayoutWorker:
                     stored = await self.sender.store_tx(conn, purpose="batch", batch_id=b["batch_id"],
                                                         to=self.pc.batcher, data=calldata, gas=b["gas_limit"],
                                                         fees=prep.fees, nonce_floor=prep.nonce_floor)
-                await conn.execute(Q.set_batch_signed, b["batch_id"], state, self.signer.address.lower(),
+                await conn.execute(PQ.set_batch_signed, b["batch_id"], state, self.signer.address.lower(),
                                    "0x" + signature.hex())
                 details = {"signer": self.signer.address, "calldata_bytes": len(calldata)}
                 if stored is not None:
@@ -188,7 +204,7 @@ class PayoutWorker:
 
     async def expire_dead(self) -> int:
         async with self.pool.acquire() as conn:
-            final = await conn.fetchval(Q.final_height, self.chain)
+            final = await final_height(conn, self.chain)
         if final is None:
             return 0
         block = await self.rpc.call("eth_getBlockByNumber", [hex(final), False])
@@ -215,20 +231,3 @@ class PayoutWorker:
             pm.EXPIRED.labels(self.chain).inc()
             log.warning("payout.batch_expired", chain=self.chain, batch=r["batch_id"], requeued=len(requeued))
         return expired
-
-
-async def run_payout_workers(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
-    """One worker per chain in [payouts]; returns when `stop` is set."""
-    if not settings.payouts.chains:
-        return
-    workers: list = [PayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "evm"]
-    if any(pc.kind == "xrpl" for pc in settings.payouts.chains):
-        # One Payment per payout from a hot wallet: a sender of its own behind the same pipeline.
-        from .xrpl_payout_worker import XrplPayoutWorker
-
-        workers += [XrplPayoutWorker(settings, pool, pc) for pc in settings.payouts.chains if pc.kind == "xrpl"]
-    try:
-        await asyncio.gather(*(w.run(stop) for w in workers))
-    finally:
-        for w in workers:
-            await w.close()

@@ -16,7 +16,6 @@ from xrpl.wallet import Wallet
 from config import ConfigError, Settings
 from config.secrets import resolve_secret
 from config.section_payouts import XrplPayoutChainConfig
-
 from settlement.ledger.rules import asset_id, asset_specs
 
 

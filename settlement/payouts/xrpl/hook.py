@@ -24,11 +24,10 @@ import asyncpg
 
 from config import Settings
 from config.logs import get_logger
-from db import Queries
-
-from settlement.payouts import metrics as pm
-from settlement.ledger.books import Posting, audit, post_transaction, sync_ledger
+from db import Queries, audit
+from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
+from settlement.payouts import metrics as pm
 from settlement.payouts.requests import user_account
 from settlement.payouts.xrpl.sender import RETRYABLE_TEC, requeue_or_hold
 
@@ -99,6 +98,6 @@ class XrplPayoutHook:
         await audit(conn, ACTOR, "payout.xrpl_validated", f"tx:{row['tx_hash']}", {
             "chain": row["chain"], "request": row["request_id"], "result": result, "ledger": ledger, "then": then})
         if ok:
-            pm.CONFIRMED.labels(row["chain"]).inc()
+            pm.XRPL_VALIDATED.labels(row["chain"]).inc()
         log.info("payout.xrpl_validated", chain=row["chain"], tx=row["tx_hash"], request=row["request_id"],
                  result=result, ledger=ledger, then=then)

@@ -32,11 +32,11 @@ from xrpl.transaction import sign
 
 from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
-from db import Queries
+from db import Queries, audit
+from indexer.chain_state import final_height
 from indexer.errors import BadRpcResponse
 from indexer.xrpl.client import LedgerSet, XrplClient, XrplRpcError
-
-from settlement.ledger.books import audit
+from settlement.payouts.requests import json_rows
 
 Q = Queries(Path(__file__).parents[1] / "payouts.sql")
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
@@ -161,7 +161,7 @@ class XrplSender:
     async def track(self, *, killed: bool) -> None:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(XQ.open_payments, self.chain, self.address)
-            final = await conn.fetchval(Q.final_height, self.chain)
+            final = await final_height(conn, self.chain)
         if not rows:
             return
         validated = (await self.server_state())["validated"]
@@ -243,7 +243,7 @@ class XrplSender:
                 if seq not in still:
                     continue
                 tx = AccountSet(account=self.address, sequence=seq, fee=str(self.pc.fee_drops),
-                                last_ledger_sequence=last, network_id=_network_id(state))
+                                last_ledger_sequence=last, network_id=network_id_field(state))
                 blob, h = sign_blob(tx, self.hot)
                 pid = await conn.fetchval(XQ.insert_payment, self.chain, self.address, seq, "fill", None, None, None,
                                           None, None, self.pc.fee_drops, state["validated"], last, blob, h)
@@ -260,7 +260,7 @@ class XrplSender:
         return len(stored)
 
 
-def _network_id(state: dict) -> int | None:
+def network_id_field(state: dict) -> int | None:
     # rippled requires NetworkID above 1024 and refuses it at or below (telNETWORK_ID_MAKES_TX_NON_CANONICAL).
     net = state.get("network_id")
     return net if isinstance(net, int) and net > 1024 else None
@@ -283,3 +283,8 @@ async def requeue_or_hold(conn: asyncpg.Connection, pc: XrplPayoutChainConfig, r
         then = "held"
     await conn.execute(XQ.finish_batch, row["batch_id"], row["validated_ledger"] or row["last_ledger"])
     return then
+
+
+async def list_payments(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> list[dict]:
+    """XRPL payout payments without their signed blobs, newest first."""
+    return json_rows(await conn.fetch(XQ.list_payments, chain, limit))

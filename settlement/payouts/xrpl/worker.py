@@ -29,15 +29,29 @@ from xrpl.models.transactions import Memo, Payment
 from config import Settings
 from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
-from db import Queries
+from db import Queries, audit
 from indexer.xrpl.client import XrplClient
-
-from settlement.ledger.books import audit, is_paused
+from settlement.ledger.pauses import is_paused
 from settlement.ledger.rules import asset_id
-from settlement.payouts.loop import batch_state, choose_requests, record_batch, run_steps
+from settlement.payouts.loop import (
+    batch_state,
+    choose_requests,
+    record_batch,
+    run_steps,
+)
 from settlement.payouts.requests import refresh_gauges
-from settlement.payouts.xrpl.config import HotWallet, XrplAsset, check_xrpl_payout_config, xrpl_assets
-from settlement.payouts.xrpl.sender import ACTOR, XrplSender, _network_id, sign_blob
+from settlement.payouts.xrpl.config import (
+    HotWallet,
+    XrplAsset,
+    check_xrpl_payout_config,
+    xrpl_assets,
+)
+from settlement.payouts.xrpl.sender import (
+    ACTOR,
+    XrplSender,
+    network_id_field,
+    sign_blob,
+)
 
 Q = Queries(Path(__file__).parents[1] / "payouts.sql")
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
@@ -123,7 +137,7 @@ class XrplPayoutWorker:
     async def _make_batch(self, asset: XrplAsset) -> bool:
         cfg = self.pc.asset(asset.name)
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(XQ.pending_requests, self.chain, asset.name, self.ps.max_recipients)
+            rows = await conn.fetch(Q.pending_requests, self.chain, asset.name, self.ps.max_recipients)
             if not rows:
                 return False
             chosen = await choose_requests(conn, rows, chain=self.chain, asset=asset.name, cfg=cfg,
@@ -235,7 +249,7 @@ class XrplPayoutWorker:
                 account=self.hot.address, destination=item["recipient"],
                 amount=xrpl_amount if asset.native else IssuedCurrencyAmount(**xrpl_amount),  # type: ignore[arg-type]
                 destination_tag=tag, sequence=seq, fee=str(fee), last_ledger_sequence=last, flags=0,
-                memos=[memo_for(item["id"])], network_id=_network_id(state),
+                memos=[memo_for(item["id"])], network_id=network_id_field(state),
             )
             blob, tx_hash = sign_blob(tx, self.hot)
             pid = await conn.fetchval(XQ.insert_payment, self.chain, self.hot.address, seq, "payout", item["id"],

@@ -1,18 +1,6 @@
 -- XRPL payouts: Sequences, signed Payments, their outcomes (schema: 0006_xrpl_payouts.sql).
 -- Batches, items, daily totals and kill switches are the pipeline's own (payouts.sql).
 
--- name: set_request_tag
-UPDATE payout_requests SET destination_tag = $2 WHERE id = $1 RETURNING *;
-
--- name: pending_requests
--- The head of one XRPL queue: requeued requests wait for retry_after; rows another worker batches are skipped.
-SELECT id, recipient, amount, extract(epoch FROM now() - created_at)::float8 AS age
-FROM payout_requests
-WHERE chain = $1 AND asset = $2 AND state = 'pending' AND (retry_after IS NULL OR retry_after <= now())
-ORDER BY id
-LIMIT $3
-FOR UPDATE SKIP LOCKED;
-
 -- name: ensure_sequence
 INSERT INTO xrpl_sequences (chain, account, next_sequence) VALUES ($1, $2, $3)
 ON CONFLICT (chain, account) DO NOTHING;

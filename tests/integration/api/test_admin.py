@@ -21,11 +21,19 @@ from api.feed import EVENT, Feed, format_position, parse_position
 from config import Secret
 from daemon.followers import make_follower
 from daemon.replay import replay_once, run_replay_worker
+from settlement.ledger.books import Posting, post_transaction
+from settlement.ledger.pauses import pause_asset
 from settlement.payouts import requests as preq
-from settlement.ledger.books import Posting, pause_asset, post_transaction
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.api_data import (
-    address, api_settings, chain_cfg, commit_blocks, event_row, read_sse, register_chain, seeded,
+    address,
+    api_settings,
+    chain_cfg,
+    commit_blocks,
+    event_row,
+    read_sse,
+    register_chain,
+    seeded,
 )
 from tests.support.config import evm_chain
 from tests.support.evm import batch_transfer, deploy_token

@@ -15,8 +15,19 @@ from config import ConfigError, SecretError
 from db import create_pool
 from indexer.models import Cursor
 from tests.support.api_data import (
-    BATCH, USER, WALLET, address, api_settings, block_hash, chain_cfg, commit_blocks, event_row, read_sse,
-    register_chain, seed_settlement, seeded,
+    BATCH,
+    USER,
+    WALLET,
+    address,
+    api_settings,
+    block_hash,
+    chain_cfg,
+    commit_blocks,
+    event_row,
+    read_sse,
+    register_chain,
+    seed_settlement,
+    seeded,
 )
 
 TOKEN = "s3cret-admin-token-for-tests"

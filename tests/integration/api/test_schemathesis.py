@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from daemon.devchain import free_port
-from settlement.ledger.books import pause_asset
+from settlement.ledger.pauses import pause_asset
 from tests.support.api_data import BATCH, USER, chain_cfg, seed_settlement, seeded
 from tests.support.config import write_config
 

@@ -23,9 +23,17 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from api.app import make_app
-from settlement.ledger.books import pause_asset, resolve_pause
+from settlement.ledger.pauses import pause_asset, resolve_pause
 from settlement.payouts.requests import set_kill_switch
-from tests.support.api_data import api_settings, chain_cfg, commit_blocks, event_row, address, seed_settlement, seeded
+from tests.support.api_data import (
+    address,
+    api_settings,
+    chain_cfg,
+    commit_blocks,
+    event_row,
+    seed_settlement,
+    seeded,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(

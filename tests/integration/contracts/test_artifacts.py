@@ -10,8 +10,7 @@ from pathlib import Path
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
-from settlement.payouts.evm import eip712
-from settlement.payouts.evm import batcher_abi
+from settlement.payouts.evm import batcher_abi, eip712
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer.errors import RpcErrorKind as K
+from indexer.evm.provider_errors import parse_range_hint
 from indexer.evm.rpc import classify_rpc_error
-from indexer.ranges import TARGET_RESULTS, RangeSizer, parse_range_hint
+from indexer.ranges import TARGET_RESULTS, RangeSizer
 
 # (provider, code, message as the provider sends it, expected hint)
 PROVIDER_ERRORS = [

@@ -8,7 +8,17 @@ import pytest
 from xrpl.core.binarycodec import encode
 from xrpl.models.transactions.transaction import Transaction
 
-from tests.support.xrpl import ASF_DEFAULT_RIPPLE, ASF_REQUIRE_DEST, GENESIS, TF_PARTIAL_PAYMENT, XRP, Driver, sign, usd, wallet
+from tests.support.xrpl import (
+    ASF_DEFAULT_RIPPLE,
+    ASF_REQUIRE_DEST,
+    GENESIS,
+    TF_PARTIAL_PAYMENT,
+    XRP,
+    Driver,
+    sign,
+    usd,
+    wallet,
+)
 from tests.xrpl_ledger import GENESIS_ADDRESS, LedgerNode, TestLedger
 from tests.xrpl_ledger.results import RpcFail
 from tests.xrpl_ledger.state import account_key, order_pair

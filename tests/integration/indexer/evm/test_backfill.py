@@ -9,7 +9,7 @@ from eth_abi import decode
 from eth_utils import keccak
 
 from indexer.evm.follower import EvmFollower
-from tests.support.anvil import DEV_ACCOUNTS, rpc_sync
+from tests.support.anvil import rpc_sync
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import batch_transfer, deploy_token
 

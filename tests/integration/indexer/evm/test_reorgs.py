@@ -12,10 +12,10 @@ import pytest
 
 from indexer.errors import ChainHalted
 from indexer.evm.follower import EvmFollower
+from tests.integration.indexer.evm.test_backfill import independent_rows, stored_rows
 from tests.support.anvil import Anvil, rpc_sync
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import DEPLOYER, batch_transfer, calldata, deploy_token
-from tests.integration.indexer.evm.test_backfill import independent_rows, stored_rows
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from indexer.models import BlockRow, Cursor, EventRow
 from indexer.store import Store

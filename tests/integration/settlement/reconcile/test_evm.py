@@ -14,12 +14,19 @@ import pytest
 
 from indexer.evm.follower import EvmFollower
 from indexer.evm.native_scan import NativeTransferSource
-from settlement.ledger.books import Posting, book_adjustment, is_paused, resolve_pause
+from settlement.ledger.books import Posting, book_adjustment
 from settlement.ledger.hook import LedgerHook
+from settlement.ledger.pauses import is_paused, resolve_pause
 from settlement.reconcile.runs import EXIT_MISMATCH, EXIT_OK, reconcile_once
 from tests.support.anvil import DEV_ACCOUNTS, rpc_sync
 from tests.support.config import evm_chain, make_settings
-from tests.support.evm import batch_transfer, calldata, deploy_token, send, token_balance
+from tests.support.evm import (
+    batch_transfer,
+    calldata,
+    deploy_token,
+    send,
+    token_balance,
+)
 
 HOT = DEV_ACCOUNTS[1][0]   # a configured wallet whose key anvil holds: "behind our back" is easy
 COLD = DEV_ACCOUNTS[3][0]  # a second configured wallet (native only)

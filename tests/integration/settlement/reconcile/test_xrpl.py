@@ -21,16 +21,23 @@ from xrpl.constants import CryptoAlgorithm  # noqa: E402
 from xrpl.core.binarycodec import encode  # noqa: E402
 from xrpl.models.amounts import IssuedCurrencyAmount  # noqa: E402
 from xrpl.models.requests import AccountInfo, AccountTx, Ledger, SubmitOnly  # noqa: E402
-from xrpl.models.transactions import AccountSet, AccountSetAsfFlag, Payment, PaymentFlag, TrustSet  # noqa: E402
+from xrpl.models.transactions import (  # noqa: E402
+    AccountSet,
+    AccountSetAsfFlag,
+    Payment,
+    PaymentFlag,
+    TrustSet,
+)
 from xrpl.transaction import sign  # noqa: E402
 from xrpl.wallet import Wallet  # noqa: E402
 
 from indexer.models import Cursor  # noqa: E402
-from indexer.xrpl.decode import event_rows, normalize_entry  # noqa: E402
 from indexer.store import Store  # noqa: E402
+from indexer.xrpl.decode import event_rows, normalize_entry  # noqa: E402
 from settlement.ledger.balances import BalanceQuery, XrplBalanceReader  # noqa: E402
-from settlement.ledger.books import balances_as_of, is_paused  # noqa: E402
+from settlement.ledger.books import balances_as_of
 from settlement.ledger.hook import LedgerHook  # noqa: E402
+from settlement.ledger.pauses import is_paused  # noqa: E402
 from settlement.reconcile.runs import EXIT_MISMATCH, EXIT_OK, reconcile_once  # noqa: E402
 from tests.support.config import make_settings  # noqa: E402
 from tests.xrpl_ledger import GENESIS_SEED, start_ledger_server  # noqa: E402

@@ -10,9 +10,15 @@ from eth_account import Account
 from config import ConfigError, load_settings
 from settlement.payouts.evm import batcher_abi
 from settlement.payouts.evm.config import check_payout_config
-from settlement.payouts.plan import Fees, Pending, bumped_fees, initial_fees, max_recipients_for_gas, next_batch
-from settlement.payouts.evm.tx import sign_tx
+from settlement.payouts.evm.fees import (
+    Fees,
+    bumped_fees,
+    initial_fees,
+    max_recipients_for_gas,
+)
 from settlement.payouts.evm.signer import LocalKeySigner
+from settlement.payouts.evm.tx import sign_tx
+from settlement.payouts.plan import Pending, next_batch
 
 GWEI = 10**9
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"

@@ -5,14 +5,26 @@ from __future__ import annotations
 import pytest
 
 from daemon.followers import make_follower
+from settlement.payouts.evm.worker import EvmPayoutWorker
 from settlement.payouts.requests import request_payout
-from settlement.payouts.evm.worker import PayoutWorker
 from settlement.reconcile.runs import reconcile_once
-from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, credit_users, deploy_funded_batcher, head, payout_config
+from tests.integration.settlement.payouts.evm.test_pipeline import (
+    OWNER,
+    credit_users,
+    deploy_funded_batcher,
+    head,
+    payout_config,
+)
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import fresh_address, is_executed
 from tests.support.config import make_settings
-from tests.support.evm import calldata, deploy_token, send, token_balance, token_transfer
+from tests.support.evm import (
+    calldata,
+    deploy_token,
+    send,
+    token_balance,
+    token_transfer,
+)
 
 TREASURY = DEV_ACCOUNTS[3][0]
 
@@ -40,7 +52,7 @@ async def test_erc20_payouts_confirm_and_move_exact_amounts(anvil, pool, tmp_pat
         chain["wallets"].append({"name": "treasury", "address": TREASURY, "assets": ["Token"]})
     settings = make_settings(tmp_path, data)
     follower = make_follower(settings.chain("anvil"), pool, settings)
-    worker = PayoutWorker(settings, pool, settings.payouts.chains[0])
+    worker = EvmPayoutWorker(settings, pool, settings.payouts.chains[0])
     try:
         send(anvil.url, OWNER, OWNER, value=1)
         await follower.backfill()

@@ -14,9 +14,12 @@ import pytest
 
 from settlement.payouts import metrics as pm
 from settlement.payouts.requests import request_payout
+from tests.integration.settlement.payouts.evm.test_pipeline import (
+    GWEI,
+    Env,
+    credit_users,
+)
 from tests.support.batcher import balance, fresh_address
-
-from tests.integration.settlement.payouts.evm.test_pipeline import GWEI, Env, credit_users
 
 SPIKE = 20 * GWEI
 

@@ -26,10 +26,14 @@ from pathlib import Path
 from settlement.payouts.evm import batcher_abi
 from settlement.payouts.requests import request_payout
 from settlement.reconcile.runs import reconcile_once
+from tests.integration.settlement.payouts.evm.test_pipeline import (
+    credit_users,
+    deploy_funded_batcher,
+    head,
+    payout_config,
+)
 from tests.support.batcher import balance, fresh_address, is_executed
 from tests.support.config import make_settings, write_config
-
-from tests.integration.settlement.payouts.evm.test_pipeline import credit_users, deploy_funded_batcher, head, payout_config
 
 ROOT = Path(__file__).resolve().parents[5]
 RECIPIENTS = 200

@@ -15,10 +15,10 @@ import pytest
 from eth_utils import to_checksum_address
 
 from daemon.followers import make_follower
-from settlement.payouts import requests as preq
 from settlement.ledger.books import Posting, post_transaction
+from settlement.payouts import requests as preq
+from settlement.payouts.evm.worker import EvmPayoutWorker
 from settlement.payouts.requests import IdempotencyConflict, PayoutError, request_payout
-from settlement.payouts.evm.worker import PayoutWorker
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import balance, fresh_address, is_executed
 from tests.support.config import evm_chain, make_settings
@@ -87,7 +87,7 @@ class Env:
         self.settings = make_settings(tmp_path, payout_config(anvil.url, self.batcher, start, **payouts))
         self.cfg = self.settings.chain("anvil")
         self.follower = make_follower(self.cfg, pool, self.settings)
-        self.worker = PayoutWorker(self.settings, pool, self.settings.payouts.chains[0])
+        self.worker = EvmPayoutWorker(self.settings, pool, self.settings.payouts.chains[0])
 
     async def start(self) -> None:
         send(self.anvil.url, OWNER, OWNER, value=1)  # a block for the follower to start from

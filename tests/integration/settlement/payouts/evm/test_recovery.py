@@ -8,11 +8,14 @@ import asyncpg
 import pytest
 
 from settlement.payouts import metrics as pm
+from settlement.payouts.evm.worker import EvmPayoutWorker
 from settlement.payouts.requests import request_payout
-from settlement.payouts.evm.worker import PayoutWorker
+from tests.integration.settlement.payouts.evm.test_pipeline import (  # noqa: F401  (fixture)
+    Env,
+    credit_users,
+    env,
+)
 from tests.support.batcher import balance, fresh_address, is_executed
-
-from tests.integration.settlement.payouts.evm.test_pipeline import Env, credit_users, env  # noqa: F401  (fixture)
 
 
 async def _request(e: Env, key: str, amount: int = 10**15) -> str:
@@ -78,7 +81,7 @@ async def test_restarted_worker_broadcasts_stored_bytes_without_resigning(env): 
         tx = (await env.fetch("SELECT * FROM evm_txs"))[0]
         # The node lost it (a restart): only our database still has the bytes.
         env.anvil.rpc("anvil_dropAllTransactions", [])
-        fresh = PayoutWorker(env.settings, env.pool, env.settings.payouts.chains[0])
+        fresh = EvmPayoutWorker(env.settings, env.pool, env.settings.payouts.chains[0])
         try:
             await fresh.step()
         finally:

@@ -29,10 +29,14 @@ import pytest
 
 from settlement.payouts.requests import request_payout
 from settlement.reconcile.runs import reconcile_once
+from tests.integration.settlement.payouts.evm.test_kill import (
+    kill,
+    start_daemon,
+    wait_for,
+    wait_for_log,
+)
 from tests.support.config import make_settings, write_config
 from tests.support.xrpl import GENESIS, XRP, sign, wallet
-
-from tests.integration.settlement.payouts.evm.test_kill import kill, start_daemon, wait_for, wait_for_log
 
 ROOT = Path(__file__).resolve().parents[5]
 RECIPIENTS = 100

@@ -20,14 +20,22 @@ from decimal import Decimal
 
 import pytest
 
+from daemon.cli_payouts import list_payouts
 from daemon.followers import default_hooks
 from indexer.xrpl.follower import XrplFollower
 from settlement.ledger.books import balances_as_of
-from settlement.payouts.requests import list_payouts, request_payout
-from settlement.reconcile.runs import reconcile_once
+from settlement.payouts.requests import request_payout
 from settlement.payouts.xrpl.worker import XrplPayoutWorker
+from settlement.reconcile.runs import reconcile_once
 from tests.support.config import make_settings
-from tests.support.xrpl import ASF_DEFAULT_RIPPLE, ASF_REQUIRE_DEST, XRP, Driver, usd, wallet
+from tests.support.xrpl import (
+    ASF_DEFAULT_RIPPLE,
+    ASF_REQUIRE_DEST,
+    XRP,
+    Driver,
+    usd,
+    wallet,
+)
 from tests.xrpl_ledger import start_ledger_server
 
 CHAIN = "xr"
@@ -101,7 +109,7 @@ def xrp_of(d: Driver, address: str) -> int | None:
 
 
 async def pay(pool, settings, to: str, amount: int, key: str, asset: str = "native", tag: int | None = None):
-    row, _ = await request_payout(pool, settings, chain=CHAIN, asset=asset, to=to, amount=amount, key=key, tag=tag)
+    row, _ = await request_payout(pool, settings, chain=CHAIN, asset=asset, to=to, amount=amount, key=key, destination_tag=tag)
     return row["id"]
 
 

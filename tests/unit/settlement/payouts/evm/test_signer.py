@@ -14,7 +14,13 @@ from eth_account import Account
 from eth_utils import keccak
 
 from config.errors import SecretError
-from settlement.payouts.evm.signer import SECP256K1_N, LocalKeySigner, Signer, SignerError, recover_address
+from settlement.payouts.evm.signer import (
+    SECP256K1_N,
+    LocalKeySigner,
+    Signer,
+    SignerError,
+    recover_address,
+)
 
 # anvil dev account #1: public, used only on local dev chains
 ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

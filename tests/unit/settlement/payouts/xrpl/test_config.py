@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from config.settings import format_validation_error
 from config.section_payouts import PayoutSettings, XrplPayoutChainConfig
+from config.settings import format_validation_error
 from settlement.payouts.xrpl.config import HotWallet, XrplAsset
 from settlement.payouts.xrpl.sender import submit_action
 from settlement.payouts.xrpl.worker import refusal

@@ -11,7 +11,7 @@ from config.section_api import split_listen
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from .server import check_schema, open_read_pool, serve_api
+    from api.server import check_schema, open_read_pool, serve_api
 
     if args.listen:
         try:
