@@ -33,6 +33,9 @@ demo: setup
 bench: setup
 	$(PY) bench/backfill.py
 
+lint: setup
+	$(VENV)/bin/ruff check .
+
 contracts: $(NODE_STAMP)
 	node contracts/build.mjs
 

@@ -15,12 +15,10 @@ from settlement.ledger.books import (
     UnbalancedTransaction,
     balances_as_of,
     book_adjustment,
-    is_paused,
-    pause_asset,
     post_transaction,
-    resolve_pause,
 )
 from settlement.ledger.hook import LedgerHook
+from settlement.ledger.pauses import is_paused, pause_asset, resolve_pause
 from tests.support.config import make_settings
 
 CHAIN = "local"
