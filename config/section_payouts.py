@@ -76,15 +76,20 @@ class KeyRef(Strict):
         return self
 
 
-class PayoutAssetConfig(Strict):
-    # "native" or the name of an ERC-20 contract of the chain ([[chains.contracts]]).
+class _AssetLimits(Strict):
+    """The caps every payout asset has, whatever the chain kind."""
+
     name: str
-    source: str = "contract"  # contract: the batcher's own balance; treasury: transferFrom(treasury)
-    treasury: str | None = None
     # Batches whose total exceeds this wait for `chainsettle payouts approve`.
     approval_threshold: _Threshold = None
     max_batch_total: _Limit = None
     daily_cap: _Limit = None
+
+
+class PayoutAssetConfig(_AssetLimits):
+    # name: "native" or the name of an ERC-20 contract of the chain ([[chains.contracts]]).
+    source: str = "contract"  # contract: the batcher's own balance; treasury: transferFrom(treasury)
+    treasury: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -158,12 +163,8 @@ class PayoutChainConfig(Strict):
 # -- XRPL payouts (settlement/xrpl_payout_*.py) ---------------------------------------
 
 
-class XrplPayoutAssetConfig(Strict):
-    # "native" (XRP, in drops) or the name of an issued currency in [[ledger.assets]] (base units = its decimals).
-    name: str
-    approval_threshold: _Threshold = None
-    max_batch_total: _Limit = None
-    daily_cap: _Limit = None
+class XrplPayoutAssetConfig(_AssetLimits):
+    # name: "native" (XRP, in drops) or an issued currency in [[ledger.assets]] (base units = its decimals).
 
     @field_validator("name")
     @classmethod
