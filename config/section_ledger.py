@@ -4,7 +4,7 @@ The event-to-ledger mapping is configuration: each `[[ledger.rules]]` entry
 says which events it matches, which argument names the configured wallet,
 and which accounts to debit and credit. With `default_rules = true` (the
 default) the usual deposit, internal-transfer and gas-fee rules are
-generated for every configured wallet; see settlement/ledger_rules.py.
+generated for every configured wallet; see settlement/ledger/rules.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Keys are never values here, only references: `env:NAME`, `file:PATH`, or an
 encrypted keystore file plus a reference to its password. They are resolved
-when the payout worker starts (settlement/payout_keys.py), so `check-config`
+when the payout worker starts (settlement/payouts/evm/config.py load_key), so `check-config`
 works on a machine that does not hold them.
 
 Cross-section checks (the chain exists, the batcher is one of its indexed
@@ -160,7 +160,7 @@ class PayoutChainConfig(Strict):
         return next((a for a in self.assets if a.name == name), None)
 
 
-# -- XRPL payouts (settlement/xrpl_payout_*.py) ---------------------------------------
+# -- XRPL payouts (settlement/payouts/xrpl/) ---------------------------------------
 
 
 class XrplPayoutAssetConfig(_AssetLimits):

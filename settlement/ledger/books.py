@@ -4,7 +4,7 @@ Amounts are integers in base units; a posting is positive for a debit and
 negative for a credit, and every transaction sums to zero per asset (the
 database refuses anything else, see 0002_ledger.sql). Every transaction has
 an idempotency key and names its cause: an event (booked by the rules in
-ledger_hook), a payout, a manual adjustment (author and reason) or an
+ledger.hook), a payout, a manual adjustment (author and reason) or an
 opening balance read from the chain.
 """
 

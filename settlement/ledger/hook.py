@@ -3,7 +3,7 @@
 `LedgerHook` is a `indexer.store.StoreHook`: the store calls `on_range`
 inside the transaction that writes a range's events and moves the cursor,
 and `on_rollback` inside the one that deletes events above a reorg's common
-ancestor. Both are set-based SQL over the range (settlement/ledger_hook.sql);
+ancestor. Both are set-based SQL over the range (settlement/ledger/hook.sql);
 no per-event Python runs on the hot path.
 """
 

@@ -163,7 +163,7 @@ def default_rules(settings: Settings) -> list[LedgerRuleConfig]:
                     debit=["{wallet}"], credit=["{counterparty_wallet}"], **common,
                 ))
         else:
-            # indexer/xrpl_decode.py writes one row per (transaction, watched
+            # indexer/xrpl/decode.py writes one row per (transaction, watched
             # account), address = that account, with `direction` seen from it:
             # a payment between two watched wallets is booked once, on the
             # receiving row. delivered_amount, never Amount: partial payments.
@@ -194,7 +194,7 @@ def effective_rules(settings: Settings) -> list[LedgerRuleConfig]:
 
 
 def compile_rules(settings: Settings, chain_name: str) -> list[dict]:
-    """The rules of one chain as rows for `jsonb_to_recordset` in ledger_hook.sql."""
+    """The rules of one chain as rows for `jsonb_to_recordset` in ledger/hook.sql."""
     chain = settings.chain(chain_name)
     contracts = {c.name: c.address for c in chain.contracts}
     out = []
