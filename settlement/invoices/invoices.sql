@@ -51,10 +51,17 @@ RETURNING i.id;
 WITH cand AS (
     SELECT DISTINCT ON (t.event_id)
            t.chain, t.tx_hash, t.log_index, i.id AS invoice_id, t.event_id, t.block_number,
-           to_timestamp(b.timestamp) AS block_time, t.payer, x.amount,
-           COALESCE(to_timestamp(b.timestamp), now()) > i.expires_at AS late
+           bt.block_time, t.payer, x.amount,
+           COALESCE(bt.block_time, now()) > i.expires_at AS late
     FROM incoming_transfers t
-    LEFT JOIN blocks b ON b.chain = t.chain AND b.number = t.block_number AND b.hash = t.block_hash
+    -- The transfer's block time, or (its header not kept) that of the
+    -- nearest stored block below it: block times only grow, so a payment
+    -- is never called late on a guess.
+    LEFT JOIN LATERAL (
+        SELECT to_timestamp(b.timestamp) AS block_time FROM blocks b
+        WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
+        ORDER BY b.number DESC LIMIT 1
+    ) bt ON true
     JOIN invoices i
       ON i.chain = t.chain AND i.wallet = t.recipient AND i.asset_kind = t.asset_kind
      AND i.state IN ('new', 'seen', 'underpaid', 'expired', 'reverted')
