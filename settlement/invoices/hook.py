@@ -47,6 +47,8 @@ class InvoiceHook:
     async def on_range(self, conn: asyncpg.Connection, chain: str, from_block: int, to_block: int) -> None:
         if chain not in self.chains:
             return
+        if not await conn.fetchval(Q.has_waiting, chain):
+            return
         for r in await conn.fetch(Q.expire_due, chain, to_block):
             log.info("invoice.expired", chain=chain, invoice=r["id"])
         claims = await conn.fetch(Q.claim_range, chain, from_block, to_block)

@@ -44,6 +44,10 @@ FROM t
 WHERE i.chain = $1 AND i.state = 'new' AND i.expires_at < t.chain_time
 RETURNING i.id;
 
+-- name: has_waiting
+-- Cheap guard for the follower's hot path: anything to match or to settle on this chain?
+SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND state IN ('new', 'seen', 'underpaid', 'expired', 'reverted'));
+
 -- name: claim_range
 -- Claim every incoming transfer of blocks $2..$3 that matches a waiting
 -- invoice: at most one invoice per transfer (the oldest live one), and the
