@@ -24,7 +24,7 @@ from settlement.ledger.books import balances_as_of
 from tests.integration.settlement.invoices.support import feed_states, state_of, until
 from tests.support.anvil import Anvil, rpc_sync
 from tests.support.config import evm_chain, make_settings
-from tests.support.evm import DEPLOYER, deploy_token, send, token_transfer
+from tests.support.evm import DEPLOYER, calldata, deploy, deploy_token, send, token_transfer
 
 CHAIN = "local"
 SHOP = "0x" + "5b" * 20
@@ -221,3 +221,22 @@ async def test_reorged_out_payment_reverts_its_invoice(node, pool, tmp_path):
         got = await get_invoice(pool, inv["id"])
     assert got["state"] == "reverted" and got["received"] == "0"
     assert await feed_states(pool, inv["id"]) == ["new", "seen", "reverted"]
+
+
+async def test_fee_on_transfer_token_credits_what_arrived(node, pool, tmp_path):
+    url = node.url
+    collector = "0x" + "c0" * 20
+    token = deploy(url, "TestFeeToken", collector, 100)  # 1% stays with the collector
+    settings = settings_for(tmp_path, url, token)
+    p1 = payer(url, 0xE1)
+    send(url, DEPLOYER, token, calldata("mint(address,uint256)", ["address", "uint256"], [p1, 10**6]))
+    inv, _ = await create_invoice(pool, settings, req("fee", 1000, payer=p1))
+    async with following(settings, pool):
+        token_transfer(url, token, p1, SHOP, 1000)
+        mine(url, 4)
+        await until(pool, "SELECT state = 'underpaid' FROM invoices WHERE app_ref = 'fee'")
+    got = await get_invoice(pool, inv["id"])
+    assert (got["received"], got["shortfall"]) == ("990", "10")
+    async with pool.acquire() as conn:
+        b = await balances_as_of(conn, CHAIN, 10**9)
+    assert b[(APP, f"{CHAIN}:Token")] == -990
