@@ -139,13 +139,20 @@ def eip191_hash(message: str) -> bytes:
     return _hash_eip191_message(encode_defunct(text=message))
 
 
-def xrpl_signature_ok(message: str, signature: str, public_key: str, address: str) -> bool:
-    """`signature` (hex) by `public_key` over the message's UTF-8 bytes, and the key is the address's master key."""
-    from xrpl.core.keypairs import derive_classic_address, is_valid_message
+def xrpl_signature_ok(message: str, signature: str, public_key: str) -> bool:
+    """`signature` (hex) by `public_key` over the message's UTF-8 bytes (whose key it is: see signin)."""
+    from xrpl.core.keypairs import is_valid_message
 
     try:
-        if derive_classic_address(public_key) != address:
-            return False
         return is_valid_message(message.encode(), bytes.fromhex(signature), public_key)
     except Exception:  # malformed key or signature: not a valid signature
         return False
+
+
+def xrpl_key_address(public_key: str) -> str | None:
+    from xrpl.core.keypairs import derive_classic_address
+
+    try:
+        return derive_classic_address(public_key)
+    except Exception:  # not a secp256k1 or ed25519 public key
+        return None

@@ -5,8 +5,9 @@ the exact message; `verify_signin` parses the signed message, refuses it
 with a reason (`malformed`, `domain`, `uri`, `chain_id`, `expired`,
 `not_yet_valid`, `unknown_nonce`, `nonce_used`, `message_mismatch`,
 `bad_signature`), checks the signature (EIP-191 recovery for EOAs,
-EIP-1271 `isValidSignature` by `eth_call` for contract wallets, the XRPL
-key for XRPL accounts) and only then consumes the nonce: one UPDATE that
+EIP-1271 `isValidSignature` by `eth_call` for contract wallets; for XRPL
+accounts a signature by the master key, unless disabled, or the RegularKey,
+read from the validated ledger with `account_info`) and only then consumes the nonce: one UPDATE that
 a second attempt, in any process, cannot win. The answer is a short-lived
 HS256 token naming the verified address.
 """
@@ -33,12 +34,14 @@ from .messages import (
     eip191_hash,
     parse_message,
     recover_eoa,
+    xrpl_key_address,
     xrpl_signature_ok,
 )
 from .tokens import sign_token
 
 Q = Queries(Path(__file__).with_name("signin.sql"))
 EIP1271_MAGIC = "0x1626ba7e"
+LSF_DISABLE_MASTER = 0x00100000
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -119,6 +122,33 @@ async def _eip1271_ok(c: ChainConfig, address: str, message: str, signature: str
     return isinstance(out, str) and out[:10].lower() == EIP1271_MAGIC
 
 
+async def _xrpl_key_ok(c: ChainConfig, address: str, public_key: str) -> bool:
+    """Is `public_key` a key that signs for `address` in the validated ledger?
+
+    Its master key (the address derives from it) unless the account set
+    lsfDisableMaster, or its RegularKey. An account never funded has only
+    its master key.
+    """
+    from indexer.xrpl.client import XrplClient, XrplRpcError
+
+    derived = xrpl_key_address(public_key)
+    if derived is None:
+        return False
+    client = XrplClient(c.rpc, chain=c.name, timeout=c.request_timeout, max_attempts=min(c.max_attempts, 3))
+    try:
+        info = await client.request("account_info", {"account": address, "ledger_index": "validated"})
+    except XrplRpcError as exc:
+        if exc.token == "actNotFound":
+            return derived == address
+        raise
+    finally:
+        await client.close()
+    data = info.get("account_data") or {}
+    if derived == address:
+        return not int(data.get("Flags", 0)) & LSF_DISABLE_MASTER
+    return data.get("RegularKey") == derived
+
+
 async def verify_signin(pool: asyncpg.Pool, settings: Settings, *, chain: str, message: str, signature: str,
                         public_key: str | None = None) -> dict:
     cfg = signin_settings(settings)
@@ -151,7 +181,8 @@ async def verify_signin(pool: asyncpg.Pool, settings: Settings, *, chain: str, m
             method = "eoa"
         elif await _eip1271_ok(c, msg.address, message, signature):
             method = "eip1271"
-    elif public_key and xrpl_signature_ok(message, signature, public_key, msg.address):
+    elif public_key and xrpl_signature_ok(message, signature, public_key) and await _xrpl_key_ok(
+            c, msg.address, public_key):
         method = "xrpl"
     if method is None:
         raise SigninRefused("bad_signature", "the signature is not the account's")

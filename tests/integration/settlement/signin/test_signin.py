@@ -22,7 +22,7 @@ from settlement.signin.tokens import verify_token
 from tests.support.anvil import DEV_ACCOUNTS, Anvil
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import deploy
-from tests.support.xrpl import wallet
+from tests.support.xrpl import Driver, wallet, xrpl_ledger  # noqa: F401
 
 KEY = "signin-test-key-0123456789"
 DOMAIN = "shop.example"
@@ -46,9 +46,9 @@ async def client_for(settings, pool):
         await client.close()
 
 
-def settings_for(tmp_path, url: str, **signin):
+def settings_for(tmp_path, url: str, xrpl_url: str = "http://127.0.0.1:1", **signin):
     return make_settings(tmp_path, {
-        "chains": [evm_chain("anvil", url), {"name": "xr", "preset": "xrpl", "rpc": ["http://127.0.0.1:1"]}],
+        "chains": [evm_chain("anvil", url), {"name": "xr", "preset": "xrpl", "rpc": [xrpl_url]}],
         "invoices": {"signin": {"domain": DOMAIN, "uri": f"https://{DOMAIN}", "token_key": "env:TEST_SIGNIN_KEY",
                                 **signin}},
     })
@@ -69,9 +69,13 @@ async def verify(client, chain: str, message: str, signature: str, **extra):
     return r.status, await r.json()
 
 
-async def test_siwe_eoa_contract_wallet_and_xrpl(node, pool, tmp_path, monkeypatch):
+async def test_siwe_eoa_contract_wallet_and_xrpl(node, xrpl_ledger, pool, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_SIGNIN_KEY", KEY)
-    settings = settings_for(tmp_path, node.url)
+    settings = settings_for(tmp_path, node.url, xrpl_ledger.http_url)
+    d = Driver(xrpl_ledger)
+    funded = wallet(503)
+    d.fund(funded)
+    d.close()
     async with client_for(settings, pool) as client:
         # A valid SIWE signature by an EOA verifies, once.
         ch = await challenge(client, "anvil", ALICE.address.lower())
@@ -124,14 +128,16 @@ async def test_siwe_eoa_contract_wallet_and_xrpl(node, pool, tmp_path, monkeypat
         status, body = await verify(client, "anvil", ch["message"], personal_sign(ALICE, ch["message"]))
         assert (status, body["reason"]) == (401, "bad_signature")
 
-        # XRPL: the account's key signs the challenge's UTF-8 bytes.
-        w = wallet(501)
-        ch = await challenge(client, "xr", w.classic_address)
-        assert ch["kind"] == "xrpl" and "your XRPL account" in ch["message"]
-        sig = xrpl_sign(ch["message"].encode(), w.private_key)
-        status, body = await verify(client, "xr", ch["message"], sig, public_key=w.public_key)
-        assert status == 200, body
-        assert (body["address"], body["method"]) == (w.classic_address, "xrpl")
+        # XRPL: the account's key signs the challenge's UTF-8 bytes (a funded
+        # account's master key, read with account_info; an unfunded one has only that key).
+        for w in (funded, wallet(501)):
+            ch = await challenge(client, "xr", w.classic_address)
+            assert ch["kind"] == "xrpl" and "your XRPL account" in ch["message"]
+            sig = xrpl_sign(ch["message"].encode(), w.private_key)
+            status, body = await verify(client, "xr", ch["message"], sig, public_key=w.public_key)
+            assert status == 200, body
+            assert (body["address"], body["method"]) == (w.classic_address, "xrpl")
+        w = funded
         other = wallet(502)
         ch = await challenge(client, "xr", w.classic_address)
         sig = xrpl_sign(ch["message"].encode(), other.private_key)
@@ -143,7 +149,7 @@ async def test_siwe_eoa_contract_wallet_and_xrpl(node, pool, tmp_path, monkeypat
         assert r.status == 400 and (await r.json())["field"] == "chain"
         r = await client.post("/v1/auth/challenge", json={"chain": "anvil", "address": "0x12"})
         assert r.status == 400 and (await r.json())["field"] == "address"
-    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'signin.verified'") == 4
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'signin.verified'") == 5
 
 
 async def test_nonce_is_single_use_across_clients(node, pool, tmp_path, monkeypatch):
