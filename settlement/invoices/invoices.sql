@@ -93,7 +93,9 @@ RETURNING invoice_id, event_id, tx_hash, log_index, block_number, payer, amount;
 
 -- name: recompute_states
 -- The state of every invoice with news ($2: just claimed) or waiting for
--- finality: the sum of its claims, and whether all of them are final.
+-- finality: the sum of its claims, and whether all of them are final. A
+-- reverted invoice with claims left goes on from what remains; one with
+-- none stays reverted.
 WITH fin AS (
     SELECT COALESCE((SELECT final_number FROM chain_state WHERE chain = $1), -1) AS final_number
 ),
@@ -104,7 +106,7 @@ agg AS (
     FROM invoices i
     CROSS JOIN fin
     LEFT JOIN invoice_payments p ON p.invoice_id = i.id
-    WHERE i.chain = $1 AND (i.state = 'seen' OR i.id = ANY ($2::text[]))
+    WHERE i.chain = $1 AND (i.state IN ('seen', 'reverted') OR i.id = ANY ($2::text[]))
     GROUP BY i.id
 ),
 next AS (
