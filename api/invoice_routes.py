@@ -44,7 +44,8 @@ class InvoiceBody(BaseModel):
     asset: StrictStr = Field(max_length=64)
     amount: StrictInt | StrictStr
     wallet: StrictStr = Field(max_length=128)
-    app_ref: PlainText = Field(min_length=1, max_length=200)
+    # Readable back by GET /v1/admin/invoices/{app_ref}: the path-id alphabet.
+    app_ref: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@+=-]{1,200}$")
     account: PlainText = Field(min_length=6, max_length=200, pattern=r"^user:[A-Za-z0-9_.:@+=-]+$")
     match_method: StrictStr = Field(max_length=32)
     expires_in: StrictInt | None = Field(None, ge=1, le=10**9)

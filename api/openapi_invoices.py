@@ -35,6 +35,7 @@ def schemas() -> dict[str, Any]:
                    "payer": {"type": "string", **n}, "account": {"type": "string"},
                    "state": {"type": "string", "enum": STATES}, "received": {"type": "string"},
                    "shortfall": {"type": "string"}, "excess": {"type": "string"}, "reason": {"type": "string", **n},
+                   "after_block": {"type": "integer", **n},
                    "expires_at": {"type": "string", "format": "date-time"},
                    "created_at": {"type": "string", "format": "date-time"},
                    "updated_at": {"type": "string", "format": "date-time"},
@@ -51,7 +52,7 @@ def schemas() -> dict[str, Any]:
                         "properties": {
                             "chain": {"type": "string", "maxLength": 64}, "asset": {"type": "string", "maxLength": 64},
                             "amount": UNITS, "wallet": ADDRESS,
-                            "app_ref": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "app_ref": {"type": "string", "pattern": IDENT_PATTERN},
                             "account": {"type": "string", "pattern": r"^user:[A-Za-z0-9_.:@+=-]+$", "minLength": 6,
                                         "maxLength": 200},
                             "match_method": {"type": "string", "enum": ["destination_tag", "memo", "payer", "amount"]},

@@ -33,6 +33,10 @@ CREATE TABLE invoices (
     payer            TEXT,
     account          TEXT NOT NULL CHECK (account ~ '^user:'),  -- ledger account credited when paid
     expires_at       TIMESTAMPTZ NOT NULL,
+    -- The chain's final height when the invoice was made: only transfers in
+    -- later blocks can pay it, so a replay of old history (or a backfill)
+    -- never settles a new invoice with an old payment. NULL: nothing indexed yet.
+    after_block      BIGINT,
     state            TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'seen', 'paid', 'underpaid', 'overpaid',
                                                                  'expired', 'paid_late', 'reverted', 'invalid')),
     received         NUMERIC(78, 0) NOT NULL DEFAULT 0 CHECK (received >= 0),

@@ -27,6 +27,7 @@ import asyncpg
 from config import ChainsettleError, Settings
 from db import Queries
 from db.audit import audit
+from indexer.chain_state import heights
 from settlement.ledger.rules import asset_specs, norm_address
 
 Q = Queries(Path(__file__).with_name("invoices.sql"))
@@ -144,12 +145,13 @@ async def create_invoice(pool: asyncpg.Pool, settings: Settings, req: InvoiceReq
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=row["expires_in"])
     inv_id = "inv_" + secrets.token_hex(12)
     async with pool.acquire() as conn, conn.transaction():
+        h = await heights(conn, row["chain"])
         try:
             stored = await conn.fetchrow(
                 Q.insert_invoice, inv_id, row["app_ref"], row["chain"], row["asset"], row["asset_id"],
                 row["asset_kind"], row["contract"], row["currency"], row["issuer"], row["decimals"], row["amount"],
                 row["tolerance"], row["wallet"], row["match_method"], row["destination_tag"], row["memo"],
-                row["payer"], row["account"], expires_at, actor)
+                row["payer"], row["account"], expires_at, actor, h.final if h else None)
         except asyncpg.UniqueViolationError as exc:
             field = {"invoices_tag": "destination_tag", "invoices_memo": "memo",
                      "invoices_unique_amount": "amount"}.get(exc.constraint_name or "", "app_ref")
@@ -196,7 +198,7 @@ def invoice_view(row: asyncpg.Record) -> dict:
         "wallet": row["wallet"], "match_method": row["match_method"], "destination_tag": row["destination_tag"],
         "memo": row["memo"], "payer": row["payer"], "account": row["account"], "state": row["state"],
         "received": str(row["received"]), "shortfall": str(row["shortfall"]), "excess": str(row["excess"]),
-        "reason": row["reason"], "expires_at": row["expires_at"].isoformat(),
+        "reason": row["reason"], "after_block": row["after_block"], "expires_at": row["expires_at"].isoformat(),
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
         "settled_at": row["settled_at"].isoformat() if row["settled_at"] else None,
     }

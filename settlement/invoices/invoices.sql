@@ -1,8 +1,9 @@
 -- name: insert_invoice
 -- A new invoice; NULL when the app reference is taken (the caller reads the stored one).
 INSERT INTO invoices (id, app_ref, chain, asset, asset_id, asset_kind, contract, currency, issuer, decimals, amount,
-                      tolerance, wallet, match_method, destination_tag, memo, payer, account, expires_at, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                      tolerance, wallet, match_method, destination_tag, memo, payer, account, expires_at, created_by,
+                      after_block)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 ON CONFLICT (app_ref) DO NOTHING
 RETURNING *;
 
@@ -69,6 +70,7 @@ WITH cand AS (
     JOIN invoices i
       ON i.chain = t.chain AND i.wallet = t.recipient AND i.asset_kind = t.asset_kind
      AND i.state IN ('new', 'seen', 'underpaid', 'expired', 'reverted')
+     AND (i.after_block IS NULL OR t.block_number > i.after_block)
      AND (i.asset_kind <> 'erc20' OR i.contract = t.contract)
      AND (i.asset_kind <> 'xrpl_iou' OR (i.currency = t.currency AND i.issuer = t.issuer))
     CROSS JOIN LATERAL (

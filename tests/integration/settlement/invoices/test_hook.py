@@ -18,6 +18,7 @@ CHAIN = "local"
 TOKEN = "0x" + "7" * 40
 SHOP = "0x" + "5b" * 20
 PAYER = "0x" + "a1" * 20
+OTHER = "0x" + "a2" * 20
 
 
 def block_hash(n: int, fork: int = 0) -> str:
@@ -53,14 +54,15 @@ async def test_replay_rollback_and_rematch(pool, tmp_path):
         chain=CHAIN, asset="Token", amount=100, wallet=SHOP, app_ref="a", account="user:app", match_method="payer",
         payer=PAYER, expires_in=3600))
     await commit(store, 1, [])
-    await commit(store, 2, [transfer(2, 0, 60)])
+    await commit(store, 2, [transfer(2, 0, 60), transfer(2, 5, 100, frm=OTHER)])
     await commit(store, 3, [transfer(3, 0, 40)], final=1)
     got = await get_invoice(pool, inv["id"])
     assert (got["state"], got["received"]) == ("seen", "100")
     before = await counts(pool)
 
     # Replaying blocks 2..3 (cursor untouched) claims, books and announces nothing new.
-    await store.commit_range(from_block=2, to_block=3, events=[transfer(2, 0, 60), transfer(3, 0, 40)],
+    await store.commit_range(from_block=2, to_block=3, events=[transfer(2, 0, 60), transfer(3, 0, 40),
+                                                               transfer(2, 5, 100, frm=OTHER)],
                              expected=None, cursor=None)
     assert await counts(pool) == before
 
@@ -81,3 +83,14 @@ async def test_replay_rollback_and_rematch(pool, tmp_path):
     states = [r["payload"]["state"] for r in await pool.fetch(
         "SELECT payload FROM feed_outbox WHERE kind = 'invoice' ORDER BY tx, id")]
     assert states == ["new", "seen", "seen", "reverted", "seen", "paid"]  # 60 seen, then 100 seen
+
+    # An invoice made now is not paid by OTHER's old, unclaimed transfer when history is replayed.
+    late, _ = await create_invoice(pool, settings, InvoiceRequest(
+        chain=CHAIN, asset="Token", amount=100, wallet=SHOP, app_ref="b", account="user:app", match_method="payer",
+        payer=OTHER, expires_in=3600))
+    assert late["after_block"] == 4
+    await store.commit_range(from_block=1, to_block=4, events=[transfer(2, 5, 100, frm=OTHER)],
+                             expected=None, cursor=None)
+    assert (await get_invoice(pool, late["id"]))["state"] == "new"
+    await commit(store, 5, [transfer(5, 0, 100, frm=OTHER, fork=1)], fork=1, final=5)
+    assert (await get_invoice(pool, late["id"]))["state"] == "paid"
