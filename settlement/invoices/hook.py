@@ -33,6 +33,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries
+from settlement.invoices import metrics as m
 from settlement.ledger.books import LedgerError, Posting, post_transaction
 from settlement.ledger.rules import wallet_account
 
@@ -50,11 +51,13 @@ class InvoiceHook:
         if not await conn.fetchval(Q.has_waiting, chain):
             return
         for r in await conn.fetch(Q.expire_due, chain, to_block):
+            m.INVOICE_STATES.labels(chain, "expired").inc()
             log.info("invoice.expired", chain=chain, invoice=r["id"])
         claims = await conn.fetch(Q.claim_range, chain, from_block, to_block)
         if claims:
             await self._book(conn, chain, claims)
         for r in await conn.fetch(Q.recompute_states, chain, sorted({c["invoice_id"] for c in claims})):
+            m.INVOICE_STATES.labels(chain, r["state"]).inc()
             log.info("invoice.state", chain=chain, invoice=r["id"], state=r["state"])
 
     async def _book(self, conn: asyncpg.Connection, chain: str, claims: list[asyncpg.Record]) -> None:
@@ -77,10 +80,13 @@ class InvoiceHook:
             except LedgerError as exc:
                 # Never stop the follower over the books: the claim stands and
                 # reconciliation of the app account shows the gap.
+                m.INVOICE_UNBOOKABLE.labels(chain).inc()
                 log.error("invoice.unbookable", chain=chain, invoice=inv["id"], tx=c["tx_hash"], error=str(exc))
+            m.INVOICE_CLAIMS.labels(chain).inc()
             log.info("invoice.claimed", chain=chain, invoice=inv["id"], tx=c["tx_hash"], log_index=c["log_index"],
                      amount=str(amount), block=c["block_number"])
 
     async def on_rollback(self, conn: asyncpg.Connection, chain: str, ancestor: int) -> None:
         for r in await conn.fetch(Q.revert_above, chain, ancestor):
+            m.INVOICE_STATES.labels(chain, "reverted").inc()
             log.warning("invoice.reverted", chain=chain, invoice=r["id"], ancestor=ancestor)

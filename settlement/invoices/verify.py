@@ -124,6 +124,16 @@ def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount:
     return {"status": "paid_final", **out}
 
 
+def _predates(out: dict[str, Any], after_block: int | None, block: int | None) -> dict[str, Any]:
+    """An invoice is paid only by transfers after it was made: an older one (a
+    plain deposit, another order's payment) is not this invoice's payment."""
+    if after_block is None or block is None or block > after_block:
+        return out
+    if out["status"] in ("paid_final", "underpaid", "pending"):
+        return {"status": "not_found", "reason": "the transfer predates the invoice"}
+    return out
+
+
 def _norm_hash(cfg: ChainConfig, value: str) -> str:
     if cfg.kind == "evm":
         if not _EVM_HASH.match(value):
@@ -142,6 +152,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
     tx_hash = _norm_hash(cfg, exp.tx_hash)
     to, asset, min_amount, tag, memo, payer = (exp.to, exp.asset, exp.min_amount, exp.destination_tag, exp.memo,
                                                exp.payer)
+    after_block = None
     if exp.invoice is not None:
         async with pool.acquire() as conn:
             inv = await conn.fetchrow(Q.invoice_by_ref, exp.invoice)
@@ -152,6 +163,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
         to, asset, tag, memo = inv["wallet"], inv["asset"], inv["destination_tag"], inv["memo"]
         min_amount = int(inv["amount"] - inv["tolerance"])
         payer = inv["payer"] if payer is None else payer
+        after_block = inv["after_block"]
     for field, value in (("to", to), ("asset", asset), ("min_amount", min_amount)):
         if value is None:
             raise InvoiceError(field, "is required (or give an invoice)")
@@ -176,6 +188,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
                                   r["recipient"], r["payer"], r["value"], r["destination_tag"], r["memos"],
                                   r["claimed_by"]) for r in rows]
             out = classify(transfers, final=block <= final_number, confirmations=max(0, top - block + 1), **rules)
+            out = _predates(out, after_block, block)
             return {**out, "source": "index", "tx_hash": tx_hash, "block_number": block}
     if cfg.kind == "evm":
         transfers, final, confirmations, block, failure = await _evm_chain(cfg, tx_hash)
@@ -191,6 +204,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
             t.claimed_by = claims.get(t.log_index)
             with_claims.append(t)
     out = classify(with_claims, final=final and not watched, confirmations=confirmations, **rules)
+    out = _predates(out, after_block, block)
     if watched and out["status"] == "pending":
         out["reason"] = "on chain, not indexed yet"
     return {**out, "source": "chain", "tx_hash": tx_hash, "block_number": block}

@@ -1,7 +1,8 @@
 """InvoiceHook with the real Store on real Postgres (synthetic events, no
 node): a replayed range changes nothing, a rollback reverts exactly the
-claims above the ancestor, and the payment coming back on the new branch
-is claimed again."""
+claims above the ancestor, the payment coming back on the new branch is
+claimed again, and an old unclaimed transfer neither pays nor verifies for
+an invoice made after it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from indexer.models import BlockRow, Cursor, EventRow
 from indexer.store import Store
 from settlement.invoices.hook import InvoiceHook
 from settlement.invoices.invoices import InvoiceRequest, create_invoice, get_invoice
+from settlement.invoices.verify import Expectation, verify_payment
 from settlement.ledger.hook import LedgerHook
 from tests.support.config import make_settings
 
@@ -94,3 +96,11 @@ async def test_replay_rollback_and_rematch(pool, tmp_path):
     assert (await get_invoice(pool, late["id"]))["state"] == "new"
     await commit(store, 5, [transfer(5, 0, 100, frm=OTHER, fork=1)], fork=1, final=5)
     assert (await get_invoice(pool, late["id"]))["state"] == "paid"
+
+    # verify-payment agrees: OTHER's old transfer is not the new invoice's payment; the new one is.
+    old = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=transfer(2, 5, 100).tx_hash,
+                                                           invoice=late["id"]))
+    assert (old["status"], old["reason"]) == ("not_found", "the transfer predates the invoice")
+    new = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=transfer(5, 0, 100, fork=1).tx_hash,
+                                                           invoice=late["id"]))
+    assert new["status"] == "paid_final"
