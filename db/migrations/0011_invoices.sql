@@ -114,7 +114,7 @@ CREATE TABLE signin_nonces (
     used_at     TIMESTAMPTZ,
     CHECK (expires_at > issued_at)
 );
-CREATE INDEX signin_nonces_expiry ON signin_nonces (expires_at) WHERE used_at IS NULL;
+CREATE INDEX signin_nonces_expiry ON signin_nonces (expires_at);
 
 -- Incoming transfers as the indexer stored them, one row per (chain, tx,
 -- log index): ERC-20 Transfer logs (address = the emitting contract), EVM

@@ -93,6 +93,8 @@ async def issue_challenge(pool: asyncpg.Pool, settings: Settings, *, chain: str,
     message = build_message(kind=kind, domain=cfg.domain, address=address, statement=cfg.statement, uri=cfg.uri,
                             chain_id=c.effective_chain_id, nonce=nonce, issued_at=now, expiration_time=expires)
     async with pool.acquire() as conn:
+        # Challenges anyone may ask for must not pile up: a day after expiry they go.
+        await conn.execute(Q.purge_nonces)
         await conn.execute(Q.insert_nonce, nonce, kind, chain, address, message, now, expires)
     return {"chain": chain, "kind": kind, "address": address, "nonce": nonce, "message": message,
             "expires_at": expires.isoformat()}
