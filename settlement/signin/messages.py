@@ -15,7 +15,9 @@ EIP-4361 (https://eips.ethereum.org/EIPS/eip-4361), version 1:
     Expiration Time: ${expiration-time}
     [Not Before: ..., Request ID: ..., Resources: ...]
 
-The address is EIP-55 checksummed; times are RFC 3339. The XRPL challenge
+The address is EIP-55 checksummed; times are RFC 3339; without a statement
+the address is followed by two blank lines (the ABNF's `LF [statement LF] LF`);
+an optional `scheme://` before the domain is accepted. The XRPL challenge
 uses the same lines with "your XRPL account", a classic address and
 "Network ID" for the chain id, so one parser serves both.
 """
@@ -29,9 +31,10 @@ from dataclasses import dataclass
 from config import ChainsettleError
 
 _MESSAGE = re.compile(
-    r"^(?P<domain>[^\s/]+) wants you to sign in with your (?P<kind>Ethereum|XRPL) account:\n"
+    r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?"
+    r"(?P<domain>[^\s/]+) wants you to sign in with your (?P<kind>Ethereum|XRPL) account:\n"
     r"(?P<address>0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34})\n"
-    r"\n(?:(?P<statement>[^\n]+)\n\n)?"
+    r"\n(?:(?P<statement>[^\n]+)\n)?\n"
     r"URI: (?P<uri>\S+)\n"
     r"Version: (?P<version>1)\n"
     r"(?:Chain|Network) ID: (?P<chain_id>[0-9]{1,19})\n"
@@ -87,10 +90,11 @@ def build_message(*, kind: str, domain: str, address: str, statement: str | None
                   nonce: str, issued_at: dt.datetime, expiration_time: dt.datetime) -> str:
     account = "Ethereum" if kind == "siwe" else "XRPL"
     id_line = "Chain ID" if kind == "siwe" else "Network ID"
+    # ABNF: address LF LF [ statement LF ] LF "URI: " -- two blank lines when there is no statement.
     lines = [f"{domain} wants you to sign in with your {account} account:", address, ""]
     if statement:
-        lines += [statement, ""]
-    lines += [f"URI: {uri}", "Version: 1", f"{id_line}: {chain_id}", f"Nonce: {nonce}",
+        lines.append(statement)
+    lines += ["", f"URI: {uri}", "Version: 1", f"{id_line}: {chain_id}", f"Nonce: {nonce}",
               f"Issued At: {rfc3339(issued_at)}", f"Expiration Time: {rfc3339(expiration_time)}"]
     return "\n".join(lines)
 

@@ -35,7 +35,10 @@ def test_eip4361_layout_round_trips():
     assert (m.domain, m.address, m.chain_id, m.nonce, m.statement) == ("app.example", ACCT.address, 14,
                                                                        "abcDEF123456", "Sign in.")
     assert m.issued_at == NOW and m.expiration_time == NOW + dt.timedelta(minutes=5)
-    assert parse_message(message(statement=None)).statement is None
+    bare = message(statement=None)
+    assert f"{ACCT.address}\n\n\nURI: " in bare  # EIP-4361 ABNF: LF [ statement LF ] LF
+    assert parse_message(bare).statement is None
+    assert parse_message("https://" + text).domain == "app.example"
     x = parse_message(message(kind="xrpl", address="rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh", chain_id=0))
     assert (x.kind, x.chain_id) == ("xrpl", 0)
 
