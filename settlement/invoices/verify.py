@@ -46,7 +46,7 @@ class Expectation:
     destination_tag: int | None = None
     memo: str | None = None
     payer: str | None = None
-    invoice: str | None = None  # take to/asset/amount/tag/memo/payer from this invoice
+    invoice: str | None = None  # invoice id: to/asset/amount/tag/memo/payer come from it, nothing else may
 
 
 @dataclass
@@ -156,13 +156,17 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
     if exp.invoice is not None:
         async with pool.acquire() as conn:
             inv = await conn.fetchrow(Q.invoice_by_ref, exp.invoice)
-        if inv is None:
-            raise InvoiceError("invoice", "no invoice with this id or app reference", code="not_found")
+        # By id only: app references are guessable and this route is public.
+        if inv is None or inv["id"] != exp.invoice:
+            raise InvoiceError("invoice", "no invoice with this id", code="not_found")
+        for field in ("to", "asset", "min_amount", "destination_tag", "memo", "payer"):
+            if getattr(exp, field) is not None:
+                raise InvoiceError(field, "is given by the invoice; send either an invoice or an expectation")
         if inv["chain"] != exp.chain:
             raise InvoiceError("chain", f"the invoice is on chain {inv['chain']}")
         to, asset, tag, memo = inv["wallet"], inv["asset"], inv["destination_tag"], inv["memo"]
         min_amount = int(inv["amount"] - inv["tolerance"])
-        payer = inv["payer"] if payer is None else payer
+        payer = inv["payer"]
         after_block = inv["after_block"]
     for field, value in (("to", to), ("asset", asset), ("min_amount", min_amount)):
         if value is None:

@@ -87,10 +87,12 @@ async def test_create_read_feed_and_errors(pool, db_url, tmp_path, monkeypatch):
         # verify-payment: bad input names its field.
         for change, field in (({"tx_hash": "0x12"}, "tx_hash"), ({"chain": "nope"}, "chain"),
                               ({"asset": None}, "asset"), ({"to": "nowhere"}, "to"),
-                              ({"invoice": "missing"}, "invoice")):
+                              ({"invoice": "missing", "to": None, "asset": None, "min_amount": None}, "invoice"),
+                              ({"invoice": inv["id"]}, "to"),  # an invoice brings its own expectation
+                              ({"invoice": "order-1", "to": None, "asset": None, "min_amount": None}, "invoice")):
             body = {"chain": "anvil", "tx_hash": "0x" + "ab" * 32, "to": SHOP, "asset": "Token", "min_amount": 1,
                     **change}
-            body = {k: v for k, v in body.items() if v is not None}
+            body = {k: v for k, v in body.items() if v is not None}  # None: leave the field out
             r = await client.post("/v1/verify-payment", json=body)
             out = await r.json()
             assert r.status in (400, 404) and out.get("field") == field, (change, out)
