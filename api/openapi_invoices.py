@@ -71,7 +71,8 @@ def schemas() -> dict[str, Any]:
                                   "invoice": {"type": "string", "pattern": IDENT_PATTERN}}},
         "PaymentVerdict": {"type": "object", "required": ["status", "source", "tx_hash"], "properties": {
             "status": {"type": "string", "enum": VERDICTS}, "source": {"type": "string", "enum": ["index", "chain"]},
-            "tx_hash": {"type": "string"}, "reason": {"type": "string"}, "amount": {"type": "string"},
+            "tx_hash": {"type": "string"}, "reason": {"type": "string"}, "note": {"type": "string"},
+            "amount": {"type": "string"},
             "shortfall": {"type": "string"}, "confirmations": {"type": "integer"},
             "claimed_by": {"type": "string", **n}, "payer": {"type": "string", **n},
             "block_number": {"type": "integer", **n}, "log_indexes": {"type": "array", "items": {"type": "integer"}}}},

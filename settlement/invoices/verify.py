@@ -124,6 +124,16 @@ def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount:
     return {"status": "paid_final", **out}
 
 
+INTERNAL_NOTE = ("native coin moved by a contract's internal calls is not seen (only top-level transaction "
+                 "value and logs are read)")
+
+
+def _note(out: dict[str, Any], cfg: ChainConfig, spec: AssetSpec) -> dict[str, Any]:
+    if cfg.kind == "evm" and spec.kind == "native" and out["status"] in ("not_found", "wrong_recipient", "wrong_asset"):
+        return {**out, "note": INTERNAL_NOTE}
+    return out
+
+
 def _predates(out: dict[str, Any], after_block: int | None, block: int | None) -> dict[str, Any]:
     """An invoice is paid only by transfers after it was made: an older one (a
     plain deposit, another order's payment) is not this invoice's payment."""
@@ -192,14 +202,14 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
                                   r["recipient"], r["payer"], r["value"], r["destination_tag"], r["memos"],
                                   r["claimed_by"]) for r in rows]
             out = classify(transfers, final=block <= final_number, confirmations=max(0, top - block + 1), **rules)
-            out = _predates(out, after_block, block)
+            out = _note(_predates(out, after_block, block), cfg, spec)
             return {**out, "source": "index", "tx_hash": tx_hash, "block_number": block}
     if cfg.kind == "evm":
         transfers, final, confirmations, block, failure = await _evm_chain(cfg, tx_hash)
     else:
         transfers, final, confirmations, block, failure = await _xrpl_chain(cfg, tx_hash)
     if failure is not None:
-        return {"status": failure[0], "reason": failure[1], "source": "chain", "tx_hash": tx_hash}
+        return _note({"status": failure[0], "reason": failure[1], "source": "chain", "tx_hash": tx_hash}, cfg, spec)
     with_claims = []
     if transfers:
         async with pool.acquire() as conn:
@@ -208,7 +218,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
             t.claimed_by = claims.get(t.log_index)
             with_claims.append(t)
     out = classify(with_claims, final=final and not watched, confirmations=confirmations, **rules)
-    out = _predates(out, after_block, block)
+    out = _note(_predates(out, after_block, block), cfg, spec)
     if watched and out["status"] == "pending":
         out["reason"] = "on chain, not indexed yet"
     return {**out, "source": "chain", "tx_hash": tx_hash, "block_number": block}
