@@ -13,7 +13,7 @@ from aiohttp import web
 
 from config import Secret, Settings, resolve_secret
 
-from . import admin_replay, admin_routes, feed, read_routes, settlement_routes
+from . import admin_replay, admin_routes, auth_routes, feed, invoice_routes, read_routes, settlement_routes
 from .metrics import metrics_handler
 from .middleware import (
     CorsPolicy,
@@ -68,7 +68,8 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app[SETTINGS] = settings
     app[POOL] = pool
     app[OPENAPI] = build_spec(api, admin=token is not None, chains=[c.name for c in settings.chains],
-                              payouts={pc.chain: [a.name for a in pc.assets] for pc in settings.payouts.chains})
+                              payouts={pc.chain: [a.name for a in pc.assets] for pc in settings.payouts.chains},
+                              signin=settings.invoices.signin is not None)
     app.on_response_prepare.append(cors.on_prepare)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(feed.feed_context)
@@ -77,12 +78,17 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(read_routes.routes)
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
+    app.add_routes(invoice_routes.routes)
+    if settings.invoices.signin is not None:
+        auth_routes.token_key(settings)  # an unresolvable key fails at start, naming the field
+        app.add_routes(auth_routes.routes)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)
         app.add_routes(admin_replay.routes)
+        app.add_routes(invoice_routes.admin_routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

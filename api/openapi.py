@@ -13,6 +13,7 @@ from aiohttp import web
 
 from config.section_api import ApiSettings
 
+from . import openapi_invoices
 from .feed import POSITION_PATTERN
 from .http import (
     CHAIN_NAME,
@@ -245,7 +246,7 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
 
 
 def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
-               payouts: dict[str, list[str]] | None = None) -> dict[str, Any]:
+               payouts: dict[str, list[str]] | None = None, signin: bool = False) -> dict[str, Any]:
     """`payouts`: the asset names of each chain with payouts configured."""
     chain = _query("chain", {"type": "string", "pattern": CHAIN_NAME.pattern}, "Only this chain")
     block = {**_int(), "maximum": MAX_BIGINT}
@@ -279,8 +280,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
             "description": (
                 "Messages named `chain_event` (a stored event), `payout` (a payout request created or "
                 "changing state), `batch` (a batch created or changing state), `reconciliation` (a finished "
-                "run with its results), `asset_pause` (a reconciliation pause opened or resolved) and "
-                "`payout_control` (a kill switch set or lifted). Every `id:` is a position in one total "
+                "run with its results), `asset_pause` (a reconciliation pause opened or resolved), "
+                "`payout_control` (a kill switch set or lifted) and `invoice` (an invoice created or changing "
+                "state). Every `id:` is a position in one total "
                 "order across all of them: `tx.id` for events, `tx.oN` for the rest."
             ),
             "parameters": [
@@ -347,6 +349,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                              "description": "A payout asset of that chain"}
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         paths.update(_admin_paths())
+    # Invoices, verify-payment and sign-in (api/openapi_invoices.py).
+    spec["components"]["schemas"].update(openapi_invoices.schemas())
+    paths.update(openapi_invoices.paths(admin=admin, signin=signin, rate=RATE_LIMITED))
     return spec
 
 

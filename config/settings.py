@@ -33,7 +33,7 @@ from pydantic_settings import (
 from .errors import ConfigError, SecretError
 from .presets import PRESETS, Preset
 from .secrets import resolve_secret
-from .sections import ApiSettings, LedgerSettings, PayoutSettings, ReconcileSettings
+from .sections import ApiSettings, InvoiceSettings, LedgerSettings, PayoutSettings, ReconcileSettings
 
 BUILTIN_ABI_DIR = Path(__file__).parent / "abis"
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -256,6 +256,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     payouts: PayoutSettings = PayoutSettings()
+    invoices: InvoiceSettings = InvoiceSettings()
     config_dir: str | None = None
 
     @classmethod

@@ -20,11 +20,13 @@ log = get_logger("daemon.followers")
 
 def default_hooks(settings: Settings) -> list[StoreHook]:
     """What derives from events and must commit and roll back with them."""
+    from settlement.invoices.hook import InvoiceHook
     from settlement.ledger.hook import LedgerHook
     from settlement.payouts.evm.hook import PayoutHook
     from settlement.payouts.xrpl.hook import XrplPayoutHook
 
-    return [LedgerHook(settings), PayoutHook(settings), XrplPayoutHook(settings)]
+    # Invoices after the ledger: they move what the deposit rules booked.
+    return [LedgerHook(settings), PayoutHook(settings), XrplPayoutHook(settings), InvoiceHook(settings)]
 
 
 def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hooks: Sequence[StoreHook] | None = None):

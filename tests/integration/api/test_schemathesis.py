@@ -23,6 +23,8 @@ from tests.support.config import write_config
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 TOKEN = "schemathesis-admin-token"
+SIGNIN_KEY = "schemathesis-signin-key"
+SHOP = "0x" + "5b" * 20
 APPROVABLE = "0x" + "ef" * 32
 MAX_EXAMPLES = 50
 # Constraints OpenAPI cannot state: from_block <= to_block, a replay only
@@ -58,6 +60,14 @@ checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 409, 429]
 parameters = {{ "path.asset_id" = {{ dictionary = "assets", probability = 0.5 }} }}
 
 [[operations]]
+include-path = ["/v1/admin/invoices", "/v1/verify-payment", "/v1/auth/challenge", "/v1/auth/verify"]
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 401, 404, 409, 429]
+
+[[operations]]
+include-path-regex = "^/v1/admin/invoices/"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
+
+[[operations]]
 include-path-regex = "^/v1/admin/replay/"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
 
@@ -84,7 +94,7 @@ async def wait_healthy(url: str, proc: asyncio.subprocess.Process, deadline: flo
     await asyncio.wait_for(_poll(), deadline)
 
 
-async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path, pool, db_url):
+async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path, pool, db_url, anvil):
     await seeded(pool, "anvil", blocks=12, head=14, final=6)
     ids = await seed_settlement(pool)
     seeded_ids = [f"user:anvil:{USER}", str(ids["wallet"]), str(ids["batched"]), "req-1", BATCH]
@@ -101,15 +111,22 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path
         "database": {"url": db_url},
         "api": {"listen": f"127.0.0.1:{port}", "admin_token": "env:CS_SCHEMATHESIS_TOKEN",
                 "rate_limit_per_second": 10000.0, "rate_limit_burst": 10000},
-        "chains": [chain_cfg("anvil", contracts=[
-            {"name": "batcher", "address": batcher, "abi": "payout_batcher", "start_block": 0}])],
+        # A live node: verify-payment asks the chain for transactions the index does not hold.
+        "chains": [chain_cfg("anvil", rpc=[anvil.url], max_attempts=1, contracts=[
+            {"name": "batcher", "address": batcher, "abi": "payout_batcher", "start_block": 0}],
+            wallets=[{"name": "shop", "address": SHOP, "assets": ["native"]}])],
+        "invoices": {"signin": {"domain": "shop.example", "uri": "https://shop.example",
+                                "token_key": "env:CS_SCHEMATHESIS_SIGNIN_KEY"}},
         # Payouts without a balance check, so generated requests get stored, not only refused.
         "payouts": {"require_balance": False, "chains": [{
             "chain": "anvil", "batcher": batcher, "signer": {"key": "env:CS_UNUSED_KEY"},
             "sender": {"key": "env:CS_UNUSED_KEY"}, "max_fee_per_gas": 10**11,
             "assets": [{"name": "native", "max_batch_total": 10**30}]}]},
     })
-    env = {**os.environ, "CS_SCHEMATHESIS_TOKEN": TOKEN, "CHAINSETTLE_LOG__FORMAT": "json"}
+    env = {**os.environ, "CS_SCHEMATHESIS_TOKEN": TOKEN, "CHAINSETTLE_LOG__FORMAT": "json",
+           "CS_SCHEMATHESIS_SIGNIN_KEY": SIGNIN_KEY,
+           # The code of this checkout, not whatever the venv's install points at.
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     server = await asyncio.create_subprocess_exec(
         str(BIN / "chainsettle"), "--config", str(config), "api",
         env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
@@ -136,7 +153,8 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path
         assert "GET /v1/events" in tested and "POST /v1/admin/replay" in tested
         for op in ("POST /v1/admin/payouts", "POST /v1/admin/batches/{id}/approve", "POST /v1/admin/payouts/pause",
                    "POST /v1/admin/payouts/resume", "POST /v1/admin/assets/{asset_id}/resolve",
-                   "GET /v1/admin/replay/{id}"):
+                   "GET /v1/admin/replay/{id}", "POST /v1/admin/invoices", "GET /v1/admin/invoices/{id}",
+                   "POST /v1/verify-payment", "POST /v1/auth/challenge", "POST /v1/auth/verify"):
             assert op in tested, op
         # Generated payouts were stored, by the token's label, each with its audit row.
         stored = await pool.fetch("SELECT requested_by FROM payout_requests WHERE requested_by LIKE 'api:%'")
@@ -152,4 +170,4 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path
         log = (await server.stderr.read()).decode(errors="replace")
     assert code == 0, log[-3000:]
     assert "api.unhandled_error" not in log
-    assert TOKEN not in log
+    assert TOKEN not in log and SIGNIN_KEY not in log

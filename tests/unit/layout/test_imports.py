@@ -29,6 +29,9 @@ FORBIDDEN_INSIDE = {
     "settlement.payouts": ("settlement.payouts.evm", "settlement.payouts.xrpl", "settlement.reconcile"),
     "settlement.payouts.evm": ("settlement.payouts.xrpl", "settlement.reconcile"),
     "settlement.payouts.xrpl": ("settlement.payouts.evm", "settlement.reconcile"),
+    # Incoming payments sit beside the ledger: never the outgoing pipeline.
+    "settlement.invoices": ("settlement.payouts", "settlement.reconcile", "settlement.signin"),
+    "settlement.signin": ("settlement.payouts", "settlement.reconcile", "settlement.invoices"),
 }
 
 

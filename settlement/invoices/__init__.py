@@ -1,0 +1,1 @@
+"""Incoming payments: invoices matched from indexed data, and payment verification."""

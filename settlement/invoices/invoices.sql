@@ -1,0 +1,184 @@
+-- name: insert_invoice
+-- A new invoice; NULL when the app reference is taken (the caller reads the stored one).
+INSERT INTO invoices (id, app_ref, chain, asset, asset_id, asset_kind, contract, currency, issuer, decimals, amount,
+                      tolerance, wallet, match_method, destination_tag, memo, payer, account, expires_at, created_by,
+                      after_block)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+ON CONFLICT (app_ref) DO NOTHING
+RETURNING *;
+
+-- name: invoice_by_ref
+-- One invoice by id or app reference, with what it is owed and the claimed payments.
+SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall, GREATEST(i.received - i.amount, 0) AS excess,
+       COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                    'tx_hash', p.tx_hash, 'log_index', p.log_index, 'block_number', p.block_number,
+                    'payer', p.payer, 'amount', p.amount::text, 'late', p.late,
+                    'final', p.block_number <= COALESCE(s.final_number, -1)) ORDER BY p.block_number, p.log_index)
+                 FROM invoice_payments p WHERE p.invoice_id = i.id), '[]'::jsonb) AS payments
+FROM invoices i
+LEFT JOIN chain_state s ON s.chain = i.chain
+WHERE i.id = $1 OR i.app_ref = $1;
+
+-- name: list_invoices
+SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall, GREATEST(i.received - i.amount, 0) AS excess
+FROM invoices i
+WHERE ($1::text IS NULL OR i.chain = $1) AND ($2::text IS NULL OR i.state = $2)
+ORDER BY i.created_at DESC, i.id
+LIMIT $3;
+
+-- name: cancel_invoice
+-- An operator marks a waiting invoice invalid.
+UPDATE invoices SET state = 'invalid', reason = $2, updated_at = now()
+WHERE (id = $1 OR app_ref = $1) AND state IN ('new', 'expired')
+RETURNING *;
+
+-- name: expire_due
+-- Invoices still waiting when the chain's time (its latest indexed block
+-- time up to $2; the clock when the chain stores none) passed their expiry.
+WITH t AS (
+    SELECT COALESCE((SELECT to_timestamp(b.timestamp) FROM blocks b
+                     WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
+                     ORDER BY b.number DESC LIMIT 1), now()) AS chain_time
+)
+UPDATE invoices i SET state = 'expired', updated_at = now()
+FROM t
+WHERE i.chain = $1 AND i.state = 'new' AND i.expires_at < t.chain_time
+RETURNING i.id;
+
+-- name: has_waiting
+-- Cheap guard for the follower's hot path: anything to match or to settle on this chain?
+SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND state IN ('new', 'seen', 'underpaid', 'expired', 'reverted'));
+
+-- name: claim_range
+-- Claim every incoming transfer of blocks $2..$3 that matches a waiting
+-- invoice: at most one invoice per transfer (the oldest live one), and the
+-- primary key of invoice_payments makes the claim final across ranges.
+WITH cand AS (
+    SELECT DISTINCT ON (t.event_id)
+           t.chain, t.tx_hash, t.log_index, i.id AS invoice_id, t.event_id, t.block_number,
+           bt.block_time, t.payer, x.amount,
+           COALESCE(bt.block_time, now()) > i.expires_at AS late
+    FROM incoming_transfers t
+    -- The transfer's block time, or (its header not kept) that of the
+    -- nearest stored block below it: block times only grow, so a payment
+    -- is never called late on a guess.
+    LEFT JOIN LATERAL (
+        SELECT to_timestamp(b.timestamp) AS block_time FROM blocks b
+        WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
+        ORDER BY b.number DESC LIMIT 1
+    ) bt ON true
+    JOIN invoices i
+      ON i.chain = t.chain AND i.wallet = t.recipient AND i.asset_kind = t.asset_kind
+     AND i.state IN ('new', 'seen', 'underpaid', 'expired', 'reverted')
+     AND (i.after_block IS NULL OR t.block_number > i.after_block)
+     AND (i.asset_kind <> 'erc20' OR i.contract = t.contract)
+     AND (i.asset_kind <> 'xrpl_iou' OR (i.currency = t.currency AND i.issuer = t.issuer))
+    CROSS JOIN LATERAL (
+        SELECT ledger_amount(t.value, CASE WHEN i.asset_kind = 'xrpl_iou' THEN i.decimals ELSE 0 END) AS amount
+    ) x
+    WHERE t.chain = $1 AND t.block_number BETWEEN $2 AND $3 AND t.status = 'success' AND x.amount > 0
+      AND CASE i.match_method
+              WHEN 'destination_tag' THEN t.destination_tag = i.destination_tag::text
+              WHEN 'memo' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(t.memos, '[]'::jsonb)) m
+                                       WHERE m ->> 'data' = i.memo)
+              WHEN 'payer' THEN t.payer = i.payer
+              WHEN 'amount' THEN abs(x.amount - i.amount) <= i.tolerance
+          END
+    ORDER BY t.event_id, (i.state = 'expired'), i.created_at, i.id
+)
+INSERT INTO invoice_payments (chain, tx_hash, log_index, invoice_id, event_id, block_number, block_time, payer,
+                              amount, late)
+SELECT chain, tx_hash, log_index, invoice_id, event_id, block_number, block_time, payer, amount, late
+FROM cand
+ON CONFLICT DO NOTHING
+RETURNING invoice_id, event_id, tx_hash, log_index, block_number, payer, amount;
+
+-- name: recompute_states
+-- The state of every invoice with news ($2: just claimed) or waiting for
+-- finality: the sum of its claims, and whether all of them are final. A
+-- reverted invoice with claims left goes on from what remains; one with
+-- none stays reverted.
+WITH fin AS (
+    SELECT COALESCE((SELECT final_number FROM chain_state WHERE chain = $1), -1) AS final_number
+),
+agg AS (
+    SELECT i.id, COALESCE(sum(p.amount), 0) AS received, count(p.invoice_id) AS n,
+           COALESCE(bool_and(p.block_number <= fin.final_number), false) AS final,
+           COALESCE(bool_or(p.late), false) AS late
+    FROM invoices i
+    CROSS JOIN fin
+    LEFT JOIN invoice_payments p ON p.invoice_id = i.id
+    WHERE i.chain = $1 AND (i.state IN ('seen', 'reverted') OR i.id = ANY ($2::text[]))
+    GROUP BY i.id
+),
+next AS (
+    SELECT a.id, a.received,
+           CASE WHEN a.n = 0 THEN i.state
+                WHEN NOT a.final THEN 'seen'
+                WHEN a.received + i.tolerance < i.amount THEN 'underpaid'
+                WHEN a.late THEN 'paid_late'
+                WHEN a.received > i.amount + i.tolerance THEN 'overpaid'
+                ELSE 'paid' END AS state
+    FROM agg a JOIN invoices i ON i.id = a.id
+)
+UPDATE invoices i
+SET state = n.state, received = n.received, updated_at = now(), reason = NULL,
+    settled_at = CASE WHEN n.state IN ('paid', 'overpaid', 'paid_late', 'underpaid') THEN now() END
+FROM next n
+WHERE n.id = i.id AND (n.state, n.received) IS DISTINCT FROM (i.state, i.received)
+RETURNING i.id, i.state;
+
+-- name: source_account
+-- The account the ledger rules credited for this deposit event ($1) into
+-- wallet account $3, in asset $2: the invoice moves the amount from it.
+SELECT a.code
+FROM ledger_transactions t
+JOIN postings p ON p.transaction_id = t.id AND p.amount < 0 AND p.asset_id = $2
+JOIN ledger_accounts a ON a.id = p.account_id
+WHERE t.event_id = $1 AND t.cause_kind = 'event' AND t.idempotency_key NOT LIKE 'invoice:%'
+  AND EXISTS (SELECT 1 FROM postings q JOIN ledger_accounts w ON w.id = q.account_id
+              WHERE q.transaction_id = t.id AND q.amount > 0 AND w.code = $3)
+ORDER BY t.id
+LIMIT 1;
+
+-- name: invoice_for_booking
+SELECT id, chain, asset_id, wallet, account FROM invoices WHERE id = ANY ($1::text[]);
+
+-- name: revert_above
+-- Rollback: claims of transfers above the common ancestor go, and their
+-- invoices become `reverted` (matched again if the transfer comes back).
+WITH gone AS (
+    DELETE FROM invoice_payments WHERE chain = $1 AND block_number > $2
+    RETURNING invoice_id, amount
+),
+hit AS (
+    SELECT invoice_id, sum(amount) AS amount FROM gone GROUP BY invoice_id
+)
+UPDATE invoices i
+SET state = 'reverted', received = i.received - h.amount, settled_at = NULL, updated_at = now(),
+    reason = 'a reorg removed a claimed payment'
+FROM hit h
+WHERE h.invoice_id = i.id
+RETURNING i.id;
+
+-- name: transfers_of_tx
+-- What the indexer stored for one transaction: its incoming transfers, the
+-- claim on each, and the chain's final and indexed heights.
+SELECT t.*, p.invoice_id AS claimed_by, s.final_number, s.cursor_number
+FROM incoming_transfers t
+LEFT JOIN invoice_payments p ON p.chain = t.chain AND p.tx_hash = t.tx_hash AND p.log_index = t.log_index
+LEFT JOIN chain_state s ON s.chain = t.chain
+WHERE t.chain = $1 AND t.tx_hash = $2
+ORDER BY t.log_index;
+
+-- name: failed_xrpl_tx
+-- An XRPL transaction the indexer stored as failed (a tec result) for a watched account.
+SELECT args ->> 'result' AS result, block_number FROM events
+WHERE chain = $1 AND tx_hash = $2 AND args ->> 'status' = 'failed'
+LIMIT 1;
+
+-- name: claims_of_tx
+SELECT log_index, invoice_id FROM invoice_payments WHERE chain = $1 AND tx_hash = $2;
+
+-- name: chain_heights
+SELECT final_number, cursor_number FROM chain_state WHERE chain = $1;

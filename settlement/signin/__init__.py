@@ -1,0 +1,1 @@
+"""Wallet sign-in: EIP-4361 (SIWE) and XRPL challenges, single-use nonces in Postgres, session tokens."""
