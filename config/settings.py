@@ -88,6 +88,9 @@ class WalletConfig(Strict):
     assets: list[str] = Field(default_factory=lambda: ["native"])
 
 
+DEFAULT_CONFIRMATION_BLOCKS = 3  # a load balancer's backends lag by a block or two
+
+
 class ChainConfig(Strict):
     name: str
     preset: str
@@ -95,6 +98,11 @@ class ChainConfig(Strict):
     ws: str | None = None  # EVM: a ws:// URL for newHeads; polling otherwise
     chain_id: int | None = None
     finality_depth: int | None = Field(None, ge=1)
+    # Top blocks re-queried before they count as final (default: the preset's,
+    # or 3 on any chain final at inclusion); 0 turns the window off.
+    confirmation_blocks: int | None = Field(None, ge=0, le=1000)
+    rescan_interval: float = Field(60.0, gt=0)  # seconds between background re-scans of a final sample
+    rescan_blocks: int = Field(100, ge=1)  # blocks per background re-scan sample
     poll_interval: float | None = Field(None, gt=0)
     max_logs_range: int | None = Field(None, ge=1)
     min_logs_range: int = Field(1, ge=1)
@@ -173,6 +181,15 @@ class ChainConfig(Strict):
     @property
     def effective_finality_depth(self) -> int:
         return self.finality_depth or self.preset_info.finality_depth
+
+    @property
+    def effective_confirmation_blocks(self) -> int:
+        if self.confirmation_blocks is not None:
+            return self.confirmation_blocks
+        if self.preset_info.confirmation_blocks:
+            return self.preset_info.confirmation_blocks
+        final_at_inclusion = self.preset_info.finality == "depth" and self.effective_finality_depth == 1
+        return DEFAULT_CONFIRMATION_BLOCKS if final_at_inclusion else 0
 
     @property
     def uses_finalized_tag(self) -> bool:

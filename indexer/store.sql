@@ -98,3 +98,23 @@ SET status = status || $2::jsonb, head_number = COALESCE($3, head_number),
     head_seen_at = CASE WHEN $3 IS NULL THEN head_seen_at ELSE now() END,
     updated_at = now()
 WHERE chain = $1;
+
+-- name: canonical_hashes
+-- The hash we hold for each block number in [$2, $3]: the block window, else
+-- the events and raw logs already stored there (one hash per number).
+SELECT number, hash FROM blocks WHERE chain = $1 AND number BETWEEN $2 AND $3
+UNION
+SELECT DISTINCT block_number, block_hash FROM events
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3
+UNION
+SELECT DISTINCT block_number, block_hash FROM raw_logs
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3;
+
+-- name: final_log_keys
+-- What we store of contract logs in [$2, $3] (events and raw logs), for the
+-- background re-scan to compare with the chain.
+SELECT block_number, block_hash, tx_hash, log_index FROM events
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[])
+UNION ALL
+SELECT block_number, block_hash, tx_hash, log_index FROM raw_logs
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[]);
