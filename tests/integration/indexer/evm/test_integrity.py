@@ -1,0 +1,167 @@
+"""Lying and lagging endpoints cannot make the EVM follower lose or invent events.
+
+- A load balancer whose backends lag on eth_getLogs leaves the newest
+  block's logs out of about half the answers (seeded), no error: on a chain
+  final at inclusion (finality_depth 1) every log still ends up stored,
+  found by the logsBloom check and the confirmation-window re-query.
+- A node still on an orphaned fork answers a replay with its fork's logs:
+  nothing phantom is stored, the replay is corrected from another endpoint
+  or refused.
+- A lower head (an endpoint failing) never rolls back canonical blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from prometheus_client import REGISTRY
+
+from indexer.errors import ReplayRefused
+from indexer.evm.follower import EvmFollower
+from tests.integration.indexer.evm.test_backfill import independent_rows, stored_rows
+from tests.support.anvil import rpc_sync
+from tests.support.config import evm_chain, make_settings
+from tests.support.evm import batch_transfer, deploy_token
+from tests.support.fault_proxy import FaultProxy
+
+
+def metric(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def head_number(url: str) -> int:
+    return int(rpc_sync(url, "eth_blockNumber"), 16)
+
+
+async def wait_final(pool, number: int, task: asyncio.Task, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        fin = await pool.fetchval("SELECT final_number FROM chain_state WHERE chain = 'local'")
+        if fin is not None and fin >= number:
+            return
+        if task.done():
+            task.result()
+            raise AssertionError("follower ended")
+        if loop.time() > deadline:
+            raise AssertionError(f"final height {fin} never reached {number}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def proxy(anvil):
+    p = FaultProxy(anvil.url, seed=12, name="lb")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def test_lagging_getlogs_backends_lose_nothing_on_a_chain_final_at_inclusion(anvil, proxy, pool, tmp_path):
+    token = deploy_token(anvil.url)
+    proxy.lag_newest_logs = 0.5
+    cfg = evm_chain("local", proxy.url, token, finality_depth=1, poll_interval=0.05, request_timeout=5,
+                    start_block=head_number(anvil.url))
+    settings = make_settings(tmp_path, {"chains": [cfg]})
+    assert settings.chains[0].effective_confirmation_blocks == 3  # the default on depth-1 chains
+    before = {r: metric("chainsettle_getlogs_requeries_total", chain="local", reason=r) for r in ("bloom", "confirm")}
+    follower = EvmFollower(settings.chains[0], pool)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    rng = random.Random(12)
+    try:
+        for i in range(120):  # one transaction per block (anvil automines)
+            recipients = ["0x" + rng.randbytes(20).hex() for _ in range(1 + i % 3)]
+            await asyncio.to_thread(batch_transfer, anvil.url, token, recipients, [rng.randrange(1, 10**20)] * len(recipients))
+            await asyncio.sleep(rng.choice((0, 0.02, 0.05)))  # let the follower meet some blocks as the head
+        await asyncio.to_thread(rpc_sync, anvil.url, "anvil_mine", ["0x4"])  # past the confirmation window
+        await wait_final(pool, head_number(anvil.url) - 3, task)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await follower.close()
+    expected = independent_rows(anvil.url, token)
+    assert len(expected) >= 200
+    assert await stored_rows(pool, "local") == expected
+    # The lag really happened, and it was caught by re-queries.
+    assert proxy.stats.faults["lagging_logs"] >= 10
+    assert metric("chainsettle_getlogs_requeries_total", chain="local", reason="bloom") > before["bloom"]
+    assert metric("chainsettle_getlogs_requeries_total", chain="local", reason="confirm") > before["confirm"]
+
+
+def fork_of(url: str, token: str, blocks: int, seed: int) -> tuple[dict[int, dict], int]:
+    """Mine `blocks` token transfers, record them (headers and logs), then revert: an orphaned fork."""
+    snap = rpc_sync(url, "evm_snapshot")
+    start = head_number(url) + 1
+    rng = random.Random(seed)
+    for _ in range(blocks):
+        batch_transfer(url, token, ["0x" + rng.randbytes(20).hex() for _ in range(2)], [7, 8])
+    fork = {}
+    for n in range(start, start + blocks):
+        header = rpc_sync(url, "eth_getBlockByNumber", [hex(n), False])
+        logs = rpc_sync(url, "eth_getLogs", [{"fromBlock": hex(n), "toBlock": hex(n), "address": token}])
+        fork[n] = {"header": header, "logs": logs}
+    assert rpc_sync(url, "evm_revert", [snap])
+    return fork, start
+
+
+async def test_replay_from_a_node_on_an_orphaned_fork_stores_no_phantom(anvil, proxy, pool, tmp_path):
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    fork, start = fork_of(anvil.url, token, 6, seed=1)
+    rng = random.Random(2)
+    for i in range(6):  # the canonical chain at the same heights: other transfers, one block without any
+        if i == 3:
+            rpc_sync(anvil.url, "anvil_mine", ["0x1"])
+        else:
+            batch_transfer(anvil.url, token, ["0x" + rng.randbytes(20).hex()], [9])
+    rpc_sync(anvil.url, "anvil_mine", ["0x5"])
+    honest = evm_chain("local", anvil.url, token, finality_depth=3, start_block=first)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [honest]}).chains[0], pool)
+    try:
+        await follower.backfill()
+    finally:
+        await follower.close()
+    expected = independent_rows(anvil.url, token)
+    assert await stored_rows(pool, "local") == expected
+
+    # The replay meets the forked node first (alone: refused; with an honest one: corrected).
+    proxy.fork = fork
+    alone = evm_chain("local", proxy.url, token, finality_depth=3, start_block=first, max_attempts=2)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [alone]}).chains[0], pool)
+    try:
+        with pytest.raises(ReplayRefused, match="orphaned fork"):
+            await follower.backfill(from_block=start, to_block=start + 5)
+    finally:
+        await follower.close()
+    assert proxy.stats.faults["fork_logs"] >= 1
+    assert await stored_rows(pool, "local") == expected
+
+    both = evm_chain("local", [proxy.url, anvil.url], token, finality_depth=3, start_block=first)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [both]}).chains[0], pool)
+    try:
+        inserted = await follower.backfill(from_block=start, to_block=start + 5)
+    finally:
+        await follower.close()
+    assert inserted == 0
+    assert await stored_rows(pool, "local") == expected
+
+
+async def test_replay_above_final_is_refused(anvil, pool, tmp_path):
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    batch_transfer(anvil.url, token, ["0x" + "11" * 20], [1])
+    rpc_sync(anvil.url, "anvil_mine", ["0x5"])
+    cfg = evm_chain("local", anvil.url, token, finality_depth=3, start_block=first)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [cfg]}).chains[0], pool)
+    try:
+        await follower.step()  # final part
+        await follower.step()  # the unfinal window, up to the head
+        final = await pool.fetchval("SELECT final_number FROM chain_state WHERE chain = 'local'")
+        cursor = await pool.fetchval("SELECT cursor_number FROM chain_state WHERE chain = 'local'")
+        assert cursor > final
+        with pytest.raises(ReplayRefused, match="above the final height"):
+            await follower.backfill(from_block=final + 1)
+    finally:
+        await follower.close()
