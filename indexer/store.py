@@ -15,7 +15,7 @@ from typing import Protocol
 import asyncpg
 import orjson
 
-from db import Queries
+from db import Queries, audit
 from indexer.errors import ReorgBeyondFinality, ReplayRefused, StaleCursor
 from indexer.models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
 
@@ -191,6 +191,33 @@ class Store:
                 Q.record_reorg, self.chain, ancestor.number, expected.number, expected.number - ancestor.number, deleted
             )
             await conn.execute(Q.rewind_cursor, self.chain, ancestor.number, ancestor.hash)
+        return deleted
+
+    async def rewind(self, to: BlockRow, *, actor: str, reason: str) -> int:
+        """Operator rewind below final: delete everything above `to` in one transaction, audited.
+
+        The one way final data is ever rewritten: a contradiction below final
+        halted the chain and a human chose the height to re-index from. The
+        derived rows go with the events (hooks), the halt is cleared, and the
+        follower re-indexes from `to` + 1 against `to`'s hash.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q.lock_state, self.chain)
+            old = row["cursor_number"]
+            for hook in self.hooks:
+                await hook.on_rollback(conn, self.chain, to.number)
+            status = await conn.execute(Q.delete_events_above, self.chain, to.number)
+            deleted = int(status.rsplit(" ", 1)[1])
+            await conn.execute(Q.delete_raw_logs_above, self.chain, to.number)
+            await conn.execute(Q.delete_blocks_above, self.chain, to.number)
+            await conn.execute(Q.upsert_block, self.chain, to.number, to.hash, to.parent_hash, to.timestamp)
+            if old is not None:
+                await conn.execute(Q.record_reorg, self.chain, to.number, old, max(0, old - to.number), deleted)
+            await conn.execute(Q.rewind_below_final, self.chain, to.number, to.hash)
+            await audit(conn, actor, "chain.rewind", f"chain:{self.chain}", {
+                "rewind_to": to.number, "hash": to.hash, "old_cursor": old, "old_final": row["final_number"],
+                "previous_reason": row["halted_reason"], "deleted_events": deleted, "note": reason,
+            })
         return deleted
 
     async def set_halted(self, reason: str | None) -> None:

@@ -118,3 +118,11 @@ WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[]
 UNION ALL
 SELECT block_number, block_hash, tx_hash, log_index FROM raw_logs
 WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[]);
+
+-- name: rewind_below_final
+-- An operator's rewind (`chains unhalt --rewind-to`): cursor and final height
+-- back to $2, the halt cleared, in the transaction that deleted above $2.
+UPDATE chain_state
+SET cursor_number = $2, cursor_hash = $3, final_number = LEAST(COALESCE(final_number, $2), $2),
+    halted_reason = NULL, reorg_count = reorg_count + 1, updated_at = now()
+WHERE chain = $1;

@@ -102,6 +102,7 @@ class FaultProxy:
         # Share of eth_getLogs answers covering the head that leave out the
         # head block's logs (drawn from its own seeded RNG, not `rates`).
         self.lag_newest_logs = 0.0
+        self.head_lag = 0  # an honest node behind: `latest` is the real block this many below the head
         self.lag_rng = random.Random(seed + 1_000)
         # An orphaned fork: block number -> {"header": ..., "logs": [...]},
         # served for eth_getBlockByNumber / eth_getLogs instead of anvil's.
@@ -257,7 +258,7 @@ class FaultProxy:
         answers: list[dict | None] = [None] * len(calls)
         forward = []
         head: int | None = None
-        needs_head = self.head_lie or self.limits.max_span is not None or self.lag_newest_logs
+        needs_head = self.head_lie or self.limits.max_span is not None or self.lag_newest_logs or self.head_lag
         if needs_head:
             head = int((await self._upstream([{"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}]))[0]["result"], 16)
         for i, c in enumerate(calls):
@@ -284,6 +285,13 @@ class FaultProxy:
                 answers[i] = {"jsonrpc": "2.0", "id": c.get("id"),
                               "error": {"code": -32601, "message": f"the method {c.get('method')} does not exist/is not available"}}
                 continue
+            if self.head_lag and self._lies_about(c):
+                lagged = max(0, (head or 0) - self.head_lag)
+                self.stats.faults["head_lag"] += 1
+                if c.get("method") == "eth_blockNumber":
+                    answers[i] = {"jsonrpc": "2.0", "id": c.get("id"), "result": hex(lagged)}
+                    continue
+                calls[i] = {**c, "params": [hex(lagged), *(c.get("params") or [None, False])[1:]]}
             if self.head_lie and self._lies_about(c):
                 answers[i] = self._lie(c, head)  # type: ignore[arg-type]
                 continue

@@ -165,3 +165,87 @@ async def test_replay_above_final_is_refused(anvil, pool, tmp_path):
             await follower.backfill(from_block=final + 1)
     finally:
         await follower.close()
+
+
+async def test_a_lagging_head_below_the_cursor_rolls_nothing_back(anvil, proxy, pool, tmp_path):
+    """Two endpoints, the head is the lower of them: one falling behind is no reorg."""
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    for i in range(8):
+        batch_transfer(anvil.url, token, ["0x" + f"{i + 1:040x}"], [i + 1])
+    cfg = evm_chain("local", [anvil.url, proxy.url], token, finality_depth=5, start_block=first)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [cfg]}).chains[0], pool)
+    try:
+        while not await follower.step():
+            pass
+        cursor = await pool.fetchrow("SELECT cursor_number, cursor_hash, final_number FROM chain_state WHERE chain = 'local'")
+        assert cursor["cursor_number"] == head_number(anvil.url) > cursor["final_number"]
+        before = await stored_rows(pool, "local")
+        proxy.head_lag = 5
+        for _ in range(3):
+            await follower.step()
+        assert proxy.stats.faults["head_lag"] >= 1
+        assert follower._tip.head.number < cursor["cursor_number"]
+        assert await pool.fetchval("SELECT count(*) FROM reorgs WHERE chain = 'local'") == 0
+        assert await stored_rows(pool, "local") == before
+        assert await pool.fetchval("SELECT cursor_number FROM chain_state WHERE chain = 'local'") == cursor["cursor_number"]
+    finally:
+        await follower.close()
+
+
+async def test_contradiction_below_final_halts_a_depth_one_chain_and_rewind_resolves_it(anvil, pool, db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from indexer.errors import ChainHalted
+
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    rng = random.Random(9)
+    for _ in range(6):
+        batch_transfer(anvil.url, token, ["0x" + rng.randbytes(20).hex()], [5])
+    cfg = evm_chain("local", anvil.url, token, finality_depth=1, confirmation_blocks=0, start_block=first,
+                    poll_interval=0.05)
+    settings = make_settings(tmp_path, {"chains": [cfg]})
+    follower = EvmFollower(settings.chains[0], pool)
+    try:
+        while not await follower.step():
+            pass
+        final = await pool.fetchval("SELECT final_number FROM chain_state WHERE chain = 'local'")
+        assert final == head_number(anvil.url)
+        # The chain rewrites 3 blocks we hold as final (a node lied, or worse): never silently.
+        tx = {"from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "to": token,
+              "data": "0xa9059cbb" + "00" * 12 + "22" * 20 + f"{3:064x}"}
+        rpc_sync(anvil.url, "anvil_reorg", [3, [[tx, 0]]])
+        batch_transfer(anvil.url, token, ["0x" + "33" * 20], [4])
+        with pytest.raises(ChainHalted, match="final"):
+            for _ in range(5):
+                await follower.step()
+    finally:
+        await follower.close()
+    state = await pool.fetchrow("SELECT halted_reason, final_number FROM chain_state WHERE chain = 'local'")
+    assert "contradiction below final" in state["halted_reason"] or "final" in state["halted_reason"]
+    assert state["final_number"] == final
+    assert metric("chainsettle_follower_halted", chain="local") == 1
+
+    rewind_to = final - 4
+    env = dict(os.environ, DATABASE_URL=db_url)
+    out = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(tmp_path / "chainsettle.toml"),
+                          "chains", "unhalt", "local", "--rewind-to", str(rewind_to), "--reason", "node lied", "--actor", "ops"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert await stored_rows(pool, "local") == independent_rows(anvil.url, token)
+    row = await pool.fetchrow("SELECT actor, details FROM audit_log WHERE action = 'chain.rewind'")
+    assert row["actor"] == "ops" and row["details"]["rewind_to"] == rewind_to and row["details"]["deleted_events"] >= 3
+    assert row["details"]["note"] == "node lied"
+    # Following again does not re-halt: the contradiction is gone with the rewound blocks.
+    follower = EvmFollower(settings.chains[0], pool)
+    try:
+        batch_transfer(anvil.url, token, ["0x" + "44" * 20], [6])
+        while not await follower.step():
+            pass
+    finally:
+        await follower.close()
+    assert await pool.fetchval("SELECT halted_reason FROM chain_state WHERE chain = 'local'") is None
+    assert await stored_rows(pool, "local") == independent_rows(anvil.url, token)
