@@ -88,9 +88,6 @@ class WalletConfig(Strict):
     assets: list[str] = Field(default_factory=lambda: ["native"])
 
 
-DEFAULT_CONFIRMATION_BLOCKS = 3  # a load balancer's backends lag by a block or two
-
-
 class ChainConfig(Strict):
     name: str
     preset: str
@@ -99,7 +96,7 @@ class ChainConfig(Strict):
     chain_id: int | None = None
     finality_depth: int | None = Field(None, ge=1)
     # Top blocks re-queried before they count as final (default: the preset's,
-    # or 3 on any chain final at inclusion); 0 turns the window off.
+    # 3 on the chains final at inclusion); 0 turns the window off.
     confirmation_blocks: int | None = Field(None, ge=0, le=1000)
     rescan_interval: float = Field(60.0, gt=0)  # seconds between background re-scans of a final sample
     rescan_blocks: int = Field(100, ge=1)  # blocks per background re-scan sample
@@ -186,10 +183,9 @@ class ChainConfig(Strict):
     def effective_confirmation_blocks(self) -> int:
         if self.confirmation_blocks is not None:
             return self.confirmation_blocks
-        if self.preset_info.confirmation_blocks:
-            return self.preset_info.confirmation_blocks
-        final_at_inclusion = self.preset_info.finality == "depth" and self.effective_finality_depth == 1
-        return DEFAULT_CONFIRMATION_BLOCKS if final_at_inclusion else 0
+        # The presets of chains final at inclusion carry a window (public
+        # endpoints are load balancers); `anvil` is one local node and has none.
+        return self.preset_info.confirmation_blocks
 
     @property
     def uses_finalized_tag(self) -> bool:

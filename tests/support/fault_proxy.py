@@ -102,6 +102,7 @@ class FaultProxy:
         # Share of eth_getLogs answers covering the head that leave out the
         # head block's logs (drawn from its own seeded RNG, not `rates`).
         self.lag_newest_logs = 0.0
+        self.no_history = False  # a pruned node: state reads below the head fail ("missing trie node")
         self.head_lag = 0  # an honest node behind: `latest` is the real block this many below the head
         self.lag_rng = random.Random(seed + 1_000)
         # An orphaned fork: block number -> {"header": ..., "logs": [...]},
@@ -258,7 +259,7 @@ class FaultProxy:
         answers: list[dict | None] = [None] * len(calls)
         forward = []
         head: int | None = None
-        needs_head = self.head_lie or self.limits.max_span is not None or self.lag_newest_logs or self.head_lag
+        needs_head = self.head_lie or self.limits.max_span is not None or self.lag_newest_logs or self.head_lag or self.no_history
         if needs_head:
             head = int((await self._upstream([{"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}]))[0]["result"], 16)
         for i, c in enumerate(calls):
@@ -285,6 +286,13 @@ class FaultProxy:
                 answers[i] = {"jsonrpc": "2.0", "id": c.get("id"),
                               "error": {"code": -32601, "message": f"the method {c.get('method')} does not exist/is not available"}}
                 continue
+            if self.no_history and c.get("method") in ("eth_getBalance", "eth_call", "eth_getStorageAt"):
+                tag = (c.get("params") or [None, None])[-1]
+                if isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) < (head or 0):
+                    self.stats.faults["no_history"] += 1
+                    answers[i] = {"jsonrpc": "2.0", "id": c.get("id"), "error": {
+                        "code": -32000, "message": "missing trie node 0c1d (path ) state is not available"}}
+                    continue
             if self.head_lag and self._lies_about(c):
                 lagged = max(0, (head or 0) - self.head_lag)
                 self.stats.faults["head_lag"] += 1

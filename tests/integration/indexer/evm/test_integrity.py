@@ -61,10 +61,10 @@ async def proxy(anvil):
 async def test_lagging_getlogs_backends_lose_nothing_on_a_chain_final_at_inclusion(anvil, proxy, pool, tmp_path):
     token = deploy_token(anvil.url)
     proxy.lag_newest_logs = 0.5
-    cfg = evm_chain("local", proxy.url, token, finality_depth=1, poll_interval=0.05, request_timeout=5,
-                    start_block=head_number(anvil.url))
+    # Final at inclusion, with the window the flare/songbird/coston/cronos presets carry.
+    cfg = evm_chain("local", proxy.url, token, finality_depth=1, confirmation_blocks=3, poll_interval=0.05,
+                    request_timeout=5, start_block=head_number(anvil.url))
     settings = make_settings(tmp_path, {"chains": [cfg]})
-    assert settings.chains[0].effective_confirmation_blocks == 3  # the default on depth-1 chains
     before = {r: metric("chainsettle_getlogs_requeries_total", chain="local", reason=r) for r in ("bloom", "confirm")}
     follower = EvmFollower(settings.chains[0], pool)
     stop = asyncio.Event()

@@ -51,9 +51,8 @@ def daemon_env(db_url: str) -> dict[str, str]:
 
 
 def config_file(tmp_path: Path, anvil_url: str, token: str, **extra) -> Path:
-    # Depth 1 and no confirmation window: every mined block is final, so
-    # `index` goes to the head (the window's re-query is tested in test_integrity).
-    chain = evm_chain("local", anvil_url, token, finality_depth=1, confirmation_blocks=0, max_logs_range=3, **extra)
+    # Depth 1: every mined block is final, so `index` goes to the head.
+    chain = evm_chain("local", anvil_url, token, finality_depth=1, max_logs_range=3, **extra)
     return write_config(tmp_path / "chainsettle.toml", {"chains": [chain]})
 
 
