@@ -85,7 +85,9 @@ class WalletConfig(Strict):
     name: str
     address: str
     # Assets of this wallet to reconcile: "native" and/or contract names.
-    assets: list[str] = Field(default_factory=lambda: ["native"])
+    # Unset: native plus every ERC-20 contract configured on its chain (a user
+    # who lists a wallet and a token expects the token reconciled).
+    assets: list[str] | None = None
 
 
 class ChainConfig(Strict):
@@ -159,6 +161,10 @@ class ChainConfig(Strict):
         names = [c.name for c in self.contracts]
         if len(set(names)) != len(names):
             raise ValueError("contract names must be unique within a chain")
+        tokens = [c.name for c in self.contracts if c.abi == "erc20"]
+        for w in self.wallets:
+            if w.assets is None:
+                w.assets = ["native", *tokens]
         if self.kind == "xrpl" and self.contracts:
                 raise ValueError("XRPL chains have no contracts; watch accounts with [[chains.wallets]]")
         return self

@@ -47,9 +47,12 @@ ON CONFLICT (chain, number) DO UPDATE
 SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, timestamp = EXCLUDED.timestamp;
 
 -- name: set_cursor
+-- The head moves up with the cursor: a block we indexed exists, so the
+-- status never shows `indexed` above `head` (the head report may lag).
 UPDATE chain_state
 SET cursor_number = $2, cursor_hash = $3,
     final_number = GREATEST(COALESCE(final_number, $4), $4),
+    head_number = GREATEST(COALESCE(head_number, $2), $2),
     updated_at = now()
 WHERE chain = $1;
 
@@ -93,7 +96,7 @@ UPDATE chain_state SET halted_reason = $2, updated_at = now() WHERE chain = $1;
 -- name: set_status
 -- Follower health for the API and other processes; merged, not replaced.
 UPDATE chain_state
-SET status = status || $2::jsonb, head_number = COALESCE($3, head_number),
+SET status = status || $2::jsonb, head_number = GREATEST(COALESCE($3, head_number), cursor_number),
     chain_finalized = COALESCE($4, chain_finalized),
     head_seen_at = CASE WHEN $3 IS NULL THEN head_seen_at ELSE now() END,
     updated_at = now()

@@ -91,7 +91,8 @@ async def test_errors_on_historical_state_make_the_success_stale_alert_fire(anvi
             proxy.no_history = False
             report = await reconcile_once(settings, pool)
             assert report.runs[0].status == "ok"
-            await asyncio.to_thread(prom.wait_until_resolved, "ChainsettleReconciliationSuccessStale", 60)
+            await asyncio.to_thread(prom.wait_until_resolved, "ChainsettleReconciliationSuccessStale", 60,
+                                    chain="stale")
     finally:
         await server.close()
         await proxy.stop()
