@@ -8,7 +8,6 @@ from aiohttp import web
 from config import Settings
 
 
-
 class BoundedPool:
     """The pool as handlers see it: `acquire()` waits at most `timeout` seconds.
 
