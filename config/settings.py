@@ -85,9 +85,10 @@ class WalletConfig(Strict):
     name: str
     address: str
     # Assets of this wallet to reconcile: "native" and/or contract names.
-    # Unset: native plus every ERC-20 contract configured on its chain (a user
-    # who lists a wallet and a token expects the token reconciled).
-    assets: list[str] | None = None
+    # Unset in a chain's config: native plus every ERC-20 contract configured
+    # on that chain (a user who lists a wallet and a token expects the token
+    # reconciled); see ChainConfig._default_wallet_assets.
+    assets: list[str] = Field(default_factory=lambda: ["native"])
 
 
 class ChainConfig(Strict):
@@ -156,15 +157,23 @@ class ChainConfig(Strict):
                     raise ValueError(f"[{i}].address: must be a classic XRPL address, r... (wallet {w.name})")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_wallet_assets(cls, data: object) -> object:
+        if not isinstance(data, dict) or not isinstance(data.get("wallets"), list):
+            return data
+        contracts = data.get("contracts") if isinstance(data.get("contracts"), list) else []
+        tokens = [c["name"] for c in contracts
+                  if isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("abi", "erc20") == "erc20"]
+        wallets = [{**w, "assets": ["native", *tokens]} if isinstance(w, dict) and "assets" not in w else w
+                   for w in data["wallets"]]
+        return {**data, "wallets": wallets}
+
     @model_validator(mode="after")
     def _kind_rules(self) -> "ChainConfig":
         names = [c.name for c in self.contracts]
         if len(set(names)) != len(names):
             raise ValueError("contract names must be unique within a chain")
-        tokens = [c.name for c in self.contracts if c.abi == "erc20"]
-        for w in self.wallets:
-            if w.assets is None:
-                w.assets = ["native", *tokens]
         if self.kind == "xrpl" and self.contracts:
                 raise ValueError("XRPL chains have no contracts; watch accounts with [[chains.wallets]]")
         return self

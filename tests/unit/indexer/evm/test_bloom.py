@@ -49,3 +49,14 @@ def test_confirmation_window_defaults_per_preset():
     assert chain(preset="anvil", finality_depth=1).effective_confirmation_blocks == 0
     assert chain(preset="flare", confirmation_blocks=0).effective_confirmation_blocks == 0
     assert chain(preset="anvil", confirmation_blocks=5).effective_confirmation_blocks == 5
+
+
+def test_wallet_assets_default_to_native_and_every_erc20_of_the_chain():
+    token = {"name": "USDT", "address": "0x" + "11" * 20}
+    other = {"name": "USDC", "address": "0x" + "22" * 20, "abi": "erc20"}
+    batcher = {"name": "batcher", "address": "0x" + "33" * 20, "abi": "payout_batcher"}
+    cfg = chain(preset="flare", contracts=[token, other, batcher],
+                wallets=[{"name": "hot", "address": "0x" + "44" * 20},
+                         {"name": "cold", "address": "0x" + "55" * 20, "assets": ["native"]},
+                         {"name": "none", "address": "0x" + "66" * 20, "assets": []}])
+    assert [w.assets for w in cfg.wallets] == [["native", "USDT", "USDC"], ["native"], []]
