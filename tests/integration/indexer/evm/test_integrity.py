@@ -249,3 +249,25 @@ async def test_contradiction_below_final_halts_a_depth_one_chain_and_rewind_reso
         await follower.close()
     assert await pool.fetchval("SELECT halted_reason FROM chain_state WHERE chain = 'local'") is None
     assert await stored_rows(pool, "local") == independent_rows(anvil.url, token)
+
+
+async def test_background_rescan_counts_final_differences(anvil, pool, tmp_path):
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    for i in range(5):
+        batch_transfer(anvil.url, token, ["0x" + f"{i + 7:040x}", "0x" + f"{i + 9:040x}"], [3, 4])
+    rpc_sync(anvil.url, "anvil_mine", ["0x3"])
+    cfg = evm_chain("local", anvil.url, token, finality_depth=1, start_block=first, rescan_blocks=1000)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [cfg]}).chains[0], pool)
+    try:
+        await follower.backfill()
+        before = metric("chainsettle_final_rescan_differences_total", chain="local")
+        scanned = metric("chainsettle_final_rescan_blocks_total", chain="local")
+        assert await follower.rescan_sample() == 0
+        assert metric("chainsettle_final_rescan_blocks_total", chain="local") > scanned
+        # A final event lost (as a lagging endpoint made happen before this issue): the re-scan sees it.
+        await pool.execute("DELETE FROM events WHERE id = (SELECT min(id) FROM events WHERE chain = 'local')")
+        assert await follower.rescan_sample() == 1
+        assert metric("chainsettle_final_rescan_differences_total", chain="local") == before + 1
+    finally:
+        await follower.close()
