@@ -401,14 +401,12 @@ class EvmFollower:
         while start <= top:
             m.GETLOGS_REQUERIES.labels(self.chain, "confirm").inc()
             end, logs = await fetch_logs(self.rpc, self.filter, start, top, self.sizer)
-            # [integrity] the re-query is accepted only for the blocks we hold:
-            # each log's hash must be the stored hash of its block number.
-            known = {b.number: b for b in await self.store.stored_blocks(end, start)}
-            for lg in logs:
-                n = int(lg["blockNumber"], 16)
-                if n not in known or lg["blockHash"].lower() != known[n].hash:
-                    raise InconsistentRange(f"{self.chain}: re-query of {start}..{end}: a log of block {n} "
-                                            f"has hash {lg['blockHash'][:10]}, not the stored one")
+            # [integrity] each log's hash must be the hash we hold for its block
+            # (block window, or rows stored there), else the one every answering
+            # endpoint agrees on: a node on another fork adds nothing.
+            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, end)):
+                raise InconsistentRange(f"{self.chain}: re-query of {start}..{end}: logs of a block that is "
+                                        "not the canonical one we hold; re-checking")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
