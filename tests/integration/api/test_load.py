@@ -12,7 +12,6 @@ the client got answers or clear refusals (429 / 503), never a hang.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections import Counter
 
