@@ -160,3 +160,19 @@ async def test_per_client_inflight_cap_is_applied_before_a_connection_is_taken(t
     assert {b["error"] for b, s in zip(bodies, statuses) if s == 429} == {"too_many_in_flight"}
     assert statuses.count(200) >= 2
 
+
+
+async def test_a_request_waits_a_bounded_time_for_a_connection(tmp_path, db_url):
+    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"pool_max": 1, "acquire_timeout": 0.3})
+    api_pool = await create_api_pool(settings, db_url)
+    try:
+        async with client_for(settings, api_pool) as client:
+            async with api_pool.acquire():  # someone holds the API's only connection
+                resp = await client.get("/v1/events")
+                body = await resp.json()
+            assert resp.status == 503 and body["error"] == "database_unavailable", body
+            assert (await client.get("/v1/events")).status == 200  # and it is free again
+            timeout = await api_pool.fetchval("SHOW statement_timeout")
+            assert timeout == "3s"  # the API's own, much shorter than the daemon's 60 s
+    finally:
+        await api_pool.close()
