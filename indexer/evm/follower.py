@@ -311,7 +311,10 @@ class EvmFollower:
 
     async def _fetch_final(self, a: int, b: int) -> tuple[int, int, list, list, BlockRow, BlockRow]:
         end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
-        numbers = [a] if a == end else [a, end]
+        # [integrity] a range small enough for one header batch (the ranges of
+        # chains final at inclusion) is checked block by block against its
+        # blooms; a wide backfill range of old blocks at its two ends.
+        numbers = list(range(a, end + 1)) if end - a < UNFINAL_BATCH else [a, end]
         headers = await get_headers(self.rpc, numbers)
         first, last = headers[0], headers[-1]
         logs = await verify_logs(self.rpc, self.filter, headers, logs)

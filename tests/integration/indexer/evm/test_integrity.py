@@ -271,3 +271,24 @@ async def test_background_rescan_counts_final_differences(anvil, pool, tmp_path)
         assert metric("chainsettle_final_rescan_differences_total", chain="local") == before + 1
     finally:
         await follower.close()
+
+
+async def test_a_replay_commit_is_fenced_out_by_a_rewind(anvil, pool, tmp_path):
+    from indexer.evm.fetch import get_header
+
+    token = deploy_token(anvil.url)
+    first = head_number(anvil.url)
+    for i in range(4):
+        batch_transfer(anvil.url, token, ["0x" + f"{i + 3:040x}"], [1])
+    cfg = evm_chain("local", anvil.url, token, finality_depth=1, start_block=first)
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [cfg]}).chains[0], pool)
+    try:
+        await follower.backfill()
+        final = await pool.fetchval("SELECT final_number FROM chain_state WHERE chain = 'local'")
+        # An operator rewinds below the range a replay fetched meanwhile: its write is refused.
+        await follower.store.rewind(await get_header(follower.rpc, final - 3), actor="ops", reason="test")
+        with pytest.raises(ReplayRefused, match="fenced out"):
+            await follower.store.commit_range(from_block=final - 1, to_block=final, events=[], expected=None,
+                                              cursor=None, fence_final=final)
+    finally:
+        await follower.close()
