@@ -35,11 +35,16 @@ async def verify_logs(rpc: EvmRpc, flt: LogFilter, headers: list[BlockRow], logs
     """`logs` with every block of `headers` checked against its bloom and hash.
 
     Blocks without a header here are not checked (the caller checks them
-    another way); the returned list is sorted by (block, log index).
+    another way); when a re-query found logs, the returned list is sorted by
+    (block, log index), else it is `logs` itself.
     """
     by_block: dict[int, list[dict]] = defaultdict(list)
+    wanted = {h.number for h in headers}
     for lg in logs:
-        by_block[int(lg["blockNumber"], 16)].append(lg)
+        n = int(lg["blockNumber"], 16)
+        if n in wanted:
+            by_block[n].append(lg)
+    found_any = False
     for h in headers:
         got = by_block.get(h.number, [])
         for lg in got:
@@ -56,7 +61,12 @@ async def verify_logs(rpc: EvmRpc, flt: LogFilter, headers: list[BlockRow], logs
                 m.LATE_LOGS.labels(rpc.chain, "bloom").inc(len(found))
                 log.warning("follower.bloom_requery_found", chain=rpc.chain, block=h.number, logs=len(found))
                 by_block[h.number] = found
-    out = [lg for n in sorted(by_block) for lg in by_block[n]]
+                found_any = True
+    if not found_any:
+        return logs
+    recovered = {n for n, got in by_block.items()}
+    out = [lg for lg in logs if int(lg["blockNumber"], 16) not in recovered] + [
+        lg for got in by_block.values() for lg in got]
     out.sort(key=lambda lg: (int(lg["blockNumber"], 16), int(lg.get("logIndex", "0x0"), 16)))
     return out
 
