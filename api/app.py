@@ -23,7 +23,7 @@ from .middleware import (
     metrics_middleware,
 )
 from .openapi import OPENAPI, build_spec, openapi_handler
-from .state import ADMIN_ACTOR, POOL, SETTINGS
+from .state import ADMIN_ACTOR, POOL, SETTINGS, BoundedPool
 
 STATIC = Path(__file__).with_name("static")
 # Admin bodies are a few hundred bytes; nothing else reads a body.
@@ -60,13 +60,14 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     api = settings.api
     token = admin_secret(settings)
     cors = CorsPolicy(api.cors_origins)
-    limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.trusted_proxies)
+    limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.trusted_proxies,
+                          max_inflight=api.max_inflight_per_client)
     middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware()]
     if token is not None:
         middlewares.append(admin_auth(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
-    app[POOL] = pool
+    app[POOL] = BoundedPool(pool, api.acquire_timeout)
     app[OPENAPI] = build_spec(api, admin=token is not None, chains=[c.name for c in settings.chains],
                               payouts={pc.chain: [a.name for a in pc.assets] for pc in settings.payouts.chains},
                               signin=settings.invoices.signin is not None)

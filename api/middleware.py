@@ -32,6 +32,7 @@ ADMIN_PREFIX = "/v1/admin/"
 # Probes and scrapes come from a few fixed peers; limiting them would turn
 # a busy API into a failing health check.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+STREAM_PATHS = frozenset({"/v1/stream"})
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 
@@ -140,7 +141,10 @@ class CorsPolicy:
 class RateLimiter:
     """Token bucket per client: `rate` tokens a second, at most `burst` saved up."""
 
-    def __init__(self, rate: float, burst: int, trusted_proxies: Iterable[str] = (), max_clients: int = 50_000) -> None:
+    def __init__(self, rate: float, burst: int, trusted_proxies: Iterable[str] = (), max_clients: int = 50_000,
+                 max_inflight: int | None = None) -> None:
+        self.max_inflight = max_inflight
+        self._inflight: dict[str, int] = {}
         self.rate = rate
         self.burst = float(burst)
         self.max_clients = max_clients
@@ -188,15 +192,36 @@ class RateLimiter:
     def middleware(self) -> Callable:
         @web.middleware
         async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path not in UNLIMITED_PATHS:
-                wait = self.take(self.client_key(request), time.monotonic())
-                if wait > 0:
-                    m.RATE_LIMITED.inc()
-                    raise RequestError(
-                        None, "rate limit exceeded; retry later", status=429, code="rate_limited",
-                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                    )
-            return await handler(request)
+            if request.path in UNLIMITED_PATHS:
+                return await handler(request)
+            key = self.client_key(request)
+            wait = self.take(key, time.monotonic())
+            if wait > 0:
+                m.RATE_LIMITED.inc()
+                raise RequestError(
+                    None, "rate limit exceeded; retry later", status=429, code="rate_limited",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            # [integrity] requests of one client running at once, counted before
+            # any handler takes a database connection (streams have their own cap).
+            if self.max_inflight is None or request.path in STREAM_PATHS:
+                return await handler(request)
+            running = self._inflight.get(key, 0)
+            if running >= self.max_inflight:
+                m.RATE_LIMITED.inc()
+                raise RequestError(
+                    None, f"too many requests in flight from this client (at most {self.max_inflight}); retry later",
+                    status=429, code="too_many_in_flight", headers={"Retry-After": "1"},
+                )
+            self._inflight[key] = running + 1
+            try:
+                return await handler(request)
+            finally:
+                left = self._inflight[key] - 1
+                if left:
+                    self._inflight[key] = left
+                else:
+                    del self._inflight[key]
 
         return rate_limit_middleware
 

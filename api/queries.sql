@@ -24,8 +24,13 @@ WHERE n <= $1
 ORDER BY chain, id DESC;
 
 -- name: events_page_asc
--- Keyset page in id order after cursor $6; NULL filters match everything.
-SELECT e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
+-- Keyset page in commit order (tx, id) after cursor ($6 tx, $7 id), only from
+-- transactions below the horizon $8 (every one of them has finished, and any
+-- later writer gets a larger xid: following `next` never skips a row; see
+-- db/migrations/0003_event_feed.sql). NULL filters match everything; the API
+-- refuses address/event/block filters without a chain, so every page is an
+-- index range: events_feed, or events_chain_commit / _address_ / _event_ (0009).
+SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
        e.address, e.event, e.args, e.inserted_at,
        (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
 FROM events e
@@ -35,13 +40,14 @@ WHERE ($1::text IS NULL OR e.chain = $1)
   AND ($3::text IS NULL OR e.event = $3)
   AND ($4::bigint IS NULL OR e.block_number >= $4)
   AND ($5::bigint IS NULL OR e.block_number <= $5)
-  AND ($6::bigint IS NULL OR e.id > $6)
-ORDER BY e.id
-LIMIT $7;
+  AND ($6::text IS NULL OR (e.tx, e.id) > ($6::text::xid8, $7::bigint))
+  AND e.tx < $8::text::xid8
+ORDER BY e.tx, e.id
+LIMIT $9;
 
 -- name: events_page_desc
--- Keyset page, newest id first, before cursor $6.
-SELECT e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
+-- Keyset page, newest commit first, before cursor ($6 tx, $7 id), below horizon $8.
+SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
        e.address, e.event, e.args, e.inserted_at,
        (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
 FROM events e
@@ -51,9 +57,10 @@ WHERE ($1::text IS NULL OR e.chain = $1)
   AND ($3::text IS NULL OR e.event = $3)
   AND ($4::bigint IS NULL OR e.block_number >= $4)
   AND ($5::bigint IS NULL OR e.block_number <= $5)
-  AND ($6::bigint IS NULL OR e.id < $6)
-ORDER BY e.id DESC
-LIMIT $7;
+  AND ($6::text IS NULL OR (e.tx, e.id) < ($6::text::xid8, $7::bigint))
+  AND e.tx < $8::text::xid8
+ORDER BY e.tx DESC, e.id DESC
+LIMIT $9;
 
 -- name: feed_horizon
 -- Every transaction below this xid has finished: where a new feed starts, and
@@ -207,3 +214,7 @@ RETURNING id, chain, from_block, to_block, reason, requested_by, state, attempts
 SELECT id, chain, from_block, to_block, reason, requested_by, state, attempts, inserted, error,
        created_at, started_at, finished_at
 FROM replay_requests WHERE id = $1;
+
+-- name: api_statement_timeout
+-- This transaction's statements end after $1 ms, whatever pool the API was given.
+SELECT set_config('statement_timeout', $1, true);

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,8 @@ def _lag_seconds(row: asyncpg.Record) -> float | None:
 def chain_view(row: asyncpg.Record, cfg_threshold: int | None, reorgs: list[dict]) -> dict[str, Any]:
     status = row["status"] if isinstance(row["status"], dict) else {}
     head, cursor = row["head_number"], row["cursor_number"]
+    if head is not None and cursor is not None and cursor > head:
+        head = cursor  # one row, one snapshot; a block we indexed exists, so the head is at least there
     endpoints = status.get("endpoints")
     return {
         "chain": row["chain"],
@@ -132,6 +136,23 @@ async def status(request: web.Request) -> web.Response:
 
 
 EVENT_PARAMS = {"chain", "address", "event", "from_block", "to_block", "limit", "cursor", "order"}
+_CURSOR = re.compile(r"^c1\.([0-9]{1,20})\.([0-9]{1,19})$")
+
+
+def encode_cursor(tx: str, row_id: int) -> str:
+    """Opaque to clients: where a page ended, in commit order (see queries.sql)."""
+    return base64.urlsafe_b64encode(f"c1.{tx}.{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> tuple[str, int]:
+    try:
+        text = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    match = _CURSOR.fullmatch(text)
+    if not match or int(match.group(1)) >= 2**64 or int(match.group(2)) >= 2**63:
+        raise RequestError("cursor", "must be the `next` value of a previous page, unchanged")
+    return match.group(1), int(match.group(2))
 
 
 @routes.get("/v1/events")
@@ -145,13 +166,26 @@ async def events(request: web.Request) -> web.Response:
     to_block = q.integer("to_block")
     if from_block is not None and to_block is not None and to_block < from_block:
         raise RequestError("to_block", f"must be at least from_block ({from_block})")
+    # [integrity] every page is an index range: these filters are only indexed
+    # under a chain (0009); without one they would scan the whole table.
+    for name, value in (("address", address), ("event", event), ("from_block", from_block), ("to_block", to_block)):
+        if value is not None and chain is None:
+            raise RequestError("chain", f"is required with {name}: filter by chain too")
     limit = q.integer("limit", default=settings.default_page_size, low=1, high=settings.max_page_size)
-    cursor = q.integer("cursor")
+    raw_cursor = request.query.get("cursor")
+    after = decode_cursor(raw_cursor) if raw_cursor else (None, None)
     order = q.choice("order", ("asc", "desc"), "asc")
     query = Q.events_page_asc if order == "asc" else Q.events_page_desc
-    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True):
+    async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         await conn.execute(Q.force_custom_plan)
-        rows = await conn.fetch(query, chain, address, event, from_block, to_block, cursor, limit + 1)
+        await conn.fetchval(Q.api_statement_timeout, str(settings.statement_timeout_ms))
+        horizon = await conn.fetchval(Q.feed_horizon)
+        rows = await conn.fetch(query, chain, address, event, from_block, to_block, after[0], after[1], horizon, limit + 1)
     more = len(rows) > limit
-    page = [row_dict(r) for r in rows[:limit]]
-    return json_response({"events": page, "next": page[-1]["id"] if more else None})
+    page = [{k: v for k, v in row_dict(r).items() if k != "tx"} for r in rows[:limit]]
+    # `next`: more rows are there now. `resume`: where to poll from later (in
+    # commit order, rows still committing come after it): a client that
+    # follows `next`, then polls `resume`, sees every row exactly once.
+    last = encode_cursor(rows[len(page) - 1]["tx"], page[-1]["id"]) if page else raw_cursor
+    return json_response({"events": page, "next": last if more else None,
+                          "resume": last if order == "asc" else None})

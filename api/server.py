@@ -67,7 +67,16 @@ async def open_read_pool(settings: Settings) -> asyncpg.Pool:
         from db.embedded import start_embedded
 
         url = start_embedded(settings.base_dir / db.embedded_dir)
+    return await create_api_pool(settings, url)
+
+
+async def create_api_pool(settings: Settings, url: str) -> asyncpg.Pool:
+    """The API's own connections: a few, with a statement timeout much shorter
+    than the daemon's, so client queries cannot hold what followers and
+    payout workers need."""
+    api, db = settings.api, settings.database
     return await create_pool(
-        url, min_size=db.pool_min, max_size=db.pool_max, statement_timeout_ms=db.statement_timeout_ms,
-        idle_in_transaction_timeout_ms=db.idle_in_transaction_timeout_ms, application_name="chainsettle-api",
+        url, min_size=1, max_size=api.pool_max, statement_timeout_ms=api.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=min(db.idle_in_transaction_timeout_ms, 10 * api.statement_timeout_ms),
+        application_name="chainsettle-api",
     )

@@ -48,6 +48,15 @@ class ApiSettings(BaseModel):
     sse_poll_interval: float = Field(0.5, gt=0, le=60)
     sse_heartbeat: float = Field(15.0, gt=0, le=300)
     sse_max_clients: int = Field(200, ge=1)
+    # The API cannot starve the followers and payout workers: `chainsettle run`
+    # gives it its own pool, with a short statement timeout; a request waits
+    # at most `acquire_timeout` for a connection (then 503); one client has at
+    # most `max_inflight_per_client` requests running, checked before any
+    # connection is taken (then 429).
+    pool_max: int = Field(4, ge=1, le=100)
+    statement_timeout_ms: int = Field(3_000, ge=100)
+    acquire_timeout: float = Field(2.0, gt=0, le=60)
+    max_inflight_per_client: int = Field(4, ge=1)
     status_page: bool = True
 
     @field_validator("listen")

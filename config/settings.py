@@ -85,6 +85,9 @@ class WalletConfig(Strict):
     name: str
     address: str
     # Assets of this wallet to reconcile: "native" and/or contract names.
+    # Unset in a chain's config: native plus every ERC-20 contract configured
+    # on that chain (a user who lists a wallet and a token expects the token
+    # reconciled); see ChainConfig._default_wallet_assets.
     assets: list[str] = Field(default_factory=lambda: ["native"])
 
 
@@ -95,6 +98,11 @@ class ChainConfig(Strict):
     ws: str | None = None  # EVM: a ws:// URL for newHeads; polling otherwise
     chain_id: int | None = None
     finality_depth: int | None = Field(None, ge=1)
+    # Top blocks re-queried before they count as final (default: the preset's,
+    # 3 on the chains final at inclusion); 0 turns the window off.
+    confirmation_blocks: int | None = Field(None, ge=0, le=1000)
+    rescan_interval: float = Field(60.0, gt=0)  # seconds between background re-scans of a final sample
+    rescan_blocks: int = Field(100, ge=1)  # blocks per background re-scan sample
     poll_interval: float | None = Field(None, gt=0)
     max_logs_range: int | None = Field(None, ge=1)
     min_logs_range: int = Field(1, ge=1)
@@ -149,6 +157,18 @@ class ChainConfig(Strict):
                     raise ValueError(f"[{i}].address: must be a classic XRPL address, r... (wallet {w.name})")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_wallet_assets(cls, data: object) -> object:
+        if not isinstance(data, dict) or not isinstance(data.get("wallets"), list):
+            return data
+        contracts = data.get("contracts") if isinstance(data.get("contracts"), list) else []
+        tokens = [c["name"] for c in contracts
+                  if isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("abi", "erc20") == "erc20"]
+        wallets = [{**w, "assets": ["native", *tokens]} if isinstance(w, dict) and "assets" not in w else w
+                   for w in data["wallets"]]
+        return {**data, "wallets": wallets}
+
     @model_validator(mode="after")
     def _kind_rules(self) -> "ChainConfig":
         names = [c.name for c in self.contracts]
@@ -173,6 +193,14 @@ class ChainConfig(Strict):
     @property
     def effective_finality_depth(self) -> int:
         return self.finality_depth or self.preset_info.finality_depth
+
+    @property
+    def effective_confirmation_blocks(self) -> int:
+        if self.confirmation_blocks is not None:
+            return self.confirmation_blocks
+        # The presets of chains final at inclusion carry a window (public
+        # endpoints are load balancers); `anvil` is one local node and has none.
+        return self.preset_info.confirmation_blocks
 
     @property
     def uses_finalized_tag(self) -> bool:

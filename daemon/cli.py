@@ -76,6 +76,8 @@ async def cmd_run(settings: Settings, args) -> int:
 
 async def cmd_unhalt(settings: Settings, args) -> int:
     cfg = settings.chain(args.chain)
+    if args.rewind_to is not None:
+        return await _rewind(settings, cfg, args)
     async with open_pool(settings) as pool:
         async with pool.acquire() as conn, conn.transaction():
             reason = await conn.fetchval(ADMIN_Q.halted_reason, cfg.name)
@@ -83,6 +85,31 @@ async def cmd_unhalt(settings: Settings, args) -> int:
             await audit(conn, args.actor, "chain.unhalt", f"chain:{cfg.name}",
                                {"previous_reason": reason, "note": args.reason})
     print(json.dumps({"chain": cfg.name, "was_halted": reason is not None}))
+    return 0
+
+
+async def _rewind(settings: Settings, cfg, args) -> int:
+    """Delete above N in one transaction (audited), then re-index to the final head."""
+    from indexer.evm.fetch import get_header
+
+    from .followers import make_follower
+
+    if cfg.kind != "evm":
+        raise ConfigError(f"--rewind-to: supported for EVM chains; {cfg.name} is {cfg.kind}")
+    if args.rewind_to < 0:
+        raise ConfigError("--rewind-to: must be a block number >= 0")
+    async with open_pool(settings) as pool:
+        follower = make_follower(cfg, pool, settings)
+        try:
+            # The hash of N is read before the transaction (no network inside it).
+            header = await get_header(follower.rpc, args.rewind_to)
+            deleted = await follower.store.rewind(header, actor=args.actor, reason=args.reason)
+            new = 0 if args.no_reindex else await follower.backfill()
+        finally:
+            await follower.close()
+        state = await follower.store.load_state()
+    print(json.dumps({"chain": cfg.name, "rewound_to": args.rewind_to, "deleted_events": deleted,
+                      "reindexed_events": new, "cursor": state.cursor.number if state.cursor else None}))
     return 0
 
 
@@ -108,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("chain")
     un.add_argument("--reason", required=True)
     un.add_argument("--actor", default="cli")
+    un.add_argument("--rewind-to", dest="rewind_to", type=int,
+                    help="delete everything above this block (final data included) in one audited transaction and re-index")
+    un.add_argument("--no-reindex", action="store_true", help="with --rewind-to: leave re-indexing to the running daemon")
     un.set_defaults(func=cmd_unhalt, chain_arg=True)
 
     for extra in _extensions():

@@ -78,13 +78,19 @@ async def replay_once(settings: Settings, pool: asyncpg.Pool, *, worker: str | N
         await _finish(pool, req, worker, error=f"gave up after {MAX_ATTEMPTS} attempts whose worker stopped")
         return req["id"]
     async with pool.acquire() as conn:
-        cursor = (await heights(conn, chain) or Heights(None, None, None)).cursor
+        h = await heights(conn, chain) or Heights(None, None, None)
+    cursor = h.cursor
     # The follower moves the cursor; a replay only goes back over what it
-    # already indexed (a reorg may have lowered the cursor since the request).
+    # already indexed (a reorg may have lowered the cursor since the request),
+    # and only over final blocks: above final the follower re-checks itself.
     if cursor is None or req["from_block"] > cursor:
         await _finish(pool, req, worker, error=f"the range starts above the indexed block ({cursor})")
         return req["id"]
-    top = min(req["to_block"], cursor)
+    if h.final is None or req["from_block"] > h.final:
+        await _finish(pool, req, worker, error=f"the range starts above the final height ({h.final}); "
+                                                "blocks above final are re-checked by the follower")
+        return req["id"]
+    top = min(req["to_block"], cursor, h.final)
     log.info("replay.started", id=req["id"], chain=chain, from_block=req["from_block"], to_block=top,
              attempt=req["attempts"])
     keeper = asyncio.create_task(_keep_lease(pool, req["id"], worker, lease), name=f"replay-lease-{req['id']}")

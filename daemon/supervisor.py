@@ -20,15 +20,23 @@ GRACE_SECONDS = 20.0
 
 
 @contextlib.asynccontextmanager
-async def _api(settings: Settings, pool):
-    """The API binds before any worker starts, so a taken port fails start-up at once."""
+async def _api(settings: Settings, url: str):
+    """The API binds before any worker starts, so a taken port fails start-up at once.
+
+    It has its own pool (api.pool_max, api.statement_timeout_ms): client
+    queries never wait for, or hold, the followers' and payout workers' connections.
+    """
     if not settings.api.enabled:
         yield None
         return
-    from api.server import running_api
+    from api.server import create_api_pool, running_api
 
-    async with running_api(settings, pool) as runner:
-        yield runner
+    api_pool = await create_api_pool(settings, url)
+    try:
+        async with running_api(settings, api_pool) as runner:
+            yield runner
+    finally:
+        await api_pool.close()
 
 
 async def supervised(name: str, factory, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
@@ -57,7 +65,7 @@ async def supervised(name: str, factory, stop: asyncio.Event, *, backoff: float 
 
 async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
     url = database_url(settings)
-    async with open_pool(settings, url) as pool, _api(settings, pool):
+    async with open_pool(settings, url) as pool, _api(settings, url):
         jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
                 for cfg in settings.chains}
         jobs.update(payout_jobs(settings, pool, stop))

@@ -66,6 +66,16 @@ ROWS = [
         ("API requests /s", "reqps", ["sum by (route, status) (rate(chainsettle_api_requests_total[5m]))"]),
         ("SSE clients", "none", ["chainsettle_api_sse_clients"]),
     ]),
+    ("Integrity", [
+        ("getLogs re-queries /s by reason", "ops",
+         ["sum by (chain, reason) (rate(chainsettle_getlogs_requeries_total[5m]))"]),
+        ("Late logs found by re-queries (1h)", "none", ["sum by (chain, stage) (increase(chainsettle_late_logs_total[1h]))"]),
+        ("Final re-scan differences (1h)", "none", [
+            "sum by (chain) (increase(chainsettle_final_rescan_differences_total[1h]))",
+            "sum by (chain) (increase(chainsettle_bloom_lies_total[1h]))"]),
+        ("Seconds since last successful reconciliation", "s", [
+            "time() - max by (chain) (chainsettle_reconciliation_last_success_timestamp_seconds)"]),
+    ]),
 ]
 
 

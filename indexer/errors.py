@@ -64,3 +64,7 @@ class ReorgBeyondFinality(ChainsettleError):
 
 class ChainHalted(ChainsettleError):
     """this chain's follower is halted"""
+
+
+class ReplayRefused(ChainsettleError):
+    """a replay was refused (above final, fenced out, or only non-canonical logs offered)"""

@@ -28,3 +28,21 @@ REORGS = Counter("chainsettle_reorgs_total", "Reorgs handled", ["chain"])
 REORG_DEPTH = Histogram("chainsettle_reorg_depth_blocks", "Depth of handled reorgs", ["chain"], buckets=(1, 2, 3, 5, 8, 13, 21, 64, 128))
 FOLLOWER_UP = Gauge("chainsettle_follower_up", "1 while the follower makes progress, 0 while it retries", ["chain"])
 FOLLOWER_HALTED = Gauge("chainsettle_follower_halted", "1 when the follower stopped on a reorg beyond finality", ["chain"])
+
+# Integrity: answers checked against headers, re-queried, re-scanned.
+GETLOGS_REQUERIES = Counter(
+    "chainsettle_getlogs_requeries_total",
+    "Ranges or blocks asked again before their logs were accepted "
+    "(reason: bloom = header bloom matched but no log came back; confirm = top-window re-query before final)",
+    ["chain", "reason"],
+)
+BLOOM_LIES = Counter("chainsettle_bloom_lies_total", "eth_getLogs answers with a log missing from its header's bloom", ["chain"])
+LATE_LOGS = Counter(
+    "chainsettle_late_logs_total", "Logs found only by a re-query (stage: bloom, confirm)", ["chain", "stage"])
+RESCAN_BLOCKS = Counter("chainsettle_final_rescan_blocks_total", "Final blocks re-scanned in the background", ["chain"])
+RESCAN_DIFFERENCES = Counter(
+    "chainsettle_final_rescan_differences_total",
+    "Differences between stored final events and a background re-scan of the chain (missing or extra logs)",
+    ["chain"],
+)
+INTEGRITY_HALTS = Counter("chainsettle_integrity_halts_total", "Follower halts on a contradiction below final", ["chain"])

@@ -42,6 +42,7 @@ class BlockRow(NamedTuple):
     hash: str
     parent_hash: str
     timestamp: int | None
+    bloom: bytes | None = None  # the header's logsBloom (EVM), when it came with one
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Protocol
 import asyncpg
 import orjson
 
-from db import Queries
-from indexer.errors import ReorgBeyondFinality, StaleCursor
+from db import Queries, audit
+from indexer.errors import ReorgBeyondFinality, ReplayRefused, StaleCursor
 from indexer.models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
 
 Q = Queries(Path(__file__).with_name("store.sql"))
@@ -71,29 +71,36 @@ class Store:
         cursor: Cursor | None,
         final_number: int | None = None,
         prune_below: int | None = None,
+        fence_final: int | None = None,
     ) -> int:
         """Write one range atomically; return how many events were new.
 
         `expected` is the cursor this range was fetched against: if the
         stored one differs (a rewind, or a second writer) nothing is written.
         `cursor=None` writes without moving the cursor (a replay below it).
+        `fence_final=N` (replays) writes only while block N is still final
+        and the chain is not halted: a rewind meanwhile fences the replay out.
         """
         try:
             return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                                            final_number, prune_below, direct=cursor is not None)
+                                            final_number, prune_below, fence_final, direct=cursor is not None)
         except asyncpg.UniqueViolationError:
             # Rows above the cursor that the direct path did not expect
             # (written by hand, or by a tool): take the idempotent path.
             return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                                            final_number, prune_below, direct=False)
+                                            final_number, prune_below, fence_final, direct=False)
 
     async def _commit_range(self, from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                            final_number, prune_below, direct) -> int:
+                            final_number, prune_below, fence_final, direct) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(Q.lock_state, self.chain)
             stored = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
             if cursor is not None and stored != expected:
                 raise StaleCursor(f"{self.chain}: cursor is {stored}, range was fetched after {expected}")
+            if fence_final is not None and (row["halted_reason"] is not None or row["final_number"] is None
+                                            or row["final_number"] < fence_final):
+                raise ReplayRefused(f"{self.chain}: replay of ..{fence_final} fenced out: the final height is now "
+                                    f"{row['final_number']}{' and the chain is halted' if row['halted_reason'] else ''}")
             # Past the cursor nothing is stored (cursor and rows commit together),
             # so a fresh range can COPY straight into events; the unique key
             # still guards it and a clash falls back to the staging path.
@@ -143,6 +150,22 @@ class Store:
             r = await conn.fetchrow(Q.stored_block, self.chain, number)
         return BlockRow(r["number"], r["hash"], r["parent_hash"], None) if r else None
 
+    async def canonical_hashes(self, low: int, high: int) -> dict[int, str]:
+        """The block hash we hold for each number in [low, high] (window, events, raw logs)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q.canonical_hashes, self.chain, low, high)
+        out: dict[int, str] = {}
+        for r in rows:
+            if out.setdefault(r["number"], r["hash"]) != r["hash"]:
+                raise ReplayRefused(f"{self.chain}: two hashes stored for block {r['number']}; resolve with "
+                                    f"`chainsettle chains unhalt {self.chain} --rewind-to N`")
+        return out
+
+    async def final_log_keys(self, low: int, high: int, addresses: Sequence[str]) -> set[tuple]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(Q.final_log_keys, self.chain, low, high, [a.lower() for a in addresses])
+        return {tuple(r) for r in rows}
+
     async def rollback_to(self, ancestor: Cursor, expected: Cursor) -> int:
         """Delete everything above `ancestor` in one transaction; return events deleted.
 
@@ -168,6 +191,33 @@ class Store:
                 Q.record_reorg, self.chain, ancestor.number, expected.number, expected.number - ancestor.number, deleted
             )
             await conn.execute(Q.rewind_cursor, self.chain, ancestor.number, ancestor.hash)
+        return deleted
+
+    async def rewind(self, to: BlockRow, *, actor: str, reason: str) -> int:
+        """Operator rewind below final: delete everything above `to` in one transaction, audited.
+
+        The one way final data is ever rewritten: a contradiction below final
+        halted the chain and a human chose the height to re-index from. The
+        derived rows go with the events (hooks), the halt is cleared, and the
+        follower re-indexes from `to` + 1 against `to`'s hash.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(Q.lock_state, self.chain)
+            old = row["cursor_number"]
+            for hook in self.hooks:
+                await hook.on_rollback(conn, self.chain, to.number)
+            status = await conn.execute(Q.delete_events_above, self.chain, to.number)
+            deleted = int(status.rsplit(" ", 1)[1])
+            await conn.execute(Q.delete_raw_logs_above, self.chain, to.number)
+            await conn.execute(Q.delete_blocks_above, self.chain, to.number)
+            await conn.execute(Q.upsert_block, self.chain, to.number, to.hash, to.parent_hash, to.timestamp)
+            if old is not None:
+                await conn.execute(Q.record_reorg, self.chain, to.number, old, max(0, old - to.number), deleted)
+            await conn.execute(Q.rewind_below_final, self.chain, to.number, to.hash)
+            await audit(conn, actor, "chain.rewind", f"chain:{self.chain}", {
+                "rewind_to": to.number, "hash": to.hash, "old_cursor": old, "old_final": row["final_number"],
+                "previous_reason": row["halted_reason"], "deleted_events": deleted, "note": reason,
+            })
         return deleted
 
     async def set_halted(self, reason: str | None) -> None:

@@ -47,9 +47,12 @@ ON CONFLICT (chain, number) DO UPDATE
 SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, timestamp = EXCLUDED.timestamp;
 
 -- name: set_cursor
+-- The head moves up with the cursor: a block we indexed exists, so the
+-- status never shows `indexed` above `head` (the head report may lag).
 UPDATE chain_state
 SET cursor_number = $2, cursor_hash = $3,
     final_number = GREATEST(COALESCE(final_number, $4), $4),
+    head_number = GREATEST(COALESCE(head_number, $2), $2),
     updated_at = now()
 WHERE chain = $1;
 
@@ -93,8 +96,36 @@ UPDATE chain_state SET halted_reason = $2, updated_at = now() WHERE chain = $1;
 -- name: set_status
 -- Follower health for the API and other processes; merged, not replaced.
 UPDATE chain_state
-SET status = status || $2::jsonb, head_number = COALESCE($3, head_number),
+SET status = status || $2::jsonb, head_number = GREATEST(COALESCE($3, head_number), cursor_number),
     chain_finalized = COALESCE($4, chain_finalized),
     head_seen_at = CASE WHEN $3 IS NULL THEN head_seen_at ELSE now() END,
     updated_at = now()
+WHERE chain = $1;
+
+-- name: canonical_hashes
+-- The hash we hold for each block number in [$2, $3]: the block window, else
+-- the events and raw logs already stored there (one hash per number).
+SELECT number, hash FROM blocks WHERE chain = $1 AND number BETWEEN $2 AND $3
+UNION
+SELECT DISTINCT block_number, block_hash FROM events
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3
+UNION
+SELECT DISTINCT block_number, block_hash FROM raw_logs
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3;
+
+-- name: final_log_keys
+-- What we store of contract logs in [$2, $3] (events and raw logs), for the
+-- background re-scan to compare with the chain.
+SELECT block_number, block_hash, tx_hash, log_index FROM events
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[])
+UNION ALL
+SELECT block_number, block_hash, tx_hash, log_index FROM raw_logs
+WHERE chain = $1 AND block_number BETWEEN $2 AND $3 AND address = ANY($4::text[]);
+
+-- name: rewind_below_final
+-- An operator's rewind (`chains unhalt --rewind-to`): cursor and final height
+-- back to $2, the halt cleared, in the transaction that deleted above $2.
+UPDATE chain_state
+SET cursor_number = $2, cursor_hash = $3, final_number = LEAST(COALESCE(final_number, $2), $2),
+    halted_reason = NULL, reorg_count = reorg_count + 1, updated_at = now()
 WHERE chain = $1;

@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 
 from indexer.errors import BadRpcResponse, RpcError, RpcErrorKind
+from indexer.evm.bloom import parse_bloom
 from indexer.evm.rpc import EvmRpc
 from indexer.models import BlockRow
 from indexer.ranges import RangeSizer
@@ -30,7 +31,7 @@ def parse_header(raw: object, what: str) -> BlockRow:
         raise BadRpcResponse(f"{what}: block header field {exc.args[0] if exc.args else exc!r} missing or malformed") from None
     if len(block_hash) != 66 or len(parent) != 66:
         raise BadRpcResponse(f"{what}: block hash is not 32 bytes")
-    return BlockRow(number, block_hash, parent, ts)
+    return BlockRow(number, block_hash, parent, ts, parse_bloom(raw.get("logsBloom")))
 
 
 async def get_header(rpc: EvmRpc, tag: int | str) -> BlockRow:

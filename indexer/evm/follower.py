@@ -32,12 +32,22 @@ from indexer.errors import (
     BadRpcResponse,
     ChainHalted,
     ReorgBeyondFinality,
+    ReplayRefused,
     RpcError,
     StaleCursor,
 )
 from indexer.evm.decode import LogDecoder
-from indexer.evm.fetch import LogFilter, fetch_logs, get_header, get_headers, read_tip
+from indexer.evm.fetch import (
+    LogFilter,
+    check_logs_in_range,
+    fetch_logs,
+    get_header,
+    get_headers,
+    parse_header,
+    read_tip,
+)
 from indexer.evm.rpc import EvmRpc
+from indexer.evm.verify import InconsistentRange, verify_logs
 from indexer.follow_loop import mark_following, retry_after, sleep_or_stop
 from indexer.heads import HeadWatcher
 from indexer.models import BlockRow, Cursor, EventRow
@@ -62,12 +72,9 @@ class Tip:
     finalized: int
 
 
-class InconsistentRange(Exception):
-    """Answers for one range contradict each other (the node moved, or lies)."""
-
-
 RETRYABLE_ERRORS = (RpcError, BadRpcResponse, InconsistentRange, StaleCursor, asyncpg.PostgresError, OSError)
 BACKFILL_MAX_FAILURES = 12
+CONTRADICTIONS_TO_HALT = 3  # a final block contradicted this many times in a row halts the chain
 
 class EvmFollower:
     def __init__(
@@ -92,6 +99,10 @@ class EvmFollower:
         max_range = cfg.effective_max_logs_range
         self.sizer = RangeSizer(min(100, max_range), minimum=cfg.min_logs_range, maximum=max_range)
         self.depth = cfg.effective_finality_depth
+        self.confirm = cfg.effective_confirmation_blocks
+        self._contradictions = 0
+        self._next_rescan = time.monotonic() + cfg.rescan_interval
+        self._rng = random.Random()
         self.cursor: Cursor | None = None
         self.final_number: int | None = None
         self.last_error: str | None = None
@@ -141,7 +152,11 @@ class EvmFollower:
         await self.start()
         new = 0
         if from_block is not None and self.cursor is not None and from_block <= self.cursor.number:
-            top = self.cursor.number if to_block is None else min(to_block, self.cursor.number)
+            final = self.final_number if self.final_number is not None else -1
+            if from_block > final:
+                raise ReplayRefused(f"--from {from_block} is above the final height {final}: blocks above final "
+                                    "are re-checked by the follower itself; a replay covers final blocks only")
+            top = final if to_block is None else min(to_block, final)
             new += await self._replay(from_block, top)
         elif from_block is not None and self.cursor is not None and from_block > self.cursor.number + 1:
             raise ConfigError(f"--from {from_block} would leave a gap after the cursor at {self.cursor.number}")
@@ -190,6 +205,9 @@ class EvmFollower:
                 backoff = 1.0
                 mark_following(self)
                 await self._report()
+                if caught_up and time.monotonic() >= self._next_rescan:
+                    self._next_rescan = time.monotonic() + self.cfg.rescan_interval
+                    await self.rescan_sample()
                 if caught_up:
                     await self._wait_for_block(stop)
             except (ChainHalted, ConfigError):
@@ -220,6 +238,11 @@ class EvmFollower:
         # [fault-tolerance] the head two endpoints agree on (see read_tip)
         head, fin = await read_tip(self.rpc, self.cfg.uses_finalized_tag)
         finalized = fin.number if fin is not None else head.number - self.depth + 1
+        if self.confirm:
+            # [integrity] even where the chain is final at inclusion, the top
+            # `confirm` blocks are indexed as unfinal and re-queried by the
+            # sweep before they count: a lagging backend may have answered them.
+            finalized = min(finalized, head.number - self.confirm)
         tip = Tip(head, max(-1, min(finalized, head.number)))
         self._tip = tip
         return tip
@@ -236,7 +259,13 @@ class EvmFollower:
         if c is None or (self.final_number is not None and c.number <= self.final_number):
             return
         if c.number > tip.head.number:
-            await self._handle_reorg(tip)
+            # [integrity] a lower head is no evidence: one endpoint of the top
+            # two failing, or a lagging one, must not roll back canonical
+            # blocks. Only a hash says a block left the chain: here, our block
+            # at the head's height differing from the head.
+            below = await self.store.stored_block(tip.head.number)
+            if below is not None and below.hash != tip.head.hash:
+                await self._handle_reorg(tip)
             return
         canonical = tip.head if c.number == tip.head.number else await get_header(self.rpc, c.number)
         if canonical.hash != c.hash:
@@ -282,12 +311,13 @@ class EvmFollower:
 
     async def _fetch_final(self, a: int, b: int) -> tuple[int, int, list, list, BlockRow, BlockRow]:
         end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
-        numbers = [a] if a == end else [a, end]
+        # [integrity] a range small enough for one header batch (the ranges of
+        # chains final at inclusion) is checked block by block against its
+        # blooms; a wide backfill range of old blocks at its two ends.
+        numbers = list(range(a, end + 1)) if end - a < UNFINAL_BATCH else [a, end]
         headers = await get_headers(self.rpc, numbers)
         first, last = headers[0], headers[-1]
-        for lg in logs:
-            if int(lg["blockNumber"], 16) == end and lg["blockHash"].lower() != last.hash:
-                raise InconsistentRange(f"{self.chain}: log of block {end} has hash {lg['blockHash'][:10]}, header {last.hash[:10]}")
+        logs = await verify_logs(self.rpc, self.filter, headers, logs)
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             events += await src.fetch(self.rpc, a, end)
@@ -321,7 +351,8 @@ class EvmFollower:
                 start, end, events, raw, first, last = item
                 c = self.cursor
                 if c is not None and first.parent_hash != c.hash:
-                    raise InconsistentRange(f"{self.chain}: block {start} does not extend the cursor {c.number}; re-checking")
+                    await self._contradiction(c, f"block {start} does not extend the cursor {c.number} {c.hash[:10]}")
+                self._contradictions = 0
                 # Only a contiguous final prefix may be declared final; blocks
                 # indexed above finality earlier wait for the sweep.
                 contiguous = self.final_number is None or self.final_number >= start - 1
@@ -347,9 +378,7 @@ class EvmFollower:
         end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
         headers = headers[: end - a + 1]
         by_number = {h.number: h.hash for h in headers}
-        for lg in logs:
-            if lg["blockHash"].lower() != by_number[int(lg["blockNumber"], 16)]:
-                raise InconsistentRange(f"{self.chain}: logs and headers of {a}..{end} disagree (reorg in progress)")
+        logs = await verify_logs(self.rpc, self.filter, headers, logs)
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             extra = await src.fetch(self.rpc, a, end)
@@ -373,31 +402,135 @@ class EvmFollower:
             return
         start = low
         while start <= top:
+            m.GETLOGS_REQUERIES.labels(self.chain, "confirm").inc()
             end, logs = await fetch_logs(self.rpc, self.filter, start, top, self.sizer)
+            # [integrity] each log's hash must be the hash we hold for its block
+            # (block window, or rows stored there), else the one every answering
+            # endpoint agrees on: a node on another fork adds nothing.
+            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, end)):
+                raise InconsistentRange(f"{self.chain}: re-query of {start}..{end}: logs of a block that is "
+                                        "not the canonical one we hold; re-checking")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
             inserted = await self._commit(start, end, events, raw, [], None, None, final=end)
             if inserted:
+                m.LATE_LOGS.labels(self.chain, "confirm").inc(inserted)
                 log.warning("follower.late_logs", chain=self.chain, from_block=start, to_block=end, events=inserted)
             start = end + 1
 
     async def _replay(self, a: int, b: int) -> int:
+        """Re-read final blocks [a, b]; insert only canonical logs that are missing.
+
+        [integrity] every log must carry the canonical hash of its block: the
+        stored one (block window, or events already stored at that number),
+        else the header all answering endpoints agree on. An answer that
+        fails is asked again of each endpoint alone; if none passes the
+        replay is refused. Writes are fenced: the range must still be final
+        when it commits.
+        """
         new, start = 0, a
         while start <= b:
             end, logs = await fetch_logs(self.rpc, self.filter, start, b, self.sizer)
+            logs = await self._canonical_logs(start, end, logs)
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
-            new += await self._commit(start, end, events, raw, [], None, None, final=None)
+            new += await self._commit(start, end, events, raw, [], None, None, final=None, fence_final=end)
             start = end + 1
         return new
 
-    async def _commit(self, a, b, events, raw, blocks, expected, cursor, final) -> int:
+    async def _canonical_logs(self, a: int, b: int, logs: list[dict]) -> list[dict]:
+        known = await self.store.canonical_hashes(a, b)
+        if await self._logs_canonical(logs, known):
+            return logs
+        log.warning("replay.non_canonical_logs", chain=self.chain, from_block=a, to_block=b)
+        for ep in self.rpc.endpoints:
+            try:
+                alt = check_logs_in_range(await self.rpc.call_on(ep, "eth_getLogs", self.filter.params(a, b)), a, b)
+            except (RpcError, BadRpcResponse):
+                continue
+            if await self._logs_canonical(alt, known):
+                m.GETLOGS_REQUERIES.labels(self.chain, "replay").inc()
+                return alt
+        raise ReplayRefused(f"{self.chain}: replay of {a}..{b}: no endpoint answered with logs of the canonical blocks "
+                            "(a node on an orphaned fork?); nothing was written")
+
+    async def _logs_canonical(self, logs: list[dict], known: dict[int, str]) -> bool:
+        unknown = sorted({int(lg["blockNumber"], 16) for lg in logs} - set(known))
+        for n in unknown:
+            answers = [res for _, res in await self.rpc.batch_each([("eth_getBlockByNumber", [hex(n), False])])
+                       if not isinstance(res, RpcError)]
+            hashes = set()
+            for res in answers:
+                try:
+                    hashes.add(parse_header(res[0], f"eth_getBlockByNumber({hex(n)})").hash)
+                except BadRpcResponse:
+                    hashes.add(None)
+            if len(hashes) != 1 or None in hashes:
+                return False  # nobody answered, or the endpoints disagree on block n
+            known[n] = hashes.pop()
+        return all(str(lg.get("blockHash", "")).lower() == known[int(lg["blockNumber"], 16)] for lg in logs)
+
+    async def _contradiction(self, c: Cursor, what: str) -> None:
+        """The chain contradicts a final block we hold: halt once every endpoint agrees.
+
+        [integrity] one endpoint's word is not enough either way: if any
+        endpoint still has our block, it is a lying or lagging node and the
+        range is fetched again; when all answering endpoints say our final
+        block is not canonical (or the contradiction persists), halt loudly.
+        """
+        final = self.final_number is not None and c.number <= self.final_number
+        if not final:
+            raise InconsistentRange(f"{self.chain}: {what}; re-checking")
+        self._contradictions += 1
+        answers = [res for _, res in await self.rpc.batch_each([("eth_getBlockByNumber", [hex(c.number), False])])
+                   if not isinstance(res, RpcError)]
+        hashes = set()
+        for res in answers:
+            try:
+                hashes.add(parse_header(res[0], "eth_getBlockByNumber").hash)
+            except BadRpcResponse:
+                pass
+        if (hashes and c.hash not in hashes) or self._contradictions >= CONTRADICTIONS_TO_HALT:
+            reason = (f"{self.chain}: contradiction below final: {what} (final height {self.final_number}); "
+                      f"fix with `chainsettle chains unhalt {self.chain} --rewind-to N --reason ...`")
+            m.INTEGRITY_HALTS.labels(self.chain).inc()
+            await self._halt(reason)
+            raise ChainHalted(reason)
+        raise InconsistentRange(f"{self.chain}: {what}; an endpoint still has our block, re-checking")
+
+    async def rescan_sample(self) -> int:
+        """Re-scan a random final range and count differences with what is stored.
+
+        LogPoller's backup poller, as a check: nothing is written (a
+        difference means a human replays the range, which checks hashes);
+        `chainsettle_final_rescan_differences_total` counts and alerts.
+        """
+        if self.final_number is None:
+            return 0
+        low, high = self._first_block(), self.final_number
+        if high < low:
+            return 0
+        span = min(self.cfg.rescan_blocks, self.sizer.size, high - low + 1)
+        a = self._rng.randint(low, high - span + 1)
+        end, logs = await fetch_logs(self.rpc, self.filter, a, a + span - 1, self.sizer)
+        chain = {(int(lg["blockNumber"], 16), lg["blockHash"].lower(), lg["transactionHash"].lower(),
+                  int(lg["logIndex"], 16)) for lg in logs}
+        stored = await self.store.final_log_keys(a, end, self.filter.addresses)
+        diff = len(chain ^ stored)
+        m.RESCAN_BLOCKS.labels(self.chain).inc(end - a + 1)
+        if diff:
+            m.RESCAN_DIFFERENCES.labels(self.chain).inc(diff)
+            log.error("follower.rescan_differences", chain=self.chain, from_block=a, to_block=end,
+                      missing=len(chain - stored), extra=len(stored - chain))
+        return diff
+
+    async def _commit(self, a, b, events, raw, blocks, expected, cursor, final, fence_final=None) -> int:
         prune = (final - KEEP_FINAL_BLOCKS) if final is not None and cursor is not None else None
         inserted = await asyncio.shield(self.store.commit_range(
             from_block=a, to_block=b, events=events, raw_logs=raw, blocks=blocks,
-            expected=expected, cursor=cursor, final_number=final, prune_below=prune,
+            expected=expected, cursor=cursor, final_number=final, prune_below=prune, fence_final=fence_final,
         ))
         if cursor is not None:
             self.cursor = cursor

@@ -45,3 +45,15 @@ WALLET_BALANCE = Gauge(
 WALLET_LOW = Gauge(
     "chainsettle_wallet_low", "1 while a wallet holds less than its [reconcile.min_balances] entry", ["chain", "wallet", "asset"],
 )
+
+# A run that errored (or checked nothing) must not look like a fresh check.
+RECON_LAST_SUCCESS = Gauge(
+    "chainsettle_reconciliation_last_success_timestamp_seconds",
+    "When the last run that compared at least one balance finished (status ok or mismatch)", ["chain"],
+)
+RECON_LAST_ERROR = Gauge(
+    "chainsettle_reconciliation_last_error_timestamp_seconds", "When the last run that errored finished", ["chain"],
+)
+RECON_OVERPAID = Gauge(
+    "chainsettle_reconciliation_overpaid_users", "User accounts paid more than they were owed, as of H", ["chain"],
+)

@@ -46,3 +46,19 @@ SELECT code, id FROM ledger_accounts WHERE code = ANY ($1::text[]);
 
 -- name: asset_ids
 SELECT id FROM assets;
+
+-- name: overpaid_users
+-- User accounts of chain $1 owed less than zero as of H ($2): paid more than
+-- was ever credited to them (a payout executed twice is booked from chain
+-- events on both sides, so wallet and ledger agree; only this shows it).
+-- Postings of the chain's assets only; served by ledger_transactions_chain_block.
+SELECT a.id AS account_id, a.code, p.asset_id, -sum(p.amount) AS owed,
+       sum(p.amount) FILTER (WHERE p.amount > 0) AS paid,
+       COALESCE(-sum(p.amount) FILTER (WHERE p.amount < 0), 0) AS credited
+FROM ledger_transactions t
+JOIN postings p ON p.transaction_id = t.id
+JOIN ledger_accounts a ON a.id = p.account_id AND a.kind = 'user'
+WHERE t.chain = $1 AND t.block_number <= $2
+GROUP BY a.id, a.code, p.asset_id
+HAVING sum(p.amount) > 0
+ORDER BY a.code, p.asset_id;

@@ -67,12 +67,13 @@ class Result:
     tolerance: int
     status: str  # ok | within_tolerance | mismatch
     movements: list[dict] = field(default_factory=list)
+    check: str = "balance"  # balance (on chain vs ledger) | overpaid (a user owed less than zero)
 
 
 @dataclass
 class ChainRun:
     chain: str
-    status: str  # ok | mismatch | error
+    status: str  # ok | mismatch | error | skipped (nothing compared)
     height: int | None = None
     run_id: int | None = None
     error: str | None = None
@@ -161,6 +162,12 @@ async def reconcile_chain(settings: Settings, pool: asyncpg.Pool, cfg: ChainConf
     await _store(pool, run, started)
     m.RECON_RUNS.labels(chain, run.status).inc()
     m.RECON_LAST_RUN.labels(chain, run.status).set_to_current_time()
+    # [integrity] only a run that compared something refreshes "last success";
+    # the staleness alert reads this one, never the last run of any status.
+    if run.status in ("ok", "mismatch"):
+        m.RECON_LAST_SUCCESS.labels(chain).set_to_current_time()
+    elif run.status == "error":
+        m.RECON_LAST_ERROR.labels(chain).set_to_current_time()
     if run.height is not None:
         m.RECON_HEIGHT.labels(chain).set(run.height)
     if run.status != "error":
@@ -200,12 +207,24 @@ async def _compare(settings: Settings, pool: asyncpg.Pool, cfg: ChainConfig, rea
         tol = settings.reconcile.tolerance_for(r["asset_id"])
         status = "ok" if diff == 0 else ("within_tolerance" if abs(diff) <= tol else "mismatch")
         run.results.append(Result(r["address"], r["name"], r["account"], r["asset_id"], expected, value, diff, tol, status))
-    run.status = "mismatch" if any(x.status == "mismatch" for x in run.results) else "ok"
+    async with pool.acquire() as conn:
+        overpaid = await conn.fetch(Q.overpaid_users, chain, height)
+    m.RECON_OVERPAID.labels(chain).set(len(overpaid))
+    for o in overpaid:
+        # Owed at least 0; the difference is exactly what was paid beyond what was owed.
+        owed = int(o["owed"])
+        run.results.append(Result(o["code"].split(":", 2)[2], "overpaid user", o["code"], o["asset_id"], 0, owed,
+                                  owed, 0, "mismatch", check="overpaid",
+                                  movements=[{"paid": str(o["paid"]), "credited": str(o["credited"])}]))
+    if any(x.status == "mismatch" for x in run.results):
+        run.status = "mismatch"
+    else:
+        run.status = "ok" if run.results else "skipped"
     if run.status == "mismatch":
         account_ids = {r["account"]: r["account_id"] for r in due}
         async with pool.acquire() as conn:
             for res in run.results:
-                if res.status == "mismatch":
+                if res.status == "mismatch" and res.check == "balance":
                     res.movements = await _movements(conn, settings, cfg, assets[res.asset], res,
                                                      account_ids[res.account], rows, height)
 
@@ -238,12 +257,16 @@ async def _store(pool: asyncpg.Pool, run: ChainRun, started: dt.datetime) -> Non
             details = _amounts_as_text({
                 "run_id": run.run_id, "chain": run.chain, "height": run.height, "wallet": r.wallet,
                 "account": r.account, "asset": r.asset, "expected": r.expected, "actual": r.actual,
-                "difference": r.difference, "tolerance": r.tolerance,
+                "difference": r.difference, "tolerance": r.tolerance, "check": r.check,
             })
             await audit(conn, ACTOR, "reconcile.mismatch", r.asset, details)
             log.error("reconcile.mismatch", **details)
-            reason = (f"reconciliation run {run.run_id}: {r.account} holds {r.actual} {r.asset} on chain at "
-                      f"{run.height}, the ledger says {r.expected} (difference {r.difference})")
+            if r.check == "overpaid":
+                reason = (f"reconciliation run {run.run_id}: {r.account} was paid {-r.actual} {r.asset} more than "
+                          f"it was owed as of {run.height} (owed {r.actual}; a payout executed twice?)")
+            else:
+                reason = (f"reconciliation run {run.run_id}: {r.account} holds {r.actual} {r.asset} on chain at "
+                          f"{run.height}, the ledger says {r.expected} (difference {r.difference})")
             await pause_asset(conn, r.asset, reason, ACTOR, run.run_id)
     for r in run.results:
         labels = (run.chain, r.asset, r.account)

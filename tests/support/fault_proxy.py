@@ -6,8 +6,11 @@ node: JSON-RPC server errors, HTTP 500/503, 429 with Retry-After, answers
 that arrive after the client gave up, bodies cut short, ids that do not
 match, eth_getLogs limits by block span and result count with each
 provider's own error text (and range hint), a node that claims a head far
-above the real one, and an endpoint that is simply down (connection
-refused).
+above the real one, an endpoint that is simply down (connection
+refused), a load balancer whose backends lag on eth_getLogs (the newest
+block's logs left out of a share of answers, no error: `lag_newest_logs`),
+and a node still on an orphaned fork (`fork`: its headers and logs for some
+block numbers served instead of the canonical ones).
 
 Faults are drawn per HTTP request from `rates` with a seeded RNG, after a
 scripted queue (`script`; "ok" in it lets one request through) is used up; both can be changed while the test
@@ -96,6 +99,15 @@ class FaultProxy:
         self.fault_methods: set[str] | None = None  # None: any request may get a fault
         self.limits = GetLogsLimits()
         self.head_lie = 0  # added to the real head in eth_blockNumber and `latest`
+        # Share of eth_getLogs answers covering the head that leave out the
+        # head block's logs (drawn from its own seeded RNG, not `rates`).
+        self.lag_newest_logs = 0.0
+        self.no_history = False  # a pruned node: state reads below the head fail ("missing trie node")
+        self.head_lag = 0  # an honest node behind: `latest` is the real block this many below the head
+        self.lag_rng = random.Random(seed + 1_000)
+        # An orphaned fork: block number -> {"header": ..., "logs": [...]},
+        # served for eth_getBlockByNumber / eth_getLogs instead of anvil's.
+        self.fork: dict[int, dict] = {}
         self.timeout_sleep = 1.0  # seconds a "timeout" answer is held back
         self.retry_after = "0.1"
         self.stats = ProxyStats()
@@ -247,7 +259,7 @@ class FaultProxy:
         answers: list[dict | None] = [None] * len(calls)
         forward = []
         head: int | None = None
-        needs_head = self.head_lie or self.limits.max_span is not None
+        needs_head = self.head_lie or self.limits.max_span is not None or self.lag_newest_logs or self.head_lag or self.no_history
         if needs_head:
             head = int((await self._upstream([{"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber", "params": []}]))[0]["result"], 16)
         for i, c in enumerate(calls):
@@ -266,10 +278,28 @@ class FaultProxy:
                 ref = (c.get("params") or [None])[0]
                 if isinstance(ref, str) and ref.startswith("0x"):
                     self.stats.blocks_asked.append(int(ref, 16))
+                    if int(ref, 16) in self.fork:
+                        self.stats.faults["fork_header"] += 1
+                        answers[i] = {"jsonrpc": "2.0", "id": c.get("id"), "result": self.fork[int(ref, 16)]["header"]}
+                        continue
             if c.get("method") in self.unsupported:
                 answers[i] = {"jsonrpc": "2.0", "id": c.get("id"),
                               "error": {"code": -32601, "message": f"the method {c.get('method')} does not exist/is not available"}}
                 continue
+            if self.no_history and c.get("method") in ("eth_getBalance", "eth_call", "eth_getStorageAt"):
+                tag = (c.get("params") or [None, None])[-1]
+                if isinstance(tag, str) and tag.startswith("0x") and int(tag, 16) < (head or 0):
+                    self.stats.faults["no_history"] += 1
+                    answers[i] = {"jsonrpc": "2.0", "id": c.get("id"), "error": {
+                        "code": -32000, "message": "missing trie node 0c1d (path ) state is not available"}}
+                    continue
+            if self.head_lag and self._lies_about(c):
+                lagged = max(0, (head or 0) - self.head_lag)
+                self.stats.faults["head_lag"] += 1
+                if c.get("method") == "eth_blockNumber":
+                    answers[i] = {"jsonrpc": "2.0", "id": c.get("id"), "result": hex(lagged)}
+                    continue
+                calls[i] = {**c, "params": [hex(lagged), *(c.get("params") or [None, False])[1:]]}
             if self.head_lie and self._lies_about(c):
                 answers[i] = self._lie(c, head)  # type: ignore[arg-type]
                 continue
@@ -277,8 +307,28 @@ class FaultProxy:
         if forward:
             got = await self._upstream([calls[i] for i in forward])
             for i, ans in zip(forward, got):
-                answers[i] = self._limit_count(calls[i], ans)
+                answers[i] = self._limit_count(calls[i], self._lag_or_fork(calls[i], ans, head))
         return answers  # type: ignore[return-value]
+
+    def _lag_or_fork(self, call: dict, ans: dict, head: int | None) -> dict:
+        logs = ans.get("result")
+        if call.get("method") != "eth_getLogs" or not isinstance(logs, list):
+            return ans
+        f = (call.get("params") or [{}])[0]
+        a, b = _quantity(f.get("fromBlock"), head or 0), _quantity(f.get("toBlock"), head or 0)
+        if self.fork:
+            forked = [n for n in self.fork if a <= n <= b]
+            if forked:
+                self.stats.faults["fork_logs"] += 1
+                logs = [lg for lg in logs if int(lg["blockNumber"], 16) not in self.fork]
+                logs += [lg for n in forked for lg in self.fork[n]["logs"]]
+                logs.sort(key=lambda lg: (int(lg["blockNumber"], 16), int(lg["logIndex"], 16)))
+        if self.lag_newest_logs and head is not None and a <= head <= b and self.lag_rng.random() < self.lag_newest_logs:
+            kept = [lg for lg in logs if int(lg["blockNumber"], 16) != head]
+            if len(kept) != len(logs):
+                self.stats.faults["lagging_logs"] += 1
+            logs = kept
+        return {**ans, "result": logs}
 
     # -- provider limits --------------------------------------------------------
 

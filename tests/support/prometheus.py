@@ -117,10 +117,12 @@ class PrometheusServer:
         raise AssertionError(f"{name} {labels} did not fire within {timeout}s; firing: "
                              f"{[a['labels'] for a in self.alerts()]}")
 
-    def wait_until_resolved(self, name: str, timeout: float = 60) -> None:
+    def wait_until_resolved(self, name: str, timeout: float = 60, **labels: str) -> None:
+        """Until no alert `name` (with these labels, when given) is pending or firing."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not any(a["labels"]["alertname"] == name for a in self.alerts(None)):
+            if not any(a["labels"]["alertname"] == name and all(a["labels"].get(k) == v for k, v in labels.items())
+                       for a in self.alerts(None)):
                 return
             time.sleep(0.5)
         raise AssertionError(f"{name} still active after {timeout}s")
