@@ -173,7 +173,7 @@ async def events(request: web.Request) -> web.Response:
             raise RequestError("chain", f"is required with {name}: filter by chain too")
     limit = q.integer("limit", default=settings.default_page_size, low=1, high=settings.max_page_size)
     raw_cursor = request.query.get("cursor")
-    after = decode_cursor(raw_cursor) if raw_cursor else (None, None)
+    after = decode_cursor(raw_cursor) if raw_cursor is not None else (None, None)
     order = q.choice("order", ("asc", "desc"), "asc")
     query = Q.events_page_asc if order == "asc" else Q.events_page_desc
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
