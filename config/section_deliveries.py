@@ -38,7 +38,9 @@ class DeliveryFilter(_Strict):
         return [x.lower() for x in v]
 
 
-class DeliveryConfig(_Strict):
+class SubscriptionSpec(_Strict):
+    """A subscription as the admin API takes it (a webhook secret is generated when none is given)."""
+
     id: str
     sink: Literal["webhook", "redis"]
     url: str                                   # https:// webhook, or redis:// for a stream
@@ -75,8 +77,16 @@ class DeliveryConfig(_Strict):
                 raise ValueError("stream: only for a redis sink")
             if not self.url.startswith(("https://", "http://")):
                 raise ValueError("url: a webhook sink needs an https:// URL (http:// only for loopback)")
-            if not self.secrets:
-                raise ValueError("secrets: a webhook needs at least one signing secret (env:NAME or file:PATH)")
+        return self
+
+
+class DeliveryConfig(SubscriptionSpec):
+    """A [[deliveries]] entry: its secrets are env:/file: references, at least one for a webhook."""
+
+    @model_validator(mode="after")
+    def _secrets_given(self) -> "DeliveryConfig":
+        if self.sink == "webhook" and not self.secrets:
+            raise ValueError("secrets: a webhook needs at least one signing secret (env:NAME or file:PATH)")
         return self
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from config import ConfigError, SecretError, Settings, resolve_secret
 from config.logs import get_logger
-from config.section_deliveries import DeliveryConfig
+from config.section_deliveries import DeliveryConfig, SubscriptionSpec
 from db import Queries, audit
 
 from .messages import PositionError, format_position, parse_position, ping
@@ -83,14 +83,14 @@ async def sync_config(pool: asyncpg.Pool, settings: Settings) -> list[str]:
                           error=f"{field}.id: a subscription made over the API has this id")
                 continue
             for s in secrets:
-                await conn.execute(Q.insert_secret, sub.id, s, secret_prefix(s), None)
+                await conn.execute(Q.insert_secret, sub.id, s, secret_prefix(s), "config")
             await conn.execute(Q.expire_config_secrets_except, sub.id, secrets)
             await conn.execute(Q.notify, "config")
         done.append(sub.id)
     return done
 
 
-async def create(pool: asyncpg.Pool, settings: Settings, actor: str, body: DeliveryConfig) -> dict[str, Any]:
+async def create(pool: asyncpg.Pool, settings: Settings, actor: str, body: SubscriptionSpec) -> dict[str, Any]:
     """A new subscription; a webhook gets a generated secret unless one is given. Returns it once."""
     _validate(body.sink, body.url, body.stream, settings)
     secret = None
@@ -104,7 +104,7 @@ async def create(pool: asyncpg.Pool, settings: Settings, actor: str, body: Deliv
         if row is None:
             raise DeliveryInputError("id", "a subscription with this id exists", status=409, code="conflict")
         if secret is not None:
-            await conn.execute(Q.insert_secret, body.id, secret, secret_prefix(secret), None)
+            await conn.execute(Q.insert_secret, body.id, secret, secret_prefix(secret), "api")
         await audit(conn, actor, "delivery.created", f"delivery:{body.id}",
                     {"sink": body.sink, "finality": body.finality, "ordering": body.ordering})
         await conn.execute(Q.notify, "created")
@@ -161,7 +161,7 @@ async def rotate(pool: asyncpg.Pool, settings: Settings, actor: str, sub_id: str
         if sub["sink"] != "webhook":
             raise DeliveryInputError("id", "only webhook subscriptions are signed", status=409, code="conflict")
         now = await conn.fetchval("SELECT now()")
-        row = await conn.fetchrow(Q.insert_secret, sub_id, secret, secret_prefix(secret), None)
+        row = await conn.fetchrow(Q.insert_secret, sub_id, secret, secret_prefix(secret), "api")
         await conn.execute(Q.expire_secrets, sub_id, now + dt.timedelta(seconds=overlap), row["id"])
         await audit(conn, actor, "delivery.secret_rotated", f"delivery:{sub_id}",
                     {"secret_id": row["id"], "prefix": row["prefix"], "overlap_seconds": overlap})

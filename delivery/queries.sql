@@ -50,10 +50,11 @@ ON CONFLICT (id) DO NOTHING
 RETURNING *;
 
 -- name: insert_secret
--- A signing secret; an identical one already stored is left as it is.
-INSERT INTO delivery_secrets (subscription_id, secret, prefix, expires_at)
+-- A signing secret ($4: config or api). One already stored is left as it is:
+-- a config secret rotated away over the API does not come back at a restart.
+INSERT INTO delivery_secrets (subscription_id, secret, prefix, origin)
 VALUES ($1, $2, $3, $4)
-ON CONFLICT (subscription_id, secret) DO UPDATE SET expires_at = EXCLUDED.expires_at
+ON CONFLICT (subscription_id, secret) DO NOTHING
 RETURNING id, prefix, created_at, expires_at;
 
 -- name: expire_secrets
@@ -64,7 +65,8 @@ WHERE subscription_id = $1 AND id <> $3 AND (expires_at IS NULL OR expires_at > 
 -- name: expire_config_secrets_except
 -- Config secrets no longer in the file stop signing.
 UPDATE delivery_secrets SET expires_at = now()
-WHERE subscription_id = $1 AND NOT (secret = ANY($2::text[])) AND (expires_at IS NULL OR expires_at > now());
+WHERE subscription_id = $1 AND origin = 'config' AND NOT (secret = ANY($2::text[]))
+  AND (expires_at IS NULL OR expires_at > now());
 
 -- name: active_secrets
 -- Secrets that sign now, oldest first.

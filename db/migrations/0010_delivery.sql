@@ -184,6 +184,7 @@ CREATE TABLE delivery_secrets (
     subscription_id  TEXT NOT NULL REFERENCES delivery_subscriptions (id) ON DELETE CASCADE,
     secret           TEXT NOT NULL,       -- whsec_<base64>; never in logs or API output
     prefix           TEXT NOT NULL,       -- what may be shown
+    origin           TEXT NOT NULL DEFAULT 'api' CHECK (origin IN ('config', 'api')),
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     expires_at       TIMESTAMPTZ,
     UNIQUE (subscription_id, secret)

@@ -232,12 +232,12 @@ async def test_loopback_and_private_targets_are_refused_unless_allowed(pool, tmp
     for url, word in [("http://127.0.0.1:9/x", "loopback"), ("https://10.0.0.5/x", "private"),
                       ("http://example.com/x", "https"), ("https://169.254.169.254/latest", "private"),
                       ("https://[::1]/x", "loopback")]:
-        body = admin.DeliveryConfig(id="x", sink="webhook", url=url, secrets=["env:WH_SECRET"])
+        body = admin.SubscriptionSpec(id="x", sink="webhook", url=url, secrets=["env:WH_SECRET"])
         with pytest.raises(admin.DeliveryInputError) as err:
             await admin.create(pool, settings, "ops", body)
         assert err.value.field == "url" and word in str(err.value)
     allowed = settings_for(tmp_path, [], allow_loopback=False, allow_private=["10.0.0.0/8"])
-    made = await admin.create(pool, allowed, "ops", admin.DeliveryConfig(id="ok", sink="webhook",
+    made = await admin.create(pool, allowed, "ops", admin.SubscriptionSpec(id="ok", sink="webhook",
                                                                          url="https://10.0.0.5/x"))
     assert made["secret"].startswith("whsec_")
     assert all(made["secret"] not in str(v) for k, v in made.items() if k != "secret")
