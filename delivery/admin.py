@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from config import ConfigError, SecretError, Settings, resolve_secret
+from config import ConfigError, SecretError, Settings, mask_url, resolve_secret
 from config.logs import get_logger
 from config.section_deliveries import DeliveryConfig, SubscriptionSpec
 from db import Queries, audit
@@ -37,6 +37,7 @@ class DeliveryInputError(ValueError):
     def __init__(self, field: str | None, message: str, status: int = 400, code: str = "invalid") -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        self.message = message
         self.status = status
         self.code = code
 
@@ -52,6 +53,7 @@ def secret_prefix(secret: str) -> str:
 def subscription_view(row: Any) -> dict[str, Any]:
     """A subscription as shown: no secrets (they are in another table)."""
     d = dict(row)
+    d["url"] = mask_url(d["url"])  # a redis:// password never leaves
     d["cursor"] = format_position((int(d.pop("cursor_tx")), d.pop("cursor_source"), d.pop("cursor_id")))
     return d
 
