@@ -118,18 +118,41 @@ class Sender:
         return sum(counts)
 
     async def _send_run(self, run: list) -> int:
-        """One key's messages (strict: the whole batch) in order, stopping at the first failure."""
+        """One key's messages (strict: the whole batch) in order, stopping at the first failure.
+
+        Successes are recorded together at the end of the run (one
+        transaction instead of one per message); a kill before that only
+        means those are sent again, which at-least-once allows.
+        """
         sent = 0
-        for r in run:
-            if not r["due"] or not self.active:
+        done: list[tuple[Outgoing, int, Outcome]] = []
+        try:
+            for r in run:
+                if not r["due"] or not self.active:
+                    break
+                o = Outgoing(r["seq"], r["msg_id"], bytes(r["body"]), r["generation"])
+                outcome = await self._send(o, r["type"])
+                sent += 1
+                if outcome.ok:
+                    done.append((o, r["attempts"], outcome))
+                    continue
+                await self.record_ok(done)
+                done = []
+                await self.record(o, r["attempts"], outcome)
                 break
-            o = Outgoing(r["seq"], r["msg_id"], bytes(r["body"]), r["generation"])
-            outcome = await self._send(o, r["type"])
-            await self.record(o, r["attempts"], outcome)
-            sent += 1
-            if not outcome.ok:
-                break
+        finally:
+            await self.record_ok(done)
         return sent
+
+    async def record_ok(self, done: list[tuple[Outgoing, int, Outcome]]) -> None:
+        if not done:
+            return
+        async with self.relay.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(Q.record_attempt, [
+                (self.sub.id, o.seq, o.msg_id, attempts + 1, out.outcome, out.status_code, out.latency_ms,
+                 out.response_head, out.error) for o, attempts, out in done])
+            await conn.executemany(Q.mark_delivered, [(o.seq, o.generation) for o, _, _ in done])
+            await conn.execute(Q.sub_succeeded, self.sub.id)
 
     async def _send(self, o: Outgoing, msg_type: str) -> Outcome:
         assert self.sink is not None

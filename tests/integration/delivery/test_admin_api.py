@@ -100,8 +100,12 @@ async def test_admin_lifecycle_of_a_subscription(pool, db_url, tmp_path, monkeyp
             r = await client.post("/v1/admin/deliveries/app/redeliver", headers=AUTH, json={"msg_id": target})
             assert (await r.json())["redelivered"] == 1
             await receiver.wait_for(lambda: sum(x.msg_id == target for x in receiver.accepted) == 2)
-            r = await client.get(f"/v1/admin/deliveries/app/attempts?msg_id={target}", headers=AUTH)
-            rows = (await r.json())["attempts"]
+            for _ in range(50):  # the relay records after the receiver answered
+                r = await client.get(f"/v1/admin/deliveries/app/attempts?msg_id={target}", headers=AUTH)
+                rows = (await r.json())["attempts"]
+                if len(rows) == 2:
+                    break
+                await asyncio.sleep(0.1)
             assert len(rows) == 2 and all(a["outcome"] == "ok" and a["status_code"] == 200 for a in rows)
             r = await client.post("/v1/admin/deliveries/app/redeliver", headers=AUTH, json={})
             assert r.status == 400
