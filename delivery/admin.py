@@ -46,6 +46,15 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(pysecrets.token_bytes(24)).decode()
 
 
+def valid_secret(secret: str) -> bool:
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret[6:], validate=True)) >= 16
+    except ValueError:
+        return False
+
+
 def secret_prefix(secret: str) -> str:
     return secret[:10] + "…"
 
@@ -74,6 +83,9 @@ async def sync_config(pool: asyncpg.Pool, settings: Settings) -> list[str]:
         try:
             _validate(sub.sink, sub.url, sub.stream, settings)
             secrets = [resolve_secret(ref, f"{field}.secrets[{j}]").reveal() for j, ref in enumerate(sub.secrets)]
+            bad = [j for j, s in enumerate(secrets) if not valid_secret(s)]
+            if bad:
+                raise DeliveryInputError(f"secrets[{bad[0]}]", "must be whsec_ followed by base64 of at least 16 bytes")
         except (DeliveryInputError, SecretError, ConfigError) as exc:
             log.error("delivery.config_refused", subscription=sub.id, error=f"{field}: {exc}")
             continue
@@ -98,8 +110,8 @@ async def create(pool: asyncpg.Pool, settings: Settings, actor: str, body: Subsc
     secret = None
     if body.sink == "webhook":
         secret = body.secrets[0] if body.secrets else new_secret()
-        if not secret.startswith("whsec_"):
-            raise DeliveryInputError("secrets", "must be whsec_<base64>")
+        if not valid_secret(secret):
+            raise DeliveryInputError("secrets", "must be whsec_ followed by base64 of at least 16 bytes")
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.insert_subscription, body.id, body.sink, body.url, body.stream,
                                   body.filter.model_dump(), body.finality, body.ordering, body.start)

@@ -50,8 +50,12 @@ def _is_loopback_host(host: str) -> bool:
 
 def check_url(url: str, settings: DeliverySettings) -> None:
     """Static checks (no DNS): scheme, host, literal addresses. Raises TargetRefused."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise TargetRefused("is not a valid URL") from None
     if parts.scheme not in ("https", "http") or not host:
         raise TargetRefused("must be an https:// URL with a host")
     if parts.username or parts.password:
