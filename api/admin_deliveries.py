@@ -196,4 +196,4 @@ async def summary(request: web.Request) -> web.Response:
                     "finality": s["finality"], "ordering": s["ordering"], "state": s["state"],
                     "state_reason": s["state_reason"], "pending": s["pending"], "dead": s["dead"],
                     "lag_seconds": s["lag_seconds"], "failing_since": s["failing_since"]})
-    return json_response({"subscriptions": out})
+    return json_response({"subscriptions": out, "assets": await admin.assets(request.app[POOL])})

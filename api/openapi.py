@@ -276,7 +276,10 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         ]),
         "/v1/deliveries": _get("Delivery subscriptions: state, backlog, lag, dead letters (no targets or secrets)",
                                _json(_obj({"subscriptions": {"type": "array", "items": {
-                                   "type": "object", "additionalProperties": True}}}), "Subscriptions"),
+                                   "type": "object", "additionalProperties": True}},
+                                   "assets": {"type": "array", "description": "symbol and decimals per asset",
+                                              "items": {"type": "object", "additionalProperties": True}}}),
+                                     "Subscriptions, and the assets' units for display"),
                                params=[]),
         "/v1/stream": {"get": {
             "summary": "Server-sent events in commit order; resumable",

@@ -141,6 +141,11 @@ async def list_all(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     return [subscription_view(r) for r in await pool.fetch(Q.subscriptions)]
 
 
+async def assets(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Symbol and decimals per asset, so amounts can be shown in units."""
+    return [dict(r) for r in await pool.fetch(Q.assets_display)]
+
+
 async def set_state(pool: asyncpg.Pool, actor: str, sub_id: str, state: str, reason: str | None) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.set_state, sub_id, state, reason)

@@ -243,3 +243,7 @@ INSERT INTO delivery_messages (subscription_id, msg_id, event_id, type, key, cha
     pos_tx, pos_source, pos_id, body, committed_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::xid8, $9, $10, $11, $12)
 ON CONFLICT (subscription_id, msg_id) DO NOTHING;
+
+-- name: assets_display
+-- Symbols and decimals for showing amounts in an asset's units (the status page).
+SELECT id, chain, name, kind, contract, symbol, decimals FROM assets ORDER BY id;
