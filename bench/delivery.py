@@ -25,7 +25,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from db import create_pool  # noqa: E402

@@ -20,7 +20,7 @@ import orjson
 
 from config import ConfigError, SecretError, Settings, mask_url, resolve_secret
 from config.logs import get_logger
-from config.section_deliveries import DeliveryConfig, SubscriptionSpec
+from config.section_deliveries import SubscriptionSpec
 from db import Queries, audit
 
 from .messages import PositionError, format_position, parse_position, ping

@@ -80,6 +80,14 @@ class Subscription:
         return self.filter.matches(m)
 
 
+@dataclass(frozen=True)
+class _Skip:
+    """A source row with nothing to deliver; only its position counts."""
+
+    position: Position
+    kind: str = "skip"
+
+
 def _after(pos: Position, source: int) -> tuple[str, int]:
     tx, src, row = pos
     return str(tx), row if src == source else (0 if src < source else MAX_BIGINT)
@@ -92,7 +100,9 @@ async def read_after(conn: asyncpg.Connection, pos: Position, horizon: str, limi
                                  (OUTBOX, Q.source_feed_after, from_outbox),
                                  (LIFECYCLE, Q.source_lifecycle_after, from_lifecycle)):
         tx, row = _after(pos, source)
-        lists.append([build(r) for r in await conn.fetch(query, tx, row, horizon, limit)])
+        rows = await conn.fetch(query, tx, row, horizon, limit)
+        # A row that builds no message still moves the cursor: keep a stand-in.
+        lists.append([build(r) or _Skip((int(r["tx"]), source, int(r["id"]))) for r in rows])
     # A full page of one source is complete only up to its last row; the
     # first `limit` of the merge never pass it (as api/feed.py argues).
     merged = heapq.merge(*lists, key=lambda m: m.position)
@@ -110,7 +120,7 @@ async def fan_out_once(pool: asyncpg.Pool, sub: Subscription, limit: int) -> tup
         items = await read_after(conn, pos, horizon, limit)
         if not items:
             return 0, 0
-        wanted = [m for m in items if sub.wants(m)]
+        wanted = [m for m in items if isinstance(m, Message) and sub.wants(m)]
         if wanted:
             await conn.executemany(Q.insert_message, [
                 (sub.id, m.msg_id, m.event_id, m.type, m.key, m.chain, m.block_number, str(m.position[0]),

@@ -113,9 +113,12 @@ def from_event(row: Any) -> Message:
                    r["address"].lower(), r["event"], _arg_accounts(r["chain"], r["args"]))
 
 
-def from_lifecycle(row: Any) -> Message:
+def from_lifecycle(row: Any) -> Message | None:
+    """None when a final event's row is gone (removed by hand): nothing left to describe."""
     r = dict(row)
-    p = dict(r["payload"])
+    p = dict(r["event"] or r["payload"] or {})
+    if "address" not in p:
+        return None
     pos = (int(r["tx"]), LIFECYCLE, int(r["id"]))
     eid = f"ev_{r['chain']}_{r['event_id']}"
     data = _event_data(p)

@@ -23,11 +23,14 @@ LIMIT $4;
 
 -- name: source_lifecycle_after
 -- final / reverted rows after ($1 tx, $2 id), below horizon $3.
-SELECT tx::text AS tx, id, stage, event_id, chain, payload, at
-FROM delivery_outbox
-WHERE (tx, id) > ($1::text::xid8, $2::bigint)
-  AND tx < $3::text::xid8
-ORDER BY tx, id
+-- A final row carries no copy of the event: it is read here (final rows stay).
+SELECT d.tx::text AS tx, d.id, d.stage, d.event_id, d.chain, d.payload, d.at,
+       CASE WHEN e.id IS NOT NULL THEN delivery_event_row(e) END AS event
+FROM delivery_outbox d
+LEFT JOIN events e ON d.stage = 'final' AND e.id = d.event_id
+WHERE (d.tx, d.id) > ($1::text::xid8, $2::bigint)
+  AND d.tx < $3::text::xid8
+ORDER BY d.tx, d.id
 LIMIT $4;
 
 -- name: upsert_config_subscription

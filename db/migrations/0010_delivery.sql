@@ -17,9 +17,11 @@ CREATE TABLE delivery_outbox (
     stage     TEXT NOT NULL CHECK (stage IN ('final', 'reverted')),
     event_id  BIGINT NOT NULL,
     chain     TEXT NOT NULL,
-    -- The event as it was (a reverted event's row is gone), plus for a
-    -- reversal the ledger entries that were removed with it.
-    payload   JSONB NOT NULL,
+    -- `reverted`: the event as it was (its row is gone) and the ledger
+    -- entries removed with it. `final`: empty; the event row is read at
+    -- fan-out (final rows are never deleted), which keeps this write small
+    -- on the indexer's hot path.
+    payload   JSONB NOT NULL DEFAULT '{}'::jsonb,
     at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX delivery_outbox_feed ON delivery_outbox (tx, id);
@@ -57,8 +59,8 @@ $$;
 -- below an already-final height would have no transition at all.
 CREATE FUNCTION delivery_on_final() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO delivery_outbox (stage, event_id, chain, payload)
-    SELECT 'final', e.id, e.chain, delivery_event_row(e)
+    INSERT INTO delivery_outbox (stage, event_id, chain)
+    SELECT 'final', e.id, e.chain
     FROM events e
     WHERE e.chain = NEW.chain
       AND e.block_number > COALESCE(OLD.final_number, -1)
@@ -76,8 +78,8 @@ CREATE TRIGGER chain_state_delivery_final AFTER UPDATE OF final_number ON chain_
 -- missed log) is final at once: observed and final in one transaction.
 CREATE FUNCTION delivery_on_late_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO delivery_outbox (stage, event_id, chain, payload)
-    SELECT 'final', n.id, n.chain, delivery_event_row(n)
+    INSERT INTO delivery_outbox (stage, event_id, chain)
+    SELECT 'final', n.id, n.chain
     FROM new_events n
     JOIN chain_state s ON s.chain = n.chain
     WHERE s.final_number IS NOT NULL AND n.block_number <= s.final_number
@@ -133,6 +135,10 @@ BEGIN
                       ON p.tx = s.tx AND p.transaction_id = s.transaction_id
                WHERE s.tx = pg_current_xact_id() AND s.event_id = o.id), '[]'::jsonb))
     FROM old_events o
+    LEFT JOIN chain_state c ON c.chain = o.chain
+    -- Only what could still change: a reorg never goes below the final
+    -- height, and a final event removed by hand is no reorg to announce.
+    WHERE c.final_number IS NULL OR o.block_number > c.final_number
     ORDER BY o.block_number, o.tx_index, o.log_index, o.id;
     DELETE FROM delivery_reversal_stage WHERE tx = pg_current_xact_id();
     DELETE FROM delivery_reversal_postings WHERE tx = pg_current_xact_id();

@@ -54,4 +54,4 @@ async def running_relay(settings, pool, db_url):
 
 
 def webhook(sub_id: str, url: str, **extra) -> dict:
-    return {"id": sub_id, "sink": "webhook", "url": url, "secrets": [f"env:WH_SECRET"], **extra}
+    return {"id": sub_id, "sink": "webhook", "url": url, "secrets": ["env:WH_SECRET"], **extra}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from api.app import make_app
@@ -9,8 +10,6 @@ from delivery import admin
 from tests.integration.api.test_status_page import CHROMIUM, chromium, open_page, wait_for
 from tests.support.api_data import address, api_settings, chain_cfg, seeded
 from tests.support.config import make_settings
-
-import pytest
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found")
 
