@@ -8,7 +8,11 @@ aiohttp server on loopback, the Redis side a consumer blocked in XREAD; both
 run in this process, like the relay, so the figures include sharing one
 event loop (a pessimistic setup).
 
-    .venv/bin/python bench/delivery.py [--events 10000] [--per-tx 100] [--keys 16]
+    .venv/bin/python bench/delivery.py [--events 10000] [--per-tx 100] [--keys 16] [--rate 0]
+
+--rate 0 commits everything as fast as it can (throughput; latency then
+measures the backlog); --rate N paces commits at N events/s (latency under
+a sustained load).
 """
 
 from __future__ import annotations
@@ -25,14 +29,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from db import create_pool  # noqa: E402
 from tests.support.config import make_settings  # noqa: E402
-from tests.support.delivery import SECRET, ensure_chain, insert_events, running_relay  # noqa: E402
+from tests.support.delivery import SECRET, ensure_chain, running_relay  # noqa: E402
 from tests.support.pg import PgCluster  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from tests.support.redis import RedisServer  # noqa: E402
+
+COLUMNS = ("chain", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "event", "args")
+
+
+def row(n: int, address: str) -> tuple:
+    return ("local", n, f"0x{n:064x}", f"0x{n:064x}", 0, 0, address, "Transfer",
+            orjson.dumps({"from": "0x" + "11" * 20, "to": "0x" + "22" * 20, "value": str(10**18 + n)}).decode())
 
 
 def pct(values: list[float], p: float) -> float:
@@ -75,11 +87,16 @@ async def run_one(sink: str, pool, db_url: str, args, redis_url: str, tmp: Path)
             n = min(args.per_tx, args.events - start)
             async with pool.acquire() as conn:
                 async with conn.transaction():
-                    ids = await insert_events(conn, "local", [
-                        (base + start + i, 0, keys[(start + i) % len(keys)]) for i in range(n)])
+                    # COPY, as indexer/store writes a range.
+                    await conn.copy_records_to_table("events", columns=COLUMNS, records=[
+                        row(base + start + i, keys[(start + i) % len(keys)]) for i in range(n)])
+                    ids = [r["id"] for r in await conn.fetch(
+                        "SELECT id FROM events WHERE tx = pg_current_xact_id() ORDER BY id")]
                 now = time.time()
             for i in ids:
                 committed[f"ev_local_{i}_observed"] = now
+            if args.rate:  # paced: a sustained load instead of one burst
+                await asyncio.sleep(max(0.0, t0 + (start + n) / args.rate - time.time()))
         deadline = time.time() + 600
         if receiver is not None:
             while len(receiver.first_seen()) < args.events and time.time() < deadline:
@@ -90,8 +107,12 @@ async def run_one(sink: str, pool, db_url: str, args, redis_url: str, tmp: Path)
             await asyncio.wait_for(consumer, 600)
     lat = [(arrivals[m] - c) * 1000 for m, c in committed.items() if m in arrivals]
     total = max(arrivals.values()) - t0
-    print(f"{sink:8s} {len(arrivals):6d} delivered  {len(arrivals) / total:8.0f} deliveries/s  "
+    mode = f"paced {args.rate:.0f}/s" if args.rate else "burst"
+    print(f"{sink:8s} {mode:12s} {len(arrivals):6d} delivered  {len(arrivals) / total:8.0f} deliveries/s  "
           f"commit→receiver p50 {statistics.median(lat):7.1f} ms  p99 {pct(lat, 99):7.1f} ms")
+    attempts = await pool.fetchval("SELECT count(*) FROM delivery_attempts")
+    print(f"{'':8s} {attempts} attempts recorded" + (f", {len(receiver.requests)} requests received"
+                                                      if receiver is not None else ""))
     if receiver is not None:
         await receiver.stop()
     else:
@@ -103,6 +124,7 @@ async def main() -> None:
     ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--per-tx", type=int, default=100)
     ap.add_argument("--keys", type=int, default=16)
+    ap.add_argument("--rate", type=float, default=0, help="events/s to commit at (0: as fast as possible)")
     args = ap.parse_args()
     os.environ["WH_SECRET"] = SECRET
     cluster = PgCluster()
