@@ -263,3 +263,38 @@ def test_retry_after_http_date():
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30
     assert parse_retry_after("120") == 120
     assert parse_retry_after("soon") is None
+
+
+async def test_redirects_are_not_followed(pool, db_url, tmp_path):
+    other = await Receiver().start()
+    redirecting = await Receiver(lambda n, m: (307, {"Location": other.url}, 0.0)).start()
+    settings = settings_for(tmp_path, [webhook("app", redirecting.url, start="earliest")], retry_schedule=[0.05])
+    await ensure_chain(pool)
+    try:
+        async with running_relay(settings, pool, db_url):
+            async with pool.acquire() as conn, conn.transaction():
+                await insert_events(conn, "local", [(1, 0, A)])
+            for _ in range(100):
+                if len(await admin.messages(pool, "app", state="dead")) == 1:
+                    break
+                await asyncio.sleep(0.05)
+        rows = await admin.attempts(pool, "app")
+        assert [(r["outcome"], r["status_code"]) for r in rows] == [("http_error", 307)] * 2
+        assert len(redirecting.requests) == 2 and other.requests == []
+    finally:
+        await other.stop()
+        await redirecting.stop()
+
+
+async def test_resolver_refuses_names_that_resolve_to_refused_addresses():
+    from config.section_deliveries import DeliverySettings
+    from delivery.ssrf import GuardedResolver
+    resolver = GuardedResolver(DeliverySettings())
+    try:
+        with pytest.raises(OSError, match="loopback"):
+            await resolver.resolve("localhost", 80)
+        allowed = GuardedResolver(DeliverySettings(allow_loopback=True))
+        assert all(r["host"] in ("127.0.0.1", "::1") for r in await allowed.resolve("localhost", 80))
+        await allowed.close()
+    finally:
+        await resolver.close()
