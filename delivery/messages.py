@@ -129,8 +129,29 @@ def from_lifecycle(row: Any) -> Message | None:
                    p["address"].lower(), p["event"], _arg_accounts(r["chain"], p.get("args")))
 
 
+# The payout lifecycle as apps name it; the payload keeps the stored state.
+_PAYOUT_STAGES = {"batched": "batched", "paid": "confirmed", "held": "held"}
+_BATCH_STAGES = {"signed": "sent", "confirmed": "confirmed", "reverted": "failed", "expired": "failed"}
+
+
 def outbox_stage(kind: str, payload: dict[str, Any]) -> str:
-    """The stage of a state change: its state; reconciliation says mismatch or ok; a pause paused or resolved."""
+    """The stage of a state change.
+
+    payout: requested (created), batched, confirmed (paid), held, failed (its
+    batch failed and it waits again: `reason` says why); batch: sent (signed
+    and broadcast), confirmed, failed (reverted, expired), or its state;
+    reconciliation: mismatch or its status; pause: paused or resolved; kill
+    switch: killed or released; any other kind: its state or status.
+    """
+    if kind == "payout":
+        if payload.get("previous_state") is None:
+            return "requested"
+        state = payload.get("state")
+        if state == "pending":
+            return "failed" if payload.get("previous_state") == "batched" else "requested"
+        return _PAYOUT_STAGES.get(state, str(state))
+    if kind == "batch" and payload.get("state") in _BATCH_STAGES:
+        return _BATCH_STAGES[payload["state"]]
     if kind == "reconciliation":
         return "mismatch" if (payload.get("mismatches") or 0) > 0 else str(payload.get("status") or "ok")
     if kind == "asset_pause":

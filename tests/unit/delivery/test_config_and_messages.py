@@ -104,3 +104,19 @@ def test_ssrf_static_checks():
     check_url("https://hooks.example.com/h", s)
     check_url("http://127.0.0.1:8000/h", DeliverySettings(allow_loopback=True))
     check_url("https://10.0.0.1/h", DeliverySettings(allow_private=["10.0.0.0/8"]))
+
+
+@pytest.mark.parametrize("kind,payload,stage", [
+    ("payout", {"state": "pending", "previous_state": None}, "requested"),
+    ("payout", {"state": "batched", "previous_state": "pending"}, "batched"),
+    ("payout", {"state": "paid", "previous_state": "batched"}, "confirmed"),
+    ("payout", {"state": "held", "previous_state": "pending"}, "held"),
+    ("payout", {"state": "pending", "previous_state": "batched", "reason": "batch expired"}, "failed"),
+    ("batch", {"state": "signed"}, "sent"),
+    ("batch", {"state": "expired"}, "failed"),
+    ("batch", {"state": "awaiting_approval"}, "awaiting_approval"),
+    ("asset_pause", {"paused": False}, "resolved"),
+])
+def test_payout_lifecycle_stages(kind, payload, stage):
+    from delivery.messages import outbox_stage
+    assert outbox_stage(kind, payload) == stage
