@@ -102,6 +102,7 @@ class DeliverySettings(_Strict):
     disable_after: float = Field(5 * 86_400.0, gt=0)  # failing this long (s) disables the subscription
     response_bytes: int = Field(256, ge=0, le=4096)  # first bytes of each answer kept
     rotation_overlap: float = Field(86_400.0, ge=0)  # old secret stays valid this long after a rotation
+    retention: float = Field(7 * 86_400.0, gt=0)   # delivered messages (and attempts) kept this long (s)
     redis_maxlen: int = Field(1_000_000, ge=1)       # XADD MAXLEN ~
     redis_dedupe_ttl: int = Field(7 * 86_400, ge=60)  # seconds an event id is remembered per stream
     # SSRF: targets resolving to loopback/private/link-local are refused unless listed here.

@@ -250,3 +250,11 @@ ON CONFLICT (subscription_id, msg_id) DO NOTHING;
 -- name: assets_display
 -- Symbols and decimals for showing amounts in an asset's units (the status page).
 SELECT id, chain, name, kind, contract, symbol, decimals FROM assets ORDER BY id;
+
+-- name: prune_delivered
+-- Retention: delivered messages (and their attempts) older than $1 seconds, $2 at a time.
+-- Pending and dead ones stay until delivered or redelivered.
+DELETE FROM delivery_messages
+WHERE seq IN (SELECT seq FROM delivery_messages
+              WHERE state = 'delivered' AND delivered_at < now() - make_interval(secs => $1)
+              LIMIT $2);

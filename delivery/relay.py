@@ -35,6 +35,8 @@ from .sinks import Outcome, Outgoing, RedisSink, Sink, WebhookSink
 log = get_logger("delivery")
 Q = Queries(Path(__file__).with_name("queries.sql"))
 CHANNEL = "chainsettle_delivery"
+PRUNE_EVERY = 60.0
+PRUNE_BATCH = 10_000
 DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -215,6 +217,7 @@ class Relay:
         self.wake = asyncio.Event()
         self.senders: dict[str, Sender] = {}
         self._listener: asyncpg.Connection | None = None
+        self._pruned_at = 0.0
 
     def _notified(self, *_args) -> None:
         self.wake.set()
@@ -250,7 +253,18 @@ class Relay:
         finally:
             await self.close()
 
+    async def prune(self) -> None:
+        """Delivered messages past `delivery.retention`, a batch at a time, at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        status = await self.pool.execute(Q.prune_delivered, self.settings.delivery.retention, PRUNE_BATCH)
+        if status != "DELETE 0":
+            log.info("delivery.pruned", messages=int(status.rsplit(" ", 1)[1]))
+
     async def tick(self) -> None:
+        await self.prune()
         rows = await self.pool.fetch(Q.subscriptions)
         seen = set()
         for row in rows:

@@ -222,6 +222,7 @@ CREATE TABLE delivery_messages (
 );
 CREATE INDEX delivery_messages_pending ON delivery_messages (subscription_id, seq) WHERE state = 'pending';
 CREATE INDEX delivery_messages_waiting ON delivery_messages (subscription_id, next_at) WHERE state = 'pending';
+CREATE INDEX delivery_messages_done ON delivery_messages (delivered_at) WHERE state = 'delivered';
 CREATE INDEX delivery_messages_pos ON delivery_messages (subscription_id, pos_tx, pos_source, pos_id);
 
 CREATE TABLE delivery_attempts (

@@ -57,3 +57,20 @@ async def test_final_reverted_and_late_inserts(pool):
     before = len(await lifecycle(pool))
     await pool.execute("DELETE FROM events WHERE id = $1", ids[0])
     assert len(await lifecycle(pool)) == before
+
+
+async def test_retention_prunes_only_old_delivered_messages(pool, tmp_path):
+    from delivery.relay import Relay
+    from tests.support.delivery import settings_for
+    await pool.execute("INSERT INTO delivery_subscriptions (id, origin, sink, url, finality, ordering, cursor_tx) "
+                       "VALUES ('s', 'api', 'webhook', 'https://x.example/h', 'instant', 'strict', '0')")
+    await pool.execute("""INSERT INTO delivery_messages (subscription_id, msg_id, type, key, body, committed_at,
+                              state, delivered_at)
+                          VALUES ('s', 'old', 'ping', 'k', '\\x7b7d', now(), 'delivered', now() - interval '2 hours'),
+                                 ('s', 'new', 'ping', 'k', '\\x7b7d', now(), 'delivered', now()),
+                                 ('s', 'dead', 'ping', 'k', '\\x7b7d', now() - interval '3 hours', 'dead', NULL),
+                                 ('s', 'wait', 'ping', 'k', '\\x7b7d', now() - interval '3 hours', 'pending', NULL)""")
+    relay = Relay(settings_for(tmp_path, [], retention=3600), pool, "", None)
+    await relay.prune()
+    left = {r["msg_id"] for r in await pool.fetch("SELECT msg_id FROM delivery_messages")}
+    assert left == {"new", "dead", "wait"}
