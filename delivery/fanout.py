@@ -109,17 +109,19 @@ async def read_after(conn: asyncpg.Connection, pos: Position, horizon: str, limi
     return list(itertools.islice(merged, limit))
 
 
-async def fan_out_once(pool: asyncpg.Pool, sub: Subscription, limit: int) -> tuple[int, int]:
-    """One batch for one subscription; returns (source items read, messages queued)."""
+async def fan_out_once(pool: asyncpg.Pool, sub: Subscription, limit: int) -> tuple[int, int, str | None]:
+    """One batch for one subscription; returns (source items read, messages queued, horizon)."""
     async with pool.acquire() as conn, conn.transaction():
+        # Before the row lock: this transaction has no xid yet, so it does not
+        # hold its own horizon back (an earlier horizon is only more careful).
+        horizon = await conn.fetchval(Q.horizon)
         row = await conn.fetchrow(Q.lock_subscription, sub.id)
         if row is None:
-            return 0, 0
+            return 0, 0, None
         pos = (int(row["cursor_tx"]), row["cursor_source"], row["cursor_id"])
-        horizon = await conn.fetchval(Q.horizon)
         items = await read_after(conn, pos, horizon, limit)
         if not items:
-            return 0, 0
+            return 0, 0, horizon
         wanted = [m for m in items if isinstance(m, Message) and sub.wants(m)]
         if wanted:
             await conn.executemany(Q.insert_message, [
@@ -127,14 +129,15 @@ async def fan_out_once(pool: asyncpg.Pool, sub: Subscription, limit: int) -> tup
                  m.position[1], m.position[2], m.body(), m.at) for m in wanted])
         last = items[-1].position
         await conn.execute(Q.set_cursor, sub.id, str(last[0]), last[1], last[2])
-    return len(items), len(wanted)
+    return len(items), len(wanted), horizon
 
 
-async def fan_out(pool: asyncpg.Pool, sub: Subscription, limit: int) -> int:
-    """Until the subscription's cursor reaches the horizon; returns messages queued."""
+async def fan_out(pool: asyncpg.Pool, sub: Subscription, limit: int) -> tuple[int, bool]:
+    """Until the subscription's cursor reaches the horizon; returns (messages queued, work held back)."""
     queued = 0
     while True:
-        read, added = await fan_out_once(pool, sub, limit)
+        read, added, horizon = await fan_out_once(pool, sub, limit)
         queued += added
         if read < limit:
-            return queued
+            held = horizon is not None and bool(await pool.fetchval(Q.held_back, horizon))
+            return queued, held

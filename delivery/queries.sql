@@ -258,3 +258,10 @@ DELETE FROM delivery_messages
 WHERE seq IN (SELECT seq FROM delivery_messages
               WHERE state = 'delivered' AND delivered_at < now() - make_interval(secs => $1)
               LIMIT $2);
+
+-- name: held_back
+-- Committed rows at or past horizon $1: a transaction below them was still
+-- running (often one of the relay's own), so look again soon, not at the next poll.
+SELECT EXISTS (SELECT 1 FROM events WHERE tx >= $1::text::xid8)
+    OR EXISTS (SELECT 1 FROM feed_outbox WHERE tx >= $1::text::xid8)
+    OR EXISTS (SELECT 1 FROM delivery_outbox WHERE tx >= $1::text::xid8);

@@ -36,6 +36,7 @@ log = get_logger("delivery")
 Q = Queries(Path(__file__).with_name("queries.sql"))
 CHANNEL = "chainsettle_delivery"
 PRUNE_EVERY = 60.0
+HELD_BACK_RECHECK = 0.02
 PRUNE_BATCH = 10_000
 DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -79,6 +80,8 @@ class Sender:
         pool = self.relay.pool
         try:
             while self.active and not self.relay.stop.is_set():
+                # Cleared before looking, so a wake-up that lands while we look is kept.
+                self.wake.clear()
                 try:
                     sent = await self.step()
                 except DB_ERRORS as exc:
@@ -92,7 +95,6 @@ class Sender:
                     due = await pool.fetchval(Q.next_due, self.sub.id)
                     if due is not None:
                         delay = min(delay, due)
-                self.wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), max(delay, 0.005))
         finally:
@@ -218,6 +220,7 @@ class Relay:
         self.senders: dict[str, Sender] = {}
         self._listener: asyncpg.Connection | None = None
         self._pruned_at = 0.0
+        self._recheck = 0.0
 
     def _notified(self, *_args) -> None:
         self.wake.set()
@@ -236,8 +239,15 @@ class Relay:
             while not self.stop.is_set():
                 await self._listen()
                 self.wake.clear()
+                wait = self.settings.delivery.poll_interval
                 try:
-                    await self.tick()
+                    if await self.tick():
+                        # Soon, then less often: a long transaction elsewhere
+                        # (a replay) must not turn this into a busy loop.
+                        self._recheck = min(wait, self._recheck * 2 if self._recheck else HELD_BACK_RECHECK)
+                        wait = self._recheck
+                    else:
+                        self._recheck = 0.0
                 except DB_ERRORS as exc:
                     m.RELAY_ERRORS.inc()
                     log.warning("delivery.relay_db_error", error=f"{exc.__class__.__name__}: {exc}"[:300])
@@ -245,7 +255,7 @@ class Relay:
                     waiter = asyncio.ensure_future(self.wake.wait())
                     stopper = asyncio.ensure_future(self.stop.wait())
                     try:
-                        await asyncio.wait({waiter, stopper}, timeout=self.settings.delivery.poll_interval,
+                        await asyncio.wait({waiter, stopper}, timeout=wait,
                                            return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waiter.cancel()
@@ -263,14 +273,17 @@ class Relay:
         if status != "DELETE 0":
             log.info("delivery.pruned", messages=int(status.rsplit(" ", 1)[1]))
 
-    async def tick(self) -> None:
+    async def tick(self) -> bool:
+        """Fan out every subscription and (re)start senders; True if committed work waits behind the horizon."""
         await self.prune()
         rows = await self.pool.fetch(Q.subscriptions)
         seen = set()
+        held_any = False
         for row in rows:
             sub = Subscription.from_row(row)
             seen.add(sub.id)
-            queued = await fan_out(self.pool, sub, self.settings.delivery.fanout_batch)
+            queued, held = await fan_out(self.pool, sub, self.settings.delivery.fanout_batch)
+            held_any = held_any or held
             if queued:
                 m.FANNED_OUT.labels(sub.id).inc(queued)
             sender = self.senders.get(sub.id)
@@ -293,6 +306,7 @@ class Relay:
             sender = self.senders.pop(gone)
             sender.active = False
             sender.wake.set()
+        return held_any
 
     async def close(self) -> None:
         for sender in self.senders.values():
