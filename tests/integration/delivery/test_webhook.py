@@ -298,3 +298,27 @@ async def test_resolver_refuses_names_that_resolve_to_refused_addresses():
         await allowed.close()
     finally:
         await resolver.close()
+
+
+async def test_notify_wakes_the_relay_and_polling_covers_a_lost_listener(pool, db_url, tmp_path):
+    receiver = await Receiver().start()
+    # A poll far longer than the test: only NOTIFY can bring the first event quickly.
+    settings = settings_for(tmp_path, [webhook("app", receiver.url, start="earliest")], poll_interval=60)
+    await ensure_chain(pool)
+    try:
+        async with running_relay(settings, pool, db_url) as relay:
+            await asyncio.sleep(0.5)   # the relay is idle, waiting on LISTEN
+            async with pool.acquire() as conn, conn.transaction():
+                await insert_events(conn, "local", [(1, 0, A)])
+            await receiver.wait_for(lambda: len(receiver.first_seen()) == 1, timeout=10)
+        # Without a listener (its connection killed), polling still delivers.
+        settings = settings_for(tmp_path, [webhook("app", receiver.url, start="earliest")], poll_interval=0.3)
+        async with running_relay(settings, pool, db_url) as relay:
+            await asyncio.sleep(0.5)
+            pid = relay._listener.get_server_pid()
+            await pool.execute("SELECT pg_terminate_backend($1)", pid)
+            async with pool.acquire() as conn, conn.transaction():
+                await insert_events(conn, "local", [(2, 0, A)])
+            await receiver.wait_for(lambda: len(receiver.first_seen()) == 2, timeout=10)
+    finally:
+        await receiver.stop()
