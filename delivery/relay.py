@@ -287,6 +287,11 @@ class Relay:
             if queued:
                 m.FANNED_OUT.labels(sub.id).inc(queued)
             sender = self.senders.get(sub.id)
+            if sender is not None and sender.task is not None and sender.task.done() and not sender.task.cancelled():
+                exc = sender.task.exception()
+                if exc is not None:  # a bug, not the network: say so, then start it again below
+                    log.error("delivery.sender_crashed", subscription=sub.id,
+                              error=f"{exc.__class__.__name__}: {exc}"[:500], exc_info=exc)
             if sub.state == "active":
                 if sender is None or sender.task is None or sender.task.done() or not sender.active:
                     sender = Sender(self, sub)
