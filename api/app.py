@@ -13,7 +13,16 @@ from aiohttp import web
 
 from config import Secret, Settings, resolve_secret
 
-from . import admin_replay, admin_routes, auth_routes, feed, invoice_routes, read_routes, settlement_routes
+from . import (
+    admin_deliveries,
+    admin_replay,
+    admin_routes,
+    auth_routes,
+    feed,
+    invoice_routes,
+    read_routes,
+    settlement_routes,
+)
 from .metrics import metrics_handler
 from .middleware import (
     CorsPolicy,
@@ -83,6 +92,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     if settings.invoices.signin is not None:
         auth_routes.token_key(settings)  # an unresolvable key fails at start, naming the field
         app.add_routes(auth_routes.routes)
+    app.add_routes(admin_deliveries.public_routes)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:
@@ -90,6 +100,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(admin_routes.routes)
         app.add_routes(admin_replay.routes)
         app.add_routes(invoice_routes.admin_routes)
+        app.add_routes(admin_deliveries.routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

@@ -282,6 +282,13 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                    "The `next` (or `resume`) value of a previous page, unchanged"),
             _query("order", {"type": "string", "enum": ["asc", "desc"]}, "By commit order; default asc"),
         ]),
+        "/v1/deliveries": _get("Delivery subscriptions: state, backlog, lag, dead letters (no targets or secrets)",
+                               _json(_obj({"subscriptions": {"type": "array", "items": {
+                                   "type": "object", "additionalProperties": True}},
+                                   "assets": {"type": "array", "description": "symbol and decimals per asset",
+                                              "items": {"type": "object", "additionalProperties": True}}}),
+                                     "Subscriptions, and the assets' units for display"),
+                               params=[]),
         "/v1/stream": {"get": {
             "summary": "Server-sent events in commit order; resumable",
             "description": (
@@ -356,6 +363,8 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                              "description": "A payout asset of that chain"}
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         paths.update(_admin_paths())
+        paths.update(_delivery_paths())  # api/admin_deliveries.py
+        schemas.update(_delivery_schemas())
     # Invoices, verify-payment and sign-in (api/openapi_invoices.py).
     spec["components"]["schemas"].update(openapi_invoices.schemas())
     paths.update(openapi_invoices.paths(admin=admin, signin=signin, rate=RATE_LIMITED))
@@ -415,6 +424,109 @@ def _admin_paths() -> dict[str, Any]:
         "/v1/admin/replay/{id}": {"get": _admin_op(
             "A replay request and its outcome", {"200": _json(_ref("Replay"), "The request")},
             body=None, params=[replay_id], errors={"404": "No such replay request"})},
+    }
+
+
+def _delivery_schemas() -> dict[str, Any]:
+    free = {"type": "object", "additionalProperties": True}
+    strs = {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 100}
+    sub = {**_obj({"id": _str(), "sink": {"type": "string", "enum": ["webhook", "redis"]}, "url": _str(),
+                   "stream": _str(nullable=True), "filter": free,
+                   "finality": {"type": "string", "enum": ["instant", "final"]},
+                   "ordering": {"type": "string", "enum": ["per_key", "strict"]},
+                   "state": {"type": "string", "enum": ["active", "paused", "disabled"]},
+                   "state_reason": _str(nullable=True), "cursor": _str(), "pending": _int(), "dead": _int(),
+                   "lag_seconds": {"type": "number", "nullable": True},
+                   "secret": {**_str(), "description": "Only in the answer that made it (create, rotate)"}},
+                  required=["id", "sink", "url", "finality", "ordering", "state", "cursor"]),
+           "additionalProperties": True}
+    return {
+        "DeliverySubscription": _obj({"subscription": sub}),
+        "DeliveryList": _obj({"subscriptions": {"type": "array", "items": sub}}),
+        "DeliveryCreate": {
+            "type": "object", "additionalProperties": False, "required": ["id", "sink", "url"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+                "sink": {"type": "string", "enum": ["webhook", "redis"]},
+                "url": {"type": "string", "description": "https:// webhook (http:// only to loopback), or redis://"},
+                "stream": {"type": "string", "pattern": "^[A-Za-z0-9:._{}-]{1,200}$",
+                           "description": "redis only"},
+                "secrets": {**strs, "description": "A whsec_ secret to use; generated when absent"},
+                "filter": {"type": "object", "additionalProperties": False, "properties": {
+                    k: strs for k in ("chains", "contracts", "events", "accounts", "types")}},
+                "finality": {"type": "string", "enum": ["instant", "final"]},
+                "ordering": {"type": "string", "enum": ["per_key", "strict"]},
+                "start": {"type": "string", "enum": ["now", "earliest"]},
+            }},
+        "DeliveryStateBody": {"type": "object", "additionalProperties": False,
+                              "properties": {"reason": {"type": "string", "maxLength": 500, "nullable": True}}},
+        "DeliveryRotateBody": {"type": "object", "additionalProperties": False, "properties": {
+            "overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 30 * 86_400, "nullable": True}}},
+        "DeliveryRedeliverBody": {"type": "object", "additionalProperties": False, "properties": {
+            "msg_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$", "nullable": True},
+            "event_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$", "nullable": True},
+            "from_seq": {**_int(minimum=1), "nullable": True}, "to_seq": {**_int(minimum=1), "nullable": True},
+            "from_time": _str(nullable=True, fmt="date-time"), "to_time": _str(nullable=True, fmt="date-time"),
+            "from_block": _int(nullable=True), "to_block": _int(nullable=True)}},
+        "DeliveryRows": {"type": "object", "additionalProperties": True},
+    }
+
+
+def _delivery_paths() -> dict[str, Any]:
+    sub_id = {"name": "id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}, "description": "Subscription id"}
+    nf = {"404": "No such subscription"}
+    one = {"200": _json(_ref("DeliverySubscription"), "The subscription")}
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)")
+    return {
+        "/v1/admin/deliveries": {
+            "get": _admin_op("Delivery subscriptions (secrets never shown)",
+                             {"200": _json(_ref("DeliveryList"), "All")}, body=None),
+            "post": _admin_op("Create a subscription; a webhook's generated secret is in this answer only (audited)",
+                              {"201": _json(_ref("DeliverySubscription"), "Created")}, body="DeliveryCreate",
+                              errors={"409": "A subscription with this id exists"}),
+        },
+        "/v1/admin/deliveries/{id}": {
+            "get": _admin_op("One subscription", one, body=None, params=[sub_id], errors=nf),
+            "delete": _admin_op("Delete a subscription, its queue and attempts (audited)",
+                                {"200": _json(_ref("DeliveryRows"), "Deleted")}, body=None, params=[sub_id],
+                                errors=nf),
+        },
+        "/v1/admin/deliveries/{id}/pause": {"post": _admin_op(
+            "Stop sending; the queue keeps filling (audited)", one, body="DeliveryStateBody", body_required=False,
+            params=[sub_id], errors=nf)},
+        "/v1/admin/deliveries/{id}/resume": {"post": _admin_op(
+            "Send again; also re-enables a disabled subscription (audited)", one, body="DeliveryStateBody",
+            body_required=False, params=[sub_id], errors=nf)},
+        "/v1/admin/deliveries/{id}/rotate": {"post": _admin_op(
+            "New signing secret, in this answer only; old ones sign on during the overlap (audited)", one,
+            body="DeliveryRotateBody", body_required=False, params=[sub_id],
+            errors={**nf, "409": "Not a webhook subscription"})},
+        "/v1/admin/deliveries/{id}/ping": {"post": _admin_op(
+            "Queue a test message through the normal path (audited)",
+            {"202": _json(_ref("DeliveryRows"), "Queued")}, body=None, params=[sub_id], errors=nf)},
+        "/v1/admin/deliveries/{id}/redeliver": {"post": _admin_op(
+            "Queue again one message (msg_id, event_id) or a range by seq, commit time or block (audited)",
+            {"202": _json(_ref("DeliveryRows"), "How many were queued")}, body="DeliveryRedeliverBody",
+            params=[sub_id], errors=nf)},
+        "/v1/admin/deliveries/{id}/attempts": {"get": _admin_op(
+            "Delivery attempts newest first: outcome, status code, latency, first bytes of the answer",
+            {"200": _json(_ref("DeliveryRows"), "A page")}, body=None, params=[
+                sub_id, _query("msg_id", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,200}$"}, "One message"),
+                _query("before", {**_int(minimum=1), "maximum": MAX_BIGINT}, "The `next` of the previous page"),
+                limit])},
+        "/v1/admin/deliveries/{id}/messages": {"get": _admin_op(
+            "The subscription's messages in its order, with state and attempts",
+            {"200": _json(_ref("DeliveryRows"), "A page")}, body=None, params=[
+                sub_id, _query("after", {**_int(), "maximum": MAX_BIGINT}, "Sequence number to start after"),
+                _query("state", {"type": "string", "enum": ["any", "pending", "delivered", "dead"]}, "Filter"),
+                limit])},
+        "/v1/admin/deliveries/{id}/pull": {"get": _admin_op(
+            "Missed messages after a cursor (a body's `cursor` or an SSE id), bodies exactly as sent",
+            {"200": _json(_ref("DeliveryRows"), "Messages and the next cursor")}, body=None, params=[
+                sub_id, {**_query("cursor", {"type": "string", "pattern": "^[0-9]{1,20}\\.[od]?[0-9]{1,19}$"},
+                                  "Position to resume after"), "required": True},
+                {**limit, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}], errors=nf)},
     }
 
 

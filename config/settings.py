@@ -33,7 +33,16 @@ from pydantic_settings import (
 from .errors import ConfigError, SecretError
 from .presets import PRESETS, Preset
 from .secrets import resolve_secret
-from .sections import ApiSettings, InvoiceSettings, LedgerSettings, PayoutSettings, ReconcileSettings
+from .section_deliveries import unique_ids as unique_deliveries
+from .sections import (
+    ApiSettings,
+    DeliveryConfig,
+    DeliverySettings,
+    InvoiceSettings,
+    LedgerSettings,
+    PayoutSettings,
+    ReconcileSettings,
+)
 
 BUILTIN_ABI_DIR = Path(__file__).parent / "abis"
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -285,6 +294,8 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     payouts: PayoutSettings = PayoutSettings()
     invoices: InvoiceSettings = InvoiceSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    deliveries: list[DeliveryConfig] = Field(default_factory=list)
     config_dir: str | None = None
 
     @classmethod
@@ -311,6 +322,7 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"chain names must be unique: {', '.join(dupes)}")
+        unique_deliveries(self.deliveries)
         return self
 
     def chain(self, name: str) -> ChainConfig:

@@ -10,6 +10,7 @@ from config import ConfigError, Settings
 from config.logs import get_logger
 from settlement.reconcile.runs import run_reconcile_loop
 
+from .deliveries import run_delivery_relay
 from .followers import follow_chain
 from .payouts import payout_jobs
 from .replay import run_replay_worker
@@ -72,6 +73,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
         # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.
         jobs["replay"] = lambda: run_replay_worker(settings, pool, stop)
+        if settings.delivery.enabled:  # webhooks and Redis streams (delivery/)
+            jobs["deliveries"] = lambda: run_delivery_relay(settings, pool, url, stop)
         tasks = [asyncio.create_task(supervised(name, f, stop), name=name) for name, f in jobs.items()]
         log.info("daemon.started", chains=[c.name for c in settings.chains])
         await stop.wait()

@@ -76,6 +76,20 @@ ROWS = [
         ("Seconds since last successful reconciliation", "s", [
             "time() - max by (chain) (chainsettle_reconciliation_last_success_timestamp_seconds)"]),
     ]),
+    ("Deliveries", [
+        ("Delivery lag (seconds)", "s", ["chainsettle_delivery_lag_seconds"]),
+        ("Delivery lag (messages)", "none", ["chainsettle_delivery_lag_events"]),
+        ("Attempts /s by outcome", "ops", [
+            "sum by (subscription, outcome) (rate(chainsettle_delivery_attempts_total[5m]))"]),
+        ("Attempt latency p50 / p99", "s", [
+            "histogram_quantile(0.5, sum by (le, sink) (rate(chainsettle_delivery_attempt_seconds_bucket[5m])))",
+            "histogram_quantile(0.99, sum by (le, sink) (rate(chainsettle_delivery_attempt_seconds_bucket[5m])))"]),
+        ("Dead letters (held, and new in 1h)", "none", [
+            "chainsettle_delivery_dead_held",
+            "sum by (subscription) (increase(chainsettle_delivery_dead_letters_total[1h]))"]),
+        ("Disabled / paused subscriptions", "none", [
+            "sum(chainsettle_delivery_subscription_disabled)", "sum(chainsettle_delivery_subscription_paused)"]),
+    ]),
 ]
 
 

@@ -14,6 +14,7 @@ const activity = []; // payout and batch changes seen on the stream, newest firs
 let payouts = null; // the last /v1/status payouts, patched by stream messages
 let reconciliation = null; // the same for reconciliation
 let refreshTimer = null;
+const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/deliveries
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -47,6 +48,78 @@ async function getJSON(url) {
   return res.json();
 }
 
+// ---- amounts in an asset's units ------------------------------------------
+
+// Base units (a decimal string of any size) as units: BigInt keeps every digit.
+function formatUnits(raw, decimals) {
+  if (typeof raw !== "string" && typeof raw !== "number") return null;
+  const text = String(raw);
+  if (!/^-?[0-9]+$/.test(text) || !Number.isInteger(decimals)) return null;
+  const neg = text.startsWith("-");
+  const digits = (neg ? text.slice(1) : text).padStart(decimals + 1, "0");
+  const whole = digits.slice(0, digits.length - decimals).replace(/^0+(?=.)/, "");
+  const frac = decimals ? digits.slice(digits.length - decimals).replace(/0+$/, "") : "";
+  return (neg ? "-" : "") + whole + (frac ? "." + frac : "");
+}
+
+function unitsOf(key) {
+  const u = assetUnits.get(key);
+  return u && Number.isInteger(u.decimals) ? u : null;
+}
+
+function amountText(raw, unit) {
+  const shown = unit ? formatUnits(raw, unit.decimals) : null;
+  return shown === null ? fmt(raw) : shown + " " + (unit.symbol || "");
+}
+
+// A cell with the amounts in units and the raw JSON one click away; plain JSON when no unit is known.
+function argsCell(e) {
+  const raw = JSON.stringify(e.args);
+  const unit = unitsOf(e.chain + ":" + String(e.address || "").toLowerCase());
+  const amounts = unit && e.args && typeof e.args === "object"
+    ? Object.entries(e.args).filter(([k, v]) => ["value", "amount", "wad"].includes(k) && formatUnits(v, unit.decimals) !== null)
+    : [];
+  if (!amounts.length) return el("td", raw, "args");
+  const td = el("td", null, "args");
+  td.appendChild(el("span", amounts.map(([k, v]) => k + " " + amountText(v, unit)).join(", "), "amount"));
+  const details = el("details");
+  details.appendChild(el("summary", "raw"));
+  details.appendChild(el("pre", raw));
+  td.appendChild(details);
+  return td;
+}
+
+// ---- deliveries -------------------------------------------------------------
+
+function renderDeliveries(data) {
+  assetUnits.clear();
+  for (const a of data.assets || []) {
+    const unit = { symbol: a.symbol, decimals: a.decimals };
+    assetUnits.set(a.id, unit);
+    if (a.contract) assetUnits.set(a.chain + ":" + a.contract.toLowerCase(), unit);
+  }
+  const rows = (data.subscriptions || []).map((s) => {
+    const bad = s.state !== "active" || s.dead > 0;
+    const state = s.state_reason ? s.state + ": " + s.state_reason : s.state;
+    return row([
+      el("td", s.id), el("td", s.sink), el("td", fmt(s.target)), el("td", s.finality + ", " + s.ordering),
+      el("td", state, s.state === "active" ? "" : "bad"), el("td", fmt(s.pending)),
+      el("td", s.lag_seconds === null || s.lag_seconds === undefined ? "–" : Math.round(s.lag_seconds)),
+      el("td", fmt(s.dead), s.dead > 0 ? "bad" : ""),
+    ], { "data-delivery": s.id, "data-state": s.state, class: bad ? "warn" : "" });
+  });
+  fill(document.querySelector("#deliveries tbody"), rows, "no subscriptions", 8);
+}
+
+async function refreshDeliveries() {
+  try {
+    renderDeliveries(await getJSON("/v1/deliveries"));
+    renderEvents();
+  } catch (err) {
+    /* the status poll reports the API as unavailable */
+  }
+}
+
 // ---- chains, payouts, reconciliation ------------------------------------
 
 function renderChains(chains) {
@@ -72,7 +145,7 @@ function renderActivity() {
   for (const a of activity) {
     const attrs = a.kind === "payout" ? { "data-payout-id": String(a.id) } : { "data-batch-id": a.id };
     attrs["data-state"] = a.state;
-    table.appendChild(row([a.kind, a.kind === "batch" ? short(a.id) : a.id, a.chain, fmt(a.amount),
+    table.appendChild(row([a.kind, a.kind === "batch" ? short(a.id) : a.id, a.chain, amountText(a.amount, unitsOf(a.chain + ":" + a.asset)),
       (a.previous ? a.previous + " → " : "") + a.state], attrs));
   }
   return table;
@@ -87,7 +160,7 @@ function renderPayouts() {
     const table = el("table");
     table.appendChild(row(["chain", "asset", "state", "requests", "amount"].map((h) => el("th", h))));
     for (const q of queue) {
-      table.appendChild(row([q.chain, q.asset, q.state, q.count, q.amount],
+      table.appendChild(row([q.chain, q.asset, q.state, q.count, amountText(q.amount, unitsOf(q.chain + ":" + q.asset))],
         { "data-payout-state": q.state, "data-chain": q.chain }));
     }
     parts.push(table);
@@ -167,7 +240,7 @@ function renderEvents() {
     const tr = row([
       el("td", e.id), el("td", e.chain), el("td", e.block_number), el("td", e.event),
       el("td", short(e.address), "mono"), el("td", short(e.tx_hash), "mono"),
-      el("td", JSON.stringify(e.args), "args"), el("td", e.final ? "yes" : "no"),
+      argsCell(e), el("td", e.final ? "yes" : "no"),
     ], { "data-event-id": String(e.id), "data-chain": e.chain });
     if (e._fresh) tr.classList.add("new");
     e._fresh = false;
@@ -197,7 +270,7 @@ function refreshSoon() {
 
 function noteActivity(kind, data) {
   const id = kind === "payout" ? data.id : data.batch_id;
-  activity.unshift({ kind, id, chain: data.chain, amount: kind === "payout" ? data.amount : data.total,
+  activity.unshift({ kind, id, chain: data.chain, asset: data.asset, amount: kind === "payout" ? data.amount : data.total,
     state: data.state, previous: data.previous_state });
   activity.length = Math.min(activity.length, MAX_ACTIVITY);
   renderPayouts();
@@ -260,4 +333,6 @@ function connectStream() {
 
 connectStream();
 refreshStatus();
+refreshDeliveries();
 setInterval(refreshStatus, STATUS_EVERY_MS);
+setInterval(refreshDeliveries, STATUS_EVERY_MS);

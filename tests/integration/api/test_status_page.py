@@ -236,7 +236,8 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
                 const tr = document.querySelector('#payout-activity tr[data-payout-id="{ids['pending']}"]');
                 return tr && [...tr.cells].map((c) => c.textContent);
             }})()""")
-            assert row == ["payout", str(ids["pending"]), "anvil", "5", "pending → held"]
+            # Amounts are shown in the asset's units (issue 13): 5 wei at 18 decimals.
+            assert row == ["payout", str(ids["pending"]), "anvil", "0.000000000000000005 ETH", "pending → held"]
 
             await set_kill_switch(pool, "*", True, "drill", "ops")
             await wait_for(tools, page, "document.querySelector('[data-kill-switch=\"*\"]') !== null")

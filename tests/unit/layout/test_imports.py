@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-TOP = ("config", "db", "indexer", "settlement", "api", "daemon")
+TOP = ("config", "db", "indexer", "settlement", "delivery", "api", "daemon")
 # What each top-level package may import besides itself.
 ALLOWED = {
     "config": set(),
     "db": {"config"},
     "indexer": {"config", "db"},
     "settlement": {"config", "db", "indexer"},
-    "api": {"config", "db", "indexer", "settlement"},
-    "daemon": {"config", "db", "indexer", "settlement", "api"},
+    "delivery": {"config", "db", "indexer", "settlement"},
+    "api": {"config", "db", "indexer", "settlement", "delivery"},
+    "daemon": {"config", "db", "indexer", "settlement", "delivery", "api"},
 }
 # Inside a package: a module under the key may not import the listed subpackages.
 FORBIDDEN_INSIDE = {
