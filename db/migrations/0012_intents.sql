@@ -60,6 +60,7 @@ CREATE TABLE intent_occurrences (
     payout_request_id BIGINT,
     payout_state     TEXT,
     approved_by      TEXT,
+    requested_at     TIMESTAMPTZ,  -- the scheduler's clock when its payout was requested (period caps)
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     UNIQUE (intent_id, scheduled_at),
@@ -69,6 +70,7 @@ CREATE TABLE intent_occurrences (
 CREATE INDEX intent_occurrences_attempt ON intent_occurrences (next_attempt_at) WHERE state IN ('due', 'delayed');
 CREATE INDEX intent_occurrences_requested ON intent_occurrences (id) WHERE state = 'requested';
 CREATE INDEX intent_occurrences_source ON intent_occurrences (chain, asset, source_account);
+CREATE INDEX intent_occurrences_period ON intent_occurrences (intent_id, requested_at) WHERE requested_at IS NOT NULL;
 
 -- Every condition evaluation of every attempt, with its inputs.
 CREATE TABLE intent_evaluations (

@@ -12,7 +12,7 @@ reason code (or 'ok'), so the API can show why an occurrence waits:
 | fee_above_cap         | the chain's current fee is above the intent's gas cap           |
 | nothing_above_floor   | above_floor: the source holds nothing above the floor           |
 | insufficient_balance  | final balance - reserved < amount + buffer                      |
-| period_cap_reached    | this period's requested total + amount > the cap               |
+| period_cap_reached    | requested in the current period + amount > the cap              |
 
 "Reserved" is what pending payouts and other occurrences drawing on the same
 source already hold (see `source_reserved`); callers evaluate under the
@@ -122,7 +122,7 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
     if amount is not None and available < amount + buffer:
         failed.append("insufficient_balance")
     if spec.cap_per_period is not None and amount is not None:
-        lo, hi = period_bounds(spec, scheduled_at)
+        lo, hi = period_bounds(spec, now)
         total = int(await conn.fetchval(Q.period_total, intent_id, lo, hi, occurrence_id))
         inputs.update(period=[lo.isoformat(), hi.isoformat()], period_total=str(total), cap=spec.cap_per_period)
         if total + amount > int(spec.cap_per_period):

@@ -109,9 +109,9 @@ WHERE p.chain = $1 AND p.asset = $2 AND p.state IN ('pending', 'batched', 'held'
                                 WHERE o.chain = $1 AND o.asset = $2 AND o.source_account = $3));
 
 -- name: period_total
--- What this intent requested (or paid) for occurrences scheduled in [$2, $3).
+-- What this intent requested in [$2, $3) and did not fail to pay.
 SELECT COALESCE(sum(amount), 0) FROM intent_occurrences
-WHERE intent_id = $1 AND scheduled_at >= $2 AND scheduled_at < $3 AND state IN ('requested', 'executed')
+WHERE intent_id = $1 AND requested_at >= $2 AND requested_at < $3 AND state IN ('requested', 'executed')
   AND id <> $4;
 
 -- name: killed
@@ -132,7 +132,8 @@ WHERE id = $1;
 
 -- name: set_requested
 UPDATE intent_occurrences SET state = 'requested', attempts = $2, amount = $3, payout_request_id = $4,
-                              payout_state = $5, next_attempt_at = NULL, reason = NULL, updated_at = now()
+                              payout_state = $5, requested_at = $6, next_attempt_at = NULL, reason = NULL,
+                              updated_at = now()
 WHERE id = $1;
 
 -- name: set_failed

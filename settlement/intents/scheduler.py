@@ -218,7 +218,7 @@ class IntentScheduler:
             existing = await conn.fetchrow(Q.payout_by_key, oid)
             if existing is not None:  # requested before a crash: never a second request
                 await conn.execute(Q.set_requested, oid, occ["attempts"], existing["amount"], existing["id"],
-                                   existing["state"])
+                                   existing["state"], now)
                 return "requested"
             v = await evaluate(conn, self.settings, spec, occurrence_id=oid, intent_id=occ["intent_id"],
                                scheduled_at=occ["scheduled_at"], now=now, fee=fee)
@@ -243,7 +243,7 @@ class IntentScheduler:
                     reserved=v.inputs.get("reserved"), amount=v.inputs.get("amount"),
                     low_buffer_below=spec.low_buffer_below))
             if row is not None:
-                await conn.execute(Q.set_requested, oid, attempt, v.amount, row["id"], row["state"])
+                await conn.execute(Q.set_requested, oid, attempt, v.amount, row["id"], row["state"], now)
                 log.info("intents.requested", occurrence=oid, payout=row["id"], amount=str(v.amount))
                 return "requested"
             if v.reason == "payout_conflict":
