@@ -13,7 +13,7 @@ from aiohttp import web
 
 from config import Secret, Settings, resolve_secret
 
-from . import admin_replay, admin_routes, feed, read_routes, settlement_routes
+from . import admin_intents, admin_replay, admin_routes, feed, read_routes, settlement_routes
 from .metrics import metrics_handler
 from .middleware import (
     CorsPolicy,
@@ -77,12 +77,14 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(read_routes.routes)
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
+    app.add_routes(admin_intents.read_routes)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)
         app.add_routes(admin_replay.routes)
+        app.add_routes(admin_intents.routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

@@ -326,6 +326,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         for name, media in (("app.js", "text/javascript"), ("style.css", "text/css")):
             paths[f"/static/{name}"] = _get(f"Status page asset {name}", {
                 "description": name, "content": {media: {"schema": {"type": "string"}}}})
+    from . import openapi_intents  # the intent routes describe themselves
+
+    paths.update(openapi_intents.read_paths())
     spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "chainsettle", "version": "1",
@@ -347,6 +350,8 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                              "description": "A payout asset of that chain"}
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         paths.update(_admin_paths())
+        paths.update(openapi_intents.admin_paths())
+        schemas.update(openapi_intents.SCHEMAS)
     return spec
 
 
