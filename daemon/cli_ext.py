@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from .cli_api import register as _api
 from .cli_demo import register as _demo
+from .cli_intents import register as _intents
 from .cli_ledger import register as _ledger
 from .cli_payouts import register as _payouts
 
-REGISTER: list[Callable] = [_demo, _ledger, _api, _payouts]
+REGISTER: list[Callable] = [_demo, _ledger, _api, _payouts, _intents]

@@ -78,3 +78,37 @@ async def test_intent_routes(tmp_path, monkeypatch, pool):
         assert r.status == 404
         spec = await (await client.get("/openapi.json")).json()
         assert "/v1/intents/{id}/occurrences" in spec["paths"] and "/v1/admin/intents/{id}/preview" in spec["paths"]
+
+
+def _cli(config, *args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(config), "intents", *args], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_intents_cli(tmp_path, monkeypatch, pool, db_url):
+    import json
+
+    admin_settings(tmp_path, monkeypatch)  # writes chainsettle.toml; the CLI reads it with a database
+    await seeded(pool)
+    config = tmp_path / "cli.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n' + (tmp_path / "chainsettle.toml").read_text())
+    r = _cli(config, "create", json.dumps(body(cron="0 9 31 * *", end_of_month="clamp", timezone="UTC")))
+    assert r.returncode == 0, r.stderr
+    iid = json.loads(r.stdout)["intent"]["id"]
+    r = _cli(config, "preview", str(iid), "--next", "12")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 12 and all("T09:00:00 UTC" in ln for ln in lines)
+    days = [ln[:10] for ln in lines]
+    assert any(d.endswith("-02-28") or d.endswith("-02-29") for d in days) and any(d.endswith("-31") for d in days)
+    r = _cli(config, "create", json.dumps(body(cron="0 9 32 * *")))
+    assert r.returncode == 1 and r.stderr.startswith("error: cron:"), r.stderr
+    r = _cli(config, "pause", str(iid), "--reason", "test")
+    assert r.returncode == 0 and json.loads(r.stdout)["intent"]["state"] == "paused"
+    r = _cli(config, "occurrences", str(iid))
+    assert r.returncode == 0 and json.loads(r.stdout)["occurrences"] == []
