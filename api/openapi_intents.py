@@ -5,7 +5,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from .openapi import _admin_op, _error, _get, _json, _query
+from .openapi import JSON, RATE_LIMITED
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _get(summary: str, ok: dict[str, Any], params: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    responses = {"200": ok, "400": _error("A parameter is malformed; `field` names it"), "429": RATE_LIMITED,
+                 **extra, "default": _error("Any other error, as JSON")}
+    return {"get": {"summary": summary, "responses": responses, "parameters": params}}
+
+
+def _admin_op(summary: str, ok: dict[str, Any], *, body: str | None, body_required: bool = True,
+              params: list[dict[str, Any]] | None = None, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    responses: dict[str, Any] = {**ok, "400": _error("The request is malformed or refused; `field` names the problem"),
+                                 "401": _error("Missing or wrong bearer token")}
+    for status, text in (errors or {}).items():
+        responses[status] = _error(text)
+    responses["429"] = RATE_LIMITED
+    responses["default"] = _error("Any other error, as JSON")
+    op: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": body_required,
+                             "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    if params:
+        op["parameters"] = params
+    return op
 
 _OBJ = {"type": "object"}
 _INTENT_ID = {"name": "id", "in": "path", "required": True,

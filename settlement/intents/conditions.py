@@ -15,7 +15,7 @@ reason code (or 'ok'), so the API can show why an occurrence waits:
 | period_cap_reached    | requested in the current period + amount > the cap              |
 
 "Reserved" is what pending payouts and other occurrences drawing on the same
-source already hold (see `source_reserved`); callers evaluate under the
+source already hold (see `source_funds`); callers evaluate under the
 source's advisory lock, so two schedulers cannot both spend one balance.
 """
 
@@ -75,6 +75,41 @@ def in_window(spec: IntentSpec, now: datetime) -> bool:
     return start <= t < end if start <= end else (t >= start or t < end)  # a window over midnight
 
 
+class Controls:
+    """Kill switches and pauses, read at most once per `ttl` seconds per chain / asset.
+
+    A scheduler round evaluates many occurrences; re-reading two rows for each
+    would double its round trips. A switch set during a round is seen within
+    `ttl` (and the payout workers check it again before every signature).
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    async def _get(self, key: tuple[str, str], read) -> bool:
+        import time
+
+        now = time.monotonic()
+        hit = self._seen.get(key)
+        if hit is None or now - hit[0] > self.ttl:
+            hit = self._seen[key] = (now, bool(await read()))
+        return hit[1]
+
+    async def killed(self, conn, settings: Settings, chain: str) -> bool:
+        return await self._get(("kill", chain), lambda: killed(conn, settings, chain))
+
+    async def paused(self, conn, aid: str) -> bool:
+        return await self._get(("pause", aid), lambda: is_paused(conn, aid))
+
+
+class _Fresh(Controls):
+    """No caching: every call reads (previews, tests of one attempt)."""
+
+    def __init__(self) -> None:
+        super().__init__(ttl=-1.0)
+
+
 async def killed(conn: asyncpg.Connection, settings: Settings, chain: str) -> bool:
     pc = settings.payouts.chain(chain)
     if settings.payouts.kill_switch or (pc is not None and pc.kill_switch):
@@ -83,15 +118,17 @@ async def killed(conn: asyncpg.Connection, settings: Settings, chain: str) -> bo
 
 
 async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpec, *, occurrence_id: str,
-                   intent_id: int, scheduled_at: datetime, now: datetime, fee: int | None) -> Verdict:
+                   intent_id: int, scheduled_at: datetime, now: datetime, fee: int | None,
+                   controls: Controls | None = None) -> Verdict:
     """Every condition, in order; the first false one names the verdict. Reads only."""
+    controls = controls or _Fresh()
     inputs: dict = {"now": now.isoformat()}
     failed: list[str] = []
-    inputs["kill_switch"] = await killed(conn, settings, spec.chain)
+    inputs["kill_switch"] = await controls.killed(conn, settings, spec.chain)
     if inputs["kill_switch"]:
         failed.append("kill_switch_on")
     aid = asset_id(spec.chain, spec.asset)
-    inputs["paused"] = await is_paused(conn, aid)
+    inputs["paused"] = await controls.paused(conn, aid)
     if inputs["paused"]:
         failed.append("reconciliation_paused")
     if spec.window_start is not None:
@@ -105,8 +142,10 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
             failed.append("fee_unknown")
         elif fee > spec.gas_cap:
             failed.append("fee_above_cap")
-    balance = int(await conn.fetchval(Q.source_final_balance, spec.source, aid, spec.chain))
-    reserved = int(await conn.fetchval(Q.source_reserved, spec.chain, spec.asset, spec.source))
+    prefix = f"user:{spec.chain}:"
+    own = spec.source[len(prefix):] if spec.source.startswith(prefix) else None
+    funds = await conn.fetchrow(Q.source_funds, spec.chain, spec.asset, spec.source, own, aid)
+    balance, reserved = int(funds["balance"]), int(funds["reserved"])
     buffer = int(spec.buffer)
     available = balance - reserved
     inputs.update(source=spec.source, balance=str(balance), reserved=str(reserved), buffer=str(buffer))

@@ -55,18 +55,22 @@ LIMIT $2
 FOR UPDATE OF i SKIP LOCKED;
 
 -- name: insert_occurrences
--- Materialise occurrences; a (intent, scheduled time) made before is left alone.
+-- Materialise occurrences of many intents at once; a (intent, scheduled time) made before is left alone.
 INSERT INTO intent_occurrences (id, intent_id, version, scheduled_at, chain, asset, source_account, state, catch_up,
                                 deadline, next_attempt_at, reason)
-SELECT o.id, $2, $3, o.scheduled_at, $4, $5, $6, o.state, o.catch_up, o.deadline,
+SELECT o.id, o.intent_id, o.version, o.scheduled_at, o.chain, o.asset, o.source, o.state, o.catch_up, o.deadline,
        CASE WHEN o.state = 'due' THEN o.scheduled_at END, o.reason
-FROM unnest($1::text[], $7::timestamptz[], $8::text[], $9::bool[], $10::timestamptz[], $11::text[])
-     AS o(id, scheduled_at, state, catch_up, deadline, reason)
+FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],
+            $9::bool[], $10::timestamptz[], $11::text[])
+     AS o(id, intent_id, version, chain, asset, source, scheduled_at, state, catch_up, deadline, reason)
 ON CONFLICT DO NOTHING
-RETURNING id, state, scheduled_at, catch_up, reason;
+RETURNING id, intent_id, chain, state, scheduled_at, catch_up, reason;
 
 -- name: set_next_at
-UPDATE intents SET next_at = $2, updated_at = now() WHERE id = $1;
+-- Many cursors at once ($1 ids, $2 next times).
+UPDATE intents i SET next_at = n.next_at, updated_at = now()
+FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, next_at)
+WHERE i.id = n.id;
 
 -- name: attemptable
 -- Occurrences whose next attempt is due, oldest first.
@@ -76,10 +80,14 @@ ORDER BY next_attempt_at, id
 LIMIT $2;
 
 -- name: lock_occurrence
--- One occurrence to attempt; one being attempted elsewhere is skipped.
-SELECT o.*, v.spec, i.state AS intent_state FROM intent_occurrences o
+-- One occurrence to attempt (one being attempted elsewhere is skipped), with the payout its id
+-- already keys, if any: only the holder of this row lock requests it.
+SELECT o.*, v.spec, i.state AS intent_state,
+       p.id AS payout_id, p.state AS payout_request_state, p.amount AS payout_amount
+FROM intent_occurrences o
 JOIN intents i ON i.id = o.intent_id
 JOIN intent_versions v ON v.intent_id = o.intent_id AND v.version = o.version
+LEFT JOIN payout_requests p ON p.idempotency_key = o.id
 WHERE o.id = $1 AND o.state IN ('due', 'delayed')
 FOR UPDATE OF o SKIP LOCKED;
 
@@ -87,26 +95,23 @@ FOR UPDATE OF o SKIP LOCKED;
 -- Serialises the check-and-request of one source account and asset across processes.
 SELECT pg_advisory_xact_lock(hashtextextended($1, 15));
 
--- name: payout_by_key
-SELECT id, state, amount FROM payout_requests WHERE idempotency_key = $1;
-
--- name: source_final_balance
--- What the ledger holds for the source account in final entries only ($1 account, $2 asset id, $3 chain).
-SELECT COALESCE(-sum(p.amount), 0)
-FROM postings p
-JOIN ledger_accounts a ON a.id = p.account_id
-JOIN ledger_transactions t ON t.id = p.transaction_id
-WHERE a.code = $1 AND p.asset_id = $2
-  AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $3);
-
--- name: source_reserved
--- Requested but not yet paid against the source: the recipient's own payouts when the
--- source is its user account, and every payout of an occurrence drawing on the source.
-SELECT COALESCE(sum(p.amount), 0) FROM payout_requests p
-WHERE p.chain = $1 AND p.asset = $2 AND p.state IN ('pending', 'batched', 'held')
-  AND ('user:' || p.chain || ':' || p.recipient = $3
-       OR p.idempotency_key IN (SELECT o.id FROM intent_occurrences o
-                                WHERE o.chain = $1 AND o.asset = $2 AND o.source_account = $3));
+-- name: source_funds
+-- The source's final balance and what is reserved against it, in one round trip.
+-- $1 chain, $2 asset, $3 source account, $4 its recipient if a user account, $5 asset id.
+SELECT
+    (SELECT COALESCE(-sum(p.amount), 0)
+     FROM postings p
+     JOIN ledger_accounts a ON a.id = p.account_id
+     JOIN ledger_transactions t ON t.id = p.transaction_id
+     WHERE a.code = $3 AND p.asset_id = $5
+       AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $1)) AS balance,
+    (SELECT COALESCE((SELECT sum(amount) FROM payout_requests
+                      WHERE chain = $1 AND asset = $2 AND recipient = $4 AND state IN ('pending', 'batched', 'held')), 0)
+          + COALESCE((SELECT sum(p.amount) FROM intent_occurrences o
+                      JOIN payout_requests p ON p.idempotency_key = o.id
+                      WHERE o.chain = $1 AND o.asset = $2 AND o.source_account = $3
+                        AND p.state IN ('pending', 'batched', 'held') AND p.recipient IS DISTINCT FROM $4), 0))
+        AS reserved;
 
 -- name: period_total
 -- What this intent requested in [$2, $3) and did not fail to pay.
@@ -131,6 +136,18 @@ UPDATE intent_occurrences SET state = 'missed', attempts = $2, next_attempt_at =
 WHERE id = $1;
 
 -- name: set_requested
+UPDATE intent_occurrences SET state = 'requested', attempts = $2, amount = $3, payout_request_id = $4,
+                              payout_state = $5, requested_at = $6, next_attempt_at = NULL, reason = NULL,
+                              updated_at = now()
+WHERE id = $1;
+
+-- name: set_requested_evaluated
+-- The passing evaluation and the state change in one statement ($1 id, $2 attempt, $3 amount, $4 payout id,
+-- $5 payout state, $6 clock, $7 inputs).
+WITH e AS (
+    INSERT INTO intent_evaluations (occurrence_id, attempt, evaluated_at, result, reason, inputs)
+    VALUES ($1, $2, $6, true, 'ok', $7)
+)
 UPDATE intent_occurrences SET state = 'requested', attempts = $2, amount = $3, payout_request_id = $4,
                               payout_state = $5, requested_at = $6, next_attempt_at = NULL, reason = NULL,
                               updated_at = now()

@@ -69,7 +69,7 @@ class Schedule:
     @classmethod
     def build(cls, *, cron: str | None = None, rrule: str | None = None, interval_seconds: int | None = None,
               timezone_name: str, start: datetime, end: datetime | None = None,
-              end_of_month: str = "skip") -> Schedule:
+              end_of_month: str = "skip", trusted: bool = False) -> Schedule:
         given = [n for n, v in (("cron", cron), ("rrule", rrule), ("interval_seconds", interval_seconds))
                  if v is not None]
         if len(given) != 1:
@@ -88,22 +88,22 @@ class Schedule:
                 raise IntentError("interval_seconds", "must be an integer from 60 to ten years")
             return cls("interval", None, interval_seconds, tz, start, end, end_of_month)
         if cron is not None:
-            return cls._cron(cron, tz, start, end, end_of_month)
+            return cls._cron(cron, tz, start, end, end_of_month, trusted)
         return cls._rrule(rrule, tz, start, end, end_of_month)
 
     @classmethod
-    def _cron(cls, expr: str, tz, start, end, eom) -> Schedule:
+    def _cron(cls, expr: str, tz, start, end, eom, trusted: bool = False) -> Schedule:
         fields = expr.split() if isinstance(expr, str) else []
         if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
             raise IntentError("cron", "must be a 5-field cron expression (minute hour day month weekday)")
-        if not croniter.is_valid(expr):
+        if not trusted and not croniter.is_valid(expr):
             raise IntentError("cron", f"{expr!r} is not a valid cron expression")
         clamp = None
         if eom == "clamp" and fields[2].isdigit() and 29 <= int(fields[2]) <= 31:
             clamp = int(fields[2])
             expr = " ".join(fields[:2] + [f"28-{clamp}"] + fields[3:])
         s = cls("cron", expr, None, tz, start, end, eom, clamp)
-        if next(s.times(start), None) is None and end is None:
+        if not trusted and end is None and next(s.times(start), None) is None:
             raise IntentError("cron", f"{expr!r} never runs")
         return s
 

@@ -41,7 +41,7 @@ from config.logs import get_logger
 from db import Queries
 from settlement.payouts.requests import IdempotencyConflict, PayoutError, request_payout
 
-from .conditions import evaluate
+from .conditions import Controls, evaluate
 from .spec import IntentSpec
 
 Q = Queries(Path(__file__).with_name("intents.sql"))
@@ -104,7 +104,7 @@ def plan_times(spec: IntentSpec, times: list[datetime], now: datetime,
 class IntentScheduler:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, *, clock: Clock = utc_now,
                  fees: FeeReader | None = None, rng: random.Random | None = None, concurrency: int = 4,
-                 batch: int = 1000) -> None:
+                 batch: int = 1000, controls_ttl: float = 1.0) -> None:
         self.pool = pool
         self.settings = settings
         self.clock = clock
@@ -113,13 +113,15 @@ class IntentScheduler:
         self.concurrency = concurrency
         self.batch = batch
         self._specs: dict[tuple[int, int], tuple[IntentSpec, object]] = {}
+        self.controls_ttl = controls_ttl
+        self.controls = Controls(controls_ttl)
 
     def spec(self, intent_id: int, version: int, raw) -> tuple[IntentSpec, object]:
         key = (intent_id, version)
         hit = self._specs.get(key)
         if hit is None:
-            spec = IntentSpec.parse(json.loads(raw) if isinstance(raw, str) else raw)
-            hit = self._specs[key] = (spec, spec.schedule())
+            spec = IntentSpec.load(json.loads(raw) if isinstance(raw, str) else raw)
+            hit = self._specs[key] = (spec, spec.schedule(trusted=True))
             if len(self._specs) > 100_000:
                 self._specs.clear()
         return hit
@@ -131,13 +133,31 @@ class IntentScheduler:
         while True:
             now = self.clock()
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(Q.due_intents, now, 200)
+                rows = await conn.fetch(Q.due_intents, now, 500)
+                cols: list[list] = [[] for _ in range(11)]
+                cursors: tuple[list, list] = ([], [])
                 for r in rows:
-                    made += await self._materialise_one(conn, r, now)
-            if len(rows) < 200:
+                    spec, plan, nxt = self._plan(r, now)
+                    for t, state, catch_up, deadline, reason in plan:
+                        for col, v in zip(cols, (occurrence_id(r["id"], t), r["id"], r["version"], spec.chain,
+                                                 spec.asset, spec.source, t, state, catch_up, deadline, reason)):
+                            col.append(v)
+                    cursors[0].append(r["id"])
+                    cursors[1].append(nxt)
+                    made += len(plan)
+                if cols[0]:
+                    for x in await conn.fetch(Q.insert_occurrences, *cols):
+                        if x["state"] in ("skipped", "awaiting_approval"):
+                            event = "missed" if x["state"] == "skipped" else "awaiting_approval"
+                            await conn.execute(Q.insert_feed, x["id"], x["chain"], feed_payload(
+                                event, x["id"], x["intent_id"], x["chain"], state=x["state"], reason=x["reason"],
+                                scheduled_at=x["scheduled_at"]))
+                if cursors[0]:
+                    await conn.execute(Q.set_next_at, *cursors)
+            if len(rows) < 500:
                 return made
 
-    async def _materialise_one(self, conn: asyncpg.Connection, r, now: datetime) -> int:
+    def _plan(self, r, now: datetime):
         spec, sched = self.spec(r["id"], r["version"], r["spec"])
         times = []
         nxt = None
@@ -148,27 +168,14 @@ class IntentScheduler:
             times.append(t)
         # More times than one round takes: later ones (still due) come next round, so
         # none of this round's late times is "the most recent" a catch-up keeps.
-        plan = plan_times(spec, times, now, more=nxt is not None and nxt <= now)
-        if plan:
-            ids = [occurrence_id(r["id"], p[0]) for p in plan]
-            inserted = await conn.fetch(
-                Q.insert_occurrences, ids, r["id"], r["version"], spec.chain, spec.asset, spec.source,
-                [p[0] for p in plan], [p[1] for p in plan], [p[2] for p in plan], [p[3] for p in plan],
-                [p[4] for p in plan])
-            for x in inserted:
-                if x["state"] in ("skipped", "awaiting_approval"):
-                    event = "missed" if x["state"] == "skipped" else "awaiting_approval"
-                    await conn.execute(Q.insert_feed, x["id"], spec.chain, feed_payload(
-                        event, x["id"], r["id"], spec.chain, state=x["state"], reason=x["reason"],
-                        scheduled_at=x["scheduled_at"]))
-        await conn.execute(Q.set_next_at, r["id"], nxt)
-        return len(plan)
+        return spec, plan_times(spec, times, now, more=nxt is not None and nxt <= now), nxt
 
     # -- 2. attempt ---------------------------------------------------------------
 
     async def attempt_due(self) -> dict[str, int]:
+        """Attempt every occurrence due by the clock: `concurrency` workers, each on one connection."""
         counts: dict[str, int] = {}
-        sem = asyncio.Semaphore(self.concurrency)
+        self.controls = Controls(self.controls_ttl)  # kill switches and pauses: read afresh each round
         fee_cache: dict[str, int | None] = {}
         seen: set[str] = set()
         while True:
@@ -179,13 +186,15 @@ class IntentScheduler:
             if not ids:
                 return counts
             seen.update(ids)
+            queue = list(reversed(ids))
 
-            async def one(oid: str) -> None:
-                async with sem:
-                    out = await self.attempt(oid, fee_cache)
-                counts[out] = counts.get(out, 0) + 1
+            async def worker() -> None:
+                async with self.pool.acquire() as conn:
+                    while queue:
+                        out = await self._attempt_on(conn, queue.pop(), fee_cache)
+                        counts[out] = counts.get(out, 0) + 1
 
-            await asyncio.gather(*(one(i) for i in ids))
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(ids)))))
             if len(rows) < self.batch:
                 return counts
 
@@ -202,9 +211,12 @@ class IntentScheduler:
 
     async def attempt(self, oid: str, fee_cache: dict[str, int | None] | None = None) -> str:
         """One attempt of one occurrence; returns what became of it (or 'busy' / 'waiting')."""
-        fee_cache = {} if fee_cache is None else fee_cache
+        async with self.pool.acquire() as conn:
+            return await self._attempt_on(conn, oid, {} if fee_cache is None else fee_cache)
+
+    async def _attempt_on(self, conn: asyncpg.Connection, oid: str, fee_cache: dict[str, int | None]) -> str:
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             occ = await conn.fetchrow(Q.lock_occurrence, oid)
             if occ is None:
                 return "busy"
@@ -215,13 +227,12 @@ class IntentScheduler:
             fee = await self._fee(spec.chain, fee_cache) if spec.gas_cap is not None else None
             await conn.execute(Q.lock_source, f"{spec.chain}:{spec.asset}:{spec.source}")
             attempt = occ["attempts"] + 1
-            existing = await conn.fetchrow(Q.payout_by_key, oid)
-            if existing is not None:  # requested before a crash: never a second request
-                await conn.execute(Q.set_requested, oid, occ["attempts"], existing["amount"], existing["id"],
-                                   existing["state"], now)
+            if occ["payout_id"] is not None:  # requested before a crash: never a second request
+                await conn.execute(Q.set_requested, oid, occ["attempts"], occ["payout_amount"], occ["payout_id"],
+                                   occ["payout_request_state"], now)
                 return "requested"
             v = await evaluate(conn, self.settings, spec, occurrence_id=oid, intent_id=occ["intent_id"],
-                               scheduled_at=occ["scheduled_at"], now=now, fee=fee)
+                               scheduled_at=occ["scheduled_at"], now=now, fee=fee, controls=self.controls)
             row = None
             if v.ok:
                 try:
@@ -235,7 +246,8 @@ class IntentScheduler:
                 except PayoutError as exc:
                     v.ok, v.reason = False, "payout_refused"
                     v.inputs["refused"] = str(exc)
-            await conn.execute(Q.insert_evaluation, oid, attempt, now, v.ok, v.reason, json.dumps(v.inputs))
+            if row is None:
+                await conn.execute(Q.insert_evaluation, oid, attempt, now, v.ok, v.reason, json.dumps(v.inputs))
             common = dict(intent_id=occ["intent_id"], chain=spec.chain)
             if v.low_buffer:
                 await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
@@ -243,7 +255,8 @@ class IntentScheduler:
                     reserved=v.inputs.get("reserved"), amount=v.inputs.get("amount"),
                     low_buffer_below=spec.low_buffer_below))
             if row is not None:
-                await conn.execute(Q.set_requested, oid, attempt, v.amount, row["id"], row["state"], now)
+                await conn.execute(Q.set_requested_evaluated, oid, attempt, v.amount, row["id"], row["state"], now,
+                                   json.dumps(v.inputs))
                 log.info("intents.requested", occurrence=oid, payout=row["id"], amount=str(v.amount))
                 return "requested"
             if v.reason == "payout_conflict":

@@ -100,6 +100,11 @@ class IntentSpec(BaseModel):
     # -- derived ------------------------------------------------------------------
 
     @classmethod
+    def load(cls, data: dict) -> IntentSpec:
+        """A stored spec (it passed `parse` when written): field types only."""
+        return cls.model_validate(data)
+
+    @classmethod
     def parse(cls, data: object, settings: Settings | None = None) -> IntentSpec:
         if not isinstance(data, dict):
             raise IntentError(None, "an intent is a JSON object")
@@ -148,10 +153,11 @@ class IntentSpec(BaseModel):
     def source(self) -> str:
         return self.source_account or f"user:{self.chain}:{self.recipient}"
 
-    def schedule(self) -> Schedule:
+    def schedule(self, trusted: bool = False) -> Schedule:
+        """`trusted`: a stored spec, validated when it was written; skips the never-runs search."""
         return Schedule.build(cron=self.cron, rrule=self.rrule, interval_seconds=self.interval_seconds,
                               timezone_name=self.timezone, start=self.start, end=self.end,
-                              end_of_month=self.end_of_month)
+                              end_of_month=self.end_of_month, trusted=trusted)
 
     def window(self) -> tuple[time, time] | None:
         if self.window_start is None:

@@ -29,6 +29,7 @@ FORBIDDEN_INSIDE = {
     "settlement.payouts": ("settlement.payouts.evm", "settlement.payouts.xrpl", "settlement.reconcile"),
     "settlement.payouts.evm": ("settlement.payouts.xrpl", "settlement.reconcile"),
     "settlement.payouts.xrpl": ("settlement.payouts.evm", "settlement.reconcile"),
+    "settlement.intents": ("settlement.payouts.evm", "settlement.payouts.xrpl", "settlement.reconcile"),
 }
 
 
