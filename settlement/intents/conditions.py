@@ -119,8 +119,13 @@ async def killed(conn: asyncpg.Connection, settings: Settings, chain: str) -> bo
 
 async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpec, *, occurrence_id: str,
                    intent_id: int, scheduled_at: datetime, now: datetime, fee: int | None,
-                   controls: Controls | None = None) -> Verdict:
-    """Every condition, in order; the first false one names the verdict. Reads only."""
+                   controls: Controls | None = None, funds: tuple[int, int] | None = None,
+                   period_pending: int = 0) -> Verdict:
+    """Every condition, in order; the first false one names the verdict. Reads only.
+
+    `funds`: (final balance, reserved) of the source when the caller read them already;
+    `period_pending`: what this intent is requesting in the same round, not yet written.
+    """
     controls = controls or _Fresh()
     inputs: dict = {"now": now.isoformat()}
     failed: list[str] = []
@@ -142,10 +147,12 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
             failed.append("fee_unknown")
         elif fee > spec.gas_cap:
             failed.append("fee_above_cap")
-    prefix = f"user:{spec.chain}:"
-    own = spec.source[len(prefix):] if spec.source.startswith(prefix) else None
-    funds = await conn.fetchrow(Q.source_funds, spec.chain, spec.asset, spec.source, own, aid)
-    balance, reserved = int(funds["balance"]), int(funds["reserved"])
+    if funds is None:
+        prefix = f"user:{spec.chain}:"
+        own = spec.source[len(prefix):] if spec.source.startswith(prefix) else None
+        row = await conn.fetchrow(Q.source_funds, spec.chain, spec.asset, spec.source, own, aid)
+        funds = (int(row["balance"]), int(row["reserved"]))
+    balance, reserved = funds
     buffer = int(spec.buffer)
     available = balance - reserved
     inputs.update(source=spec.source, balance=str(balance), reserved=str(reserved), buffer=str(buffer))
@@ -162,7 +169,7 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
         failed.append("insufficient_balance")
     if spec.cap_per_period is not None and amount is not None:
         lo, hi = period_bounds(spec, now)
-        total = int(await conn.fetchval(Q.period_total, intent_id, lo, hi, occurrence_id))
+        total = int(await conn.fetchval(Q.period_total, intent_id, lo, hi, occurrence_id)) + period_pending
         inputs.update(period=[lo.isoformat(), hi.isoformat()], period_total=str(total), cap=spec.cap_per_period)
         if total + amount > int(spec.cap_per_period):
             failed.append("period_cap_reached")

@@ -74,26 +74,30 @@ WHERE i.id = n.id;
 
 -- name: attemptable
 -- Occurrences whose next attempt is due, oldest first.
-SELECT id FROM intent_occurrences
+SELECT id, chain FROM intent_occurrences
 WHERE state IN ('due', 'delayed') AND next_attempt_at <= $1
 ORDER BY next_attempt_at, id
 LIMIT $2;
 
--- name: lock_occurrence
--- One occurrence to attempt (one being attempted elsewhere is skipped), with the payout its id
--- already keys, if any: only the holder of this row lock requests it.
+-- name: lock_occurrences
+-- Occurrences to attempt (ones being attempted elsewhere are skipped), each with the payout its
+-- id already keys, if any: only the holder of the row lock requests it.
 SELECT o.*, v.spec, i.state AS intent_state,
        p.id AS payout_id, p.state AS payout_request_state, p.amount AS payout_amount
 FROM intent_occurrences o
 JOIN intents i ON i.id = o.intent_id
 JOIN intent_versions v ON v.intent_id = o.intent_id AND v.version = o.version
 LEFT JOIN payout_requests p ON p.idempotency_key = o.id
-WHERE o.id = $1 AND o.state IN ('due', 'delayed')
+WHERE o.id = ANY ($1::text[]) AND o.state IN ('due', 'delayed')
+ORDER BY o.next_attempt_at, o.id
 FOR UPDATE OF o SKIP LOCKED;
 
--- name: lock_source
--- Serialises the check-and-request of one source account and asset across processes.
-SELECT pg_advisory_xact_lock(hashtextextended($1, 15));
+-- name: lock_sources
+-- Serialises the check-and-request of each source account and asset across processes; in one
+-- fixed (sorted) order, so two schedulers never wait on each other in a cycle.
+SELECT count(*) FROM (
+    SELECT pg_advisory_xact_lock(hashtextextended(k, 15)) FROM unnest($1::text[]) AS k ORDER BY k
+) AS locked;
 
 -- name: source_funds
 -- The source's final balance and what is reserved against it, in one round trip.
@@ -112,6 +116,27 @@ SELECT
                       WHERE o.chain = $1 AND o.asset = $2 AND o.source_account = $3
                         AND p.state IN ('pending', 'batched', 'held') AND p.recipient IS DISTINCT FROM $4), 0))
         AS reserved;
+
+-- name: source_funds_many
+-- source_funds for many sources at once (arrays: chains, assets, sources, own recipients, asset ids);
+-- n is the 1-based position in the arrays.
+SELECT s.n,
+    (SELECT COALESCE(-sum(p.amount), 0)
+     FROM postings p
+     JOIN ledger_accounts a ON a.id = p.account_id
+     JOIN ledger_transactions t ON t.id = p.transaction_id
+     WHERE a.code = s.source AND p.asset_id = s.aid
+       AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = s.chain)) AS balance,
+    (SELECT COALESCE((SELECT sum(amount) FROM payout_requests
+                      WHERE chain = s.chain AND asset = s.asset AND recipient = s.own
+                        AND state IN ('pending', 'batched', 'held')), 0)
+          + COALESCE((SELECT sum(p.amount) FROM intent_occurrences o
+                      JOIN payout_requests p ON p.idempotency_key = o.id
+                      WHERE o.chain = s.chain AND o.asset = s.asset AND o.source_account = s.source
+                        AND p.state IN ('pending', 'batched', 'held') AND p.recipient IS DISTINCT FROM s.own), 0))
+        AS reserved
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+     AS s(chain, asset, source, own, aid, n);
 
 -- name: period_total
 -- What this intent requested in [$2, $3) and did not fail to pay.
@@ -141,17 +166,19 @@ UPDATE intent_occurrences SET state = 'requested', attempts = $2, amount = $3, p
                               updated_at = now()
 WHERE id = $1;
 
--- name: set_requested_evaluated
--- The passing evaluation and the state change in one statement ($1 id, $2 attempt, $3 amount, $4 payout id,
--- $5 payout state, $6 clock, $7 inputs).
-WITH e AS (
+-- name: set_requested_many
+-- set_requested_evaluated for many occurrences (arrays in its argument order).
+WITH r AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::numeric[], $4::bigint[], $5::text[], $6::timestamptz[],
+                         $7::jsonb[]) AS r(id, attempt, amount, payout_id, payout_state, at, inputs)
+), e AS (
     INSERT INTO intent_evaluations (occurrence_id, attempt, evaluated_at, result, reason, inputs)
-    VALUES ($1, $2, $6, true, 'ok', $7)
+    SELECT id, attempt, at, true, 'ok', inputs FROM r
 )
-UPDATE intent_occurrences SET state = 'requested', attempts = $2, amount = $3, payout_request_id = $4,
-                              payout_state = $5, requested_at = $6, next_attempt_at = NULL, reason = NULL,
-                              updated_at = now()
-WHERE id = $1;
+UPDATE intent_occurrences o SET state = 'requested', attempts = r.attempt, amount = r.amount,
+                                payout_request_id = r.payout_id, payout_state = r.payout_state, requested_at = r.at,
+                                next_attempt_at = NULL, reason = NULL, updated_at = now()
+FROM r WHERE o.id = r.id;
 
 -- name: set_failed
 UPDATE intent_occurrences SET state = 'failed', attempts = $2, next_attempt_at = NULL, reason = $3, updated_at = now()

@@ -39,6 +39,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries
+from settlement.ledger.rules import asset_id
 from settlement.payouts.requests import IdempotencyConflict, PayoutError, request_payout
 
 from .conditions import Controls, evaluate
@@ -49,6 +50,16 @@ log = get_logger("settlement.intents")
 Clock = Callable[[], datetime]
 FeeReader = Callable[[str], Awaitable[int | None]]
 MAX_TIMES_PER_TICK = 5000  # scheduled times one intent materialises per round (a long outage takes several)
+
+
+async def _none():
+    return None
+
+
+def own_recipient(chain: str, source: str) -> str | None:
+    """The recipient whose user account the source is, if it is one (its own payouts reserve it too)."""
+    prefix = f"user:{chain}:"
+    return source[len(prefix):] if source.startswith(prefix) else None
 
 
 def utc_now() -> datetime:
@@ -104,7 +115,7 @@ def plan_times(spec: IntentSpec, times: list[datetime], now: datetime,
 class IntentScheduler:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, *, clock: Clock = utc_now,
                  fees: FeeReader | None = None, rng: random.Random | None = None, concurrency: int = 4,
-                 batch: int = 1000, controls_ttl: float = 1.0) -> None:
+                 batch: int = 1000, group: int = 200, controls_ttl: float = 1.0) -> None:
         self.pool = pool
         self.settings = settings
         self.clock = clock
@@ -112,6 +123,7 @@ class IntentScheduler:
         self.rng = rng or random.Random()
         self.concurrency = concurrency
         self.batch = batch
+        self.group = group
         self._specs: dict[tuple[int, int], tuple[IntentSpec, object]] = {}
         self.controls_ttl = controls_ttl
         self.controls = Controls(controls_ttl)
@@ -173,7 +185,7 @@ class IntentScheduler:
     # -- 2. attempt ---------------------------------------------------------------
 
     async def attempt_due(self) -> dict[str, int]:
-        """Attempt every occurrence due by the clock: `concurrency` workers, each on one connection."""
+        """Attempt every occurrence due by the clock, in groups of `group` occurrences."""
         counts: dict[str, int] = {}
         self.controls = Controls(self.controls_ttl)  # kill switches and pauses: read afresh each round
         fee_cache: dict[str, int | None] = {}
@@ -182,19 +194,17 @@ class IntentScheduler:
             now = self.clock()
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(Q.attemptable, now, self.batch)
-            ids = [r["id"] for r in rows if r["id"] not in seen]
-            if not ids:
+            fresh = [r for r in rows if r["id"] not in seen]
+            if not fresh:
                 return counts
-            seen.update(ids)
-            queue = list(reversed(ids))
-
-            async def worker() -> None:
-                async with self.pool.acquire() as conn:
-                    while queue:
-                        out = await self._attempt_on(conn, queue.pop(), fee_cache)
-                        counts[out] = counts.get(out, 0) + 1
-
-            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(ids)))))
+            seen.update(r["id"] for r in fresh)
+            # Fees are network reads: made before any transaction opens.
+            for chain in {r["chain"] for r in fresh}:
+                await self._fee(chain, fee_cache)
+            ids = [r["id"] for r in fresh]
+            for i in range(0, len(ids), self.group):
+                for out in await self.attempt_many(ids[i:i + self.group], fee_cache):
+                    counts[out] = counts.get(out, 0) + 1
             if len(rows) < self.batch:
                 return counts
 
@@ -211,43 +221,84 @@ class IntentScheduler:
 
     async def attempt(self, oid: str, fee_cache: dict[str, int | None] | None = None) -> str:
         """One attempt of one occurrence; returns what became of it (or 'busy' / 'waiting')."""
-        async with self.pool.acquire() as conn:
-            return await self._attempt_on(conn, oid, {} if fee_cache is None else fee_cache)
+        return (await self.attempt_many([oid], fee_cache))[0]
 
-    async def _attempt_on(self, conn: asyncpg.Connection, oid: str, fee_cache: dict[str, int | None]) -> str:
+    async def attempt_many(self, ids: list[str], fee_cache: dict[str, int | None] | None = None) -> list[str]:
+        """One attempt of each occurrence, in one transaction.
+
+        The occurrences are row-locked (ones another scheduler holds are
+        skipped: 'busy'), then their source accounts are advisory-locked in a
+        fixed order, then every source's final balance and reservations are
+        read in one query. Occurrences drawing on one source are evaluated in
+        order, each reserving what it will request for the next. The payout
+        requests go out concurrently (each its own transaction, keyed by the
+        occurrence id); the states and evaluations are written when they are
+        back, and everything commits together. A crash before that commit
+        leaves the requests, which the next attempt finds instead of asking again.
+        """
+        fee_cache = {} if fee_cache is None else fee_cache
         now = self.clock()
-        async with conn.transaction():
-            occ = await conn.fetchrow(Q.lock_occurrence, oid)
-            if occ is None:
-                return "busy"
-            if occ["intent_state"] != "active":
-                return "waiting"  # a paused intent's occurrences wait (their deadline still counts)
-            spec, _ = self.spec(occ["intent_id"], occ["version"], occ["spec"])
-            # Fee first: a network read, made before taking the source lock.
-            fee = await self._fee(spec.chain, fee_cache) if spec.gas_cap is not None else None
-            await conn.execute(Q.lock_source, f"{spec.chain}:{spec.asset}:{spec.source}")
-            attempt = occ["attempts"] + 1
-            if occ["payout_id"] is not None:  # requested before a crash: never a second request
-                await conn.execute(Q.set_requested, oid, occ["attempts"], occ["payout_amount"], occ["payout_id"],
-                                   occ["payout_request_state"], now)
-                return "requested"
-            v = await evaluate(conn, self.settings, spec, occurrence_id=oid, intent_id=occ["intent_id"],
-                               scheduled_at=occ["scheduled_at"], now=now, fee=fee, controls=self.controls)
-            row = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            locked = {r["id"]: r for r in await conn.fetch(Q.lock_occurrences, ids)}
+            outs = {i: "busy" for i in ids if i not in locked}
+            work = []
+            for oid, occ in locked.items():
+                if occ["intent_state"] != "active":
+                    outs[oid] = "waiting"  # a paused intent's occurrences wait (their deadline still counts)
+                elif occ["payout_id"] is not None:  # requested before a crash: never a second request
+                    await conn.execute(Q.set_requested, oid, occ["attempts"], occ["payout_amount"],
+                                       occ["payout_id"], occ["payout_request_state"], now)
+                    outs[oid] = "requested"
+                else:
+                    work.append((occ, self.spec(occ["intent_id"], occ["version"], occ["spec"])[0]))
+            if work:
+                await self._attempt_locked(conn, work, fee_cache, now, outs)
+        return [outs[i] for i in ids]
+
+    async def _attempt_locked(self, conn, work, fee_cache, now: datetime, outs: dict[str, str]) -> None:
+        sources = sorted({(s.chain, s.asset, s.source) for _, s in work})
+        await conn.execute(Q.lock_sources, [f"{c}:{a}:{src}" for c, a, src in sources])
+        funds_rows = await conn.fetch(
+            Q.source_funds_many, [c for c, _, _ in sources], [a for _, a, _ in sources],
+            [src for _, _, src in sources], [own_recipient(c, src) for c, _, src in sources],
+            [asset_id(c, a) for c, a, _ in sources])
+        funds = {sources[r["n"] - 1]: [int(r["balance"]), int(r["reserved"])] for r in funds_rows}
+        verdicts = []
+        pending: dict[int, int] = {}  # per intent: requested in this round (for period caps)
+        for occ, spec in work:
+            key = (spec.chain, spec.asset, spec.source)
+            fee = fee_cache.get(spec.chain) if spec.gas_cap is not None else None
+            v = await evaluate(conn, self.settings, spec, occurrence_id=occ["id"], intent_id=occ["intent_id"],
+                               scheduled_at=occ["scheduled_at"], now=now, fee=fee, controls=self.controls,
+                               funds=tuple(funds[key]), period_pending=pending.get(occ["intent_id"], 0))
             if v.ok:
+                funds[key][1] += v.amount  # reserved for the next occurrence of this source
+                pending[occ["intent_id"]] = pending.get(occ["intent_id"], 0) + v.amount
+            verdicts.append(v)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def request(occ, spec, v):
+            async with sem:
                 try:
                     row, _ = await request_payout(self.pool, self.settings, chain=spec.chain, asset=spec.asset,
-                                                  to=spec.recipient, amount=v.amount, key=oid,
+                                                  to=spec.recipient, amount=v.amount, key=occ["id"],
                                                   actor=f"intent:{occ['intent_id']}",
                                                   destination_tag=spec.destination_tag)
+                    return row
                 except IdempotencyConflict as exc:
                     v.ok, v.reason = False, "payout_conflict"
                     v.inputs["refused"] = str(exc)
                 except PayoutError as exc:
                     v.ok, v.reason = False, "payout_refused"
                     v.inputs["refused"] = str(exc)
-            if row is None:
-                await conn.execute(Q.insert_evaluation, oid, attempt, now, v.ok, v.reason, json.dumps(v.inputs))
+                return None
+
+        rows = await asyncio.gather(*(request(occ, spec, v) if v.ok else _none()
+                                      for (occ, spec), v in zip(work, verdicts)))
+        req_cols: list[list] = [[] for _ in range(7)]
+        for (occ, spec), v, row in zip(work, verdicts, rows):
+            oid = occ["id"]
+            attempt = occ["attempts"] + 1
             common = dict(intent_id=occ["intent_id"], chain=spec.chain)
             if v.low_buffer:
                 await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
@@ -255,27 +306,33 @@ class IntentScheduler:
                     reserved=v.inputs.get("reserved"), amount=v.inputs.get("amount"),
                     low_buffer_below=spec.low_buffer_below))
             if row is not None:
-                await conn.execute(Q.set_requested_evaluated, oid, attempt, v.amount, row["id"], row["state"], now,
-                                   json.dumps(v.inputs))
-                log.info("intents.requested", occurrence=oid, payout=row["id"], amount=str(v.amount))
-                return "requested"
+                for col, x in zip(req_cols, (oid, attempt, v.amount, row["id"], row["state"], now,
+                                             json.dumps(v.inputs))):
+                    col.append(x)
+                outs[oid] = "requested"
+                continue
+            await conn.execute(Q.insert_evaluation, oid, attempt, now, v.ok, v.reason, json.dumps(v.inputs))
             if v.reason == "payout_conflict":
                 await conn.execute(Q.set_failed, oid, attempt, v.reason)
                 await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
                     "failed", oid, **common, state="failed", reason=v.reason))
-                return "failed"
-            if now >= occ["deadline"]:
+                outs[oid] = "failed"
+            elif now >= occ["deadline"]:
                 await conn.execute(Q.set_missed, oid, attempt, v.reason)
                 await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
                     "missed", oid, **common, state="missed", reason=v.reason, deadline=occ["deadline"]))
                 log.warning("intents.missed", occurrence=oid, reason=v.reason)
-                return "missed"
-            nxt = min(now + timedelta(seconds=backoff(spec, attempt, self.rng)), occ["deadline"])
-            await conn.execute(Q.set_delayed, oid, attempt, nxt, v.reason)
-            await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
-                "delayed", oid, **common, state="delayed", reason=v.reason, next_attempt_at=nxt,
-                attempt=attempt))
-            return "delayed"
+                outs[oid] = "missed"
+            else:
+                nxt = min(now + timedelta(seconds=backoff(spec, attempt, self.rng)), occ["deadline"])
+                await conn.execute(Q.set_delayed, oid, attempt, nxt, v.reason)
+                await conn.execute(Q.insert_feed, oid, spec.chain, feed_payload(
+                    "delayed", oid, **common, state="delayed", reason=v.reason, next_attempt_at=nxt,
+                    attempt=attempt))
+                outs[oid] = "delayed"
+        if req_cols[0]:
+            await conn.execute(Q.set_requested_many, *req_cols)
+            log.info("intents.requested", count=len(req_cols[0]))
 
     # -- 3. follow payouts --------------------------------------------------------
 
