@@ -39,8 +39,9 @@ DUE = datetime(2028, 6, 1, 9, tzinfo=UTC)
 
 
 async def main(n: int, concurrency: int) -> None:
-    import structlog
     import logging
+
+    import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ["CS_TEST_SIGNER_KEY"] = DEV_ACCOUNTS[1][1]

@@ -186,8 +186,8 @@ WHERE id = $1;
 
 -- name: sync_payouts
 -- Occurrences follow their payouts: paid (from final chain data) -> executed; a payout that
--- ended without paying -> failed; held and the rest shown as payout_state. The feed row of
--- each change is written by the same statement.
+-- ended without paying -> failed; held and the rest shown as payout_state. The feed rows
+-- (executed, failed, payout_held) are written by the same statement.
 WITH changed AS (
     UPDATE intent_occurrences o
     SET payout_state = p.state,
@@ -209,6 +209,7 @@ SELECT 'intent', c.id, c.chain, jsonb_build_object(
     'scheduled_at', c.scheduled_at, 'state', c.state, 'amount', c.amount::text, 'reason', c.reason,
     'payout_request_id', c.payout_request_id, 'payout_state', c.payout_state)
 FROM changed c
+WHERE c.state IN ('executed', 'failed') OR c.payout_state = 'held'
 RETURNING subject, payload ->> 'event' AS event;
 
 -- name: insert_feed

@@ -117,6 +117,8 @@ class Schedule:
         parts = [p for p in body.split(";") if p]
         if any(p.upper().startswith(("DTSTART", "UNTIL")) for p in parts):
             raise IntentError("rrule", "give the start and end as the intent's start and end, not in the RRULE")
+        if any(p.upper().replace(" ", "") == "FREQ=SECONDLY" for p in parts):
+            raise IntentError("rrule", "FREQ=SECONDLY is too frequent for payouts (at most once a minute)")
         clamp = None
         for i, p in enumerate(parts):
             k, _, v = p.partition("=")
@@ -141,12 +143,16 @@ class Schedule:
             it = croniter(self.expr, after_wall)
             while True:
                 try:
-                    yield it.get_next(datetime)
-                except CroniterBadDateError:  # no further time within croniter's search horizon
+                    wall = it.get_next(datetime)
+                except (CroniterBadDateError, OverflowError, ValueError):  # nothing further (or past 9999)
                     return
+                yield wall
         else:
             rule = rrulestr(self.expr, dtstart=to_wall(self.start, self.tz))
-            yield from rule.xafter(after_wall, inc=False)
+            try:
+                yield from rule.xafter(after_wall, inc=False)
+            except (OverflowError, ValueError):  # past year 9999: the schedule ends
+                return
 
     def times(self, at_or_after: datetime) -> Iterator[datetime]:
         """Scheduled instants (aware, UTC) >= at_or_after, within [start, end], in order."""
@@ -157,14 +163,24 @@ class Schedule:
             t = self.start + k * step
             while self.end is None or t <= self.end:
                 yield t
-                t += step
+                try:
+                    t += step
+                except OverflowError:  # past year 9999: the schedule ends
+                    return
             return
         last = None
         # One hour back covers a fall-back repeat and a gap shift; instants below lo are dropped.
-        for wall in self._walls(to_wall(lo, self.tz) - timedelta(hours=1, seconds=1)):
+        try:
+            first = to_wall(lo, self.tz) - timedelta(hours=1, seconds=1)
+        except OverflowError:
+            return
+        for wall in self._walls(first):
             if not self._keep(wall):
                 continue
-            t = to_instant(wall, self.tz)
+            try:
+                t = to_instant(wall, self.tz)
+            except OverflowError:
+                return
             if t < lo or (last is not None and t <= last):
                 continue
             if self.end is not None and t > self.end:

@@ -115,7 +115,10 @@ class IntentSpec(BaseModel):
             field = ".".join(str(x) for x in err["loc"]) or None
             msg = err["msg"].removeprefix("Value error, ")
             raise IntentError(field, msg) from None
-        spec.schedule()  # cron / rrule / interval / zone / start / end
+        try:
+            spec.schedule()  # cron / rrule / interval / zone / start / end
+        except (OverflowError, ValueError) as exc:  # a start or end near year 9999
+            raise IntentError("start", f"out of range: {exc}") from None
         if spec.amount_mode == "fixed" and spec.amount is None:
             raise IntentError("amount", "a fixed intent needs an amount")
         if spec.amount_mode == "above_floor" and spec.floor is None:

@@ -11,7 +11,6 @@ import pytest
 
 from settlement.intents import store
 from settlement.intents.fees import RpcFees
-from settlement.ledger.books import Posting, post_transaction
 from settlement.ledger.pauses import pause_asset, resolve_pause
 from settlement.payouts import requests as preq
 from tests.support.batcher import balance, fresh_address
@@ -259,3 +258,27 @@ async def test_balance_above_floor_low_buffer_and_edit_applies_to_future_only(en
     assert got["state"] == "cancelled" and got["next_at"] is None
 
 
+
+
+async def test_catch_up_above_the_approval_amount_waits_for_an_approval(env):
+    to = fresh_address().lower()
+    await credit_users(env.pool, "anvil", {to: 10 * UNIT})
+    clock = Clock(datetime(2028, 1, 1, tzinfo=UTC))
+    intent = await store.create_intent(env.pool, env.settings, spec(
+        to, cron=None, interval_seconds=3600, start="2028-01-01T01:00:00+00:00", end="2028-01-01T03:00:00+00:00",
+        missed_run_policy="all", catch_up_approval_above=str(UNIT // 2)), "test", now=clock())
+    s = scheduler(env, clock)
+    clock.set(datetime(2028, 1, 1, 5, tzinfo=UTC))  # the scheduler was down for all three
+    await s.tick()
+    occs = await occurrences(env.pool, intent["id"])
+    assert [(o["state"], o["catch_up"]) for o in occs] == [("awaiting_approval", True)] * 3
+    assert [e for _, e in await feed_events(env.pool)] == ["awaiting_approval"] * 3
+    await store.approve_occurrence(env.pool, occs[2]["id"], "alice", now=clock())
+    with pytest.raises(store.IntentStateConflict):
+        await store.approve_occurrence(env.pool, occs[2]["id"], "alice", now=clock())
+    await s.tick()
+    await pay_out(env)
+    await s.tick()
+    states = [(o["state"], o["approved_by"]) for o in await occurrences(env.pool, intent["id"])]
+    assert states == [("awaiting_approval", None), ("awaiting_approval", None), ("executed", "alice")]
+    assert balance(env.anvil, to) == UNIT

@@ -70,3 +70,40 @@ async def test_hourly_xrp_intent_executes_each_occurrence_once(ledger, pool, tmp
         inputs = await conn.fetchval("SELECT inputs FROM intent_evaluations ORDER BY id LIMIT 1")
         n = await conn.fetchval("SELECT count(*) FROM xrpl_payments WHERE purpose = 'payout'")
     assert int(inputs["fee"]) > 0 and n == 3
+
+
+async def test_a_held_payout_shows_on_its_occurrence(ledger, pool, tmp_path):
+    from tests.support.xrpl import ASF_REQUIRE_DEST
+
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url)
+    strict = wallet(42)
+    d.fund(strict, drops=50 * XRP)
+    d.account_set(strict, SetFlag=ASF_REQUIRE_DEST)  # a payment without a tag is refused before signing
+    d.close()
+    clock = Clock(H0)
+    s = IntentScheduler(pool, settings, clock=clock)
+    async with running(settings, pool):
+        await until(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = $1", CHAIN)
+        async with pool.acquire() as conn:
+            final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = $1", CHAIN)
+            await post_transaction(conn, key="seed-strict", cause_kind="manual", cause={"t": 1}, chain=CHAIN,
+                                   block_number=final, author="test", reason="owed",
+                                   postings=[Posting(f"user:{CHAIN}:{strict.classic_address}", f"{CHAIN}:native",
+                                                     -10 * XRP),
+                                             Posting(f"adjustment:{CHAIN}:seed", f"{CHAIN}:native", 10 * XRP)])
+        intent = await store.create_intent(pool, settings, {
+            "name": "untagged", "chain": CHAIN, "asset": "native", "to": strict.classic_address,
+            "amount": str(XRP), "interval_seconds": 3600, "timezone": "UTC",
+            "start": (H0 + timedelta(minutes=1)).isoformat(), "end": (H0 + timedelta(minutes=2)).isoformat()},
+            "test", now=H0)
+        clock.set(H0 + timedelta(minutes=1, seconds=10))
+        await s.tick()
+        await until(pool, "SELECT count(*) = 1 FROM payout_requests WHERE state = 'held'")
+        await s.tick()
+    occ = (await occurrences(pool, intent["id"]))[0]
+    assert (occ["state"], occ["payout_state"]) == ("requested", "held") and "RequireDest" in occ["reason"]
+    async with pool.acquire() as conn:
+        events = [r["payload"]["event"] for r in await conn.fetch(
+            "SELECT payload FROM feed_outbox WHERE kind = 'intent' AND subject = $1 ORDER BY id", occ["id"])]
+    assert events == ["payout_held"]

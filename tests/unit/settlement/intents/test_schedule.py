@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from settlement.intents.errors import IntentError
-from settlement.intents.scheduler import plan_times
 from settlement.intents.schedule import Schedule
+from settlement.intents.scheduler import plan_times
 from settlement.intents.spec import IntentSpec
 
 UTC = timezone.utc
