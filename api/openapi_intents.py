@@ -59,8 +59,6 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"}, "chain": {"type": "string"}, "asset": {"type": "string"},
             "to": {"type": "string"}, "amount_mode": {"type": "string", "enum": ["fixed", "above_floor"]},
-            "amount": {"type": "string", "pattern": "^[0-9]{1,78}$"},
-            "floor": {"type": "string", "pattern": "^[0-9]{1,78}$"},
             "cron": {"type": "string"}, "rrule": {"type": "string"}, "interval_seconds": {"type": "integer"},
             "timezone": {"type": "string"}, "end_of_month": {"type": "string", "enum": ["skip", "clamp"]},
             "start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"},

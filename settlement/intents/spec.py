@@ -73,6 +73,13 @@ class IntentSpec(BaseModel):
     retry_base_seconds: StrictInt = Field(60, ge=1, le=86400)
     retry_max_seconds: StrictInt = Field(3600, ge=1, le=7 * 86400)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text(cls, v):
+        if v is not None and not isinstance(v, (str, datetime)):
+            raise ValueError("must be an ISO 8601 date-time with a UTC offset")
+        return v
+
     @field_validator("amount", "cap_per_period", "catch_up_approval_above")
     @classmethod
     def _positive(cls, v):
@@ -140,8 +147,10 @@ class IntentSpec(BaseModel):
         if pc.asset(self.asset) is None:
             raise IntentError("asset", f"{self.asset!r} is not a payout asset of {self.chain!r}")
         if pc.kind == "xrpl":
-            if not _XRPL.match(self.to):
-                raise IntentError("to", "must be a classic XRPL address (r...)")
+            from xrpl.core.addresscodec import is_valid_classic_address
+
+            if not _XRPL.match(self.to) or not is_valid_classic_address(self.to):
+                raise IntentError("to", "must be a classic XRPL address (r...), checksum included")
         else:
             if not _EVM.match(self.to) or int(self.to, 16) == 0:
                 raise IntentError("to", "must be a 0x-prefixed 20-byte hex address, not zero")
