@@ -246,7 +246,11 @@ class IntentScheduler:
                 if occ["intent_state"] != "active":
                     outs[oid] = "waiting"  # a paused intent's occurrences wait (their deadline still counts)
                 elif occ["payout_id"] is not None:  # requested before a crash: never a second request
-                    await conn.execute(Q.set_requested, oid, occ["attempts"], occ["payout_amount"],
+                    attempt = occ["attempts"] + 1
+                    await conn.execute(Q.insert_evaluation, oid, attempt, now, True, "already_requested", json.dumps(
+                        {"now": now.isoformat(), "payout_id": occ["payout_id"],
+                         "payout_state": occ["payout_request_state"]}))
+                    await conn.execute(Q.set_requested, oid, attempt, occ["payout_amount"],
                                        occ["payout_id"], occ["payout_request_state"], now)
                     outs[oid] = "requested"
                 else:

@@ -196,3 +196,39 @@ async def test_two_processes_racing_for_one_balance_never_overdraw_it(anvil, poo
         assert paid_total == n_sources * 3 * UNIT
     finally:
         await env.close()
+
+
+async def test_a_standby_daemon_takes_over_when_the_leader_is_killed(env, db_url, tmp_path):
+    rng = random.Random(int(os.environ.get("CS_KILL_SEED", "15")))
+    clock_file = tmp_path / "clock"
+    set_clock(clock_file, H0.isoformat())
+    to = fresh_address().lower()
+    await credit_users(env.pool, "anvil", {to: 100 * UNIT})
+    intent = await store.create_intent(env.pool, env.settings, spec(
+        to, name="standby", cron=None, interval_seconds=3600, start=(H0 + timedelta(hours=1)).isoformat(),
+        end=(H0 + timedelta(hours=6)).isoformat(), grace_seconds=3600), "test", now=H0)
+    config = tmp_path / "chainsettle.toml"
+    pair = [Child(db_url, config, clock_file, "daemon"), Child(db_url, config, clock_file, "daemon")]
+    for c in pair:
+        c.start()
+    try:
+        for h in range(1, 7):
+            set_clock(clock_file, (H0 + timedelta(hours=h, seconds=30)).isoformat())
+            victim = pair[rng.randrange(2)]  # leader or standby: either may die at any point
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            victim.kill()
+            victim.start()
+            await wait_for(env.pool, "SELECT state = 'requested' FROM intent_occurrences WHERE scheduled_at = $1",
+                           H0 + timedelta(hours=h), timeout=60)
+        await asyncio.sleep(0.5)
+    finally:
+        for c in pair:
+            c.kill()
+    occs = await occurrences(env.pool, intent["id"])
+    assert [o["state"] for o in occs] == ["requested"] * 6
+    keys = [r["idempotency_key"] for r in await env.fetch("SELECT idempotency_key FROM payout_requests")]
+    assert sorted(keys) == sorted(o["id"] for o in occs)
+    # One passing evaluation each ('ok', or 'already_requested' when a kill cut the attempt after its
+    # request): never a second request.
+    evs = await env.fetch("SELECT occurrence_id, array_agg(reason) AS r FROM intent_evaluations GROUP BY 1")
+    assert len(evs) == 6 and all(len(e["r"]) == 1 and e["r"][0] in ("ok", "already_requested") for e in evs)
