@@ -279,8 +279,10 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
             "description": (
                 "Messages named `chain_event` (a stored event), `payout` (a payout request created or "
                 "changing state), `batch` (a batch created or changing state), `reconciliation` (a finished "
-                "run with its results), `asset_pause` (a reconciliation pause opened or resolved) and "
-                "`payout_control` (a kill switch set or lifted). Every `id:` is a position in one total "
+                "run with its results), `asset_pause` (a reconciliation pause opened or resolved), "
+                "`payout_control` (a kill switch set or lifted) and `intent` (an intent occurrence executed, "
+                "delayed, missed, failed, held or awaiting approval, or a low-buffer warning). Every `id:` is a "
+                "position in one total "
                 "order across all of them: `tx.id` for events, `tx.oN` for the rest."
             ),
             "parameters": [

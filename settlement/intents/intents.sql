@@ -73,10 +73,11 @@ FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, next_at)
 WHERE i.id = n.id;
 
 -- name: attemptable
--- Occurrences whose next attempt is due, oldest first.
-SELECT id, chain FROM intent_occurrences
-WHERE state IN ('due', 'delayed') AND next_attempt_at <= $1
-ORDER BY next_attempt_at, id
+-- Occurrences of active intents whose next attempt is due, oldest first (a paused intent's wait).
+SELECT o.id, o.chain FROM intent_occurrences o
+JOIN intents i ON i.id = o.intent_id AND i.state = 'active'
+WHERE o.state IN ('due', 'delayed') AND o.next_attempt_at <= $1
+ORDER BY o.next_attempt_at, o.id
 LIMIT $2;
 
 -- name: lock_occurrences
