@@ -15,6 +15,7 @@ from config import Secret, Settings, resolve_secret
 
 from . import (
     admin_deliveries,
+    admin_intents,
     admin_replay,
     admin_routes,
     auth_routes,
@@ -93,6 +94,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         auth_routes.token_key(settings)  # an unresolvable key fails at start, naming the field
         app.add_routes(auth_routes.routes)
     app.add_routes(admin_deliveries.public_routes)
+    app.add_routes(admin_intents.read_routes)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:
@@ -101,6 +103,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(admin_replay.routes)
         app.add_routes(invoice_routes.admin_routes)
         app.add_routes(admin_deliveries.routes)
+        app.add_routes(admin_intents.routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

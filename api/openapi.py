@@ -295,8 +295,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                 "Messages named `chain_event` (a stored event), `payout` (a payout request created or "
                 "changing state), `batch` (a batch created or changing state), `reconciliation` (a finished "
                 "run with its results), `asset_pause` (a reconciliation pause opened or resolved), "
-                "`payout_control` (a kill switch set or lifted) and `invoice` (an invoice created or changing "
-                "state). Every `id:` is a position in one total "
+                "`payout_control` (a kill switch set or lifted), `invoice` (an invoice created or changing "
+                "state) and `intent` (an intent occurrence executed, delayed, missed, failed, held or "
+                "awaiting approval, or a low-buffer warning). Every `id:` is a position in one total "
                 "order across all of them: `tx.id` for events, `tx.oN` for the rest."
             ),
             "parameters": [
@@ -342,6 +343,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         for name, media in (("app.js", "text/javascript"), ("style.css", "text/css")):
             paths[f"/static/{name}"] = _get(f"Status page asset {name}", {
                 "description": name, "content": {media: {"schema": {"type": "string"}}}})
+    from . import openapi_intents  # the intent routes describe themselves
+
+    paths.update(openapi_intents.read_paths())
     spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "chainsettle", "version": "1",
@@ -365,6 +369,8 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         paths.update(_admin_paths())
         paths.update(_delivery_paths())  # api/admin_deliveries.py
         schemas.update(_delivery_schemas())
+        paths.update(openapi_intents.admin_paths())
+        schemas.update(openapi_intents.SCHEMAS)
     # Invoices, verify-payment and sign-in (api/openapi_invoices.py).
     spec["components"]["schemas"].update(openapi_invoices.schemas())
     paths.update(openapi_invoices.paths(admin=admin, signin=signin, rate=RATE_LIMITED))

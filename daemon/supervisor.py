@@ -12,6 +12,7 @@ from settlement.reconcile.runs import run_reconcile_loop
 
 from .deliveries import run_delivery_relay
 from .followers import follow_chain
+from .intents import intent_jobs
 from .payouts import payout_jobs
 from .replay import run_replay_worker
 from .runtime import database_url, open_pool
@@ -70,6 +71,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
         jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
                 for cfg in settings.chains}
         jobs.update(payout_jobs(settings, pool, stop))
+        jobs.update(intent_jobs(settings, pool, url, stop))  # scheduled payouts, one leader across processes
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
         # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.
         jobs["replay"] = lambda: run_replay_worker(settings, pool, stop)

@@ -33,6 +33,7 @@ FORBIDDEN_INSIDE = {
     # Incoming payments sit beside the ledger: never the outgoing pipeline.
     "settlement.invoices": ("settlement.payouts", "settlement.reconcile", "settlement.signin"),
     "settlement.signin": ("settlement.payouts", "settlement.reconcile", "settlement.invoices"),
+    "settlement.intents": ("settlement.payouts.evm", "settlement.payouts.xrpl", "settlement.reconcile"),
 }
 
 
