@@ -113,6 +113,14 @@ def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = N
             == (chain, asset, to, amount, tag))
 
 
+async def lock_recipients(conn: asyncpg.Connection, chain: str, asset: str, recipients) -> None:
+    """The per-recipient lock of admission, taken by every confirmation hook
+    too (in sorted order, so two hooks never deadlock) before it marks a
+    request paid and books its debit."""
+    for r in sorted(set(recipients)):
+        await conn.execute(Q.lock_name, f"{chain}:{asset}:{r}")
+
+
 def request_dict(row) -> dict:
     d = dict(row)
     d["amount"] = str(d["amount"])
@@ -128,34 +136,56 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
     tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
+    refused: PayoutError | None = None
     async with pool.acquire() as conn, conn.transaction():
+        # One decision per key: a concurrent request with the same key waits
+        # here and then finds the first one's outcome, accepted or refused.
+        await conn.execute(Q.lock_name, f"payout-key:{key}")
         existing = await conn.fetchrow(Q.find_request, key)
         if existing is not None:
             if not _same(existing, chain, asset, recipient, amount, tag):
                 raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             return request_dict(existing), False
-        await conn.execute(Q.lock_recipient, f"{chain}:{asset}:{recipient}")
+        first = await conn.fetchrow(Q.find_refusal, key)
+        if first is not None:
+            if (first["chain"], first["asset"], first["recipient"], int(first["amount"])) != (chain, asset, recipient, amount):
+                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
+            raise PayoutError(first["field"], f"{first['reason']} (the first answer for key {key!r}, replayed)")
+        await lock_recipients(conn, chain, asset, [recipient])
         if settings.payouts.require_balance:
-            owed = int(await conn.fetchval(Q.user_final_balance, user_account(chain, recipient),
-                                           asset_id(chain, asset), chain))
-            reserved = int(await conn.fetchval(Q.outstanding_for_recipient, chain, asset, recipient))
+            # Owed and reserved from ONE statement (one snapshot) under the
+            # recipient's lock, which the confirmation hooks take too: a
+            # confirmation commits "paid" and the debit together, so this
+            # sees both or neither.
+            room = await conn.fetchrow(Q.admission_room, user_account(chain, recipient), asset_id(chain, asset),
+                                       chain, asset, recipient)
+            owed, reserved = int(room["owed"]), int(room["reserved"])
             if owed - reserved < amount:
-                raise PayoutError(
+                refused = PayoutError(
                     "amount", f"{amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
                     f"({owed}, of which {reserved} is already requested)"
                 )
-        row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
-        if row is not None and tag is not None:
-            # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
-            row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
-        if row is None:  # the same key committed by a concurrent request in between
-            row = await conn.fetchrow(Q.find_request, key)
-            if not _same(row, chain, asset, recipient, amount, tag):
-                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
-            return request_dict(row), False
-        await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
-            "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
-            **({"tag": tag} if tag is not None else {})})
+                await conn.execute(Q.insert_refusal, key, chain, asset, recipient, amount, refused.field,
+                                   refused.reason, actor)
+                await audit(conn, actor, "payout.refused", f"payout-key:{key}", {
+                    "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                    "field": refused.field, "reason": refused.reason})
+        if refused is None:
+            row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
+            if row is not None and tag is not None:
+                # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
+                row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
+            if row is None:  # cannot happen under the key lock; kept as the unique key's last word
+                row = await conn.fetchrow(Q.find_request, key)
+                if not _same(row, chain, asset, recipient, amount, tag):
+                    raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
+                return request_dict(row), False
+            await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
+                "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                **({"tag": tag} if tag is not None else {})})
+    if refused is not None:
+        log.info("payout.refused", chain=chain, asset=asset, to=recipient, field=refused.field)
+        raise refused
     log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=str(amount))
     return request_dict(row), True
 
