@@ -125,3 +125,11 @@ SELECT chain, state, count(*) AS n FROM payout_batches GROUP BY 1, 2;
 
 -- name: set_request_tag
 UPDATE payout_requests SET destination_tag = $2 WHERE id = $1 RETURNING *;
+
+-- name: negative_user_balances
+-- Of the user accounts $1, those the ledger owes less than nothing in asset $2.
+SELECT a.code, -sum(p.amount) AS owed
+FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+WHERE a.code = ANY ($1::text[]) AND p.asset_id = $2
+GROUP BY a.code
+HAVING -sum(p.amount) < 0;

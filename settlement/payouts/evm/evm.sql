@@ -95,6 +95,13 @@ WHERE e.chain = $1 AND e.event = 'BatchExecuted' AND e.block_number BETWEEN $2 A
 ORDER BY e.block_number, e.log_index
 FOR UPDATE OF b;
 
+-- name: batch_request_states
+-- The requests of a batch as they stand before its confirmation is booked.
+SELECT i.request_id, i.recipient, r.state, r.batch_id
+FROM payout_items i JOIN payout_requests r ON r.id = i.request_id
+WHERE i.batch_id = $1
+ORDER BY i.idx;
+
 -- name: batch_outcomes
 -- Per-recipient results of one execution: PayoutSent / PayoutFailed with their index.
 SELECT e.event, (e.args ->> 'index')::int AS idx
