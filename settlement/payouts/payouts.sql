@@ -51,6 +51,11 @@ INSERT INTO payout_daily_totals (chain, asset, day, total)
 VALUES ($1, $2, (now() AT TIME ZONE 'utc')::date, $3)
 ON CONFLICT (chain, asset, day) DO UPDATE SET total = payout_daily_totals.total + EXCLUDED.total;
 
+-- name: give_back_daily_total
+-- A batch proven dead paid nothing: its total leaves the cap of the day it was counted on ($3).
+UPDATE payout_daily_totals SET total = GREATEST(total - $4, 0)
+WHERE chain = $1 AND asset = $2 AND day = $3;
+
 -- name: insert_batch
 INSERT INTO payout_batches (batch_id, chain, asset, token, source, treasury, batcher, item_count, total,
                             gas_limit, expiry, state, replaces)
@@ -75,8 +80,9 @@ SELECT state FROM payout_batches WHERE batch_id = $1;
 
 -- name: claim_ready_batch
 -- One batch to sign; a batch another worker is signing is skipped.
+-- $2: the chain's paused assets, whose batches wait.
 SELECT * FROM payout_batches
-WHERE chain = $1 AND state = 'ready'
+WHERE chain = $1 AND state = 'ready' AND NOT (asset = ANY ($2::text[]))
 ORDER BY created_at, batch_id
 LIMIT 1
 FOR UPDATE SKIP LOCKED;
@@ -85,7 +91,9 @@ FOR UPDATE SKIP LOCKED;
 SELECT idx, recipient, amount FROM payout_items WHERE batch_id = $1 ORDER BY idx;
 
 -- name: set_batch_signed
-UPDATE payout_batches SET state = $2, signer = $3, signature = $4, updated_at = now()
+-- The batcher ($5) and expiry ($6) it was signed for are stored with the signature.
+UPDATE payout_batches SET state = $2, signer = $3, signature = $4, batcher = $5, expiry = $6, signed_at = now(),
+                          updated_at = now()
 WHERE batch_id = $1 AND state = 'ready';
 
 -- name: killed

@@ -52,6 +52,13 @@ UPDATE evm_txs SET state = $2, last_error = $3 WHERE id = $1 AND state IN ('sign
 UPDATE evm_txs SET state = 'dropped', last_error = $4
 WHERE chain = $1 AND sender = $2 AND nonce = $3 AND state <> 'mined';
 
+-- name: lock_batch
+SELECT state FROM payout_batches WHERE batch_id = $1 FOR UPDATE;
+
+-- name: held_batches
+-- Signed batches of paused assets ($2): their transactions are not sent again or bumped.
+SELECT batch_id FROM payout_batches WHERE chain = $1 AND state = 'signed' AND asset = ANY ($2::text[]);
+
 -- name: batch_has_live_tx
 SELECT EXISTS (SELECT 1 FROM evm_txs WHERE batch_id = $1 AND state IN ('signed', 'broadcast', 'stuck_fee_cap', 'mined'));
 
@@ -65,7 +72,7 @@ WHERE batch_id = $1 AND state = 'batched';
 
 -- name: expirable_batches
 -- Signed but unconfirmed batches whose expiry is before a final block's timestamp ($2).
-SELECT batch_id, state, expiry FROM payout_batches
+SELECT batch_id, state, expiry, batcher, asset, total, cap_day FROM payout_batches
 WHERE chain = $1 AND state IN ('signed', 'dry_run', 'reverted') AND expiry < $2
 ORDER BY created_at;
 

@@ -73,6 +73,12 @@ def _calldata(raw: str) -> bytes:
     return bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["data"])
 
 
+def _to(raw: str) -> str:
+    """The `to` of one of our stored raw transactions: the batcher the batch was
+    signed for (replacements and resends keep it, whatever is configured now)."""
+    return "0x" + bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["to"]).hex()
+
+
 def _int(v) -> int:
     return int(v, 16) if isinstance(v, str) else int(v)
 
@@ -159,8 +165,11 @@ class EvmTxSender:
 
     # -- watching what is in flight ------------------------------------------------
 
-    async def track(self, *, killed: bool) -> None:
-        """Receipts, rebroadcasts, bumps and foreign-used nonces of every open nonce."""
+    async def track(self, *, killed: bool, held_batches: frozenset[str] = frozenset()) -> None:
+        """Receipts, rebroadcasts, bumps and foreign-used nonces of every open nonce.
+
+        While `killed`, or for a batch in `held_batches` (its asset is paused),
+        receipts are still read but nothing is bumped or sent again."""
         async with self.pool.acquire() as conn:
             nonces = [r["nonce"] for r in await conn.fetch(Q.open_nonces, self.chain, self.address)]
             final = await final_height(conn, self.chain)
@@ -183,12 +192,14 @@ class EvmTxSender:
                 await self._on_nonce_used_elsewhere(nonce, attempts)
                 continue
             latest = attempts[-1]
-            if killed or latest["state"] not in OPEN:
+            if killed or latest["state"] not in OPEN or latest["batch_id"] in held_batches:
                 continue
             age = (dt.datetime.now(dt.timezone.utc) - latest["created_at"]).total_seconds()
             # Only the next nonce in line can be mined: bumping one queued
             # behind a pending lower nonce would only burn the fee budget.
-            if latest["state"] != "stuck_fee_cap" and age >= self.ps.bump_interval_seconds and nonce == latest_count:
+            # A stuck_fee_cap attempt is tried again every pass: once the cap is
+            # raised (reload or restart) the bump goes through.
+            if age >= self.ps.bump_interval_seconds and nonce == latest_count:
                 market = market or await self.fee_market()
                 if await self._bump(latest, market):
                     continue
@@ -221,7 +232,7 @@ class EvmTxSender:
 
     async def _revert_reason(self, tx: asyncpg.Record, block: int) -> str:
         data = _calldata(tx["raw"])
-        call = {"from": self.address, "to": self.pc.batcher, "data": "0x" + data.hex(),
+        call = {"from": self.address, "to": _to(tx["raw"]), "data": "0x" + data.hex(),
                 "gas": hex(tx["gas_limit"])}
         try:
             await self.rpc.call("eth_call", [call, hex(max(block - 1, 0))])
@@ -247,9 +258,11 @@ class EvmTxSender:
         data = _calldata(old["raw"])
         prep = await self.prepare()
         async with self.pool.acquire() as conn, conn.transaction():
-            if (await conn.fetchval(PQ.batch_state, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
+            # Under the batch row's lock: two workers that both saw the nonce
+            # lost store one resend between them, never two.
+            if (await conn.fetchval(Q.lock_batch, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
                 return
-            stored = await self.store_tx(conn, purpose="batch", batch_id=batch_id, to=self.pc.batcher,
+            stored = await self.store_tx(conn, purpose="batch", batch_id=batch_id, to=_to(old["raw"]),
                                          data=data, gas=old["gas_limit"], fees=prep.fees,
                                          nonce_floor=prep.nonce_floor)
             await audit(conn, ACTOR, "payout.batch_resent", f"batch:{batch_id}", {"nonce": stored.nonce,
@@ -263,6 +276,8 @@ class EvmTxSender:
         new = bumped_fees(old, base_fee=base, suggested_priority=priority, percent=self.ps.bump_percent,
                           cap=self.pc.max_fee_per_gas, max_priority=self.pc.max_priority_fee_per_gas)
         if new is None:
+            if tx["state"] == "stuck_fee_cap":
+                return False  # flagged already; stays as it is until the cap allows a bump
             why = (f"a replacement needs max fee >= {old.max_fee_per_gas} + {self.ps.bump_percent}%, "
                    f"above the cap {self.pc.max_fee_per_gas} (base fee now {base})")
             async with self.pool.acquire() as conn, conn.transaction():
@@ -274,7 +289,7 @@ class EvmTxSender:
                       max_fee=old.max_fee_per_gas, cap=self.pc.max_fee_per_gas, base_fee=base)
             return False
         data = _calldata(tx["raw"])
-        to = self.pc.batcher if tx["purpose"] == "batch" else self.address
+        to = _to(tx["raw"])
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await self.store_tx(conn, purpose=tx["purpose"], batch_id=tx["batch_id"], to=to,
                                          data=data, gas=tx["gas_limit"], fees=new,

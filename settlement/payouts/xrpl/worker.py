@@ -31,7 +31,7 @@ from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
 from db import Queries, audit
 from indexer.xrpl.client import XrplClient
-from settlement.ledger.pauses import is_paused
+from settlement.ledger.pauses import is_paused, open_pauses
 from settlement.ledger.rules import asset_id
 from settlement.payouts.loop import (
     batch_state,
@@ -164,11 +164,13 @@ class XrplPayoutWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 if await self.killed(conn):
                     return released
-                b = await conn.fetchrow(Q.claim_ready_batch, self.chain)
+                paused = [p["asset_id"].split(":", 1)[1] for p in await open_pauses(conn)
+                          if p["asset_id"].startswith(f"{self.chain}:")]
+                b = await conn.fetchrow(Q.claim_ready_batch, self.chain, paused)
                 if b is None:
                     return released
                 await conn.execute(Q.set_batch_signed, b["batch_id"], "signed", self.hot.address,
-                                   "xrpl:one-payment-per-request")
+                                   "xrpl:one-payment-per-request", self.hot.address, 0)
                 await audit(conn, ACTOR, "payout.batch_released", f"batch:{b['batch_id']}",
                             {"chain": self.chain, "items": b["item_count"], "sender": self.hot.address})
             released += 1
@@ -213,6 +215,9 @@ class XrplPayoutWorker:
             if not await conn.fetchval(XQ.request_still_batched, item["id"], item["batch_id"]):
                 return "skipped"
             if await self.killed(conn):
+                return "wait"
+            if await is_paused(conn, asset_id(self.chain, item["asset"])):
+                # A released batch's remaining items wait too while their asset is paused.
                 return "wait"
             await conn.execute(XQ.ensure_sequence, self.chain, self.hot.address, int(hot["Sequence"]) if hot else 1)
             await conn.fetchval(XQ.lock_sequence, self.chain, self.hot.address)  # serialises the spend check
