@@ -28,8 +28,44 @@ log = get_logger("daemon.payouts")
 
 def payout_jobs(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event,
                 url: str | None = None) -> dict[str, Callable[[], Awaitable[None]]]:
-    return {f"payouts-{pc.chain}": (lambda pc=pc: run_payout_chain(settings, pool, pc, stop, url))
-            for pc in settings.payouts.chains}
+    jobs: dict[str, Callable[[], Awaitable[None]]] = {
+        f"payouts-{pc.chain}": (lambda pc=pc: run_payout_chain(settings, pool, pc, stop, url))
+        for pc in settings.payouts.chains}
+    jobs["payout-gauges"] = lambda: run_payout_gauges(settings, pool, stop)
+    return jobs
+
+
+async def refresh_payout_gauges(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Payout and pause gauges from the database, in every process (leader or
+    standby): each state of each payout chain is set, 0 when empty, from
+    start-up on, so alert rules fire while a condition holds (also right
+    after a restart) and resolve once it clears."""
+    from settlement.payouts import metrics as pm
+    from settlement.payouts.evm.sender import stuck_counts
+    from settlement.payouts.requests import kill_switches, refresh_gauges
+    from settlement.reconcile.runs import refresh_run_metrics
+
+    chains = [pc.chain for pc in settings.payouts.chains]
+    async with pool.acquire() as conn:
+        await refresh_gauges(conn, chains)
+        stuck = await stuck_counts(conn)
+        controls = await kill_switches(conn)
+    for pc in settings.payouts.chains:
+        killed = settings.payouts.kill_switch or pc.kill_switch or controls.get("*") or controls.get(pc.chain)
+        pm.KILLED.labels(pc.chain).set(1 if killed else 0)
+        pm.STUCK_TXS.labels(pc.chain).set(stuck.get(pc.chain, 0))
+    await refresh_run_metrics(pool)
+
+
+async def run_payout_gauges(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    interval = max(1.0, min(settings.payouts.poll_interval, 5.0))
+    while not stop.is_set():
+        try:
+            await refresh_payout_gauges(settings, pool)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("payouts.gauges_failed", error=f"{exc.__class__.__name__}: {exc}"[:200])
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def run_payout_chain(settings: Settings, pool: asyncpg.Pool, pc: PayoutChainConfig | XrplPayoutChainConfig,

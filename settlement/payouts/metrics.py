@@ -25,3 +25,6 @@ EXPIRED = Counter("chainsettle_payout_batches_expired_total", "Batches proven de
 FAIL_CLOSED = Counter(
     "chainsettle_payout_fail_closed_total", "The impossible observed: kill switch on, asset paused", ["chain", "kind"]
 )
+STUCK_TXS = Gauge(
+    "chainsettle_payout_stuck_transactions", "Payout transactions stopped at the fee cap, not mined", ["chain"]
+)

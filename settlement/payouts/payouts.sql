@@ -141,3 +141,44 @@ FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
 WHERE a.code = ANY ($1::text[]) AND p.asset_id = $2
 GROUP BY a.code
 HAVING -sum(p.amount) < 0;
+
+-- name: held_requests
+SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount, r.reason, r.batch_id,
+       b.state AS batch_state, r.updated_at
+FROM payout_requests r LEFT JOIN payout_batches b ON b.batch_id = r.batch_id
+WHERE r.state = 'held' AND ($1::text IS NULL OR r.chain = $1)
+ORDER BY r.updated_at, r.id
+LIMIT $2;
+
+-- name: lock_batch_row
+SELECT batch_id, chain, asset, state, total, expiry, cap_day FROM payout_batches WHERE batch_id = $1 FOR UPDATE;
+
+-- name: held_of_batch
+SELECT id, recipient FROM payout_requests WHERE batch_id = $1 AND state = 'held' ORDER BY id;
+
+-- name: release_held
+-- Held requests of a batch that can no longer pay them, back to the queue (except recipients $2).
+UPDATE payout_requests SET state = 'pending', batch_id = NULL, reason = NULL, retry_after = NULL, updated_at = now()
+WHERE batch_id = $1 AND state = 'held' AND NOT (recipient = ANY ($2::text[]))
+RETURNING id;
+
+-- name: rebatch_held
+-- Held requests of a reverted batch: requeued by its expiry proof, not before.
+UPDATE payout_requests SET state = 'batched', reason = NULL, updated_at = now()
+WHERE batch_id = $1 AND state = 'held' AND NOT (recipient = ANY ($2::text[]))
+RETURNING id;
+
+-- name: cancel_unsigned_batch
+UPDATE payout_batches SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state IN ('awaiting_approval', 'ready');
+
+-- name: cancel_batched
+UPDATE payout_requests SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state = 'batched'
+RETURNING id;
+
+-- name: cancel_held
+-- Cancelled requests reserve nothing: admission no longer counts them.
+UPDATE payout_requests SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state = 'held'
+RETURNING id;

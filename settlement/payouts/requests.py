@@ -218,6 +218,11 @@ async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: 
     log.warning("payout.kill_switch", scope=scope, killed=killed, actor=actor, reason=reason)
 
 
+async def kill_switches(conn: asyncpg.Connection) -> dict[str, bool]:
+    """The run-time switches by scope ('*' or a chain)."""
+    return {r["scope"]: r["killed"] for r in await conn.fetch(Q.list_controls)}
+
+
 def json_rows(rows) -> list[dict]:
     """Rows as JSON-ready dicts (timestamps in ISO 8601), for listings."""
     out = []
@@ -239,8 +244,18 @@ async def list_queue(conn: asyncpg.Connection, chain: str | None = None, limit: 
     }
 
 
-async def refresh_gauges(conn: asyncpg.Connection) -> None:
-    for r in await conn.fetch(Q.request_counts):
-        pm.PAYOUTS.labels(r["chain"], r["state"]).set(r["n"])
-    for r in await conn.fetch(Q.batch_counts):
-        pm.BATCHES.labels(r["chain"], r["state"]).set(r["n"])
+REQUEST_STATES = ("pending", "batched", "paid", "held", "cancelled")
+BATCH_STATES = ("awaiting_approval", "ready", "signed", "dry_run", "confirmed", "reverted", "expired", "cancelled")
+
+
+async def refresh_gauges(conn: asyncpg.Connection, chains=()) -> None:
+    """Every state of every chain (the configured `chains` and any with rows)
+    set, to 0 when empty: an alert on a state must resolve once it empties,
+    and exist from start-up, not from the first row."""
+    req = {(r["chain"], r["state"]): r["n"] for r in await conn.fetch(Q.request_counts)}
+    bat = {(r["chain"], r["state"]): r["n"] for r in await conn.fetch(Q.batch_counts)}
+    for chain in set(chains) | {c for c, _ in req} | {c for c, _ in bat}:
+        for state in REQUEST_STATES:
+            pm.PAYOUTS.labels(chain, state).set(req.get((chain, state), 0))
+        for state in BATCH_STATES:
+            pm.BATCHES.labels(chain, state).set(bat.get((chain, state), 0))

@@ -46,3 +46,8 @@ SELECT code, id FROM ledger_accounts WHERE code = ANY ($1::text[]);
 
 -- name: asset_ids
 SELECT id FROM assets;
+
+-- name: last_runs
+-- When each chain's last run of each status finished (seeds the gauges at start-up).
+SELECT chain, status, extract(epoch FROM max(finished_at))::float8 AS at
+FROM reconciliation_runs GROUP BY chain, status;

@@ -151,3 +151,6 @@ LIMIT $2;
 
 -- name: max_attempt
 SELECT COALESCE(max(attempt), 0) FROM evm_txs WHERE chain = $1 AND sender = $2 AND nonce = $3;
+
+-- name: stuck_counts
+SELECT chain, count(*) AS n FROM evm_txs WHERE state = 'stuck_fee_cap' GROUP BY chain;

@@ -341,3 +341,8 @@ class EvmTxSender:
 async def list_transactions(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> list[dict]:
     """Signed payout transactions without their raw bytes, newest first."""
     return json_rows(await conn.fetch(Q.list_txs, chain, limit))
+
+
+async def stuck_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Per chain, transactions that stopped bumping at the fee cap and are not mined yet."""
+    return {r["chain"]: int(r["n"]) for r in await conn.fetch(Q.stuck_counts)}

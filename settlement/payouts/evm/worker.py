@@ -105,7 +105,7 @@ class EvmPayoutWorker:
         if not killed:
             await self.sign_ready()
         async with self.pool.acquire() as conn:
-            await refresh_gauges(conn)
+            await refresh_gauges(conn, [self.chain])
         self.steps += 1
 
     async def run(self, stop: asyncio.Event) -> None:

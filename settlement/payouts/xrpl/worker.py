@@ -116,7 +116,7 @@ class XrplPayoutWorker:
             await self.release_ready()
             await self.sign_items(state)
         async with self.pool.acquire() as conn:
-            await refresh_gauges(conn)
+            await refresh_gauges(conn, [self.chain])
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("payout.worker_started", chain=self.chain, sender=self.hot.address, dry_run=self.ps.dry_run)
