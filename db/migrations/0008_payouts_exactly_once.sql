@@ -40,3 +40,13 @@ ALTER TABLE payout_batches ADD COLUMN cap_day DATE;
 UPDATE payout_batches SET cap_day = (created_at AT TIME ZONE 'utc')::date;
 ALTER TABLE payout_batches ALTER COLUMN cap_day SET DEFAULT (now() AT TIME ZONE 'utc')::date;
 ALTER TABLE payout_batches ALTER COLUMN cap_day SET NOT NULL;
+
+-- The confirmer: a mined transaction stays watched until its block is final
+-- (and canonical by hash); reorged out, it goes back to 'broadcast' and its
+-- stored bytes are sent again. Rows mined before this migration were final
+-- under the old rule (receipt seen): they stay unwatched.
+ALTER TABLE evm_txs ADD COLUMN mined_block_hash TEXT;
+ALTER TABLE evm_txs ADD COLUMN final BOOLEAN NOT NULL DEFAULT false;
+UPDATE evm_txs SET final = true WHERE state = 'mined';
+ALTER TABLE evm_txs ADD CONSTRAINT evm_txs_final_is_mined CHECK (NOT final OR state = 'mined');
+CREATE INDEX evm_txs_unfinal ON evm_txs (chain, sender, nonce) WHERE state = 'mined' AND NOT final;

@@ -28,3 +28,6 @@ FAIL_CLOSED = Counter(
 STUCK_TXS = Gauge(
     "chainsettle_payout_stuck_transactions", "Payout transactions stopped at the fee cap, not mined", ["chain"]
 )
+REORGED = Counter(
+    "chainsettle_payout_txs_reorged_total", "Mined payout transactions reorged out before final, sent again", ["chain"]
+)

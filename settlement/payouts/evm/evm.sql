@@ -17,9 +17,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'signed')
 RETURNING id;
 
 -- name: open_nonces
--- Nonces with a transaction still in flight (or not yet broadcast).
+-- Nonces with a transaction still in flight (or not yet broadcast), or mined in a block not yet final.
 SELECT DISTINCT nonce FROM evm_txs
-WHERE chain = $1 AND sender = $2 AND state IN ('signed', 'broadcast', 'stuck_fee_cap')
+WHERE chain = $1 AND sender = $2
+  AND (state IN ('signed', 'broadcast', 'stuck_fee_cap') OR (state = 'mined' AND NOT final))
 ORDER BY nonce;
 
 -- name: nonce_attempts
@@ -37,7 +38,18 @@ WHERE id = $1
 RETURNING broadcasts;
 
 -- name: mark_mined
-UPDATE evm_txs SET state = 'mined', mined_block = $2, receipt_status = $3 WHERE id = $1;
+UPDATE evm_txs SET state = 'mined', mined_block = $2, receipt_status = $3, mined_block_hash = $4, final = false
+WHERE id = $1;
+
+-- name: mark_final
+-- Its block is at or below the final height and canonical by hash: the nonce is used for good.
+UPDATE evm_txs SET final = true WHERE id = $1 AND state = 'mined' AND mined_block_hash = $2;
+
+-- name: unmine
+-- Reorged out before its block was final: in flight again, its bytes sent again.
+UPDATE evm_txs SET state = 'broadcast', mined_block = NULL, mined_block_hash = NULL, receipt_status = NULL
+WHERE id = $1 AND state = 'mined' AND NOT final
+RETURNING id;
 
 -- name: supersede_nonce
 -- The other attempts at a nonce once one of them is mined (or a bump replaced them).

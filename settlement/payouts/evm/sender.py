@@ -110,8 +110,15 @@ class EvmTxSender:
             priority = self.pc.max_priority_fee_per_gas
         return base, priority
 
-    async def nonce_count(self, block: str = "latest") -> int:
-        return _int(await self.rpc.call("eth_getTransactionCount", [self.address, block]))
+    async def nonce_count(self, block: str = "latest", ep=None) -> int:
+        params = [self.address, block]
+        if ep is not None:
+            return _int(await self.rpc.call_on(ep, "eth_getTransactionCount", params))
+        return _int(await self.rpc.call("eth_getTransactionCount", params))
+
+    def _endpoint(self):
+        """The endpoint a tracking pass reads everything from: a healthy one, the first configured first."""
+        return next((e for e in self.rpc.endpoints if e.healthy), self.rpc.endpoints[0])
 
     async def prepare(self) -> Prepared:
         base, priority = await self.fee_market()
@@ -175,18 +182,32 @@ class EvmTxSender:
             final = await final_height(conn, self.chain)
         if not nonces:
             return
+        # One endpoint for the whole pass: its receipts and its nonce counts
+        # agree with each other; a lagging second node's "no receipt" next
+        # to the first node's count would read as a nonce used elsewhere.
+        ep = self._endpoint()
         # Read before the receipts: a nonce used at or below a final block by
         # one of our attempts would show that attempt's receipt.
-        final_count = await self.nonce_count(hex(final)) if final is not None else 0
-        latest_count = await self.nonce_count()
+        final_count = await self.nonce_count(hex(final), ep) if final is not None else 0
+        latest_count = await self.nonce_count("latest", ep)
         market: tuple[int, int] | None = None
         for nonce in nonces:
             async with self.pool.acquire() as conn:
                 attempts = await conn.fetch(Q.nonce_attempts, self.chain, self.address, nonce)
-            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts])
+            receipts = [await self.rpc.call_on(ep, "eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts]
             mined = next(((a, r) for a, r in zip(attempts, receipts) if r), None)
+            was = next((a for a in attempts if a["state"] == "mined"), None)
+            if was is not None and (mined is None or mined[0]["id"] != was["id"]
+                                    or mined[1]["blockHash"] != was["mined_block_hash"]):
+                await self._on_reorged(was, resend=mined is None and not killed
+                                       and was["batch_id"] not in held_batches)
+                if mined is None:
+                    continue
             if mined is not None:
-                await self._on_mined(*mined)
+                tx, receipt = mined
+                if was is None or was["id"] != tx["id"] or receipt["blockHash"] != was["mined_block_hash"]:
+                    await self._on_mined(tx, receipt)
+                await self._finalize(ep, tx, receipt, final)
                 continue
             if nonce < final_count:
                 await self._on_nonce_used_elsewhere(nonce, attempts)
@@ -214,7 +235,7 @@ class EvmTxSender:
         if tx["purpose"] == "batch" and status == 0:
             reason = await self._revert_reason(tx, block)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.mark_mined, tx["id"], block, status)
+            await conn.execute(Q.mark_mined, tx["id"], block, status, receipt["blockHash"])
             await conn.execute(Q.supersede_nonce, self.chain, self.address, tx["nonce"], tx["id"])
             await audit(conn, ACTOR, "payout.tx_mined", f"tx:{tx['tx_hash']}",
                         {"chain": self.chain, "block": block, "status": status, "nonce": tx["nonce"],
@@ -229,6 +250,30 @@ class EvmTxSender:
                     log.error("payout.batch_reverted", chain=self.chain, batch=tx["batch_id"], reason=reason)
         log.info("payout.tx_mined", chain=self.chain, tx=tx["tx_hash"], block=block, status=status,
                  attempt=tx["attempt"])
+
+    async def _finalize(self, ep, tx: asyncpg.Record, receipt: dict, final: int | None) -> None:
+        """Stop watching once the receipt's block is final (the follower's rule) and canonical on `ep`."""
+        block = _int(receipt["blockNumber"])
+        if final is None or block > final:
+            return
+        header = await self.rpc.call_on(ep, "eth_getBlockByNumber", [hex(block), False])
+        if header and header.get("hash") == receipt["blockHash"]:
+            async with self.pool.acquire() as conn:
+                await conn.execute(Q.mark_final, tx["id"], receipt["blockHash"])
+
+    async def _on_reorged(self, tx: asyncpg.Record, *, resend: bool) -> None:
+        """Mined, then not (or elsewhere): the block was reorged out before it was final."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.unmine, tx["id"]) is None:
+                return
+            await audit(conn, ACTOR, "payout.tx_reorged", f"tx:{tx['tx_hash']}", {
+                "chain": self.chain, "nonce": tx["nonce"], "block": tx["mined_block"],
+                "block_hash": tx["mined_block_hash"], "batch": tx["batch_id"], "resend": resend})
+        pm.REORGED.labels(self.chain).inc()
+        log.warning("payout.tx_reorged", chain=self.chain, tx=tx["tx_hash"], nonce=tx["nonce"],
+                    block=tx["mined_block"], resend=resend)
+        if resend:
+            await self.broadcast(tx["id"], tx["raw"], tx["tx_hash"])  # the same bytes: same nonce, same hash
 
     async def _revert_reason(self, tx: asyncpg.Record, block: int) -> str:
         data = _calldata(tx["raw"])
