@@ -9,7 +9,7 @@ day's cap stopped them; each key kept its first answer; the day's cap was
 never exceeded; the batches the contract executed are exactly the ones the
 database confirmed.
 
-Rounds: TWO_PROC_ROUNDS (default 4, a couple of minutes); the slow variant
+Rounds: CHAINSETTLE_TWO_PROC_ROUNDS (default 6, a couple of minutes); the slow variant
 runs CHAINSETTLE_TWO_PROC_SLOW_ROUNDS (default 20).
 """
 
@@ -41,11 +41,11 @@ from tests.support.config import write_config
 
 TOKEN = "two-process-admin-token-0123456789"
 UNIT = 10**15
-USERS = 12
-OWED = 2 * UNIT          # per user
-REQUESTS_PER_USER = 5    # of 1 unit each: more than owed
-DAILY_CAP = 20 * UNIT    # less than all owed (24): the cap binds
-ROUNDS = int(os.environ.get("CHAINSETTLE_TWO_PROC_ROUNDS", "4"))
+USERS = 16
+OWED = 3 * UNIT          # per user
+REQUESTS_PER_USER = 6    # of 1 unit each: more than owed
+DAILY_CAP = 40 * UNIT    # less than all owed (48): the cap binds
+ROUNDS = int(os.environ.get("CHAINSETTLE_TWO_PROC_ROUNDS", "6"))
 SLOW_ROUNDS = int(os.environ.get("CHAINSETTLE_TWO_PROC_SLOW_ROUNDS", "20"))
 
 
@@ -92,7 +92,7 @@ async def _run(anvil, pool, db_url, tmp_path, rounds: int) -> None:
     daemons = []
     for name in ("a", "b"):
         port = free_port()
-        data = payout_config(anvil.url, batcher, start, max_recipients=8,
+        data = payout_config(anvil.url, batcher, start, max_recipients=4,
                              assets=[{"name": "native", "daily_cap": DAILY_CAP}])
         data["api"] = {"listen": f"127.0.0.1:{port}", "admin_token": "env:CS_TEST_ADMIN_TOKEN",
                        "rate_limit_per_second": 1000.0, "rate_limit_burst": 1000}
