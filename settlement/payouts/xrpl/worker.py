@@ -98,6 +98,7 @@ class XrplPayoutWorker:
                                            max_attempts=cfg.max_attempts)
         self.assets = xrpl_assets(settings, pc)
         self.sender = XrplSender(pool, self.client, pc, self.hot)
+        self._network_checked = False
 
     async def close(self) -> None:
         await self.client.close()
@@ -106,6 +107,10 @@ class XrplPayoutWorker:
         return self.ps.kill_switch or self.pc.kill_switch or bool(await conn.fetchval(Q.killed, self.chain))
 
     async def step(self) -> None:
+        if not self._network_checked:
+            # The follower's rule for the payout client too: never sign for a server of another network.
+            await self.sender.check_network(self.settings.chain(self.chain).effective_chain_id)
+            self._network_checked = True
         async with self.pool.acquire() as conn:
             killed = await self.killed(conn)
         await self.sender.track(killed=killed)
@@ -208,7 +213,7 @@ class XrplPayoutWorker:
         why = refusal(asset, amount, tag, dest, line, state["reserve_base"])
         if hot is None:
             why = why or f"the hot wallet {self.hot.address} does not exist on the ledger"
-        fee = self.pc.fee_drops
+        fee = await self.sender.fee_drops()
         # LastLedgerSequence counts from the validated ledger now, not when the step began.
         state = {**state, **await self.sender.server_state()}
         async with self.pool.acquire() as conn, conn.transaction():
