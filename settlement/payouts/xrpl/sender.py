@@ -167,7 +167,8 @@ class XrplSender:
 
     # -- what is in flight ------------------------------------------------------------
 
-    async def track(self, *, killed: bool) -> None:
+    async def track(self, *, killed: bool, paused_assets: frozenset[str] = frozenset()) -> None:
+        """Decide closed windows; submit again what is open, unless killed or its asset is paused."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(XQ.open_payments, self.chain, self.address)
             final = await final_height(conn, self.chain)
@@ -182,7 +183,7 @@ class XrplSender:
                 if final is not None and final >= row["last_ledger"]:
                     await self._decide_expired(row)
                 continue
-            if killed:
+            if killed or row["asset"] in paused_assets:
                 continue
             last = row["last_submit_at"]
             if row["id"] not in self._seen or last is None or (now - last).total_seconds() >= RESUBMIT_SECONDS:

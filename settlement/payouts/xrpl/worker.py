@@ -113,7 +113,9 @@ class XrplPayoutWorker:
             self._network_checked = True
         async with self.pool.acquire() as conn:
             killed = await self.killed(conn)
-        await self.sender.track(killed=killed)
+            paused = frozenset(p["asset_id"].split(":", 1)[1] for p in await open_pauses(conn)
+                               if p["asset_id"].startswith(f"{self.chain}:"))
+        await self.sender.track(killed=killed, paused_assets=paused)
         await self.make_batches()
         if not killed and not self.ps.dry_run:
             state = await self.sender.server_state()

@@ -55,7 +55,9 @@ RETURNING id;
 SELECT * FROM xrpl_payments WHERE id = $1;
 
 -- name: open_payments
-SELECT * FROM xrpl_payments WHERE chain = $1 AND account = $2 AND state IN ('signed', 'submitted') ORDER BY sequence;
+-- With the asset of the request (NULL for a fill), so a paused asset's payments are not sent again.
+SELECT p.*, r.asset FROM xrpl_payments p LEFT JOIN payout_requests r ON r.id = p.request_id
+WHERE p.chain = $1 AND p.account = $2 AND p.state IN ('signed', 'submitted') ORDER BY p.sequence;
 
 -- name: mark_submitted
 UPDATE xrpl_payments

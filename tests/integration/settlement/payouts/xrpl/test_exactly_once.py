@@ -151,3 +151,38 @@ async def test_payout_client_refuses_a_server_of_another_network(pool, tmp_path,
             await worker.close()
     finally:
         await server.stop()
+
+
+async def test_pause_stops_the_remaining_items_of_a_released_batch(ledger, pool, tmp_path):
+    from settlement.ledger.pauses import pause_asset, resolve_pause
+
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url, max_in_flight=1, last_ledger_offset=60)
+    dests = [wallet(61 + i) for i in range(3)]
+    d.fund(*dests, drops=50 * XRP)
+    d.close()
+    worker = XrplPayoutWorker(settings, pool, settings.payouts.chains[0])
+    try:
+        async with following(settings, pool):
+            ids = [await pay(pool, settings, w.classic_address, XRP, f"pz{i}") for i, w in enumerate(dests)]
+            await worker.step()  # one batch, released; one payment in flight (max_in_flight = 1)
+            assert await pool.fetchval("SELECT state FROM payout_batches") == "signed"
+            assert await pool.fetchval("SELECT count(*) FROM xrpl_payments") == 1
+            async with pool.acquire() as conn, conn.transaction():
+                await pause_asset(conn, f"{CHAIN}:native", "reconciliation mismatch (test)", "tester")
+            await until(pool, "SELECT count(*) = 1 FROM payout_requests WHERE state = 'paid'")
+            for _ in range(5):
+                await worker.step()
+                await asyncio.sleep(0.1)
+            assert await pool.fetchval("SELECT count(*) FROM xrpl_payments") == 1  # the rest wait
+            await resolve_pause(pool, f"{CHAIN}:native", "tester", "checked")
+            for _ in range(100):
+                await worker.step()
+                if await pool.fetchval("SELECT count(*) = 3 FROM payout_requests WHERE state = 'paid'"):
+                    break
+                await asyncio.sleep(0.1)
+        assert await pool.fetchval("SELECT count(*) FROM payout_requests WHERE state = 'paid'") == 3
+        assert [xrp_of(d, w.classic_address) for w in dests] == [51 * XRP] * 3
+        assert sorted(ids) == ids
+    finally:
+        await worker.close()
