@@ -23,6 +23,7 @@ from tests.integration.settlement.payouts.evm.test_pipeline import (  # noqa: F4
     credit_users,
     env,
 )
+from tests.integration.settlement.payouts.evm.test_fees import manual_mining, mine  # noqa: F401  (fixture)
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import balance, fresh_address, is_executed
 from tests.support.evm import send
@@ -294,3 +295,27 @@ async def test_payout_lock_lost_stops_the_worker_and_standby_takes_over(anvil, p
             s.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
         await e.close()
+
+
+async def test_two_of_our_batches_paying_one_request_fail_closed(env, manual_mining):  # noqa: F811
+    to = fresh_address().lower()
+    await credit_users(env.pool, "anvil", {to: UNIT})
+    await request_payout(env.pool, env.settings, chain="anvil", asset="native", to=to, amount=UNIT, key="t")
+    manual_mining()
+    await env.worker.step()  # batch 1 signed and sent, not mined yet
+    # Provoke the impossible: the request is (wrongly) given back to the queue while batch 1 can still execute.
+    async with env.pool.acquire() as conn:
+        await conn.execute("UPDATE payout_requests SET state = 'pending', batch_id = NULL")
+    await env.worker.step()  # batch 2 with the same request, at the next nonce
+    assert await env.val("SELECT count(*) FROM payout_batches WHERE state = 'signed'") == 2
+    mine(env.anvil)
+    await env.worker.step()
+    mine(env.anvil)
+    await env.index()
+    assert balance(env.anvil, to) == 2 * UNIT  # the chain paid twice ...
+    await _same_transaction(env, "paid_twice")  # ... and the second confirmation failed closed
+    kinds = {r["k"] for r in await env.fetch(
+        "SELECT details ->> 'kind' AS k FROM audit_log WHERE action = 'payout.fail_closed'")}
+    assert kinds == {"paid_twice", "negative_balance"}
+    env.anvil.rpc("evm_setAutomine", [True])
+    await _keeps_indexing(env)
