@@ -1,6 +1,6 @@
 """The operator alerts in a real Prometheus server scraping a running
-`chainsettle run`: held payouts and the kill switch fire while the condition
-holds, fire again right after a restart (the gauges come from the database
+`chainsettle run`: held payouts, the kill switch and a stuck transaction fire
+while the condition holds, fire again right after a restart (the gauges come from the database
 at start-up), and resolve when an operator clears them with the CLI."""
 
 from __future__ import annotations
@@ -66,6 +66,16 @@ async def test_held_and_paused_alerts_fire_survive_a_restart_and_resolve(anvil, 
             code, _, err = cli(tmp_path, db_url, "payouts", "kill", "--chain", "anvil", "--reason", "drill")
             assert code == 0, err
             prom.wait_for_alert("ChainsettlePayoutsPaused", chain="anvil")
+            # A transaction stopped at the fee cap (the state the sender writes; far above the chain's
+            # nonce count, and nothing is sent while the switch is on, so the worker leaves it be).
+            await pool.execute(
+                "INSERT INTO evm_txs (chain, sender, nonce, attempt, purpose, raw, tx_hash, gas_limit, "
+                "max_fee_per_gas, max_priority_fee_per_gas, state, last_error) VALUES ('anvil', $1, 10000, 1, "
+                "'gap_fill', '0x02', $2, 21000, 1, 1, 'stuck_fee_cap', 'test: at the cap')",
+                data["chains"][0]["wallets"][1]["address"].lower(), "0x" + "ee" * 32)
+            prom.wait_for_alert("ChainsettlePayoutTxStuck", chain="anvil")
+            await pool.execute("UPDATE evm_txs SET state = 'replaced' WHERE nonce = 10000")
+            prom.wait_until_resolved("ChainsettlePayoutTxStuck")
             code, _, err = cli(tmp_path, db_url, "payouts", "resume", "--chain", "anvil", "--reason", "drill over")
             assert code == 0, err
             prom.wait_until_resolved("ChainsettlePayoutsPaused")
@@ -80,3 +90,22 @@ async def test_held_and_paused_alerts_fire_survive_a_restart_and_resolve(anvil, 
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+async def test_gauges_come_from_the_database_at_start_up(pool, tmp_path):
+    """A fresh process (no run of its own yet) reports the last reconciliation and
+    every payout state of each payout chain, 0 where empty."""
+    from daemon.payouts import refresh_payout_gauges
+    from settlement.ledger import metrics as lm
+    from settlement.payouts import metrics as pm
+
+    data = payout_config("http://127.0.0.1:9", "0x" + "5a" * 20, 1)
+    settings = make_settings(tmp_path, data)
+    await pool.execute("INSERT INTO reconciliation_runs (chain, height, started_at, finished_at, status) "
+                       "VALUES ('anvil', 1, now() - interval '2 hours', now() - interval '1 hour', 'ok')")
+    at = await pool.fetchval("SELECT extract(epoch FROM finished_at)::float8 FROM reconciliation_runs")
+    await refresh_payout_gauges(settings, pool)
+    assert lm.RECON_LAST_RUN.labels("anvil", "ok")._value.get() == at  # stale: the alert fires at once
+    for state in ("pending", "batched", "paid", "held", "cancelled"):
+        assert pm.PAYOUTS.labels("anvil", state)._value.get() == 0
+    assert pm.STUCK_TXS.labels("anvil")._value.get() == 0 and pm.KILLED.labels("anvil")._value.get() == 0
