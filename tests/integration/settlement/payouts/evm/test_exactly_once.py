@@ -18,12 +18,12 @@ from settlement.payouts import metrics as pm
 from settlement.payouts import requests as preq
 from settlement.payouts.evm.eip712 import Batch, execute_batch_calldata
 from settlement.payouts.requests import PayoutError, request_payout
+from tests.integration.settlement.payouts.evm.test_fees import manual_mining, mine  # noqa: F401  (fixture)
 from tests.integration.settlement.payouts.evm.test_pipeline import (  # noqa: F401  (fixture)
     Env,
     credit_users,
     env,
 )
-from tests.integration.settlement.payouts.evm.test_fees import manual_mining, mine  # noqa: F401  (fixture)
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import balance, fresh_address, is_executed
 from tests.support.evm import send
