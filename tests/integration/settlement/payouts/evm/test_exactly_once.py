@@ -245,6 +245,19 @@ async def test_dry_run_logs_and_api_carry_no_signature(anvil, pool, tmp_path):
         listed = repr(await list_payouts(pool))
         audit = repr(await e.fetch("SELECT details FROM audit_log"))
         assert sig[:40] not in listed and sig[:40] not in audit
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from api.app import make_app
+
+        client = TestClient(TestServer(make_app(e.settings, pool)))
+        await client.start_server()
+        try:
+            for path in (f"/v1/batches/{row['batch_id']}", "/v1/payouts/1"):
+                resp = await client.get(path)
+                body = await resp.text()
+                assert resp.status == 200 and sig[:40] not in body, (path, body[:200])
+        finally:
+            await client.close()
     finally:
         await e.close()
 
