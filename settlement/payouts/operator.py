@@ -78,9 +78,13 @@ async def release_batch(pool: asyncpg.Pool, settings: Settings, batch_id: str, a
         unknown = [w for w in keep if w not in {h["recipient"] for h in held}]
         if unknown:
             raise PayoutError("without", f"not a held recipient of {batch_id}: {', '.join(unknown)}")
+        given_back = 0
         if kind == "xrpl" or b["state"] in ("confirmed", "expired"):
             moved = await conn.fetch(Q.release_held, batch_id, keep)
             then = "pending"
+            # Unpaid and back in the queue: the next batch counts them against a cap again.
+            given_back = sum(int(m["amount"]) for m in moved)
+            await conn.execute(Q.give_back_daily_total, b["chain"], b["asset"], b["cap_day"], given_back)
         elif b["state"] == "reverted":
             # Its signature is valid until expiry: back to 'batched', so the
             # expiry proof against its own contract requeues them, not before.
@@ -92,7 +96,8 @@ async def release_batch(pool: asyncpg.Pool, settings: Settings, batch_id: str, a
                 "confirm it or cancel after it is proven dead", b["state"])
         ids = [m["id"] for m in moved]
         await audit(conn, actor, "payout.released", f"batch:{batch_id}", {
-            "requests": ids, "kept_held": keep, "then": then, "reason": why, "batch_state": b["state"]})
+            "requests": ids, "kept_held": keep, "then": then, "reason": why, "batch_state": b["state"],
+            "cap_given_back": str(given_back)})
     log.warning("payout.released", batch=batch_id, requests=len(ids), kept=len(keep), then=then, actor=actor)
     return {"batch_id": batch_id, "released": ids, "kept_held": keep, "then": then}
 
@@ -113,6 +118,8 @@ async def cancel_batch(pool: asyncpg.Pool, settings: Settings, batch_id: str, ac
             await conn.execute(Q.give_back_daily_total, b["chain"], b["asset"], b["cap_day"], b["total"])
         elif kind == "xrpl" or b["state"] in ("confirmed", "expired"):
             cancelled = await conn.fetch(Q.cancel_held, batch_id, why)
+            given_back = sum(int(c["amount"]) for c in cancelled)  # held means unpaid
+            await conn.execute(Q.give_back_daily_total, b["chain"], b["asset"], b["cap_day"], given_back)
         else:
             raise BatchStateConflict(
                 "batch", f"{batch_id} is {b['state']}: a signature of it may still execute "

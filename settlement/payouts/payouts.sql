@@ -56,6 +56,9 @@ ON CONFLICT (chain, asset, day) DO UPDATE SET total = payout_daily_totals.total 
 UPDATE payout_daily_totals SET total = GREATEST(total - $4, 0)
 WHERE chain = $1 AND asset = $2 AND day = $3;
 
+-- name: batch_cap_day
+SELECT cap_day FROM payout_batches WHERE batch_id = $1;
+
 -- name: insert_batch
 INSERT INTO payout_batches (batch_id, chain, asset, token, source, treasury, batcher, item_count, total,
                             gas_limit, expiry, state, replaces)
@@ -160,7 +163,7 @@ SELECT id, recipient FROM payout_requests WHERE batch_id = $1 AND state = 'held'
 -- Held requests of a batch that can no longer pay them, back to the queue (except recipients $2).
 UPDATE payout_requests SET state = 'pending', batch_id = NULL, reason = NULL, retry_after = NULL, updated_at = now()
 WHERE batch_id = $1 AND state = 'held' AND NOT (recipient = ANY ($2::text[]))
-RETURNING id;
+RETURNING id, amount;
 
 -- name: rebatch_held
 -- Held requests of a reverted batch: requeued by its expiry proof, not before.
@@ -181,4 +184,4 @@ RETURNING id;
 -- Cancelled requests reserve nothing: admission no longer counts them.
 UPDATE payout_requests SET state = 'cancelled', reason = $2, updated_at = now()
 WHERE batch_id = $1 AND state = 'held'
-RETURNING id;
+RETURNING id, amount;

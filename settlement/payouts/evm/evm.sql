@@ -96,7 +96,7 @@ RETURNING batch_id;
 -- name: requeue_items
 UPDATE payout_requests SET state = 'pending', batch_id = NULL, updated_at = now()
 WHERE batch_id = $1 AND state = 'batched'
-RETURNING id;
+RETURNING id, amount;
 
 -- name: stored_nonces_from
 SELECT DISTINCT nonce FROM evm_txs WHERE chain = $1 AND sender = $2 AND nonce >= $3 AND state <> 'dropped';

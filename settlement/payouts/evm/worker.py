@@ -258,12 +258,16 @@ class EvmPayoutWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 if await conn.fetchval(Q.expire_batch, r["batch_id"], reason) is None:
                     continue
-                requeued = [x["id"] for x in await conn.fetch(Q.requeue_items, r["batch_id"])]
-                # Nothing of a dead batch was paid: the day's cap gets it back.
-                await conn.execute(PQ.give_back_daily_total, self.chain, r["asset"], r["cap_day"], r["total"])
+                rows_back = await conn.fetch(Q.requeue_items, r["batch_id"])
+                requeued = [x["id"] for x in rows_back]
+                # Nothing of a dead batch was paid: the day's cap gets back what
+                # goes back to the queue (held requests give theirs back when an
+                # operator releases or cancels them: each amount once).
+                back = sum(int(x["amount"]) for x in rows_back)
+                await conn.execute(PQ.give_back_daily_total, self.chain, r["asset"], r["cap_day"], back)
                 await audit(conn, ACTOR, "payout.batch_expired", f"batch:{r['batch_id']}",
                             {"reason": reason, "requeued": requeued, "was": r["state"], "batcher": batcher,
-                             "cap_given_back": str(r["total"])})
+                             "cap_given_back": str(back)})
             expired += 1
             pm.EXPIRED.labels(self.chain).inc()
             log.warning("payout.batch_expired", chain=self.chain, batch=r["batch_id"], requeued=len(requeued))

@@ -331,7 +331,10 @@ async def requeue_or_hold(conn: asyncpg.Connection, pc: XrplPayoutChainConfig, r
     await conn.execute(XQ.set_item_outcome, row["batch_id"], row["request_id"], "failed")
     tries = int(await conn.fetchval(XQ.failed_attempts, row["request_id"]))
     if tries < pc.max_attempts:
-        await conn.execute(XQ.requeue_request, row["request_id"], pc.retry_wait_seconds)
+        if await conn.fetchval(XQ.requeue_request, row["request_id"], pc.retry_wait_seconds) is not None:
+            # It paid nothing and will be counted again by its next batch: its batch's day gets it back.
+            day = await conn.fetchval(Q.batch_cap_day, row["batch_id"])
+            await conn.execute(Q.give_back_daily_total, pc.chain, row["asset"], day, row["amount"])
         then = "requeued"
     else:
         await conn.execute(XQ.hold_request, row["request_id"], f"{why}; gave up after {tries} attempts")
