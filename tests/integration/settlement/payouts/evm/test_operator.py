@@ -87,6 +87,8 @@ async def test_held_release_and_cancel_through_cli_and_api(anvil, pool, db_url, 
             code, out, err = cli(tmp_path, db_url, "payouts", "cancel", second, "--reason", "receiver refuses coin")
             assert code == 0, err
             assert await e.val("SELECT state FROM payout_requests WHERE idempotency_key = 'r'") == "cancelled"
+            # Counted by two batches, paid by none: the day's cap holds only what was paid.
+            assert await e.val("SELECT total FROM payout_daily_totals") == UNIT
             _, created = await request_payout(pool, e.settings, chain="anvil", asset="native", to=refuser,
                                               amount=UNIT, key="r-again")
             assert created
