@@ -20,6 +20,7 @@ from config import Secret
 from db import Queries
 from settlement.ledger.books import LedgerError, NoOpenPause
 from settlement.ledger.pauses import resolve_pause
+from settlement.payouts.operator import cancel_batch, held_payouts, release_batch
 from settlement.payouts.requests import (
     BatchNotFound,
     BatchStateConflict,
@@ -172,3 +173,69 @@ async def resolve_asset(request: web.Request) -> web.Response:
     except LedgerError as exc:
         raise RequestError("reason", str(exc)) from None
     return json_response({"resolved": result})
+
+
+# -- held payouts: list, release, cancel (issue 11) ---------------------------------
+
+
+@routes.get("/v1/admin/payouts/held")
+async def list_held(request: web.Request) -> web.Response:
+    """Held requests with their reasons, oldest first (optionally `?chain=`)."""
+    chain = request.query.get("chain")
+    if chain is not None and chain not in {c.name for c in request.app[SETTINGS].chains}:
+        raise RequestError("chain", "not a configured chain")
+    async with request.app[POOL].acquire() as conn:
+        held = await held_payouts(conn, chain)
+    return json_response({"held": held})
+
+
+class ReleaseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    without: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    reason: PlainText | None = Field(None, max_length=500)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+def _operator_refused(exc: PayoutError) -> RequestError:
+    field = "id" if exc.field == "batch" else exc.field
+    if isinstance(exc, BatchStateConflict):
+        return RequestError(field, exc.reason, status=409, code="conflict")
+    if isinstance(exc, BatchNotFound):
+        return RequestError(field, "no batch with this id", status=404, code="not_found")
+    return RequestError(field, exc.reason)
+
+
+@routes.post("/v1/admin/batches/{id}/release")
+async def release(request: web.Request) -> web.Response:
+    """Requeue the batch's held requests (except `without`) once nothing signed can pay them."""
+    batch_id = path_ident(request)
+    if not BATCH_ID.fullmatch(batch_id):
+        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
+    body: ReleaseBody = await json_body(request, ReleaseBody, optional=True)
+    try:
+        out = await release_batch(request.app[POOL], request.app[SETTINGS], batch_id, request.app[ADMIN_ACTOR],
+                                  without=body.without, reason=body.reason)
+    except PayoutError as exc:
+        raise _operator_refused(exc) from None
+    return json_response({"release": out})
+
+
+@routes.post("/v1/admin/batches/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel an unsigned batch, or the held requests of a batch that can no longer pay them."""
+    batch_id = path_ident(request)
+    if not BATCH_ID.fullmatch(batch_id):
+        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
+    body: CancelBody = await json_body(request, CancelBody)
+    try:
+        out = await cancel_batch(request.app[POOL], request.app[SETTINGS], batch_id, request.app[ADMIN_ACTOR],
+                                 reason=body.reason)
+    except PayoutError as exc:
+        raise _operator_refused(exc) from None
+    return json_response({"cancel": out})

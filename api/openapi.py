@@ -246,6 +246,29 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
         },
         "Resolved": _obj({"resolved": _obj({
             "asset": _str(), "pause_id": _int(), "paused_because": _str(), "resolution": _str()})}),
+        # Held payouts: list, release, cancel (issue 11).
+        "Held": _obj({"held": {"type": "array", "items": _obj({
+            "id": _int(), "idempotency_key": _str(), "chain": _str(), "asset": _str(), "recipient": _str(),
+            "amount": _str(), "reason": {"type": "string", "nullable": True},
+            "batch_id": {"type": "string", "nullable": True}, "batch_state": {"type": "string", "nullable": True},
+            "updated_at": _str(fmt="date-time")})}}),
+        "ReleaseBody": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "without": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                            "description": "Recipients that stay held"},
+                "reason": {"type": "string", "maxLength": 500, "nullable": True},
+            },
+        },
+        "Released": _obj({"release": _obj({
+            "batch_id": _str(), "released": {"type": "array", "items": _int()},
+            "kept_held": {"type": "array", "items": _str()}, "then": _str()})}),
+        "CancelBody": {
+            "type": "object", "additionalProperties": False, "required": ["reason"],
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+        },
+        "Cancelled": _obj({"cancel": _obj({
+            "batch_id": _str(), "cancelled": {"type": "array", "items": _int()}, "reason": _str()})}),
     }
 
 
@@ -427,6 +450,18 @@ def _admin_paths() -> dict[str, Any]:
             "Request a replay of an indexed block range; `chainsettle run` executes it (audited)",
             {"202": _json(_ref("Replay"), "Recorded; poll Location for the outcome")},
             body="ReplayRequest", errors={"409": "The chain has nothing indexed yet"})},
+        "/v1/admin/payouts/held": {"get": _admin_op(
+            "Held payout requests with their reasons", {"200": _json(_ref("Held"), "Oldest first")},
+            body=None, params=[{"name": "chain", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "Only this chain"}])},
+        "/v1/admin/batches/{id}/release": {"post": _admin_op(
+            "Requeue a batch's held requests once nothing signed can pay them (audited)",
+            {"200": _json(_ref("Released"), "Released")}, body="ReleaseBody", body_required=False,
+            params=[batch_id], errors={"404": "No such batch", "409": "Nothing held, or the batch could still pay"})},
+        "/v1/admin/batches/{id}/cancel": {"post": _admin_op(
+            "Cancel an unsigned batch or a batch's held requests; frees the reservation (audited)",
+            {"200": _json(_ref("Cancelled"), "Cancelled")}, body="CancelBody", params=[batch_id],
+            errors={"404": "No such batch", "409": "Nothing to cancel, or a signature may still execute"})},
         "/v1/admin/replay/{id}": {"get": _admin_op(
             "A replay request and its outcome", {"200": _json(_ref("Replay"), "The request")},
             body=None, params=[replay_id], errors={"404": "No such replay request"})},

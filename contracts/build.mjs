@@ -24,11 +24,25 @@ const input = {
   sources,
   settings: {
     optimizer: { enabled: true, runs: 200 },
-    evmVersion: "cancun",
+    // paris: no PUSH0 (shanghai) or transient storage (cancun); runs on every
+    // chain we pay on. Why: README "Chain notes", EVM version.
+    evmVersion: "paris",
     outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
 };
-const output = JSON.parse(solc.compile(JSON.stringify(input)));
+// Library imports (@openzeppelin/contracts, pinned in package.json) resolve
+// from node_modules; their sources are hashed into every artifact below.
+const imported = {};
+function findImports(importPath) {
+  try {
+    const contents = fs.readFileSync(require.resolve(importPath), "utf8");
+    imported[importPath] = contents;
+    return { contents };
+  } catch (e) {
+    return { error: `not found: ${importPath} (npm ci installs it)` };
+  }
+}
+const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
 const errors = (output.errors || []).filter((e) => e.severity === "error");
 if (errors.length) {
   for (const e of errors) console.error(e.formattedMessage);
@@ -36,7 +50,10 @@ if (errors.length) {
 }
 let stale = 0;
 fs.mkdirSync(outDir, { recursive: true });
+const libraryHash = crypto.createHash("sha256");
+for (const k of Object.keys(imported).sort()) libraryHash.update(k + "\0" + imported[k] + "\0");
 for (const [file, contracts] of Object.entries(output.contracts)) {
+  if (!sources[file]) continue; // a library's own contracts: compiled into ours, no artifact
   const sourceHash = crypto.createHash("sha256").update(sources[file].content).digest("hex");
   for (const [name, c] of Object.entries(contracts)) {
     const artifact = {
@@ -44,6 +61,7 @@ for (const [file, contracts] of Object.entries(output.contracts)) {
       sourceName: file,
       compiler: `solc-js ${solc.version()}`,
       sourceSha256: sourceHash,
+      ...(/^import /m.test(sources[file].content) ? { librariesSha256: libraryHash.copy().digest("hex") } : {}),
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,
       deployedBytecode: "0x" + c.evm.deployedBytecode.object,

@@ -43,6 +43,23 @@ def register(sub) -> None:
     ls.add_argument("--json", action="store_true", help="JSON output (the default; kept for scripts)")
     ls.set_defaults(func=_cmd_list)
 
+    h = ps.add_parser("held", help="held payout requests with their reasons")
+    h.add_argument("--chain")
+    h.add_argument("--limit", type=int, default=1000)
+    h.set_defaults(func=_cmd_held)
+    rl = ps.add_parser("release", help="requeue a batch's held requests (once nothing signed can pay them)")
+    rl.add_argument("batch", help="batch id (0x + 64 hex)")
+    rl.add_argument("--without", action="append", default=[], metavar="RECIPIENT",
+                    help="leave this recipient held (repeatable)")
+    rl.add_argument("--reason")
+    rl.add_argument("--actor", default="cli")
+    rl.set_defaults(func=_cmd_release)
+    cn = ps.add_parser("cancel", help="cancel an unsigned batch, or a batch's held requests; frees the reservation")
+    cn.add_argument("batch", help="batch id (0x + 64 hex)")
+    cn.add_argument("--reason", required=True)
+    cn.add_argument("--actor", default="cli")
+    cn.set_defaults(func=_cmd_cancel)
+
     c = sub.add_parser("contracts", help="contract deployment helpers")
     cs = c.add_subparsers(dest="contracts_command", required=True)
     d = cs.add_parser("deploy-batcher", help="deploy PayoutBatcher on a dev chain with the configured keys")
@@ -94,6 +111,36 @@ async def _cmd_list(settings: Settings, args) -> int:
     async with open_pool(settings) as pool:
         out = await list_payouts(pool, args.chain, args.limit)
     print(json.dumps(out, default=str, indent=2))
+    return 0
+
+
+async def _cmd_held(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+    from settlement.payouts.operator import held_payouts
+
+    async with open_pool(settings) as pool, pool.acquire() as conn:
+        out = await held_payouts(conn, args.chain, args.limit)
+    print(json.dumps({"held": out}, default=str, indent=2))
+    return 0
+
+
+async def _cmd_release(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+    from settlement.payouts.operator import release_batch
+
+    async with open_pool(settings) as pool:
+        out = await release_batch(pool, settings, args.batch, args.actor, without=args.without, reason=args.reason)
+    print(json.dumps(out))
+    return 0
+
+
+async def _cmd_cancel(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+    from settlement.payouts.operator import cancel_batch
+
+    async with open_pool(settings) as pool:
+        out = await cancel_batch(pool, settings, args.batch, args.actor, reason=args.reason)
+    print(json.dumps(out))
     return 0
 
 

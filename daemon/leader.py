@@ -46,3 +46,62 @@ async def chain_leadership(url: str, chain: str, stop: asyncio.Event, retry_seco
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
+
+
+_PAYOUT_NAMESPACE = 0x6370  # "cp": the payout workers' locks, apart from the followers'
+
+
+def payout_lock_key(chain: str) -> int:
+    return (_PAYOUT_NAMESPACE << 32) | zlib.crc32(chain.encode())
+
+
+@contextlib.asynccontextmanager
+async def payout_leadership(url: str, chain: str, stop: asyncio.Event, *, retry_seconds: float = 2.0,
+                            check_seconds: float = 1.0) -> AsyncIterator[asyncio.Event | None]:
+    """Lead `chain`'s payout workers; yield an Event set the moment the lock is lost, or None if `stop` came first.
+
+    The lock is a session advisory lock on a dedicated connection: it is held
+    exactly as long as that connection lives. A watcher pings it every
+    `check_seconds`; a failed ping (the connection was killed, the server
+    restarted, a network cut) means another process may lead already, so the
+    Event is set and the caller stops its worker before the next loop.
+    """
+    conn = await asyncpg.connect(url)
+    watcher: asyncio.Task | None = None
+    try:
+        announced = False
+        while not stop.is_set():
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", payout_lock_key(chain)):
+                log.info("leader.payouts_acquired", chain=chain)
+                break
+            if not announced:
+                log.info("leader.payouts_standby", chain=chain)
+                announced = True
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_seconds)
+        else:
+            yield None
+            return
+        lost = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), max(check_seconds, 1.0) * 5)
+                except (asyncpg.PostgresError, OSError, asyncio.TimeoutError,
+                        asyncpg.InterfaceError) as exc:
+                    log.error("leader.payouts_lost", chain=chain, error=f"{exc.__class__.__name__}: {exc}"[:200])
+                    lost.set()
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), check_seconds)
+
+        watcher = asyncio.create_task(watch(), name=f"payout-lock-{chain}")
+        yield lost
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        with contextlib.suppress(Exception):
+            await conn.close()

@@ -70,7 +70,7 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
     async with open_pool(settings, url) as pool, _api(settings, url):
         jobs = {f"follow-{cfg.name}": (lambda cfg=cfg: follow_chain(cfg, pool, settings, url, stop))
                 for cfg in settings.chains}
-        jobs.update(payout_jobs(settings, pool, stop))
+        jobs.update(payout_jobs(settings, pool, stop, url))  # each chain led by one process
         jobs.update(intent_jobs(settings, pool, url, stop))  # scheduled payouts, one leader across processes
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
         # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.

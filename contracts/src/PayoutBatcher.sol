@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+
 /// @title Exactly-once batch payouts authorised by an EIP-712 signature.
 /// @notice The daemon signs a batch (id, asset, funding source, recipients,
 /// amounts, expiry) with an authorised signer key; anyone holding that
@@ -21,7 +24,12 @@ pragma solidity ^0.8.28;
 /// batch goes on. An ERC-20 transfer that fails reverts the whole batch (the
 /// id stays unused): for a token that means the batch itself is wrong
 /// (balance, allowance, a blocked address), not that one recipient is odd.
-contract PayoutBatcher {
+///
+/// Signatures: OpenZeppelin's audited EIP712 (domain, typed-data digest,
+/// EIP-5267 `eip712Domain`) and ECDSA (65-byte signatures, low s only).
+/// Compiled for the `paris` EVM with a storage reentrancy guard, not
+/// transient storage: see the README's chain notes for why.
+contract PayoutBatcher is EIP712 {
     uint8 public constant SOURCE_CONTRACT = 0;
     uint8 public constant SOURCE_TREASURY = 1;
 
@@ -30,10 +38,6 @@ contract PayoutBatcher {
     bytes32 public constant BATCH_TYPEHASH = keccak256(
         "Batch(bytes32 batchId,address asset,uint8 source,address treasury,address[] recipients,uint256[] amounts,uint256 expiry)"
     );
-    bytes32 private constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
-    // secp256k1n / 2: a signature with a higher s is the malleable twin of a valid one.
-    uint256 private constant HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     /// Gas kept back at each native send on top of the recipient's allowance:
     /// covers the CALL's own cost (cold account 2600 + value 9000 + new
@@ -52,9 +56,6 @@ contract PayoutBatcher {
         uint256 expiry; // unix seconds; the batch is void once block.timestamp exceeds it
     }
 
-    bytes32 private immutable cachedDomainSeparator;
-    uint256 private immutable cachedChainId;
-
     address public owner;
     bool public paused;
     address public pendingOwner;
@@ -64,7 +65,7 @@ contract PayoutBatcher {
     uint256 public failedNativeTotal;
     mapping(address => bool) public isSigner;
     mapping(bytes32 => bool) public executed;
-    bool private transient locked;
+    uint256 private locked = 1; // 2 while executing (a storage guard: see the contract's notes)
 
     event PayoutSent(bytes32 indexed batchId, uint256 index, address indexed recipient, address asset, uint256 amount);
     event PayoutFailed(bytes32 indexed batchId, uint256 index, address indexed recipient, address asset, uint256 amount);
@@ -113,19 +114,17 @@ contract PayoutBatcher {
     }
 
     modifier nonReentrant() {
-        if (locked) revert Reentrancy();
-        locked = true;
+        if (locked == 2) revert Reentrancy();
+        locked = 2;
         _;
-        locked = false;
+        locked = 1;
     }
 
-    constructor(address owner_, address signer_) {
+    constructor(address owner_, address signer_) EIP712(NAME, VERSION) {
         if (owner_ == address(0) || signer_ == address(0)) revert ZeroAddress();
         owner = owner_;
         isSigner[signer_] = true;
         nativeGasLimit = 30_000;
-        cachedChainId = block.chainid;
-        cachedDomainSeparator = _buildDomainSeparator();
         emit OwnershipTransferred(address(0), owner_);
         emit SignerSet(signer_, true);
         emit NativeGasLimitSet(30_000);
@@ -273,33 +272,19 @@ contract PayoutBatcher {
                 batch.expiry
             )
         );
-        return keccak256(abi.encodePacked("\x19\x01", domainSeparator(), structHash));
+        return _hashTypedDataV4(structHash);
     }
 
     function _recover(bytes32 digest, bytes calldata sig) private pure returns (address signer) {
-        if (sig.length != 65) revert InvalidSignature();
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly {
-            r := calldataload(sig.offset)
-            s := calldataload(add(sig.offset, 32))
-            v := byte(0, calldataload(add(sig.offset, 64)))
-        }
-        if (uint256(s) > HALF_ORDER || (v != 27 && v != 28)) revert InvalidSignature();
-        signer = ecrecover(digest, v, r, s);
-        if (signer == address(0)) revert InvalidSignature();
-    }
-
-    function _buildDomainSeparator() private view returns (bytes32) {
-        return keccak256(
-            abi.encode(DOMAIN_TYPEHASH, keccak256(bytes(NAME)), keccak256(bytes(VERSION)), block.chainid, address(this))
-        );
+        // 65 bytes, s in the lower half, v 27 or 28, a non-zero signer: else InvalidSignature.
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature();
+        signer = recovered;
     }
 
     /// Recomputed after a chain split so a signature for one fork is void on the other.
     function domainSeparator() public view returns (bytes32) {
-        return block.chainid == cachedChainId ? cachedDomainSeparator : _buildDomainSeparator();
+        return _domainSeparatorV4();
     }
 
     /// The digest a signer must sign for this batch (lets off-chain code check its own hashing).
@@ -307,22 +292,7 @@ contract PayoutBatcher {
         return _digest(batch);
     }
 
-    /// EIP-5267: the domain, for wallets and off-chain signers.
-    function eip712Domain()
-        external
-        view
-        returns (
-            bytes1 fields,
-            string memory name,
-            string memory version,
-            uint256 chainId,
-            address verifyingContract,
-            bytes32 salt,
-            uint256[] memory extensions
-        )
-    {
-        return (hex"0f", NAME, VERSION, block.chainid, address(this), bytes32(0), new uint256[](0));
-    }
+    // EIP-5267 `eip712Domain()` comes from OpenZeppelin's EIP712.
 
     // ------------------------------------------------------------------ admin
 

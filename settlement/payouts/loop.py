@@ -51,6 +51,9 @@ async def choose_requests(conn: asyncpg.Connection, rows: list[asyncpg.Record], 
     """The pending requests (`rows`, oldest first) the next batch takes, within the asset's caps."""
     daily_left = None
     if cfg.daily_cap is not None:
+        # Read-then-write of the day's total: one batch maker at a time per
+        # asset, whatever process it runs in (released at commit).
+        await conn.execute(Q.lock_name, f"daily:{chain}:{asset}")
         daily_left = cfg.daily_cap - int(await conn.fetchval(Q.daily_total, chain, asset))
     pending = [Pending(r["id"], r["recipient"], int(r["amount"]), r["age"]) for r in rows]
     return next_batch(pending, max_recipients=max_recipients, max_total=cfg.max_batch_total,

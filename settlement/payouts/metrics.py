@@ -22,3 +22,12 @@ XRPL_VALIDATED = Counter(
     "chainsettle_payout_xrpl_payments_validated_total", "XRPL payout payments validated tesSUCCESS", ["chain"]
 )
 EXPIRED = Counter("chainsettle_payout_batches_expired_total", "Batches proven dead after expiry", ["chain"])
+FAIL_CLOSED = Counter(
+    "chainsettle_payout_fail_closed_total", "The impossible observed: kill switch on, asset paused", ["chain", "kind"]
+)
+STUCK_TXS = Gauge(
+    "chainsettle_payout_stuck_transactions", "Payout transactions stopped at the fee cap, not mined", ["chain"]
+)
+REORGED = Counter(
+    "chainsettle_payout_txs_reorged_total", "Mined payout transactions reorged out before final, sent again", ["chain"]
+)

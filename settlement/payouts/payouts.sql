@@ -1,23 +1,31 @@
 -- name: find_request
 SELECT * FROM payout_requests WHERE idempotency_key = $1;
 
--- name: lock_recipient
--- Serialises balance checks of one recipient and asset across processes.
+-- name: lock_name
+-- A transaction lock on a name: one recipient and asset (admission and
+-- confirmation), one idempotency key, one day's cap.
 SELECT pg_advisory_xact_lock(hashtextextended($1, 0));
 
--- name: user_final_balance
--- What the ledger owes the account in final entries only ($1 account code, $2 asset id, $3 chain).
-SELECT COALESCE(-sum(p.amount), 0)
-FROM postings p
-JOIN ledger_accounts a ON a.id = p.account_id
-JOIN ledger_transactions t ON t.id = p.transaction_id
-WHERE a.code = $1 AND p.asset_id = $2
-  AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $3);
+-- name: find_refusal
+-- The first refusal of an idempotency key, replayed to every later request.
+SELECT * FROM payout_refusals WHERE idempotency_key = $1;
 
--- name: outstanding_for_recipient
--- Requested but not yet booked as paid: reserved against the balance.
-SELECT COALESCE(sum(amount), 0) FROM payout_requests
-WHERE chain = $1 AND asset = $2 AND recipient = $3 AND state IN ('pending', 'batched', 'held');
+-- name: insert_refusal
+INSERT INTO payout_refusals (idempotency_key, chain, asset, recipient, amount, field, reason, requested_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- name: admission_room
+-- Owed (final ledger) and reserved (requested, not booked) in one snapshot:
+-- $1 account code, $2 asset id, $3 chain, $4 asset name, $5 recipient.
+SELECT
+  (SELECT COALESCE(-sum(p.amount), 0)
+   FROM postings p
+   JOIN ledger_accounts a ON a.id = p.account_id
+   JOIN ledger_transactions t ON t.id = p.transaction_id
+   WHERE a.code = $1 AND p.asset_id = $2
+     AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $3)) AS owed,
+  (SELECT COALESCE(sum(amount), 0) FROM payout_requests
+   WHERE chain = $3 AND asset = $4 AND recipient = $5 AND state IN ('pending', 'batched', 'held')) AS reserved;
 
 -- name: insert_request
 INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by)
@@ -43,6 +51,14 @@ INSERT INTO payout_daily_totals (chain, asset, day, total)
 VALUES ($1, $2, (now() AT TIME ZONE 'utc')::date, $3)
 ON CONFLICT (chain, asset, day) DO UPDATE SET total = payout_daily_totals.total + EXCLUDED.total;
 
+-- name: give_back_daily_total
+-- A batch proven dead paid nothing: its total leaves the cap of the day it was counted on ($3).
+UPDATE payout_daily_totals SET total = GREATEST(total - $4, 0)
+WHERE chain = $1 AND asset = $2 AND day = $3;
+
+-- name: batch_cap_day
+SELECT cap_day FROM payout_batches WHERE batch_id = $1;
+
 -- name: insert_batch
 INSERT INTO payout_batches (batch_id, chain, asset, token, source, treasury, batcher, item_count, total,
                             gas_limit, expiry, state, replaces)
@@ -67,8 +83,9 @@ SELECT state FROM payout_batches WHERE batch_id = $1;
 
 -- name: claim_ready_batch
 -- One batch to sign; a batch another worker is signing is skipped.
+-- $2: the chain's paused assets, whose batches wait.
 SELECT * FROM payout_batches
-WHERE chain = $1 AND state = 'ready'
+WHERE chain = $1 AND state = 'ready' AND NOT (asset = ANY ($2::text[]))
 ORDER BY created_at, batch_id
 LIMIT 1
 FOR UPDATE SKIP LOCKED;
@@ -77,7 +94,9 @@ FOR UPDATE SKIP LOCKED;
 SELECT idx, recipient, amount FROM payout_items WHERE batch_id = $1 ORDER BY idx;
 
 -- name: set_batch_signed
-UPDATE payout_batches SET state = $2, signer = $3, signature = $4, updated_at = now()
+-- The batcher ($5) and expiry ($6) it was signed for are stored with the signature.
+UPDATE payout_batches SET state = $2, signer = $3, signature = $4, batcher = $5, expiry = $6, signed_at = now(),
+                          updated_at = now()
 WHERE batch_id = $1 AND state = 'ready';
 
 -- name: killed
@@ -117,3 +136,52 @@ SELECT chain, state, count(*) AS n FROM payout_batches GROUP BY 1, 2;
 
 -- name: set_request_tag
 UPDATE payout_requests SET destination_tag = $2 WHERE id = $1 RETURNING *;
+
+-- name: negative_user_balances
+-- Of the user accounts $1, those the ledger owes less than nothing in asset $2.
+SELECT a.code, -sum(p.amount) AS owed
+FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+WHERE a.code = ANY ($1::text[]) AND p.asset_id = $2
+GROUP BY a.code
+HAVING -sum(p.amount) < 0;
+
+-- name: held_requests
+SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount, r.reason, r.batch_id,
+       b.state AS batch_state, r.updated_at
+FROM payout_requests r LEFT JOIN payout_batches b ON b.batch_id = r.batch_id
+WHERE r.state = 'held' AND ($1::text IS NULL OR r.chain = $1)
+ORDER BY r.updated_at, r.id
+LIMIT $2;
+
+-- name: lock_batch_row
+SELECT batch_id, chain, asset, state, total, expiry, cap_day FROM payout_batches WHERE batch_id = $1 FOR UPDATE;
+
+-- name: held_of_batch
+SELECT id, recipient FROM payout_requests WHERE batch_id = $1 AND state = 'held' ORDER BY id;
+
+-- name: release_held
+-- Held requests of a batch that can no longer pay them, back to the queue (except recipients $2).
+UPDATE payout_requests SET state = 'pending', batch_id = NULL, reason = NULL, retry_after = NULL, updated_at = now()
+WHERE batch_id = $1 AND state = 'held' AND NOT (recipient = ANY ($2::text[]))
+RETURNING id, amount;
+
+-- name: rebatch_held
+-- Held requests of a reverted batch: requeued by its expiry proof, not before.
+UPDATE payout_requests SET state = 'batched', reason = NULL, updated_at = now()
+WHERE batch_id = $1 AND state = 'held' AND NOT (recipient = ANY ($2::text[]))
+RETURNING id;
+
+-- name: cancel_unsigned_batch
+UPDATE payout_batches SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state IN ('awaiting_approval', 'ready');
+
+-- name: cancel_batched
+UPDATE payout_requests SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state = 'batched'
+RETURNING id;
+
+-- name: cancel_held
+-- Cancelled requests reserve nothing: admission no longer counts them.
+UPDATE payout_requests SET state = 'cancelled', reason = $2, updated_at = now()
+WHERE batch_id = $1 AND state = 'held'
+RETURNING id, amount;

@@ -113,6 +113,14 @@ def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = N
             == (chain, asset, to, amount, tag))
 
 
+async def lock_recipients(conn: asyncpg.Connection, chain: str, asset: str, recipients) -> None:
+    """The per-recipient lock of admission, taken by every confirmation hook
+    too (in sorted order, so two hooks never deadlock) before it marks a
+    request paid and books its debit."""
+    for r in sorted(set(recipients)):
+        await conn.execute(Q.lock_name, f"{chain}:{asset}:{r}")
+
+
 def request_dict(row) -> dict:
     d = dict(row)
     d["amount"] = str(d["amount"])
@@ -128,34 +136,56 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
     tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
+    refused: PayoutError | None = None
     async with pool.acquire() as conn, conn.transaction():
+        # One decision per key: a concurrent request with the same key waits
+        # here and then finds the first one's outcome, accepted or refused.
+        await conn.execute(Q.lock_name, f"payout-key:{key}")
         existing = await conn.fetchrow(Q.find_request, key)
         if existing is not None:
             if not _same(existing, chain, asset, recipient, amount, tag):
                 raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             return request_dict(existing), False
-        await conn.execute(Q.lock_recipient, f"{chain}:{asset}:{recipient}")
+        first = await conn.fetchrow(Q.find_refusal, key)
+        if first is not None:
+            if (first["chain"], first["asset"], first["recipient"], int(first["amount"])) != (chain, asset, recipient, amount):
+                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
+            raise PayoutError(first["field"], f"{first['reason']} (the first answer for key {key!r}, replayed)")
+        await lock_recipients(conn, chain, asset, [recipient])
         if settings.payouts.require_balance:
-            owed = int(await conn.fetchval(Q.user_final_balance, user_account(chain, recipient),
-                                           asset_id(chain, asset), chain))
-            reserved = int(await conn.fetchval(Q.outstanding_for_recipient, chain, asset, recipient))
+            # Owed and reserved from ONE statement (one snapshot) under the
+            # recipient's lock, which the confirmation hooks take too: a
+            # confirmation commits "paid" and the debit together, so this
+            # sees both or neither.
+            room = await conn.fetchrow(Q.admission_room, user_account(chain, recipient), asset_id(chain, asset),
+                                       chain, asset, recipient)
+            owed, reserved = int(room["owed"]), int(room["reserved"])
             if owed - reserved < amount:
-                raise PayoutError(
+                refused = PayoutError(
                     "amount", f"{amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
                     f"({owed}, of which {reserved} is already requested)"
                 )
-        row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
-        if row is not None and tag is not None:
-            # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
-            row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
-        if row is None:  # the same key committed by a concurrent request in between
-            row = await conn.fetchrow(Q.find_request, key)
-            if not _same(row, chain, asset, recipient, amount, tag):
-                raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
-            return request_dict(row), False
-        await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
-            "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
-            **({"tag": tag} if tag is not None else {})})
+                await conn.execute(Q.insert_refusal, key, chain, asset, recipient, amount, refused.field,
+                                   refused.reason, actor)
+                await audit(conn, actor, "payout.refused", f"payout-key:{key}", {
+                    "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                    "field": refused.field, "reason": refused.reason})
+        if refused is None:
+            row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
+            if row is not None and tag is not None:
+                # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
+                row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
+            if row is None:  # cannot happen under the key lock; kept as the unique key's last word
+                row = await conn.fetchrow(Q.find_request, key)
+                if not _same(row, chain, asset, recipient, amount, tag):
+                    raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
+                return request_dict(row), False
+            await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
+                "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                **({"tag": tag} if tag is not None else {})})
+    if refused is not None:
+        log.info("payout.refused", chain=chain, asset=asset, to=recipient, field=refused.field)
+        raise refused
     log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=str(amount))
     return request_dict(row), True
 
@@ -188,6 +218,11 @@ async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: 
     log.warning("payout.kill_switch", scope=scope, killed=killed, actor=actor, reason=reason)
 
 
+async def kill_switches(conn: asyncpg.Connection) -> dict[str, bool]:
+    """The run-time switches by scope ('*' or a chain)."""
+    return {r["scope"]: r["killed"] for r in await conn.fetch(Q.list_controls)}
+
+
 def json_rows(rows) -> list[dict]:
     """Rows as JSON-ready dicts (timestamps in ISO 8601), for listings."""
     out = []
@@ -209,8 +244,18 @@ async def list_queue(conn: asyncpg.Connection, chain: str | None = None, limit: 
     }
 
 
-async def refresh_gauges(conn: asyncpg.Connection) -> None:
-    for r in await conn.fetch(Q.request_counts):
-        pm.PAYOUTS.labels(r["chain"], r["state"]).set(r["n"])
-    for r in await conn.fetch(Q.batch_counts):
-        pm.BATCHES.labels(r["chain"], r["state"]).set(r["n"])
+REQUEST_STATES = ("pending", "batched", "paid", "held", "cancelled")
+BATCH_STATES = ("awaiting_approval", "ready", "signed", "dry_run", "confirmed", "reverted", "expired", "cancelled")
+
+
+async def refresh_gauges(conn: asyncpg.Connection, chains=()) -> None:
+    """Every state of every chain (the configured `chains` and any with rows)
+    set, to 0 when empty: an alert on a state must resolve once it empties,
+    and exist from start-up, not from the first row."""
+    req = {(r["chain"], r["state"]): r["n"] for r in await conn.fetch(Q.request_counts)}
+    bat = {(r["chain"], r["state"]): r["n"] for r in await conn.fetch(Q.batch_counts)}
+    for chain in set(chains) | {c for c, _ in req} | {c for c, _ in bat}:
+        for state in REQUEST_STATES:
+            pm.PAYOUTS.labels(chain, state).set(req.get((chain, state), 0))
+        for state in BATCH_STATES:
+            pm.BATCHES.labels(chain, state).set(bat.get((chain, state), 0))

@@ -62,3 +62,7 @@ WHERE t.chain = $1 AND t.block_number <= $2
 GROUP BY a.id, a.code, p.asset_id
 HAVING sum(p.amount) > 0
 ORDER BY a.code, p.asset_id;
+-- name: last_runs
+-- When each chain's last run of each status finished (seeds the gauges at start-up).
+SELECT chain, status, extract(epoch FROM max(finished_at))::float8 AS at
+FROM reconciliation_runs GROUP BY chain, status;

@@ -315,3 +315,21 @@ async def run_reconcile_loop(settings: Settings, pool: asyncpg.Pool, stop: async
     finally:
         for r in readers.values():
             await r.close()
+
+
+async def refresh_run_metrics(pool: asyncpg.Pool) -> None:
+    """The last-run gauges and pauses from the database, so a restarted process
+    reports a stale reconciliation (or an open pause) at once, not after its
+    first run."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(Q.last_runs)
+    success: dict[str, float] = {}
+    for r in rows:
+        m.RECON_LAST_RUN.labels(r["chain"], r["status"]).set(r["at"])
+        if r["status"] in ("ok", "mismatch"):
+            success[r["chain"]] = max(success.get(r["chain"], 0.0), r["at"])
+        elif r["status"] == "error":
+            m.RECON_LAST_ERROR.labels(r["chain"]).set(r["at"])
+    for chain, at in success.items():
+        m.RECON_LAST_SUCCESS.labels(chain).set(at)
+    await _refresh_pause_metrics(pool)

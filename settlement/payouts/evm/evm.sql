@@ -17,9 +17,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'signed')
 RETURNING id;
 
 -- name: open_nonces
--- Nonces with a transaction still in flight (or not yet broadcast).
+-- Nonces with a transaction still in flight (or not yet broadcast), or mined in a block not yet final.
 SELECT DISTINCT nonce FROM evm_txs
-WHERE chain = $1 AND sender = $2 AND state IN ('signed', 'broadcast', 'stuck_fee_cap')
+WHERE chain = $1 AND sender = $2
+  AND (state IN ('signed', 'broadcast', 'stuck_fee_cap') OR (state = 'mined' AND NOT final))
 ORDER BY nonce;
 
 -- name: nonce_attempts
@@ -37,7 +38,18 @@ WHERE id = $1
 RETURNING broadcasts;
 
 -- name: mark_mined
-UPDATE evm_txs SET state = 'mined', mined_block = $2, receipt_status = $3 WHERE id = $1;
+UPDATE evm_txs SET state = 'mined', mined_block = $2, receipt_status = $3, mined_block_hash = $4, final = false
+WHERE id = $1;
+
+-- name: mark_final
+-- Its block is at or below the final height and canonical by hash: the nonce is used for good.
+UPDATE evm_txs SET final = true WHERE id = $1 AND state = 'mined' AND mined_block_hash = $2;
+
+-- name: unmine
+-- Reorged out before its block was final: in flight again, its bytes sent again.
+UPDATE evm_txs SET state = 'broadcast', mined_block = NULL, mined_block_hash = NULL, receipt_status = NULL
+WHERE id = $1 AND state = 'mined' AND NOT final
+RETURNING id;
 
 -- name: supersede_nonce
 -- The other attempts at a nonce once one of them is mined (or a bump replaced them).
@@ -52,6 +64,13 @@ UPDATE evm_txs SET state = $2, last_error = $3 WHERE id = $1 AND state IN ('sign
 UPDATE evm_txs SET state = 'dropped', last_error = $4
 WHERE chain = $1 AND sender = $2 AND nonce = $3 AND state <> 'mined';
 
+-- name: lock_batch
+SELECT state FROM payout_batches WHERE batch_id = $1 FOR UPDATE;
+
+-- name: held_batches
+-- Signed batches of paused assets ($2): their transactions are not sent again or bumped.
+SELECT batch_id FROM payout_batches WHERE chain = $1 AND state = 'signed' AND asset = ANY ($2::text[]);
+
 -- name: batch_has_live_tx
 SELECT EXISTS (SELECT 1 FROM evm_txs WHERE batch_id = $1 AND state IN ('signed', 'broadcast', 'stuck_fee_cap', 'mined'));
 
@@ -65,7 +84,7 @@ WHERE batch_id = $1 AND state = 'batched';
 
 -- name: expirable_batches
 -- Signed but unconfirmed batches whose expiry is before a final block's timestamp ($2).
-SELECT batch_id, state, expiry FROM payout_batches
+SELECT batch_id, state, expiry, batcher, asset, total, cap_day FROM payout_batches
 WHERE chain = $1 AND state IN ('signed', 'dry_run', 'reverted') AND expiry < $2
 ORDER BY created_at;
 
@@ -77,7 +96,7 @@ RETURNING batch_id;
 -- name: requeue_items
 UPDATE payout_requests SET state = 'pending', batch_id = NULL, updated_at = now()
 WHERE batch_id = $1 AND state = 'batched'
-RETURNING id;
+RETURNING id, amount;
 
 -- name: stored_nonces_from
 SELECT DISTINCT nonce FROM evm_txs WHERE chain = $1 AND sender = $2 AND nonce >= $3 AND state <> 'dropped';
@@ -94,6 +113,13 @@ WHERE e.chain = $1 AND e.event = 'BatchExecuted' AND e.block_number BETWEEN $2 A
   AND b.state <> 'confirmed'
 ORDER BY e.block_number, e.log_index
 FOR UPDATE OF b;
+
+-- name: batch_request_states
+-- The requests of a batch as they stand before its confirmation is booked.
+SELECT i.request_id, i.recipient, r.state, r.batch_id
+FROM payout_items i JOIN payout_requests r ON r.id = i.request_id
+WHERE i.batch_id = $1
+ORDER BY i.idx;
 
 -- name: batch_outcomes
 -- Per-recipient results of one execution: PayoutSent / PayoutFailed with their index.
@@ -137,3 +163,6 @@ LIMIT $2;
 
 -- name: max_attempt
 SELECT COALESCE(max(attempt), 0) FROM evm_txs WHERE chain = $1 AND sender = $2 AND nonce = $3;
+
+-- name: stuck_counts
+SELECT chain, count(*) AS n FROM evm_txs WHERE state = 'stuck_fee_cap' GROUP BY chain;

@@ -29,7 +29,8 @@ from indexer.chain_state import final_height
 from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
 from settlement.payouts import metrics as pm
-from settlement.payouts.requests import user_account
+from settlement.payouts.failclosed import fail_closed, negative_users
+from settlement.payouts.requests import lock_recipients, user_account
 
 Q = Queries(Path(__file__).with_name("evm.sql"))
 log = get_logger("settlement.payouts")
@@ -70,10 +71,19 @@ class PayoutHook:
         outcomes = await conn.fetch(Q.batch_outcomes, chain, row["block_number"], row["tx_hash"], row["batcher"], batch_id)
         idx = [o["idx"] for o in outcomes]
         kinds = ["sent" if o["event"] == "PayoutSent" else "failed" for o in outcomes]
+        items = await conn.fetch(Q.batch_request_states, batch_id)
+        # Serialised with admission (settlement/payouts/requests.py): "paid"
+        # and the debit commit together under the recipients' locks.
+        await lock_recipients(conn, chain, row["asset"], [i["recipient"] for i in items])
+        impossible: list[tuple[str, dict]] = []
         if row["state"] == "expired":
-            # Cannot happen when expiry is checked against final blocks; if it
-            # does, the items may have been requeued: say so as loudly as we can.
-            log.critical("payout.expired_batch_executed", chain=chain, batch=batch_id, tx=row["tx_hash"])
+            # Proven dead at a final block, executed anyway: its items may have
+            # been requeued and paid again.
+            impossible.append(("expired_batch_executed", {"batch": batch_id, "tx": row["tx_hash"],
+                                                          "block": row["block_number"]}))
+        twice = [i["request_id"] for i in items if i["state"] == "paid" and i["batch_id"] != batch_id]
+        if twice:
+            impossible.append(("paid_twice", {"batch": batch_id, "tx": row["tx_hash"], "requests": twice}))
         await conn.execute(Q.confirm_batch, batch_id, row["block_number"], row["tx_hash"],
                            int(args.get("failedCount", 0)), int(args.get("failedAmount", 0)))
         await conn.execute(Q.set_item_outcomes, batch_id, idx, kinds)
@@ -92,6 +102,14 @@ class PayoutHook:
                 chain=chain, block_number=row["block_number"], postings=postings, payout_id=batch_id,
                 tx_hash=row["tx_hash"],
             )
+        if sent and self.settings.payouts.require_balance:
+            negative = await negative_users(conn, chain, row["asset"],
+                                            sorted({user_account(chain, s["recipient"]) for s in sent}))
+            if negative:
+                impossible.append(("negative_balance", {"batch": batch_id, "tx": row["tx_hash"],
+                                                        "accounts": negative}))
+        for kind, evidence in impossible:
+            await fail_closed(conn, chain=chain, asset=row["asset"], kind=kind, evidence=evidence)
         failed = [s for s in settled if s["state"] == "held"]
         await audit(conn, ACTOR, "payout.batch_confirmed", f"batch:{batch_id}", {
             "chain": chain, "block": row["block_number"], "tx": row["tx_hash"], "sent": len(sent),

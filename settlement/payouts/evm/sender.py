@@ -73,6 +73,12 @@ def _calldata(raw: str) -> bytes:
     return bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["data"])
 
 
+def _to(raw: str) -> str:
+    """The `to` of one of our stored raw transactions: the batcher the batch was
+    signed for (replacements and resends keep it, whatever is configured now)."""
+    return "0x" + bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["to"]).hex()
+
+
 def _int(v) -> int:
     return int(v, 16) if isinstance(v, str) else int(v)
 
@@ -104,8 +110,15 @@ class EvmTxSender:
             priority = self.pc.max_priority_fee_per_gas
         return base, priority
 
-    async def nonce_count(self, block: str = "latest") -> int:
-        return _int(await self.rpc.call("eth_getTransactionCount", [self.address, block]))
+    async def nonce_count(self, block: str = "latest", ep=None) -> int:
+        params = [self.address, block]
+        if ep is not None:
+            return _int(await self.rpc.call_on(ep, "eth_getTransactionCount", params))
+        return _int(await self.rpc.call("eth_getTransactionCount", params))
+
+    def _endpoint(self):
+        """The endpoint a tracking pass reads everything from: a healthy one, the first configured first."""
+        return next((e for e in self.rpc.endpoints if e.healthy), self.rpc.endpoints[0])
 
     async def prepare(self) -> Prepared:
         base, priority = await self.fee_market()
@@ -159,36 +172,55 @@ class EvmTxSender:
 
     # -- watching what is in flight ------------------------------------------------
 
-    async def track(self, *, killed: bool) -> None:
-        """Receipts, rebroadcasts, bumps and foreign-used nonces of every open nonce."""
+    async def track(self, *, killed: bool, held_batches: frozenset[str] = frozenset()) -> None:
+        """Receipts, rebroadcasts, bumps and foreign-used nonces of every open nonce.
+
+        While `killed`, or for a batch in `held_batches` (its asset is paused),
+        receipts are still read but nothing is bumped or sent again."""
         async with self.pool.acquire() as conn:
             nonces = [r["nonce"] for r in await conn.fetch(Q.open_nonces, self.chain, self.address)]
             final = await final_height(conn, self.chain)
         if not nonces:
             return
+        # One endpoint for the whole pass: its receipts and its nonce counts
+        # agree with each other; a lagging second node's "no receipt" next
+        # to the first node's count would read as a nonce used elsewhere.
+        ep = self._endpoint()
         # Read before the receipts: a nonce used at or below a final block by
         # one of our attempts would show that attempt's receipt.
-        final_count = await self.nonce_count(hex(final)) if final is not None else 0
-        latest_count = await self.nonce_count()
+        final_count = await self.nonce_count(hex(final), ep) if final is not None else 0
+        latest_count = await self.nonce_count("latest", ep)
         market: tuple[int, int] | None = None
         for nonce in nonces:
             async with self.pool.acquire() as conn:
                 attempts = await conn.fetch(Q.nonce_attempts, self.chain, self.address, nonce)
-            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts])
+            receipts = [await self.rpc.call_on(ep, "eth_getTransactionReceipt", [a["tx_hash"]]) for a in attempts]
             mined = next(((a, r) for a, r in zip(attempts, receipts) if r), None)
+            was = next((a for a in attempts if a["state"] == "mined"), None)
+            if was is not None and (mined is None or mined[0]["id"] != was["id"]
+                                    or mined[1]["blockHash"] != was["mined_block_hash"]):
+                await self._on_reorged(was, resend=mined is None and not killed
+                                       and was["batch_id"] not in held_batches)
+                if mined is None:
+                    continue
             if mined is not None:
-                await self._on_mined(*mined)
+                tx, receipt = mined
+                if was is None or was["id"] != tx["id"] or receipt["blockHash"] != was["mined_block_hash"]:
+                    await self._on_mined(tx, receipt)
+                await self._finalize(ep, tx, receipt, final)
                 continue
             if nonce < final_count:
                 await self._on_nonce_used_elsewhere(nonce, attempts)
                 continue
             latest = attempts[-1]
-            if killed or latest["state"] not in OPEN:
+            if killed or latest["state"] not in OPEN or latest["batch_id"] in held_batches:
                 continue
             age = (dt.datetime.now(dt.timezone.utc) - latest["created_at"]).total_seconds()
             # Only the next nonce in line can be mined: bumping one queued
             # behind a pending lower nonce would only burn the fee budget.
-            if latest["state"] != "stuck_fee_cap" and age >= self.ps.bump_interval_seconds and nonce == latest_count:
+            # A stuck_fee_cap attempt is tried again every pass: once the cap is
+            # raised (reload or restart) the bump goes through.
+            if age >= self.ps.bump_interval_seconds and nonce == latest_count:
                 market = market or await self.fee_market()
                 if await self._bump(latest, market):
                     continue
@@ -203,7 +235,7 @@ class EvmTxSender:
         if tx["purpose"] == "batch" and status == 0:
             reason = await self._revert_reason(tx, block)
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.mark_mined, tx["id"], block, status)
+            await conn.execute(Q.mark_mined, tx["id"], block, status, receipt["blockHash"])
             await conn.execute(Q.supersede_nonce, self.chain, self.address, tx["nonce"], tx["id"])
             await audit(conn, ACTOR, "payout.tx_mined", f"tx:{tx['tx_hash']}",
                         {"chain": self.chain, "block": block, "status": status, "nonce": tx["nonce"],
@@ -219,9 +251,33 @@ class EvmTxSender:
         log.info("payout.tx_mined", chain=self.chain, tx=tx["tx_hash"], block=block, status=status,
                  attempt=tx["attempt"])
 
+    async def _finalize(self, ep, tx: asyncpg.Record, receipt: dict, final: int | None) -> None:
+        """Stop watching once the receipt's block is final (the follower's rule) and canonical on `ep`."""
+        block = _int(receipt["blockNumber"])
+        if final is None or block > final:
+            return
+        header = await self.rpc.call_on(ep, "eth_getBlockByNumber", [hex(block), False])
+        if header and header.get("hash") == receipt["blockHash"]:
+            async with self.pool.acquire() as conn:
+                await conn.execute(Q.mark_final, tx["id"], receipt["blockHash"])
+
+    async def _on_reorged(self, tx: asyncpg.Record, *, resend: bool) -> None:
+        """Mined, then not (or elsewhere): the block was reorged out before it was final."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(Q.unmine, tx["id"]) is None:
+                return
+            await audit(conn, ACTOR, "payout.tx_reorged", f"tx:{tx['tx_hash']}", {
+                "chain": self.chain, "nonce": tx["nonce"], "block": tx["mined_block"],
+                "block_hash": tx["mined_block_hash"], "batch": tx["batch_id"], "resend": resend})
+        pm.REORGED.labels(self.chain).inc()
+        log.warning("payout.tx_reorged", chain=self.chain, tx=tx["tx_hash"], nonce=tx["nonce"],
+                    block=tx["mined_block"], resend=resend)
+        if resend:
+            await self.broadcast(tx["id"], tx["raw"], tx["tx_hash"])  # the same bytes: same nonce, same hash
+
     async def _revert_reason(self, tx: asyncpg.Record, block: int) -> str:
         data = _calldata(tx["raw"])
-        call = {"from": self.address, "to": self.pc.batcher, "data": "0x" + data.hex(),
+        call = {"from": self.address, "to": _to(tx["raw"]), "data": "0x" + data.hex(),
                 "gas": hex(tx["gas_limit"])}
         try:
             await self.rpc.call("eth_call", [call, hex(max(block - 1, 0))])
@@ -247,9 +303,11 @@ class EvmTxSender:
         data = _calldata(old["raw"])
         prep = await self.prepare()
         async with self.pool.acquire() as conn, conn.transaction():
-            if (await conn.fetchval(PQ.batch_state, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
+            # Under the batch row's lock: two workers that both saw the nonce
+            # lost store one resend between them, never two.
+            if (await conn.fetchval(Q.lock_batch, batch_id)) != "signed" or await conn.fetchval(Q.batch_has_live_tx, batch_id):
                 return
-            stored = await self.store_tx(conn, purpose="batch", batch_id=batch_id, to=self.pc.batcher,
+            stored = await self.store_tx(conn, purpose="batch", batch_id=batch_id, to=_to(old["raw"]),
                                          data=data, gas=old["gas_limit"], fees=prep.fees,
                                          nonce_floor=prep.nonce_floor)
             await audit(conn, ACTOR, "payout.batch_resent", f"batch:{batch_id}", {"nonce": stored.nonce,
@@ -263,6 +321,8 @@ class EvmTxSender:
         new = bumped_fees(old, base_fee=base, suggested_priority=priority, percent=self.ps.bump_percent,
                           cap=self.pc.max_fee_per_gas, max_priority=self.pc.max_priority_fee_per_gas)
         if new is None:
+            if tx["state"] == "stuck_fee_cap":
+                return False  # flagged already; stays as it is until the cap allows a bump
             why = (f"a replacement needs max fee >= {old.max_fee_per_gas} + {self.ps.bump_percent}%, "
                    f"above the cap {self.pc.max_fee_per_gas} (base fee now {base})")
             async with self.pool.acquire() as conn, conn.transaction():
@@ -274,7 +334,7 @@ class EvmTxSender:
                       max_fee=old.max_fee_per_gas, cap=self.pc.max_fee_per_gas, base_fee=base)
             return False
         data = _calldata(tx["raw"])
-        to = self.pc.batcher if tx["purpose"] == "batch" else self.address
+        to = _to(tx["raw"])
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await self.store_tx(conn, purpose=tx["purpose"], batch_id=tx["batch_id"], to=to,
                                          data=data, gas=tx["gas_limit"], fees=new,
@@ -326,3 +386,8 @@ class EvmTxSender:
 async def list_transactions(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> list[dict]:
     """Signed payout transactions without their raw bytes, newest first."""
     return json_rows(await conn.fetch(Q.list_txs, chain, limit))
+
+
+async def stuck_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Per chain, transactions that stopped bumping at the fee cap and are not mined yet."""
+    return {r["chain"]: int(r["n"]) for r in await conn.fetch(Q.stuck_counts)}

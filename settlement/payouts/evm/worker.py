@@ -31,7 +31,7 @@ from config.section_payouts import PayoutChainConfig
 from db import Queries, audit
 from indexer.chain_state import final_height
 from indexer.evm.rpc import EvmRpc
-from settlement.ledger.pauses import is_paused
+from settlement.ledger.pauses import is_paused, open_pauses
 from settlement.ledger.rules import asset_id
 from settlement.payouts import metrics as pm
 from settlement.payouts.evm import batcher_abi
@@ -79,7 +79,6 @@ class EvmPayoutWorker:
         self.signer = load_key(pc.signer, f"payouts.chains[{i}].signer")
         sender = load_key(pc.sender, f"payouts.chains[{i}].sender")
         self.sender = EvmTxSender(pool, self.rpc, chain_id=self.chain_id, sender=sender, pc=pc, ps=self.ps)
-        self.domain = Domain(self.chain_id, pc.batcher)
         self.assets: list[AssetPlan] = [asset_plan(settings, pc, a.name) for a in pc.assets]  # type: ignore[misc]
         self.steps = 0
 
@@ -95,8 +94,10 @@ class EvmPayoutWorker:
     async def step(self) -> None:
         async with self.pool.acquire() as conn:
             killed = await self.killed(conn)
+            held = frozenset(r["batch_id"] for r in await conn.fetch(Q.held_batches, self.chain,
+                                                                    await self.paused_assets(conn)))
         pm.KILLED.labels(self.chain).set(1 if killed else 0)
-        await self.sender.track(killed=killed)
+        await self.sender.track(killed=killed, held_batches=held)
         if not killed and self.steps % GAP_CHECK_EVERY == 0:
             await self.sender.fill_gaps()
         await self.expire_dead()
@@ -104,7 +105,7 @@ class EvmPayoutWorker:
         if not killed:
             await self.sign_ready()
         async with self.pool.acquire() as conn:
-            await refresh_gauges(conn)
+            await refresh_gauges(conn, [self.chain])
         self.steps += 1
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -165,44 +166,72 @@ class EvmPayoutWorker:
         signed = 0
         while True:
             prep = None if self.ps.dry_run else await self.sender.prepare()
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            # Expiry counts from the signature, not from the batch's creation:
+            # an approval the next morning signs a batch with a full window.
+            expiry = int(latest["timestamp"], 16) + self.ps.batch_expiry_seconds
             stored = None
             async with self.pool.acquire() as conn, conn.transaction():
                 if await self.killed(conn):
                     return signed
-                b = await conn.fetchrow(PQ.claim_ready_batch, self.chain)
+                paused = await self.paused_assets(conn)
+                b = await conn.fetchrow(PQ.claim_ready_batch, self.chain, paused)
                 if b is None:
                     return signed
+                # A batch is bound to the contract it is signed for: until now
+                # no signature of it exists, so it takes the configured batcher;
+                # from here on signing, `to`, expiry proofs and confirmation use
+                # the stored one, whatever the configuration says later.
+                batcher = self.pc.batcher.lower()
+                if b["batcher"].lower() != batcher:
+                    await audit(conn, ACTOR, "payout.batch_rebound", f"batch:{b['batch_id']}",
+                                {"from": b["batcher"], "to": batcher})
                 items = await conn.fetch(PQ.batch_items, b["batch_id"])
                 batch = Batch(
                     batch_id=bytes.fromhex(b["batch_id"][2:]), asset=b["token"], source=b["source"],
                     treasury=b["treasury"], recipients=tuple(i["recipient"] for i in items),
-                    amounts=tuple(int(i["amount"]) for i in items), expiry=b["expiry"],
+                    amounts=tuple(int(i["amount"]) for i in items), expiry=expiry,
                 )
-                signature = sign_batch(batch, self.domain, self.signer)
+                signature = sign_batch(batch, Domain(self.chain_id, batcher), self.signer)
                 calldata = execute_batch_calldata(batch, signature)
                 state = "dry_run" if self.ps.dry_run else "signed"
                 if prep is not None:
                     stored = await self.sender.store_tx(conn, purpose="batch", batch_id=b["batch_id"],
-                                                        to=self.pc.batcher, data=calldata, gas=b["gas_limit"],
+                                                        to=batcher, data=calldata, gas=b["gas_limit"],
                                                         fees=prep.fees, nonce_floor=prep.nonce_floor)
                 await conn.execute(PQ.set_batch_signed, b["batch_id"], state, self.signer.address.lower(),
-                                   "0x" + signature.hex())
-                details = {"signer": self.signer.address, "calldata_bytes": len(calldata)}
+                                   "0x" + signature.hex(), batcher, expiry)
+                details = {"signer": self.signer.address, "batcher": batcher, "expiry": expiry,
+                           "calldata_bytes": len(calldata)}
                 if stored is not None:
                     details.update(nonce=stored.nonce, tx=stored.signed.tx_hash)
                 await audit(conn, ACTOR, f"payout.batch_{state}", f"batch:{b['batch_id']}", details)
             signed += 1
             if stored is None:
+                # Never the calldata or the signature: whoever reads the log could submit it.
                 log.info("payout.dry_run", chain=self.chain, batch=b["batch_id"], items=len(items),
-                         calldata="0x" + calldata.hex())
+                         calldata_bytes=len(calldata), batcher=batcher, expiry=expiry)
                 continue
             log.info("payout.signed", chain=self.chain, batch=b["batch_id"], nonce=stored.nonce,
                      tx=stored.signed.tx_hash)
             await self.sender.broadcast(stored.id, stored.signed.raw, stored.signed.tx_hash)
 
+    async def paused_assets(self, conn: asyncpg.Connection) -> list[str]:
+        """Assets of this chain paused (reconciliation, fail closed): nothing of theirs is signed or sent."""
+        prefix = f"{self.chain}:"
+        return [p["asset_id"][len(prefix):] for p in await open_pauses(conn) if p["asset_id"].startswith(prefix)]
+
     # -- proving batches dead -----------------------------------------------------------
 
     async def expire_dead(self) -> int:
+        """Batches past expiry at a final block that their OWN contract did not execute give their requests back.
+
+        The proof is `executed(id)` on the batch's stored batcher (its signature
+        is valid there and nowhere else), read at the final block by hash with
+        requireCanonical (EIP-1898), and the same block's timestamp is past the
+        expiry. A batch executed on a contract that is no longer indexed would
+        never be confirmed: it is held for a human instead of waiting forever.
+        """
         async with self.pool.acquire() as conn:
             final = await final_height(conn, self.chain)
         if final is None:
@@ -210,24 +239,45 @@ class EvmPayoutWorker:
         block = await self.rpc.call("eth_getBlockByNumber", [hex(final), False])
         if not block:
             return 0
-        final_time = int(block["timestamp"], 16)
+        final_time, final_hash = int(block["timestamp"], 16), block["hash"]
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(Q.expirable_batches, self.chain, final_time)
+        indexed = {c.address.lower() for c in self.settings.chain(self.chain).contracts}
         expired = 0
         for r in rows:
+            batcher = r["batcher"].lower()
             out = await self.rpc.call("eth_call", [
-                {"to": self.pc.batcher, "data": "0x" + batcher_abi.executed_calldata(bytes.fromhex(r["batch_id"][2:])).hex()},
-                hex(final)])
+                {"to": batcher, "data": "0x" + batcher_abi.executed_calldata(bytes.fromhex(r["batch_id"][2:])).hex()},
+                {"blockHash": final_hash, "requireCanonical": True}])
             if int(out, 16) != 0:
+                if batcher not in indexed:
+                    await self._hold_unindexed(r, batcher, final)
                 continue  # executed: the confirmation hook books it when its events are final
-            reason = f"expired: final block {final} (time {final_time}) is past expiry {r['expiry']} and executed() is false"
+            reason = (f"expired: final block {final} ({final_hash}, time {final_time}) is past expiry {r['expiry']} "
+                      f"and executed() is false on its batcher {batcher}")
             async with self.pool.acquire() as conn, conn.transaction():
                 if await conn.fetchval(Q.expire_batch, r["batch_id"], reason) is None:
                     continue
-                requeued = [x["id"] for x in await conn.fetch(Q.requeue_items, r["batch_id"])]
+                rows_back = await conn.fetch(Q.requeue_items, r["batch_id"])
+                requeued = [x["id"] for x in rows_back]
+                # Nothing of a dead batch was paid: the day's cap gets back what
+                # goes back to the queue (held requests give theirs back when an
+                # operator releases or cancels them: each amount once).
+                back = sum(int(x["amount"]) for x in rows_back)
+                await conn.execute(PQ.give_back_daily_total, self.chain, r["asset"], r["cap_day"], back)
                 await audit(conn, ACTOR, "payout.batch_expired", f"batch:{r['batch_id']}",
-                            {"reason": reason, "requeued": requeued, "was": r["state"]})
+                            {"reason": reason, "requeued": requeued, "was": r["state"], "batcher": batcher,
+                             "cap_given_back": str(back)})
             expired += 1
             pm.EXPIRED.labels(self.chain).inc()
             log.warning("payout.batch_expired", chain=self.chain, batch=r["batch_id"], requeued=len(requeued))
         return expired
+
+    async def _hold_unindexed(self, r: asyncpg.Record, batcher: str, final: int) -> None:
+        why = (f"executed at or below final block {final} on batcher {batcher}, which is not an indexed contract "
+               f"of {self.chain}: index it (chains.contracts) to confirm, or check by hand")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.execute(Q.hold_batch_items, r["batch_id"], why) == "UPDATE 0":
+                return
+            await audit(conn, ACTOR, "payout.batch_held", f"batch:{r['batch_id']}", {"reason": why})
+        log.error("payout.batch_held", chain=self.chain, batch=r["batch_id"], reason=why)

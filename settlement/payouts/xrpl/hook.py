@@ -28,7 +28,8 @@ from db import Queries, audit
 from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
 from settlement.payouts import metrics as pm
-from settlement.payouts.requests import user_account
+from settlement.payouts.failclosed import fail_closed, negative_users
+from settlement.payouts.requests import lock_recipients, user_account
 from settlement.payouts.xrpl.sender import RETRYABLE_TEC, requeue_or_hold
 
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
@@ -62,14 +63,15 @@ class XrplPayoutHook:
 
     async def _settle(self, conn: asyncpg.Connection, pc, row: asyncpg.Record) -> None:
         result, ledger = row["ledger_result"], row["block_number"]
-        if row["state"] in ("dead", "refused"):
-            # Proven absent yet here: the proof was wrong. Say so as loudly as we can.
-            log.critical("payout.xrpl_dead_tx_validated", chain=row["chain"], tx=row["tx_hash"], request=row["request_id"])
         ok = result == "tesSUCCESS"
+        if row["state"] in ("dead", "refused"):
+            await self._validated_anyway(conn, row, result, ledger, ok)
+            return
         await conn.execute(XQ.mark_validated, row["id"], "validated" if ok else "failed", result, ledger)
         if row["purpose"] != "payout":
             return
         if ok:
+            await lock_recipients(conn, row["chain"], row["asset"], [row["destination"]])
             await conn.execute(XQ.pay_request, row["request_id"])
             await conn.execute(XQ.set_item_outcome, row["batch_id"], row["request_id"], "sent")
             aid = asset_id(row["chain"], row["asset"])
@@ -85,6 +87,13 @@ class XrplPayoutHook:
             )
             await conn.execute(XQ.finish_batch, row["batch_id"], ledger)
             then = "paid"
+            if self.settings.payouts.require_balance:
+                negative = await negative_users(conn, row["chain"], row["asset"],
+                                                [user_account(row["chain"], row["destination"])])
+                if negative:
+                    await fail_closed(conn, chain=row["chain"], asset=row["asset"], kind="negative_balance",
+                                      evidence={"tx": row["tx_hash"], "request": row["request_id"],
+                                                "ledger": ledger, "accounts": negative})
         else:
             why = f"{result} in validated ledger {ledger} (fee burnt, Sequence {row['sequence']} used)"
             if result in RETRYABLE_TEC:
@@ -101,3 +110,36 @@ class XrplPayoutHook:
             pm.XRPL_VALIDATED.labels(row["chain"]).inc()
         log.info("payout.xrpl_validated", chain=row["chain"], tx=row["tx_hash"], request=row["request_id"],
                  result=result, ledger=ledger, then=then)
+
+    async def _validated_anyway(self, conn: asyncpg.Connection, row: asyncpg.Record, result: str, ledger: int,
+                                ok: bool) -> None:
+        """A payment proven dead (or refused) found in a validated ledger: the proof was wrong.
+
+        Its row keeps its state (moving it back to live could collide with the
+        payment that replaced it, and a unique violation here would make the
+        follower retry this range forever); the evidence goes to last_error
+        and the audit row, what the chain did is booked, and the chain fails
+        closed, all in the follower's transaction.
+        """
+        chain = row["chain"]
+        kind = "dead_payment_validated" if row["state"] == "dead" else "refused_payment_validated"
+        evidence = {"tx": row["tx_hash"], "request": row["request_id"], "sequence": row["sequence"],
+                    "result": result, "ledger": ledger, "was": row["state"]}
+        await conn.execute(XQ.note_validated_anyway, row["id"], result,
+                           f"validated anyway: {result} in ledger {ledger} after it was {row['state']}")
+        if row["purpose"] == "payout" and ok:
+            await lock_recipients(conn, chain, row["asset"], [row["destination"]])
+            await conn.execute(XQ.pay_request, row["request_id"])
+            aid = asset_id(chain, row["asset"])
+            amount = int(row["amount"])
+            await post_transaction(
+                conn, key=xrpl_payout_ledger_key(row["request_id"], row["tx_hash"]), cause_kind="payout",
+                cause={"request_id": row["request_id"], "batch_id": row["batch_id"], "tx_hash": row["tx_hash"],
+                       "ledger": ledger, "sequence": row["sequence"], "validated_after": row["state"]},
+                chain=chain, block_number=ledger,
+                postings=[Posting(user_account(chain, row["destination"]), aid, amount),
+                          Posting(wallet_account(chain, row["account"]), aid, -amount)],
+                payout_id=f"xrpl:{row['request_id']}", tx_hash=row["tx_hash"],
+            )
+        asset = row["asset"] or "native"  # a fill has no request: the coin it burnt is XRP
+        await fail_closed(conn, chain=chain, asset=asset, kind=kind, evidence=evidence)

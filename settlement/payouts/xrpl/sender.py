@@ -30,12 +30,13 @@ from xrpl.models.requests import GenericRequest
 from xrpl.models.transactions import AccountSet
 from xrpl.transaction import sign
 
+from config import ConfigError
 from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
 from db import Queries, audit
 from indexer.chain_state import final_height
 from indexer.errors import BadRpcResponse
-from indexer.xrpl.client import LedgerSet, XrplClient, XrplRpcError
+from indexer.xrpl.client import XrplClient, XrplRpcError
 from settlement.payouts.requests import json_rows
 
 Q = Queries(Path(__file__).parents[1] / "payouts.sql")
@@ -43,6 +44,12 @@ XQ = Queries(Path(__file__).with_name("xrpl.sql"))
 log = get_logger("settlement.xrpl_payouts")
 ACTOR = "xrpl-payout-worker"
 RESUBMIT_SECONDS = 4.0
+# Answers that mean "pay more": the stored bytes keep their fee (resubmitting
+# them stays safe); signatures made from now on carry a higher one, and a
+# payment that never applies is proven dead after LastLedgerSequence and
+# signed again at the higher fee.
+ESCALATE_ON = {"telINSUF_FEE_P", "terQUEUED"}
+MAX_ESCALATION = 1024
 
 
 def submit_action(engine_result: str) -> str:
@@ -82,6 +89,7 @@ class XrplSender:
         self.hot = hot
         self.address = hot.address
         self._seen: set[int] = set()  # payment ids this process has submitted
+        self.escalation = 1  # doubles on each telINSUF_FEE_P / terQUEUED answer, back to 1 once one applies
 
     # -- server reads (never inside a DB transaction) -------------------------------
 
@@ -132,6 +140,7 @@ class XrplSender:
             # Transport or server trouble: the bytes are stored, the next pass submits them again.
             result, error = None, str(exc.args[0])[:300]
         self._seen.add(row["id"])
+        self._note_fee_answer(result)
         action = submit_action(result) if result else "pending"
         async with self.pool.acquire() as conn, conn.transaction():
             if action == "refused":
@@ -158,7 +167,8 @@ class XrplSender:
 
     # -- what is in flight ------------------------------------------------------------
 
-    async def track(self, *, killed: bool) -> None:
+    async def track(self, *, killed: bool, paused_assets: frozenset[str] = frozenset()) -> None:
+        """Decide closed windows; submit again what is open, unless killed or its asset is paused."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(XQ.open_payments, self.chain, self.address)
             final = await final_height(conn, self.chain)
@@ -173,33 +183,77 @@ class XrplSender:
                 if final is not None and final >= row["last_ledger"]:
                     await self._decide_expired(row)
                 continue
-            if killed:
+            if killed or row["asset"] in paused_assets:
                 continue
             last = row["last_submit_at"]
             if row["id"] not in self._seen or last is None or (now - last).total_seconds() >= RESUBMIT_SECONDS:
                 await self.submit(row)
 
     async def prove_absent(self, tx_hash: str, lo: int, hi: int) -> bool:
-        """True only when one server shows `tx_hash` in none of ledgers lo..hi."""
+        """True only when one server shows `tx_hash` in none of ledgers lo..hi.
+
+        That server's complete_ledgers must cover lo..hi both before and after
+        its `tx` answer: a server that was still filling (or had just pruned)
+        part of the window when it answered txnNotFound proves nothing, even
+        with searched_all, so the window is read on each side of the lookup.
+        """
         for conn in self.client.usable():
             try:
+                before = await self.client.server_info(conn)
                 c = await conn.get()
                 res = (await c.request(GenericRequest(method="tx", transaction=tx_hash, min_ledger=lo,
                                                       max_ledger=hi))).result
+                after = await self.client.server_info(conn)
             except Exception as exc:  # noqa: BLE001 - a failed proof is no proof; try the next server
                 log.info("payout.xrpl_proof_unavailable", chain=self.chain, endpoint=conn.ep.label,
                          error=f"{exc.__class__.__name__}: {exc}"[:200])
                 continue
             if res.get("error") != "txnNotFound":
                 return False  # found (validated or not): never dead
-            if res.get("searched_all") is True:
-                return True
-            if res.get("searched_all") is None:
-                # Servers without searched_all: their complete_ledgers must cover the window.
-                info = (await c.request(GenericRequest(method="server_info"))).result.get("info") or {}
-                if not LedgerSet.parse(info.get("complete_ledgers")).missing(lo, hi).runs:
-                    return True
+            gaps = [str(i.complete.missing(lo, hi)) for i in (before, after) if i.complete.missing(lo, hi).runs]
+            if gaps:
+                log.info("payout.xrpl_proof_incomplete", chain=self.chain, endpoint=conn.ep.label,
+                         window=f"{lo}-{hi}", missing=gaps)
+                continue
+            if res.get("searched_all") is False:
+                continue
+            return True
         return False
+
+    async def check_network(self, expected: int) -> None:
+        """Exclude servers of another network, as the follower does; none left is a config error."""
+        for conn in self.client.usable():
+            try:
+                info = await self.client.server_info(conn)
+            except (XrplRpcError, BadRpcResponse) as exc:
+                log.warning("payout.xrpl_server_info_failed", chain=self.chain, endpoint=conn.ep.label,
+                            error=str(exc)[:200])
+                continue
+            if info.network_id is not None and info.network_id != expected:
+                self.client.exclude(conn, f"network id {info.network_id}, expected {expected}")
+        if not self.client.usable():
+            raise ConfigError(f"chains.{self.chain}.rpc: no endpoint serves network id {expected}")
+
+    async def fee_drops(self) -> int:
+        """The Fee of the next signature: the server's open-ledger fee (escalated
+        while servers answer telINSUF_FEE_P / terQUEUED), never below
+        `fee_drops` and never above `max_fee_drops`."""
+        open_fee = self.pc.fee_drops
+        try:
+            drops = (await self.client.request("fee", {})).get("drops") or {}
+            open_fee = int(drops.get("open_ledger_fee") or drops.get("base_fee") or self.pc.fee_drops)
+        except (XrplRpcError, BadRpcResponse, ValueError, TypeError) as exc:
+            log.warning("payout.xrpl_fee_unavailable", chain=self.chain, error=str(exc)[:200])
+        fee = max(self.pc.fee_drops, open_fee) * self.escalation
+        if fee > self.pc.max_fee_drops:
+            log.warning("payout.xrpl_fee_capped", chain=self.chain, wanted=fee, cap=self.pc.max_fee_drops)
+        return min(fee, self.pc.max_fee_drops)
+
+    def _note_fee_answer(self, result: str | None) -> None:
+        if result in ESCALATE_ON:
+            self.escalation = min(self.escalation * 2, MAX_ESCALATION)
+        elif result is not None and (result.startswith("tes") or result.startswith("tec")):
+            self.escalation = 1
 
     async def _decide_expired(self, row: asyncpg.Record) -> None:
         lo, hi = row["min_ledger"], row["last_ledger"]
@@ -235,6 +289,7 @@ class XrplSender:
         if not holes:
             return 0
         last = state["validated"] + self.pc.last_ledger_offset
+        fee = await self.fee_drops()
         stored = []
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.fetchval(XQ.lock_sequence, self.chain, self.address)
@@ -242,11 +297,11 @@ class XrplSender:
             for seq in holes:
                 if seq not in still:
                     continue
-                tx = AccountSet(account=self.address, sequence=seq, fee=str(self.pc.fee_drops),
+                tx = AccountSet(account=self.address, sequence=seq, fee=str(fee),
                                 last_ledger_sequence=last, network_id=network_id_field(state))
                 blob, h = sign_blob(tx, self.hot)
                 pid = await conn.fetchval(XQ.insert_payment, self.chain, self.address, seq, "fill", None, None, None,
-                                          None, None, self.pc.fee_drops, state["validated"], last, blob, h)
+                                          None, None, fee, state["validated"], last, blob, h)
                 stored.append(pid)
             if stored:
                 await audit(conn, ACTOR, "payout.xrpl_holes_filled", f"account:{self.chain}:{self.address}",
@@ -276,7 +331,10 @@ async def requeue_or_hold(conn: asyncpg.Connection, pc: XrplPayoutChainConfig, r
     await conn.execute(XQ.set_item_outcome, row["batch_id"], row["request_id"], "failed")
     tries = int(await conn.fetchval(XQ.failed_attempts, row["request_id"]))
     if tries < pc.max_attempts:
-        await conn.execute(XQ.requeue_request, row["request_id"], pc.retry_wait_seconds)
+        if await conn.fetchval(XQ.requeue_request, row["request_id"], pc.retry_wait_seconds) is not None:
+            # It paid nothing and will be counted again by its next batch: its batch's day gets it back.
+            day = await conn.fetchval(Q.batch_cap_day, row["batch_id"])
+            await conn.execute(Q.give_back_daily_total, pc.chain, row["asset"], day, row["amount"])
         then = "requeued"
     else:
         await conn.execute(XQ.hold_request, row["request_id"], f"{why}; gave up after {tries} attempts")

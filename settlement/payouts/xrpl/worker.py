@@ -31,7 +31,7 @@ from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
 from db import Queries, audit
 from indexer.xrpl.client import XrplClient
-from settlement.ledger.pauses import is_paused
+from settlement.ledger.pauses import is_paused, open_pauses
 from settlement.ledger.rules import asset_id
 from settlement.payouts.loop import (
     batch_state,
@@ -98,6 +98,7 @@ class XrplPayoutWorker:
                                            max_attempts=cfg.max_attempts)
         self.assets = xrpl_assets(settings, pc)
         self.sender = XrplSender(pool, self.client, pc, self.hot)
+        self._network_checked = False
 
     async def close(self) -> None:
         await self.client.close()
@@ -106,9 +107,15 @@ class XrplPayoutWorker:
         return self.ps.kill_switch or self.pc.kill_switch or bool(await conn.fetchval(Q.killed, self.chain))
 
     async def step(self) -> None:
+        if not self._network_checked:
+            # The follower's rule for the payout client too: never sign for a server of another network.
+            await self.sender.check_network(self.settings.chain(self.chain).effective_chain_id)
+            self._network_checked = True
         async with self.pool.acquire() as conn:
             killed = await self.killed(conn)
-        await self.sender.track(killed=killed)
+            paused = frozenset(p["asset_id"].split(":", 1)[1] for p in await open_pauses(conn)
+                               if p["asset_id"].startswith(f"{self.chain}:"))
+        await self.sender.track(killed=killed, paused_assets=paused)
         await self.make_batches()
         if not killed and not self.ps.dry_run:
             state = await self.sender.server_state()
@@ -116,7 +123,7 @@ class XrplPayoutWorker:
             await self.release_ready()
             await self.sign_items(state)
         async with self.pool.acquire() as conn:
-            await refresh_gauges(conn)
+            await refresh_gauges(conn, [self.chain])
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("payout.worker_started", chain=self.chain, sender=self.hot.address, dry_run=self.ps.dry_run)
@@ -164,11 +171,13 @@ class XrplPayoutWorker:
             async with self.pool.acquire() as conn, conn.transaction():
                 if await self.killed(conn):
                     return released
-                b = await conn.fetchrow(Q.claim_ready_batch, self.chain)
+                paused = [p["asset_id"].split(":", 1)[1] for p in await open_pauses(conn)
+                          if p["asset_id"].startswith(f"{self.chain}:")]
+                b = await conn.fetchrow(Q.claim_ready_batch, self.chain, paused)
                 if b is None:
                     return released
                 await conn.execute(Q.set_batch_signed, b["batch_id"], "signed", self.hot.address,
-                                   "xrpl:one-payment-per-request")
+                                   "xrpl:one-payment-per-request", self.hot.address, 0)
                 await audit(conn, ACTOR, "payout.batch_released", f"batch:{b['batch_id']}",
                             {"chain": self.chain, "items": b["item_count"], "sender": self.hot.address})
             released += 1
@@ -206,13 +215,16 @@ class XrplPayoutWorker:
         why = refusal(asset, amount, tag, dest, line, state["reserve_base"])
         if hot is None:
             why = why or f"the hot wallet {self.hot.address} does not exist on the ledger"
-        fee = self.pc.fee_drops
+        fee = await self.sender.fee_drops()
         # LastLedgerSequence counts from the validated ledger now, not when the step began.
         state = {**state, **await self.sender.server_state()}
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval(XQ.request_still_batched, item["id"], item["batch_id"]):
                 return "skipped"
             if await self.killed(conn):
+                return "wait"
+            if await is_paused(conn, asset_id(self.chain, item["asset"])):
+                # A released batch's remaining items wait too while their asset is paused.
                 return "wait"
             await conn.execute(XQ.ensure_sequence, self.chain, self.hot.address, int(hot["Sequence"]) if hot else 1)
             await conn.fetchval(XQ.lock_sequence, self.chain, self.hot.address)  # serialises the spend check

@@ -55,7 +55,9 @@ RETURNING id;
 SELECT * FROM xrpl_payments WHERE id = $1;
 
 -- name: open_payments
-SELECT * FROM xrpl_payments WHERE chain = $1 AND account = $2 AND state IN ('signed', 'submitted') ORDER BY sequence;
+-- With the asset of the request (NULL for a fill), so a paused asset's payments are not sent again.
+SELECT p.*, r.asset FROM xrpl_payments p LEFT JOIN payout_requests r ON r.id = p.request_id
+WHERE p.chain = $1 AND p.account = $2 AND p.state IN ('signed', 'submitted') ORDER BY p.sequence;
 
 -- name: mark_submitted
 UPDATE xrpl_payments
@@ -111,11 +113,16 @@ JOIN xrpl_payments p ON p.tx_hash = e.tx_hash AND p.chain = e.chain AND p.accoun
 LEFT JOIN payout_requests r ON r.id = p.request_id
 WHERE e.chain = $1 AND e.block_number BETWEEN $2 AND $3 AND e.args ->> 'role' = 'sender'
   AND p.state NOT IN ('validated', 'failed')
+  AND NOT (p.state IN ('dead', 'refused') AND p.last_error LIKE 'validated anyway:%')
 ORDER BY e.block_number, e.tx_index
 FOR UPDATE OF p;
 
 -- name: mark_validated
 UPDATE xrpl_payments SET state = $2, result = $3, validated_ledger = $4 WHERE id = $1;
+
+-- name: note_validated_anyway
+-- A dead or refused payment seen validated: the evidence, the state untouched (see hook.py).
+UPDATE xrpl_payments SET result = $2, last_error = $3 WHERE id = $1;
 
 -- name: list_payments
 SELECT id, chain, account, sequence, purpose, request_id, batch_id, destination, destination_tag,

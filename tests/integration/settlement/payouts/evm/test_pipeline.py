@@ -84,7 +84,11 @@ class Env:
         self.pool = pool
         self.batcher = deploy_funded_batcher(anvil)
         start = head(anvil) + 1
-        self.settings = make_settings(tmp_path, payout_config(anvil.url, self.batcher, start, **payouts))
+        api = payouts.pop("api", None)
+        cfg = payout_config(anvil.url, self.batcher, start, **payouts)
+        if api is not None:
+            cfg["api"] = api
+        self.settings = make_settings(tmp_path, cfg)
         self.cfg = self.settings.chain("anvil")
         self.follower = make_follower(self.cfg, pool, self.settings)
         self.worker = EvmPayoutWorker(self.settings, pool, self.settings.payouts.chains[0])
