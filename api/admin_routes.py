@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Annotated
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -192,7 +193,7 @@ async def list_held(request: web.Request) -> web.Response:
 class ReleaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    without: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    without: list[Annotated[StrictStr, Field(max_length=128)]] = Field(default_factory=list, max_length=200)
     reason: PlainText | None = Field(None, max_length=500)
 
 

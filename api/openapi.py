@@ -255,7 +255,7 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
         "ReleaseBody": {
             "type": "object", "additionalProperties": False,
             "properties": {
-                "without": {"type": "array", "maxItems": 1000, "items": {"type": "string"},
+                "without": {"type": "array", "maxItems": 200, "items": {"type": "string", "maxLength": 128},
                             "description": "Recipients that stay held"},
                 "reason": {"type": "string", "maxLength": 500, "nullable": True},
             },
@@ -390,6 +390,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
                              "description": "A payout asset of that chain"}
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         paths.update(_admin_paths())
+        if chains:
+            held = paths["/v1/admin/payouts/held"]["get"]["parameters"][0]
+            held["schema"] = {"type": "string", "enum": chains}
         paths.update(_delivery_paths())  # api/admin_deliveries.py
         schemas.update(_delivery_schemas())
         paths.update(openapi_intents.admin_paths())
