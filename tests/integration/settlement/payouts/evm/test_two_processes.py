@@ -69,13 +69,16 @@ class Daemon:
 
 
 async def _request(session: aiohttp.ClientSession, daemons: list[Daemon], rng: random.Random, body: dict) -> dict:
-    """POST until some process answers (a killed one refuses the connection); the same key each time."""
+    """POST until some process answers (a killed one refuses the connection); the same key each time.
+
+    429 is the API's per-client limit, not an answer about the payout: like
+    any client, ask again after a pause."""
     for _ in range(400):
         d = rng.choice(daemons)
         try:
             async with session.post(f"{d.url}/v1/admin/payouts", json=body,
                                     headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
-                if resp.status >= 500:
+                if resp.status >= 500 or resp.status == 429:
                     raise aiohttp.ClientError(f"{resp.status}")
                 return {"status": resp.status, "json": await resp.json()}
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
