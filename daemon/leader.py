@@ -24,25 +24,28 @@ def lock_key(chain: str) -> int:
     return (_NAMESPACE << 32) | zlib.crc32(chain.encode())
 
 
+async def acquire(conn: asyncpg.Connection, key: int, stop: asyncio.Event, *, retry_seconds: float,
+                  event: str, chain: str) -> bool:
+    """Try the session lock `key` until it is ours (True) or `stop` is set (False)."""
+    announced = False
+    while not stop.is_set():
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            log.info(f"{event}_acquired", chain=chain)
+            return True
+        if not announced:
+            log.info(f"{event}_standby", chain=chain)
+            announced = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), retry_seconds)
+    return False
+
+
 @contextlib.asynccontextmanager
 async def chain_leadership(url: str, chain: str, stop: asyncio.Event, retry_seconds: float = 2.0) -> AsyncIterator[bool]:
     """Yield True once this process leads `chain`, or False if `stop` came first."""
     conn = await asyncpg.connect(url)
     try:
-        announced = False
-        while not stop.is_set():
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(chain)):
-                log.info("leader.acquired", chain=chain)
-                break
-            if not announced:
-                log.info("leader.standby", chain=chain)
-                announced = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), retry_seconds)
-        else:
-            yield False
-            return
-        yield True
+        yield await acquire(conn, lock_key(chain), stop, retry_seconds=retry_seconds, event="leader", chain=chain)
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
@@ -69,17 +72,8 @@ async def payout_leadership(url: str, chain: str, stop: asyncio.Event, *, retry_
     conn = await asyncpg.connect(url)
     watcher: asyncio.Task | None = None
     try:
-        announced = False
-        while not stop.is_set():
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", payout_lock_key(chain)):
-                log.info("leader.payouts_acquired", chain=chain)
-                break
-            if not announced:
-                log.info("leader.payouts_standby", chain=chain)
-                announced = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), retry_seconds)
-        else:
+        if not await acquire(conn, payout_lock_key(chain), stop, retry_seconds=retry_seconds,
+                             event="leader.payouts", chain=chain):
             yield None
             return
         lost = asyncio.Event()

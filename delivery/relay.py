@@ -42,7 +42,7 @@ DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Inter
 
 
 def retry_delay(settings: DeliverySettings, failed_attempts: int, retry_after: float | None,
-                rng: random.Random = random._inst) -> float | None:
+                rng: random.Random | None = None) -> float | None:
     """Seconds until the next try after `failed_attempts` failures, or None: dead-letter.
 
     The schedule is Svix's by default (delivery.retry_schedule); each delay
@@ -56,7 +56,7 @@ def retry_delay(settings: DeliverySettings, failed_attempts: int, retry_after: f
     if retry_after is not None:
         return min(retry_after, settings.max_retry_after)
     base = schedule[failed_attempts - 1]
-    return max(0.0, base * (1 + rng.uniform(-settings.jitter, settings.jitter)))
+    return max(0.0, base * (1 + (rng or random).uniform(-settings.jitter, settings.jitter)))
 
 
 class Sender:

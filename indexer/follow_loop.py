@@ -24,9 +24,10 @@ class Follower(Protocol):
     chain: str
     state: str
     last_error: str | None
-    _started: bool
 
-    async def _report(self, force: bool = False) -> None: ...
+    def reload_cursor(self) -> None: ...
+
+    async def report_status(self, force: bool = False) -> None: ...
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -49,9 +50,9 @@ async def retry_after(follower: Follower, exc: BaseException, stop: asyncio.Even
     m.FOLLOWER_UP.labels(follower.chain).set(0)
     log.warning("follower.retry", chain=follower.chain, error=follower.last_error, backoff=round(backoff, 2))
     if isinstance(exc, StaleCursor):
-        follower._started = False  # start() reloads the cursor
+        follower.reload_cursor()
     try:
-        await follower._report(force=True)
+        await follower.report_status(force=True)
     except (asyncpg.PostgresError, OSError):
         pass  # the database may be what failed; the retry itself must go on
     await sleep_or_stop(stop, backoff * random.uniform(0.7, 1.3))

@@ -177,7 +177,7 @@ class EvmFollower:
                     await asyncio.sleep(self.cfg.effective_poll_interval)
                     continue
                 new += await self._index_final(nxt, target)
-                await self._report(force=True)
+                await self.report_status(force=True)
                 failures = 0
             except RETRYABLE_ERRORS as exc:
                 # A one-shot backfill rides out the same faults `run` does, but
@@ -204,7 +204,7 @@ class EvmFollower:
                 caught_up = await self.step(stop)
                 backoff = 1.0
                 mark_following(self)
-                await self._report()
+                await self.report_status()
                 if caught_up and time.monotonic() >= self._next_rescan:
                     self._next_rescan = time.monotonic() + self.cfg.rescan_interval
                     await self.rescan_sample()
@@ -553,7 +553,11 @@ class EvmFollower:
         else:
             await sleep_or_stop(stop, interval)
 
-    async def _report(self, force: bool = False) -> None:
+    def reload_cursor(self) -> None:
+        """The next start() reads the cursor from the database again."""
+        self._started = False
+
+    async def report_status(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_report < 1.0:
             return

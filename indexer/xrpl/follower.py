@@ -176,7 +176,7 @@ class XrplFollower:
                 await asyncio.sleep(self.cfg.effective_poll_interval)
                 continue
             new += got
-            await self._report()
+            await self.report_status()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until `stop` is set; retries forever, stops only when halted."""
@@ -188,7 +188,7 @@ class XrplFollower:
                 caught_up = await self.step()
                 backoff = 1.0
                 mark_following(self)
-                await self._report()
+                await self.report_status()
                 if caught_up:
                     await self._wait_for_ledger(stop)
             except (ChainHalted, ConfigError):
@@ -395,7 +395,7 @@ class XrplFollower:
         if changed:
             log.warning("xrpl.gap", chain=self.chain, missing=str(gap.missing), waiting_at=gap.waiting_at,
                         endpoints=gap.endpoints, cursor=self.cursor.number if self.cursor else None)
-        await self._report(force=True)
+        await self.report_status(force=True)
 
     async def _clear_gap(self) -> None:
         if self.gap is None:
@@ -404,7 +404,7 @@ class XrplFollower:
         self.gap = None
         xm.GAP.labels(self.chain).set(0)
         xm.GAP_LEDGERS.labels(self.chain).set(0)
-        await self._report(force=True)
+        await self.report_status(force=True)
 
     def _on_ledger_closed(self, index: int) -> None:
         self.head = max(self.head or 0, index)
@@ -434,7 +434,11 @@ class XrplFollower:
             if not self.client.stream_connected:
                 return
 
-    async def _report(self, force: bool = False) -> None:
+    def reload_cursor(self) -> None:
+        """The next start() reads the cursor from the database again."""
+        self._started = False
+
+    async def report_status(self, force: bool = False) -> None:
         gap = self.gap
         status: dict[str, Any] = {
             "state": self.state,

@@ -31,6 +31,7 @@ from config import Settings
 from db import Queries
 from settlement.ledger.pauses import is_paused
 from settlement.ledger.rules import asset_id
+from settlement.payouts.requests import kill_switch_on
 
 from .schedule import to_instant, to_wall, zone
 from .spec import IntentSpec
@@ -114,7 +115,7 @@ async def killed(conn: asyncpg.Connection, settings: Settings, chain: str) -> bo
     pc = settings.payouts.chain(chain)
     if settings.payouts.kill_switch or (pc is not None and pc.kill_switch):
         return True
-    return bool(await conn.fetchval(Q.killed, chain))
+    return await kill_switch_on(conn, chain)
 
 
 async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpec, *, occurrence_id: str,

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from config import ChainsettleError
+from config.errors import FieldError
 
 
-class IntentError(ChainsettleError):
-    """intent refused
-
-    `field` names the intent field at fault (None when no single field is);
-    `reason` is the refusal without it; `code` maps to an HTTP status.
-    """
-
-    code = "invalid_parameter"
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}" if field else reason)
+class IntentError(FieldError):
+    """intent refused"""
 
 
 class IntentNotFound(IntentError):

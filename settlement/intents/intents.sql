@@ -145,10 +145,6 @@ SELECT COALESCE(sum(amount), 0) FROM intent_occurrences
 WHERE intent_id = $1 AND requested_at >= $2 AND requested_at < $3 AND state IN ('requested', 'executed')
   AND id <> $4;
 
--- name: killed
--- The payout kill switches of 0005 (payout_controls): the global one ('*') or this chain's.
-SELECT COALESCE(bool_or(killed), false) FROM payout_controls WHERE scope IN ('*', $1);
-
 -- name: insert_evaluation
 INSERT INTO intent_evaluations (occurrence_id, attempt, evaluated_at, result, reason, inputs)
 VALUES ($1, $2, $3, $4, $5, $6);

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import asyncpg
 
-from config import ChainsettleError, Settings
+from config import Settings
+from config.errors import FieldError
 from db import Queries
 from db.audit import audit
 from indexer.chain_state import heights
@@ -36,14 +37,8 @@ STATES = ("new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late"
 MAX_UNITS = 2**256 - 1
 
 
-class InvoiceError(ChainsettleError):
+class InvoiceError(FieldError):
     """invoice refused"""
-
-    def __init__(self, field: str | None, reason: str, *, code: str = "invalid_parameter") -> None:
-        super().__init__(f"{field}: {reason}" if field else reason)
-        self.field = field
-        self.reason = reason
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
-from config import ChainsettleError, Settings
+from config import Settings
+from config.errors import FieldError
 from config.logs import get_logger
 from db import Queries, audit
 from settlement.ledger.rules import asset_id
@@ -27,20 +28,8 @@ _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _XRPL_ADDRESS = re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$")
 
 
-class PayoutError(ChainsettleError):
-    """payout request refused
-
-    `field` names the request field at fault (None when no single field is);
-    `reason` is the refusal without it. Callers map these to their own error
-    shapes (a 400 naming the field, a CLI line) without parsing the text.
-    """
-
-    code = "invalid_parameter"
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}" if field else reason)
+class PayoutError(FieldError):
+    """payout request refused"""
 
 
 class IdempotencyConflict(PayoutError):
@@ -205,6 +194,11 @@ async def approve_batch(pool: asyncpg.Pool, batch_id: str, actor: str) -> dict:
                     {"total": str(row["total"]), "items": row["item_count"]})
     log.info("payout.batch_approved", batch=batch_id, approver=actor)
     return {"batch_id": batch_id, "state": "ready", "approved_by": actor}
+
+
+async def kill_switch_on(conn: asyncpg.Connection, chain: str) -> bool:
+    """The run-time kill switch of `chain` or the global one ('*'), as set by set_kill_switch."""
+    return bool(await conn.fetchval(Q.killed, chain))
 
 
 async def set_kill_switch(pool: asyncpg.Pool, scope: str, killed: bool, reason: str, actor: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterable
@@ -10,13 +11,26 @@ from pathlib import Path
 
 import orjson
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
 
+from api.app import make_app
 from config import Settings
 from indexer.models import BlockRow, Cursor, EventRow
 from indexer.store import Store
 from tests.support.config import make_settings
 
 ZERO_HASH = "0x" + "00" * 32
+
+
+@contextlib.asynccontextmanager
+async def client_for(settings, pool):
+    """The app as `run` builds it, served on a loopback port for one test."""
+    client = TestClient(TestServer(make_app(settings, pool)))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def block_hash(chain: str, number: int) -> str:

@@ -55,7 +55,7 @@ from settlement.payouts.loop import (
     record_batch,
     run_steps,
 )
-from settlement.payouts.requests import refresh_gauges
+from settlement.payouts.requests import kill_switch_on, refresh_gauges
 
 Q = Queries(Path(__file__).with_name("evm.sql"))
 PQ = Queries(Path(__file__).parents[1] / "payouts.sql")
@@ -89,7 +89,7 @@ class EvmPayoutWorker:
         return self.ps.kill_switch or self.pc.kill_switch
 
     async def killed(self, conn: asyncpg.Connection) -> bool:
-        return self.config_killed() or bool(await conn.fetchval(PQ.killed, self.chain))
+        return self.config_killed() or await kill_switch_on(conn, self.chain)
 
     async def step(self) -> None:
         async with self.pool.acquire() as conn:

@@ -39,7 +39,7 @@ from settlement.payouts.loop import (
     record_batch,
     run_steps,
 )
-from settlement.payouts.requests import refresh_gauges
+from settlement.payouts.requests import kill_switch_on, refresh_gauges
 from settlement.payouts.xrpl.config import (
     HotWallet,
     XrplAsset,
@@ -104,7 +104,7 @@ class XrplPayoutWorker:
         await self.client.close()
 
     async def killed(self, conn: asyncpg.Connection) -> bool:
-        return self.ps.kill_switch or self.pc.kill_switch or bool(await conn.fetchval(Q.killed, self.chain))
+        return self.ps.kill_switch or self.pc.kill_switch or await kill_switch_on(conn, self.chain)
 
     async def step(self) -> None:
         if not self._network_checked:

@@ -8,15 +8,12 @@ payout worker is not run, so nothing is signed or sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient, TestServer
 
 from api.admin_routes import admin_actor
-from api.app import make_app
 from api.feed import EVENT, Feed, format_position, parse_position
 from config import Secret
 from daemon.followers import make_follower
@@ -29,6 +26,7 @@ from tests.support.api_data import (
     address,
     api_settings,
     chain_cfg,
+    client_for,
     commit_blocks,
     event_row,
     read_sse,
@@ -44,16 +42,6 @@ BATCHER = "0x" + "5a" * 20
 USER = "0x" + "b1" * 20
 OTHER = "0x" + "c2" * 20
 BATCH = "0x" + "ab" * 32
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def admin_settings(tmp_path, monkeypatch, *, chains=None, payouts: bool = True, **api):

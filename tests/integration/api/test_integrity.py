@@ -11,12 +11,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 
-from aiohttp.test_utils import TestClient, TestServer
-
-from api.app import make_app
 from api.server import create_api_pool
 from indexer.models import Cursor
 from indexer.store import Store
@@ -26,19 +22,10 @@ from tests.support.api_data import (
     block_hash,
     block_rows,
     chain_cfg,
+    client_for,
     event_row,
     register_chain,
 )
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 class SlowHook:

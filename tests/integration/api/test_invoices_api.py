@@ -4,32 +4,18 @@ event an app waits for, verify-payment input errors, and the CLI."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
-
-from api.app import make_app
-from tests.support.api_data import read_sse
+from tests.support.api_data import client_for, read_sse
 from tests.support.config import evm_chain, make_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "invoice-admin-token"
 SHOP = "0x" + "5b" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def settings_for(tmp_path, db_url: str):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aiohttp
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from api.app import make_app
 from config import ConfigError, SecretError
@@ -22,6 +21,7 @@ from tests.support.api_data import (
     api_settings,
     block_hash,
     chain_cfg,
+    client_for,
     commit_blocks,
     event_row,
     read_sse,
@@ -31,16 +31,6 @@ from tests.support.api_data import (
 )
 
 TOKEN = "s3cret-admin-token-for-tests"
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 # -- configuration ----------------------------------------------------------------

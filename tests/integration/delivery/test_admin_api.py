@@ -4,29 +4,17 @@ pull by cursor, delete; the public summary; bad input names the field; secrets s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import orjson
-from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 
-from api.app import make_app
+from tests.support.api_data import client_for
 from tests.support.config import make_settings
 from tests.support.delivery import FAST, ensure_chain, insert_events, running_relay
 from tests.support.receiver import Receiver
 
 TOKEN = "delivery-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_admin_lifecycle_of_a_subscription(pool, db_url, tmp_path, monkeypatch):

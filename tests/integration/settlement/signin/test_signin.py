@@ -5,21 +5,19 @@ the token verifies with the configured key and never shows it."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 from xrpl.core.keypairs import sign as xrpl_sign
 
-from api.app import make_app
 from config import Secret
 from settlement.signin.messages import parse_message
 from settlement.signin.tokens import verify_token
 from tests.support.anvil import DEV_ACCOUNTS, Anvil
+from tests.support.api_data import client_for
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import deploy
 from tests.support.xrpl import Driver, wallet, xrpl_ledger  # noqa: F401
@@ -34,16 +32,6 @@ OWNER = Account.from_key(DEV_ACCOUNTS[2][1])
 def node():
     with Anvil() as a:
         yield a
-
-
-@contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    client = TestClient(TestServer(make_app(settings, pool)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def settings_for(tmp_path, url: str, xrpl_url: str = "http://127.0.0.1:1", **signin):
