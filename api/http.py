@@ -7,10 +7,8 @@ something Postgres would reject (NUL bytes, out-of-range integers).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
@@ -19,6 +17,7 @@ from multidict import MultiMapping
 from pydantic import AfterValidator, BaseModel, StrictStr, ValidationError
 
 from config import ChainsettleError
+from db.values import json_default
 
 MAX_BIGINT = 2**63 - 1
 CHAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -63,17 +62,11 @@ class RequestError(ChainsettleError):
         return json_response(error_body(self.status, self.code, str(self), self.field), status=self.status, headers=self.headers)
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        # Amounts are NUMERIC(78,0): strings keep every digit.
-        return str(obj)
-    if isinstance(obj, (dt.datetime, dt.date)):
-        return obj.isoformat()
-    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(data, default=json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

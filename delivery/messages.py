@@ -20,10 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import orjson
+
+from db.values import json_default
 
 EVENT, OUTBOX, LIFECYCLE = 0, 1, 2
 Position = tuple[int, int, int]
@@ -69,15 +70,10 @@ class Message:
         """The exact bytes signed and sent: sorted keys, so a redelivery sends the same bytes."""
         doc = {"type": self.type, "id": self.msg_id, "event_id": self.event_id, "stage": self.stage,
                "cursor": format_position(self.position), "timestamp": self.at, "data": self.data}
-        return orjson.dumps(doc, default=_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(doc, default=json_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return str(obj)
-    if isinstance(obj, (dt.datetime, dt.date)):
-        return obj.isoformat()
-    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
 
 
 def _event_data(row: dict[str, Any]) -> dict[str, Any]:
@@ -194,4 +190,4 @@ def from_outbox(row: Any) -> Message:
 def ping(msg_id: str, at: dt.datetime) -> bytes:
     doc = {"type": "ping", "id": msg_id, "event_id": None, "stage": "ping", "cursor": None, "timestamp": at,
            "data": {}}
-    return orjson.dumps(doc, default=_default, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(doc, default=json_default, option=orjson.OPT_SORT_KEYS)
