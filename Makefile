@@ -33,7 +33,7 @@ demo: setup
 # Benchmarks print figures (never pass/fail); each target records its rows in
 # bench/results.json and `make bench` prints the whole table at the end.
 # Bigger runs: make bench-backfill BACKFILL_ARGS="--blocks 20000" (2,000,000
-# events), make bench-live LIVE_ARGS="--blocks 300".
+# events), make bench-live LIVE_ARGS="--blocks 100" for a shorter one.
 BACKFILL_ARGS ?=
 LIVE_ARGS ?=
 API_ARGS ?=
@@ -43,6 +43,7 @@ bench: bench-backfill bench-live bench-api bench-payouts bench-report
 
 bench-backfill: setup
 	$(PY) bench/backfill.py $(BACKFILL_ARGS)
+	$(PY) bench/multichain.py
 
 bench-live: setup
 	$(PY) bench/live.py $(LIVE_ARGS)

@@ -12,7 +12,7 @@ With --reorg-every K, every K-th block is followed by `anvil_reorg` of depth
 answer to /v1/events no longer showing events above the common ancestor.
 Prints p50 / p99 per mode. Figures, not pass/fail.
 
-    .venv/bin/python bench/live.py [--blocks 100] [--per-block 100] [--modes ws,poll] [--poll-interval 0.5]
+    .venv/bin/python bench/live.py [--blocks 300] [--per-block 100] [--modes ws,poll] [--poll-interval 0.5]
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def deploy_on_demand(url: str) -> str:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--blocks", type=int, default=100, help="blocks per mode (the issue's figure: 300)")
+    ap.add_argument("--blocks", type=int, default=300, help="blocks per mode")
     ap.add_argument("--per-block", type=int, default=100)
     ap.add_argument("--modes", default="ws,poll")
     ap.add_argument("--poll-interval", type=float, default=0.5)
