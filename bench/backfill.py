@@ -53,8 +53,9 @@ async def bare_fetch(url: str, token: str, last: int, span: int = 100) -> tuple[
         return n, time.perf_counter() - t0
 
 
-def run_index(config: Path, db_url: str, to_block: int, profile: str | None = None) -> tuple[float, int, str]:
-    env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning")
+def run_index(config: Path, db_url: str, to_block: int, profile: str | None = None,
+              loop: str = "uvloop") -> tuple[float, int, str]:
+    env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning", CHAINSETTLE_EVENT_LOOP=loop)
     cmd = [sys.executable, "-m", "daemon.cli", "--config", str(config), "index", "--chain", "bench", "--to", str(to_block)]
     if profile:
         # py-spy writes folded stacks (one line per stack and its sample count); its own output goes to stderr.
@@ -93,13 +94,13 @@ async def first_commit(db_url: str, t0: float, done: asyncio.Event) -> float | N
         await conn.close()
 
 
-async def index_run(config: Path, db_url: str, to_block: int, profile: str | None) -> dict:
+async def index_run(config: Path, db_url: str, to_block: int, profile: str | None, event_loop: str = "uvloop") -> dict:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     t0 = time.perf_counter()
     watcher = asyncio.create_task(first_commit(db_url, t0, done))
     try:
-        elapsed, rss_mb, out = await loop.run_in_executor(None, run_index, config, db_url, to_block, profile)
+        elapsed, rss_mb, out = await loop.run_in_executor(None, run_index, config, db_url, to_block, profile, event_loop)
     finally:
         done.set()
     startup = await watcher
@@ -114,6 +115,8 @@ async def main() -> None:
     ap.add_argument("--per-block", type=int, default=100)
     ap.add_argument("--profile", help="record the full-range index run with py-spy into this file (folded stacks)")
     ap.add_argument("--name", default="backfill", help="the entry in bench/results.json")
+    ap.add_argument("--compare-asyncio", action="store_true",
+                    help="index the full range once more on the stock asyncio loop (uvloop's share)")
     args = ap.parse_args()
     cluster = PgCluster()
     await cluster.setup_template()
@@ -140,6 +143,14 @@ async def main() -> None:
                       f"{r['events'] / r['process_s']:,.0f} events/s incl. start-up; backfill phase {r['phase_s']:.2f}s = "
                       f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
                       f"peak RSS {r['rss_mib']} MiB")
+            extra = []
+            if args.compare_asyncio:
+                db_url = await cluster.new_database()
+                r = runs["all-asyncio"] = await index_run(config, db_url, last, None, event_loop="asyncio")
+                await cluster.drop_database(db_url)
+                ratio = (runs["all"]["events"] / runs["all"]["phase_s"]) / (r["events"] / r["phase_s"])
+                print(f"chainsettle index (all, asyncio loop): backfill phase {r['phase_s']:.2f}s; uvloop / asyncio: {ratio:.2f}")
+                extra = [("backfill phase, uvloop / stock asyncio loop", round(ratio, 2), "ratio", "same run")]
             a, h = runs["all"], runs["half"]
             bare = n / secs
             e2e, phase = a["events"] / a["process_s"], a["events"] / a["phase_s"]
@@ -155,6 +166,7 @@ async def main() -> None:
                 ("start-up to first commit", a["first_commit_s"], "s", "target < 0.5"),
                 ("peak RSS, full range", a["rss_mib"], "MiB", ""),
                 ("peak RSS full / half range", round(a["rss_mib"] / h["rss_mib"], 2), "ratio", "target <= 1.1"),
+                *extra,
             ], runs=runs)
     finally:
         await cluster.teardown()
