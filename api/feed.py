@@ -30,7 +30,7 @@ import asyncpg
 from aiohttp import web
 
 from config.logs import get_logger
-from db import Queries
+from db import Queries, side_connection
 
 from . import metrics as m
 from .http import CHAIN_NAME, MAX_BIGINT, Query, RequestError, dumps
@@ -43,6 +43,9 @@ Position = tuple[int, int, int]  # (transaction id, EVENT | OUTBOX, row id)
 POSITION_PATTERN = r"^[0-9]{1,20}\.o?[0-9]{1,19}$"
 _POSITION = re.compile(r"^([0-9]{1,20})\.(o?)([0-9]{1,19})$")
 DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# NOTIFY'd at commit by the events insert and feed_outbox triggers (0010):
+# the feed polls on it at once instead of waiting out its poll interval.
+CHANNEL = "chainsettle_delivery"
 POLL_BATCH = 1000
 CATCH_UP_BATCH = 500
 QUEUE_LIMIT = 5000
@@ -132,6 +135,24 @@ class Feed:
         self.ready = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
         self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+
+    def _notified(self, *_args) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """Wake on commits of events and outbox rows; the poll interval stays the safety net."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        with contextlib.suppress(*DB_ERRORS):
+            conn = await side_connection(self.pool)
+            try:
+                await conn.add_listener(CHANNEL, self._notified)
+            except DB_ERRORS:
+                await conn.close()
+                return
+            self._listener = conn
 
     async def fetch_after(self, pos: Position, limit: int) -> list[Item]:
         """Up to `limit` items after `pos` in feed order, complete up to the last one returned."""
@@ -164,8 +185,18 @@ class Feed:
                 return published
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._listener is not None:
+                self._listener.terminate()  # no await: this also runs when the task is cancelled
+
+    async def _run(self) -> None:
         failing = False
         while not self._closing.is_set():
+            await self._listen()
+            # Cleared before the read: a commit notified during it polls again.
+            self._wake.clear()
             try:
                 await self.poll_once()
                 if failing:
@@ -176,8 +207,12 @@ class Feed:
                 if not failing:
                     log.warning("api.feed_poll_failed", error=f"{exc.__class__.__name__}: {exc}")
                 failing = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.poll_interval)
+            waits = [asyncio.ensure_future(self._closing.wait()), asyncio.ensure_future(self._wake.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     def subscribe(self) -> Subscriber:
         assert self.position is not None, "subscribe after the feed is ready"

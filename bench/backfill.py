@@ -21,11 +21,14 @@ import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import record  # noqa: E402
+from indexer.chain_state import heights  # noqa: E402
 from tests.support.anvil import Anvil, rpc_sync  # noqa: E402
 from tests.support.config import evm_chain, write_config  # noqa: E402
 from tests.support.evm import batch_transfer, deploy_token  # noqa: E402
@@ -50,23 +53,70 @@ async def bare_fetch(url: str, token: str, last: int, span: int = 100) -> tuple[
         return n, time.perf_counter() - t0
 
 
-def run_index(config: Path, db_url: str, to_block: int) -> tuple[float, int, str]:
-    env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "index", "--chain", "bench",
-                             "--to", str(to_block)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
+def run_index(config: Path, db_url: str, to_block: int, profile: str | None = None,
+              loop: str = "uvloop") -> tuple[float, int, str]:
+    env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning", CHAINSETTLE_EVENT_LOOP=loop)
+    cmd = [sys.executable, "-m", "daemon.cli", "--config", str(config), "index", "--chain", "bench", "--to", str(to_block)]
+    if profile:
+        # py-spy writes folded stacks (one line per stack and its sample count); its own output goes to stderr.
+        cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "200", "-f", "raw", "-o", profile, "--", *cmd]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode(), err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"index failed: {err[-2000:]}")
-    return elapsed, usage.ru_maxrss // 1024, out.strip()
+        raise SystemExit(f"index failed: {errors[-2000:]}")
+    return elapsed, usage.ru_maxrss // 1024, [ln for ln in text.splitlines() if ln.startswith("{")][-1]
+
+
+async def first_commit(db_url: str, t0: float, done: asyncio.Event) -> float | None:
+    """Seconds from the process start to the first committed cursor (polled every 5 ms)."""
+    while not done.is_set():
+        try:
+            conn = await asyncpg.connect(db_url)
+            break
+        except (OSError, asyncpg.PostgresError):
+            await asyncio.sleep(0.005)
+    else:
+        return None
+    try:
+        while not done.is_set():
+            h = await heights(conn, "bench")
+            if h is not None and h.cursor is not None:
+                return time.perf_counter() - t0
+            await asyncio.sleep(0.005)
+        return None
+    finally:
+        await conn.close()
+
+
+async def index_run(config: Path, db_url: str, to_block: int, profile: str | None, event_loop: str = "uvloop") -> dict:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    t0 = time.perf_counter()
+    watcher = asyncio.create_task(first_commit(db_url, t0, done))
+    try:
+        elapsed, rss_mb, out = await loop.run_in_executor(None, run_index, config, db_url, to_block, profile, event_loop)
+    finally:
+        done.set()
+    startup = await watcher
+    report = orjson.loads(out)
+    return {"events": report["new_events"], "process_s": elapsed, "phase_s": report["elapsed_seconds"],
+            "rss_mib": rss_mb, "first_commit_s": startup}
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--blocks", type=int, default=2000)
+    ap.add_argument("--blocks", type=int, default=2000, help="blocks of transfers (20000 x 100 = 2,000,000 events)")
     ap.add_argument("--per-block", type=int, default=100)
+    ap.add_argument("--profile", help="record the full-range index run with py-spy into this file (folded stacks)")
+    ap.add_argument("--name", default="backfill", help="the entry in bench/results.json")
+    ap.add_argument("--compare-asyncio", action="store_true",
+                    help="index the full range once more on the stock asyncio loop (uvloop's share)")
     args = ap.parse_args()
     cluster = PgCluster()
     await cluster.setup_template()
@@ -84,18 +134,40 @@ async def main() -> None:
 
             config = write_config(Path(tmp) / "bench.toml", {"chains": [
                 evm_chain("bench", node.url, token, finality_depth=1, max_logs_range=2000)]})
-            results = []
+            runs = {}
             for label, to_block in (("half", last // 2), ("all", last)):
                 db_url = await cluster.new_database()
-                elapsed, rss_mb, out = run_index(config, db_url, to_block)
-                report = orjson.loads(out)
-                count, phase = report["new_events"], report["elapsed_seconds"]
-                results.append((label, count, phase, rss_mb))
-                print(f"chainsettle index ({label}): {count} events; process {elapsed:.2f}s = {count / elapsed:,.0f} events/s "
-                      f"incl. start-up; backfill phase {phase:.2f}s = {count / phase:,.0f} events/s; peak RSS {rss_mb} MiB")
-            (_, c_all, t_all, rss_all) = results[1]
-            print(f"end-to-end / bare fetch throughput: {(c_all / t_all) / (n / secs):.2f}")
-            print(f"peak RSS all / half range: {rss_all / results[0][3]:.2f}")
+                r = runs[label] = await index_run(config, db_url, to_block, args.profile if label == "all" else None)
+                await cluster.drop_database(db_url)
+                print(f"chainsettle index ({label}): {r['events']} events; process {r['process_s']:.2f}s = "
+                      f"{r['events'] / r['process_s']:,.0f} events/s incl. start-up; backfill phase {r['phase_s']:.2f}s = "
+                      f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
+                      f"peak RSS {r['rss_mib']} MiB")
+            extra = []
+            if args.compare_asyncio:
+                db_url = await cluster.new_database()
+                r = runs["all-asyncio"] = await index_run(config, db_url, last, None, event_loop="asyncio")
+                await cluster.drop_database(db_url)
+                ratio = (runs["all"]["events"] / runs["all"]["phase_s"]) / (r["events"] / r["phase_s"])
+                print(f"chainsettle index (all, asyncio loop): backfill phase {r['phase_s']:.2f}s; uvloop / asyncio: {ratio:.2f}")
+                extra = [("backfill phase, uvloop / stock asyncio loop", round(ratio, 2), "ratio", "same run")]
+            a, h = runs["all"], runs["half"]
+            bare = n / secs
+            e2e, phase = a["events"] / a["process_s"], a["events"] / a["phase_s"]
+            print(f"end to end (process incl. start-up) / bare fetch: {e2e / bare:.2f}; backfill phase / bare fetch: {phase / bare:.2f}")
+            print(f"peak RSS all / half range: {a['rss_mib'] / h['rss_mib']:.2f}")
+            record(args.name, [
+                ("events indexed (full range)", a["events"], "events", f"{args.blocks} blocks x {args.per_block}"),
+                ("bare eth_getLogs fetch + JSON parse", bare, "logs/s", "scale"),
+                ("chainsettle index, process incl. start-up", e2e, "events/s", ""),
+                ("chainsettle index, backfill phase", phase, "events/s", ""),
+                ("end to end / bare fetch", round(e2e / bare, 2), "ratio", "target >= 0.75"),
+                ("backfill phase / bare fetch", round(phase / bare, 2), "ratio", "target >= 0.75"),
+                ("start-up to first commit", a["first_commit_s"], "s", "target < 0.5"),
+                ("peak RSS, full range", a["rss_mib"], "MiB", ""),
+                ("peak RSS full / half range", round(a["rss_mib"] / h["rss_mib"], 2), "ratio", "target <= 1.1"),
+                *extra,
+            ], runs=runs)
     finally:
         await cluster.teardown()
 

@@ -61,3 +61,14 @@ async def connect(url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(url)
     await _init_connection(conn)
     return conn
+
+
+async def side_connection(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """One connection outside `pool`, made with the pool's own arguments.
+
+    For a LISTEN that lives as long as its owner: held from a small pool
+    (the API's has 4) it would cost a quarter of the pool for good. asyncpg
+    keeps the arguments on the pool (`_connect_args`, stable since 0.18);
+    this is the one place that reads them.
+    """
+    return await asyncpg.connect(*pool._connect_args, **pool._connect_kwargs)

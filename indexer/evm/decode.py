@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from indexer.errors import BadRpcResponse
@@ -229,6 +228,9 @@ class EventSpec:
                 raise ValueError(f"data is {len(body) // 2} bytes, {self.signature} needs {32 * len(self.data_fast)}")
             dvals = [dec(body[64 * i: 64 * i + 64]) for i, dec in enumerate(self.data_fast)]
         else:
+            # Imported here: eth_abi costs ~0.1 s of start-up and only dynamic types need it.
+            from eth_abi import decode as abi_decode
+
             raw = abi_decode(list(self.data_types), bytes.fromhex(body))
             dvals = [_normalize(v, inp) for v, inp in zip(raw, self.data)]
         return {name: (tvals[pos] if is_idx else dvals[pos]) for name, (is_idx, pos) in zip(self.names, self.order)}

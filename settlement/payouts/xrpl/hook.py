@@ -30,7 +30,7 @@ from settlement.ledger.rules import asset_id, wallet_account
 from settlement.payouts import metrics as pm
 from settlement.payouts.failclosed import fail_closed, negative_users
 from settlement.payouts.requests import lock_recipients, user_account
-from settlement.payouts.xrpl.sender import RETRYABLE_TEC, requeue_or_hold
+from settlement.payouts.xrpl.outcomes import RETRYABLE_TEC, requeue_or_hold
 
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
 log = get_logger("settlement.xrpl_payouts")

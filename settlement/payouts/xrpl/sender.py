@@ -38,6 +38,7 @@ from indexer.chain_state import final_height
 from indexer.errors import BadRpcResponse
 from indexer.xrpl.client import XrplClient, XrplRpcError
 from settlement.payouts.requests import json_rows
+from settlement.payouts.xrpl.outcomes import RETRYABLE_TEC, requeue_or_hold  # noqa: F401 (re-exported)
 
 Q = Queries(Path(__file__).parents[1] / "payouts.sql")
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
@@ -319,28 +320,6 @@ def network_id_field(state: dict) -> int | None:
     # rippled requires NetworkID above 1024 and refuses it at or below (telNETWORK_ID_MAKES_TX_NON_CANONICAL).
     net = state.get("network_id")
     return net if isinstance(net, int) and net > 1024 else None
-
-
-# tec results that another try may cure (funding, liquidity); the rest need a human.
-RETRYABLE_TEC = {"tecUNFUNDED_PAYMENT", "tecPATH_DRY", "tecPATH_PARTIAL", "tecINSUF_RESERVE_LINE",
-                 "tecINSUFFICIENT_RESERVE", "tecINSUF_RESERVE_OFFER"}
-
-
-async def requeue_or_hold(conn: asyncpg.Connection, pc: XrplPayoutChainConfig, row, why: str) -> str:
-    """A payment that did not pay: its request back to the queue, or to a human after max_attempts."""
-    await conn.execute(XQ.set_item_outcome, row["batch_id"], row["request_id"], "failed")
-    tries = int(await conn.fetchval(XQ.failed_attempts, row["request_id"]))
-    if tries < pc.max_attempts:
-        if await conn.fetchval(XQ.requeue_request, row["request_id"], pc.retry_wait_seconds) is not None:
-            # It paid nothing and will be counted again by its next batch: its batch's day gets it back.
-            day = await conn.fetchval(Q.batch_cap_day, row["batch_id"])
-            await conn.execute(Q.give_back_daily_total, pc.chain, row["asset"], day, row["amount"])
-        then = "requeued"
-    else:
-        await conn.execute(XQ.hold_request, row["request_id"], f"{why}; gave up after {tries} attempts")
-        then = "held"
-    await conn.execute(XQ.finish_batch, row["batch_id"], row["validated_ledger"] or row["last_ledger"])
-    return then
 
 
 async def list_payments(conn: asyncpg.Connection, chain: str | None = None, limit: int = 1000) -> list[dict]:
