@@ -6,10 +6,12 @@ gets `CREATE DATABASE ... TEMPLATE`, which takes milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,3 +91,20 @@ class PgCluster:
         else:
             self.server.cleanup()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+async def wait_until(pool: asyncpg.Pool, sql: str, *args, timeout: float = 30.0, interval: float = 0.05,
+                     diagnose=None) -> None:
+    """Poll `sql` until it returns a true value; on timeout fail with the query
+    and, when given, what `await diagnose(conn)` says about the state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with pool.acquire() as conn:
+            if await conn.fetchval(sql, *args):
+                return
+        await asyncio.sleep(interval)
+    evidence = ""
+    if diagnose is not None:
+        async with pool.acquire() as conn:
+            evidence = "\n" + await diagnose(conn)
+    raise AssertionError(f"timed out waiting for: {sql} {args}{evidence}")

@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from settlement.intents import store
 from settlement.ledger.books import Posting, post_transaction
 from tests.support.batcher import fresh_address
+from tests.support.pg import wait_until
 
 from .support import Env, credit_users, occurrences, spec
 
@@ -61,20 +61,17 @@ async def env(anvil, pool, tmp_path):
     await e.close()
 
 
+async def _occurrence_state(conn) -> str:
+    rows = [dict(r) for r in await conn.fetch(
+        "SELECT o.id, o.state, o.reason, o.next_attempt_at, o.attempts, "
+        "(SELECT e.inputs FROM intent_evaluations e WHERE e.occurrence_id = o.id ORDER BY attempt DESC LIMIT 1) "
+        "FROM intent_occurrences o ORDER BY scheduled_at DESC LIMIT 6")]
+    nxt = [dict(r) for r in await conn.fetch("SELECT id, name, next_at FROM intents")]
+    return f"{rows}\n{nxt}"
+
+
 async def wait_for(pool, sql: str, *args, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            if await conn.fetchval(sql, *args):
-                return
-        await asyncio.sleep(0.05)
-    async with pool.acquire() as conn:
-        rows = [dict(r) for r in await conn.fetch(
-            "SELECT o.id, o.state, o.reason, o.next_attempt_at, o.attempts, "
-            "(SELECT e.inputs FROM intent_evaluations e WHERE e.occurrence_id = o.id ORDER BY attempt DESC LIMIT 1) "
-            "FROM intent_occurrences o ORDER BY scheduled_at DESC LIMIT 6")]
-        nxt = [dict(r) for r in await conn.fetch("SELECT id, name, next_at FROM intents")]
-    raise AssertionError(f"timed out: {sql} {args}\n{rows}\n{nxt}")
+    await wait_until(pool, sql, *args, timeout=timeout, diagnose=_occurrence_state)
 
 
 async def test_kills_restarts_and_a_stopped_stretch_per_policy(env, db_url, tmp_path):

@@ -34,6 +34,7 @@ from tests.integration.settlement.payouts.evm.test_pipeline import (
 )
 from tests.support.batcher import balance, fresh_address, is_executed
 from tests.support.config import make_settings, write_config
+from tests.support.pg import wait_until
 
 ROOT = Path(__file__).resolve().parents[5]
 RECIPIENTS = 200
@@ -54,13 +55,7 @@ def kill(proc: subprocess.Popen) -> None:
 
 
 async def wait_for(pool, sql: str, timeout: float, *args) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            if await conn.fetchval(sql, *args):
-                return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {sql}")
+    await wait_until(pool, sql, *args, timeout=timeout, interval=0.2)
 
 
 async def add_requests(pool, settings, recipients, amounts) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from decimal import Decimal
 
 import pytest
@@ -28,6 +27,7 @@ from settlement.payouts.requests import request_payout
 from settlement.payouts.xrpl.worker import XrplPayoutWorker
 from settlement.reconcile.runs import reconcile_once
 from tests.support.config import make_settings
+from tests.support.pg import wait_until
 from tests.support.xrpl import (
     ASF_DEFAULT_RIPPLE,
     ASF_REQUIRE_DEST,
@@ -70,19 +70,15 @@ async def running(settings, pool):
         await worker.close()
 
 
+async def _payout_state(conn) -> str:
+    state = [dict(r) for r in await conn.fetch("SELECT id, state, reason FROM payout_requests ORDER BY id")]
+    pays = [dict(r) for r in await conn.fetch(
+        "SELECT request_id, sequence, state, result, last_error FROM xrpl_payments ORDER BY id")]
+    return f"requests {state}\npayments {pays}"
+
+
 async def until(pool, sql: str, *args, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with pool.acquire() as conn:
-            if await conn.fetchval(sql, *args):
-                return
-        await asyncio.sleep(0.05)
-    async with pool.acquire() as conn:
-        state = [dict(r) for r in await conn.fetch(
-            "SELECT id, state, reason FROM payout_requests ORDER BY id")]
-        pays = [dict(r) for r in await conn.fetch(
-            "SELECT request_id, sequence, state, result, last_error FROM xrpl_payments ORDER BY id")]
-    raise AssertionError(f"timed out: {sql}\nrequests {state}\npayments {pays}")
+    await wait_until(pool, sql, *args, timeout=timeout, diagnose=_payout_state)
 
 
 @pytest.fixture
