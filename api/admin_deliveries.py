@@ -25,7 +25,7 @@ routes = web.RouteTableDef()         # admin (bearer token)
 public_routes = web.RouteTableDef()  # the status page's summary: no URLs, no secrets
 SUB_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MSG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-CURSOR = re.compile(r"^[0-9]{1,20}\.[od]?[0-9]{1,19}$")
+CURSOR = re.compile(r"^[0-9]{1,20}\.[odf]?[0-9]{1,19}$")
 
 
 def _sub_id(request: web.Request) -> str:
@@ -175,7 +175,7 @@ async def pull(request: web.Request) -> web.Response:
     """Missed messages after a cursor (a body's `cursor`, or an SSE `id:`), bodies as sent."""
     sub_id = _sub_id(request)
     q = Query(request.query, {"cursor", "limit"})
-    cursor = q.text("cursor", CURSOR, "a cursor as sent in a message, e.g. 7351.1042, 7351.o12 or 7351.d9")
+    cursor = q.text("cursor", CURSOR, "a cursor as sent in a message, e.g. 7351.1042, 7351.o12, 7351.d9 or 7351.f1042")
     if cursor is None:
         raise RequestError("cursor", "required")
     limit = q.integer("limit", default=100, low=1, high=admin.PULL_LIMIT)

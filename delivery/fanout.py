@@ -19,7 +19,17 @@ import asyncpg
 
 from db import Queries
 
-from .messages import EVENT, LIFECYCLE, OUTBOX, Message, Position, from_event, from_lifecycle, from_outbox
+from .messages import (
+    EVENT,
+    FINAL,
+    LIFECYCLE,
+    OUTBOX,
+    Message,
+    Position,
+    from_event,
+    from_lifecycle,
+    from_outbox,
+)
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 MAX_BIGINT = 2**63 - 1
@@ -93,9 +103,48 @@ def _after(pos: Position, source: int) -> tuple[str, int]:
     return str(tx), row if src == source else (0 if src < source else MAX_BIGINT)
 
 
+async def _finals_after(conn: asyncpg.Connection, pos: Position, horizon: str, limit: int) -> list[Message]:
+    """Source 3: finality rows expanded to their events, up to `limit`, complete up to the last.
+
+    Transaction by transaction in commit order, each one's rows merged by
+    event id; an event two rows cover (overlapping bounds) comes once. A
+    row's events are read in pages of what is still wanted, so a 20,000
+    event backfill range costs its events, not a sort per page.
+    """
+    start_tx, after_id = _after(pos, FINAL)
+    out: list[Message] = []
+    while len(out) < limit:
+        inclusive = after_id < MAX_BIGINT
+        rows = await conn.fetch(Q.source_finality_after, start_tx, horizon, limit, inclusive)
+        if not rows:
+            break
+        for tx, group in itertools.groupby(rows, key=lambda r: r["tx"]):
+            floor = after_id if tx == start_tx and inclusive else 0
+            want = limit - len(out)
+            found: dict[int, Any] = {}
+            for r in group:
+                for e in await conn.fetch(Q.source_final_events, r["chain"], floor, r["id_lo"], r["id_hi"],
+                                          r["above_block"], r["upto_block"], want):
+                    found.setdefault(e["id"], (r, e["event"]))
+            for event_id in sorted(found)[:want]:
+                r, event = found[event_id]
+                m = from_lifecycle({"tx": tx, "id": event_id, "event_id": event_id, "stage": "final",
+                                    "chain": r["chain"], "payload": None, "event": event, "at": r["at"]}, FINAL)
+                out.append(m or _Skip((int(tx), FINAL, event_id)))
+            if len(out) >= limit:
+                return out
+        if len(rows) < limit:
+            break
+        # Rows whose events are gone (removed by hand) filled no page: go on
+        # after the last transaction read, never short of `limit` while
+        # rows remain (a short list is taken as complete to the horizon).
+        start_tx, after_id = rows[-1]["tx"], MAX_BIGINT
+    return out
+
+
 async def read_after(conn: asyncpg.Connection, pos: Position, horizon: str, limit: int) -> list[Message]:
     """Up to `limit` messages after `pos` in commit order, complete up to the last one returned."""
-    lists = []
+    lists = [await _finals_after(conn, pos, horizon, limit)]
     for source, query, build in ((EVENT, Q.source_events_after, from_event),
                                  (OUTBOX, Q.source_feed_after, from_outbox),
                                  (LIFECYCLE, Q.source_lifecycle_after, from_lifecycle)):

@@ -4,10 +4,13 @@ Pure functions, no I/O. Sources are read in the SSE feed's commit order
 (api/feed.py): a position is (transaction id, source, row id) with source
 0 = events (`observed`), 1 = feed_outbox (payouts, batches, reconciliation,
 pauses, kill switches and any kind added later), 2 = delivery_outbox
-(`final`, `reverted`). Its text is the feed's: `tx.id` for an event,
-`tx.oN` for feed_outbox row N, and `tx.dN` for lifecycle row N, so the
-cursor a webhook body carries is the one `/v1/stream` takes (for sources 0
-and 1) and the one `/v1/admin/deliveries/{id}/pull` takes for all three.
+(`reverted`, and `final` as written before 0013), 3 = delivery_finality
+(`final`: one row per finality move, expanded to its events in id order,
+the position's id being the event's). Its text is the feed's: `tx.id` for
+an event, `tx.oN` for feed_outbox row N, `tx.dN` for lifecycle row N and
+`tx.fN` for the final stage of event N, so the cursor a webhook body
+carries is the one `/v1/stream` takes (for sources 0 and 1) and the one
+`/v1/admin/deliveries/{id}/pull` takes for all four.
 
 Ids: an event is `ev_<chain>_<events.id>` through its whole lifecycle; the
 message (the `webhook-id`) is that id plus the stage, so `observed` and
@@ -26,10 +29,10 @@ import orjson
 
 from db.values import json_default
 
-EVENT, OUTBOX, LIFECYCLE = 0, 1, 2
+EVENT, OUTBOX, LIFECYCLE, FINAL = 0, 1, 2, 3
 Position = tuple[int, int, int]
-_TAGS = {EVENT: "", OUTBOX: "o", LIFECYCLE: "d"}
-_POSITION = re.compile(r"^([0-9]{1,20})\.([od]?)([0-9]{1,19})$")
+_TAGS = {EVENT: "", OUTBOX: "o", LIFECYCLE: "d", FINAL: "f"}
+_POSITION = re.compile(r"^([0-9]{1,20})\.([odf]?)([0-9]{1,19})$")
 
 
 class PositionError(ValueError):
@@ -43,8 +46,8 @@ def format_position(pos: Position) -> str:
 def parse_position(raw: str) -> Position:
     m = _POSITION.fullmatch(raw.strip())
     if not m or int(m.group(1)) >= 2**64 or int(m.group(3)) >= 2**63:
-        raise PositionError("must be a cursor as sent in a message, e.g. 7351.1042, 7351.o12 or 7351.d9")
-    source = {"": EVENT, "o": OUTBOX, "d": LIFECYCLE}[m.group(2)]
+        raise PositionError("must be a cursor as sent in a message, e.g. 7351.1042, 7351.o12, 7351.d9 or 7351.f1042")
+    source = {"": EVENT, "o": OUTBOX, "d": LIFECYCLE, "f": FINAL}[m.group(2)]
     return int(m.group(1)), source, int(m.group(3))
 
 
@@ -109,13 +112,13 @@ def from_event(row: Any) -> Message:
                    r["address"].lower(), r["event"], _arg_accounts(r["chain"], r["args"]))
 
 
-def from_lifecycle(row: Any) -> Message | None:
+def from_lifecycle(row: Any, source: int = LIFECYCLE) -> Message | None:
     """None when a final event's row is gone (removed by hand): nothing left to describe."""
     r = dict(row)
     p = dict(r["event"] or r["payload"] or {})
     if "address" not in p:
         return None
-    pos = (int(r["tx"]), LIFECYCLE, int(r["id"]))
+    pos = (int(r["tx"]), source, int(r["id"]))
     eid = f"ev_{r['chain']}_{r['event_id']}"
     data = _event_data(p)
     if r["stage"] == "reverted":

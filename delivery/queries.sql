@@ -33,6 +33,33 @@ WHERE (d.tx, d.id) > ($1::text::xid8, $2::bigint)
 ORDER BY d.tx, d.id
 LIMIT $4;
 
+-- name: source_finality_after
+-- Finality rows (0013) of transactions after $1 ($4: from $1 on), below
+-- horizon $2: the first $3 and every other row of the last transaction
+-- among them, so each transaction's rows are read together (they merge by
+-- event id).
+WITH firsts AS (
+    SELECT tx FROM delivery_finality
+    WHERE tx >= $1::text::xid8 AND (tx > $1::text::xid8 OR $4::bool) AND tx < $2::text::xid8
+    ORDER BY tx, id
+    LIMIT $3
+)
+SELECT r.tx::text AS tx, r.id, r.chain, r.above_block, r.upto_block, r.id_lo, r.id_hi, r.at
+FROM delivery_finality r
+WHERE r.tx >= $1::text::xid8 AND (r.tx > $1::text::xid8 OR $4::bool)
+  AND r.tx <= (SELECT max(tx) FROM firsts)
+ORDER BY r.tx, r.id;
+
+-- name: source_final_events
+-- The events one finality row covers with id above $2, in id order: a
+-- primary key range scan between the row's id bounds.
+SELECT e.id, delivery_event_row(e) AS event
+FROM events e
+WHERE e.id > GREATEST($2::bigint, $3::bigint - 1) AND e.id <= $4::bigint
+  AND e.chain = $1 AND e.block_number > $5::bigint AND e.block_number <= $6::bigint
+ORDER BY e.id
+LIMIT $7;
+
 -- name: upsert_config_subscription
 -- A [[deliveries]] entry: definition from the file; state, cursor and messages kept.
 INSERT INTO delivery_subscriptions (id, origin, sink, url, stream, filter, finality, ordering, cursor_tx)
@@ -264,4 +291,5 @@ WHERE seq IN (SELECT seq FROM delivery_messages
 -- running (often one of the relay's own), so look again soon, not at the next poll.
 SELECT EXISTS (SELECT 1 FROM events WHERE tx >= $1::text::xid8)
     OR EXISTS (SELECT 1 FROM feed_outbox WHERE tx >= $1::text::xid8)
-    OR EXISTS (SELECT 1 FROM delivery_outbox WHERE tx >= $1::text::xid8);
+    OR EXISTS (SELECT 1 FROM delivery_outbox WHERE tx >= $1::text::xid8)
+    OR EXISTS (SELECT 1 FROM delivery_finality WHERE tx >= $1::text::xid8);

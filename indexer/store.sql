@@ -34,6 +34,11 @@ ON CONFLICT DO NOTHING;
 -- Any rows at or above a block: decides whether COPY can go straight in.
 SELECT EXISTS (SELECT 1 FROM events WHERE chain = $1 AND block_number >= $2);
 
+-- name: events_above_final
+-- Said by a writer whose rows are all above the final height, for the rest
+-- of its transaction (db/migrations/0013: a late insert is final at once).
+SELECT set_config('chainsettle.events_above_final', 'on', true);
+
 -- name: insert_raw_log
 INSERT INTO raw_logs (chain, block_number, block_hash, tx_hash, tx_index, log_index, address, topics, data, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

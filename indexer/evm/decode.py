@@ -19,6 +19,7 @@ import orjson
 from eth_utils import keccak
 
 from indexer.errors import BadRpcResponse
+from indexer.evm.logs import Log, as_dict, as_logs
 from indexer.models import EventRow, RawLogRow
 
 WordDecoder = Callable[[str], Any]
@@ -267,12 +268,20 @@ class LogDecoder:
     def topic0s(self) -> list[str]:
         return sorted({t for specs in self.by_address.values() for t in specs})
 
-    def decode_logs(self, logs: Sequence[dict]) -> tuple[list[EventRow], list[RawLogRow]]:
+    def decode_logs(self, logs: Sequence[Any]) -> tuple[list[EventRow], list[RawLogRow]]:
         """Decode a getLogs result; logs of other events are dropped, bad ones kept raw.
 
         Rows are built as plain tuples in EventRow's column order (the store
         copies them as they are): this loop runs once per log in a backfill.
+        Entries are Log records (indexer/evm/logs.py); dicts (receipts, a
+        re-query) are made records first, which checks every field's type.
         """
+        if logs and not isinstance(logs[0], Log):
+            typed = as_logs(list(logs))
+            if typed is None:
+                bad = next((lg for lg in logs if as_logs([lg]) is None), None)
+                raise BadRpcResponse(f"eth_getLogs: log entry field {_bad_log_field(bad)} missing or malformed")
+            logs = typed
         events: list = []
         raw: list[RawLogRow] = []
         chain = self.chain
@@ -280,33 +289,31 @@ class LogDecoder:
         hexint: dict[str, int] = {}  # block numbers and indexes repeat within a response
         lowered: dict[str, str] = {}  # so do block hashes, tx hashes and addresses
         append = events.append
+        log = None
         try:
             for log in logs:
-                if log.get("removed"):
+                if log.removed:
                     raise BadRpcResponse("eth_getLogs: returned a removed log for a block range")
-                address = log["address"]
+                address = log.address
                 address = lowered.get(address) or lowered.setdefault(address, address.lower())
                 specs = by_address.get(address)
-                topics = log["topics"]
-                if type(topics) is not list:
-                    raise TypeError("topics")
+                topics = log.topics
                 if specs is None or not topics:
                     continue
                 spec = specs.get(topics[0]) or specs.get(topics[0].lower())
                 if spec is None:
                     continue
-                bn, bh, th, ti, li = (log["blockNumber"], log["blockHash"], log["transactionHash"],
-                                      log["transactionIndex"], log["logIndex"])
+                bn, bh, th, ti = log.blockNumber, log.blockHash, log.transactionHash, log.transactionIndex
                 block_number = hexint.get(bn)
                 if block_number is None:
                     block_number = hexint[bn] = int(bn, 16)
                 tx_index = hexint.get(ti)
                 if tx_index is None:
                     tx_index = hexint[ti] = int(ti, 16)
-                log_index = int(li, 16)
+                log_index = int(log.logIndex, 16)
                 block_hash = lowered.get(bh) or lowered.setdefault(bh, bh.lower())
                 tx_hash = lowered.get(th) or lowered.setdefault(th, th.lower())
-                data = log["data"]
+                data = log.data
                 try:
                     args = spec.decode_json(topics, data)
                 except Exception as exc:  # any decoding failure: keep the log, count it, go on
@@ -315,7 +322,7 @@ class LogDecoder:
                     continue
                 append((chain, block_number, block_hash, tx_hash, tx_index, log_index, address, spec.name, args))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            where = _bad_log_field(log) if "log" in locals() else "(the result itself)"
+            where = _bad_log_field(as_dict(log)) if log is not None else "(the result itself)"
             raise BadRpcResponse(f"eth_getLogs: log entry field {where} missing or malformed") from None
         return events, raw
 

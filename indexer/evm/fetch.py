@@ -110,13 +110,18 @@ class LogFilter:
 def check_logs_in_range(logs: object, a: int, b: int) -> list[dict]:
     if not isinstance(logs, list):
         raise BadRpcResponse(f"eth_getLogs({a}..{b}): result is not a list")
+    seen: set = set()  # a block's logs share its number: check each number once
     for log in logs:
         try:
-            n = int(log["blockNumber"], 16)
+            raw = log["blockNumber"]
+            if raw in seen:
+                continue
+            n = int(raw, 16)
         except (KeyError, TypeError, ValueError):
             raise BadRpcResponse(f"eth_getLogs({a}..{b}): log without a valid blockNumber") from None
         if not a <= n <= b:
             raise BadRpcResponse(f"eth_getLogs({a}..{b}): log from block {n} outside the range")
+        seen.add(raw)
     return logs
 
 

@@ -23,6 +23,7 @@ from config.logs import get_logger
 from indexer import metrics as m
 from indexer.endpoints import Endpoint
 from indexer.errors import AllEndpointsFailed, RpcError, RpcErrorKind
+from indexer.evm.logs import parse_logs_answer
 from indexer.evm.provider_errors import (
     looks_range_too_large,
     looks_rate_limited,
@@ -240,6 +241,10 @@ class EvmRpc:
             raise RpcError(f"{exc.__class__.__name__}: {exc}", kind=K.RETRYABLE) from None
         except OSError as exc:
             raise RpcError(f"{exc.__class__.__name__}: {exc.strerror or exc}", kind=K.RETRYABLE) from None
+        if method == "eth_getLogs" and isinstance(payload, dict):
+            typed = parse_logs_answer(raw)
+            if typed is not None:
+                return typed
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -40,8 +40,12 @@ async def verify_logs(rpc: EvmRpc, flt: LogFilter, headers: list[BlockRow], logs
     """
     by_block: dict[int, list[dict]] = defaultdict(list)
     wanted = {h.number for h in headers}
+    numbers: dict[str, int] = {}  # a block's logs share its number: parse it once
     for lg in logs:
-        n = int(lg["blockNumber"], 16)
+        raw = lg["blockNumber"]
+        n = numbers.get(raw)
+        if n is None:
+            n = numbers[raw] = int(raw, 16)
         if n in wanted:
             by_block[n].append(lg)
     found_any = False

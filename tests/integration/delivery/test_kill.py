@@ -70,6 +70,12 @@ async def expected_order(pool) -> list[str]:
         SELECT tx, 0 AS source, id, id AS event_id, 'observed' AS stage FROM events
         UNION ALL
         SELECT tx, 2, id, event_id, stage FROM delivery_outbox
+        UNION ALL
+        -- finality rows (0013), each event at its first row's position
+        SELECT * FROM (SELECT DISTINCT ON (e.id) r.tx, 3, e.id, e.id, 'final' FROM delivery_finality r
+                       JOIN events e ON e.chain = r.chain AND e.id BETWEEN r.id_lo AND r.id_hi
+                                    AND e.block_number > r.above_block AND e.block_number <= r.upto_block
+                       ORDER BY e.id, r.tx) f
         ORDER BY 1, 2, 3""")
     return [f"ev_local_{r['event_id']}_{r['stage']}" for r in rows]
 

@@ -88,7 +88,7 @@ def test_filters_and_finality():
 
 
 def test_positions_round_trip_and_refuse_garbage():
-    for text in ("1.2", "7351.o12", "7351.d9"):
+    for text in ("1.2", "7351.o12", "7351.d9", "7351.f1042"):
         assert format_position(parse_position(text)) == text
     for bad in ("", "1.x2", "1.", "99999999999999999999999.1"):
         with pytest.raises(PositionError):
