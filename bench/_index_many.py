@@ -38,4 +38,9 @@ async def main(config: str, to_block: int, chains: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3:]))
+    try:  # the loop `chainsettle index` runs on (daemon/cli.py)
+        import uvloop
+    except ImportError:
+        asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3:]))
+    else:
+        uvloop.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3:]))
