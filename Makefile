@@ -38,6 +38,7 @@ BACKFILL_ARGS ?=
 LIVE_ARGS ?=
 API_ARGS ?=
 PAYOUT_ARGS ?=
+PAYOUT_PIPELINE_ARGS ?=
 
 bench: bench-backfill bench-live bench-api bench-payouts bench-report
 
@@ -55,6 +56,7 @@ bench-api: setup
 
 bench-payouts: setup
 	$(PY) bench/payouts.py $(PAYOUT_ARGS)
+	$(PY) bench/payout_pipeline.py $(PAYOUT_PIPELINE_ARGS)
 
 bench-report:
 	$(PY) bench/results.py

@@ -125,27 +125,37 @@ class EvmPayoutWorker:
             while made < MAX_BATCHES_PER_STEP:
                 if latest is None:
                     latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
-                if not await self._make_batch(plan, int(latest["gasLimit"], 16), int(latest["timestamp"], 16)):
+                cut, more = await self._make_batch(plan, int(latest["gasLimit"], 16), int(latest["timestamp"], 16))
+                if not cut:
                     break
                 made += 1
+                if not more:
+                    break
         return made
 
-    async def _make_batch(self, plan: AssetPlan, block_gas_limit: int, chain_time: int) -> bool:
+    async def _make_batch(self, plan: AssetPlan, block_gas_limit: int, chain_time: int) -> tuple[bool, bool]:
+        """(a batch was cut, more requests were queued behind it when it was read).
+
+        A batch that took the whole queue as it read it ends the asset's
+        batching for this step: what arrives while the step runs waits for the
+        next one instead of going out in batches of one or two, each paying the
+        batch's base gas and two signatures (under a steady stream of requests
+        that is most batches)."""
         treasury = plan.source == 1
         limit = min(self.ps.max_recipients, max_recipients_for_gas(
             native=plan.native, treasury=treasury, block_gas_limit=block_gas_limit, gas_share=self.ps.gas_share,
             cap=self.ps.max_recipients))
         if limit == 0:
             log.error("payout.gas_share_too_small", chain=self.chain, asset=plan.name, block_gas_limit=block_gas_limit)
-            return False
+            return False, False
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(PQ.pending_requests, self.chain, plan.name, limit)
             if not rows:
-                return False
+                return False, False
             chosen = await choose_requests(conn, rows, chain=self.chain, asset=plan.name, cfg=plan.cfg,
                                            max_recipients=limit, wait_seconds=self.ps.batch_wait_seconds)
             if not chosen:
-                return False
+                return False, False
             batch_id = "0x" + os.urandom(32).hex()
             total = sum(p.amount for p in chosen)
             state = batch_state(plan.cfg, total)
@@ -158,7 +168,8 @@ class EvmPayoutWorker:
         pm.BATCH_SIZE.labels(self.chain).observe(len(chosen))
         log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=plan.name, items=len(chosen),
                  total=str(total), state=state)
-        return True
+        # LIMIT `limit` may have hidden more rows; fewer chosen than read means a cap ended the batch.
+        return True, len(rows) == limit or len(chosen) < len(rows)
 
     # -- signing ----------------------------------------------------------------------
 
