@@ -33,6 +33,7 @@ from .messages import (
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 MAX_BIGINT = 2**63 - 1
+FINAL_WINDOW = 4  # ids read per wanted final event: a range's ids are mostly its own events
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,23 @@ def _after(pos: Position, source: int) -> tuple[str, int]:
     return str(tx), row if src == source else (0 if src < source else MAX_BIGINT)
 
 
+async def _final_events(conn: asyncpg.Connection, r: Any, floor: int, want: int) -> list[Any]:
+    """The first `want` events of finality row `r` with id above `floor`.
+
+    Read in windows of ids, so each query's work is bounded whatever plan
+    Postgres picks (without statistics it sorts what it fetched), and a
+    page costs about its own rows, not the rest of a 200,000-event range.
+    """
+    out: list[Any] = []
+    lo, top = max(floor, r["id_lo"] - 1), r["id_hi"]
+    while lo < top and len(out) < want:
+        hi = min(top, lo + FINAL_WINDOW * want)
+        out += await conn.fetch(Q.source_final_events, r["chain"], lo, hi, r["above_block"], r["upto_block"],
+                                want - len(out))
+        lo = hi
+    return out
+
+
 async def _finals_after(conn: asyncpg.Connection, pos: Position, horizon: str, limit: int) -> list[Message]:
     """Source 3: finality rows expanded to their events, up to `limit`, complete up to the last.
 
@@ -123,8 +141,7 @@ async def _finals_after(conn: asyncpg.Connection, pos: Position, horizon: str, l
             want = limit - len(out)
             found: dict[int, Any] = {}
             for r in group:
-                for e in await conn.fetch(Q.source_final_events, r["chain"], floor, r["id_lo"], r["id_hi"],
-                                          r["above_block"], r["upto_block"], want):
+                for e in await _final_events(conn, r, floor, want):
                     found.setdefault(e["id"], (r, e["event"]))
             for event_id in sorted(found)[:want]:
                 r, event = found[event_id]

@@ -51,14 +51,16 @@ WHERE r.tx >= $1::text::xid8 AND (r.tx > $1::text::xid8 OR $4::bool)
 ORDER BY r.tx, r.id;
 
 -- name: source_final_events
--- The events one finality row covers with id above $2, in id order: a
--- primary key range scan between the row's id bounds.
+-- The events one finality row covers with id in ($2, $3], in id order: a
+-- primary key range scan. The chain and block bounds are written so no
+-- index can serve them (`|| ''`, `+ 0`): on the natural key the planner
+-- would fetch and sort the whole range for every page.
 SELECT e.id, delivery_event_row(e) AS event
 FROM events e
-WHERE e.id > GREATEST($2::bigint, $3::bigint - 1) AND e.id <= $4::bigint
-  AND e.chain = $1 AND e.block_number > $5::bigint AND e.block_number <= $6::bigint
+WHERE e.id > $2::bigint AND e.id <= $3::bigint
+  AND e.chain || '' = $1 AND e.block_number + 0 > $4::bigint AND e.block_number + 0 <= $5::bigint
 ORDER BY e.id
-LIMIT $7;
+LIMIT $6;
 
 -- name: upsert_config_subscription
 -- A [[deliveries]] entry: definition from the file; state, cursor and messages kept.
