@@ -117,9 +117,6 @@ async def main() -> None:
     ap.add_argument("--name", default="backfill", help="the entry in bench/results.json")
     ap.add_argument("--compare-asyncio", action="store_true",
                     help="index the full range once more on the stock asyncio loop (uvloop's share)")
-    ap.add_argument("--compare-indexes", action="store_true",
-                    help="index the full range once more keeping every index during the backfill "
-                         "(defer_indexes_events = 0): what setting the filter indexes aside gains")
     args = ap.parse_args()
     cluster = PgCluster()
     await cluster.setup_template()
@@ -147,17 +144,6 @@ async def main() -> None:
                       f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
                       f"peak RSS {r['rss_mib']} MiB")
             extra = []
-            if args.compare_indexes:
-                kept = write_config(Path(tmp) / "kept.toml", {"chains": [
-                    evm_chain("bench", node.url, token, finality_depth=1, max_logs_range=2000,
-                              defer_indexes_events=0)]})
-                db_url = await cluster.new_database()
-                r = runs["all-indexes-kept"] = await index_run(kept, db_url, last, None)
-                await cluster.drop_database(db_url)
-                ratio = (runs["all"]["events"] / runs["all"]["process_s"]) / (r["events"] / r["process_s"])
-                print(f"chainsettle index (all, every index kept): process {r['process_s']:.2f}s; "
-                      f"filter indexes set aside / kept: {ratio:.2f}")
-                extra.append(("end to end, filter indexes set aside / kept", round(ratio, 2), "ratio", "same run"))
             if args.compare_asyncio:
                 db_url = await cluster.new_database()
                 r = runs["all-asyncio"] = await index_run(config, db_url, last, None, event_loop="asyncio")

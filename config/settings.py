@@ -118,10 +118,6 @@ class ChainConfig(Strict):
     request_timeout: float = Field(15.0, gt=0)
     max_attempts: int = Field(6, ge=1)
     lag_threshold_blocks: int = Field(50, ge=1)
-    # EVM: a final backfill expected to add at least this many events, and
-    # at least as many as are stored, sets the filter indexes of `events`
-    # aside and rebuilds them when it ends (indexer/bulk.py); 0: never.
-    defer_indexes_events: int = Field(100_000, ge=0)
     start_block: int | None = Field(None, ge=0)
     start_ledger: int | None = Field(None, ge=1)
     contracts: list[ContractConfig] = Field(default_factory=list)

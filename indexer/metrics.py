@@ -46,6 +46,3 @@ RESCAN_DIFFERENCES = Counter(
     ["chain"],
 )
 INTEGRITY_HALTS = Counter("chainsettle_integrity_halts_total", "Follower halts on a contradiction below final", ["chain"])
-EVENTS_INDEXES_DEFERRED = Gauge(
-    "chainsettle_events_indexes_deferred",
-    "Filter indexes of events set aside by a running backfill (indexer/bulk.py), rebuilt when the last one ends")

@@ -28,7 +28,6 @@ import asyncpg
 from config import ChainConfig, ConfigError, load_abi
 from config.logs import get_logger
 from indexer import metrics as m
-from indexer.bulk import BulkLoad, rebuild_if_deferred, worth_deferring
 from indexer.errors import (
     BadRpcResponse,
     ChainHalted,
@@ -113,7 +112,6 @@ class EvmFollower:
         self._started = False
         self._start_override: int | None = None
         self._heads = HeadWatcher(cfg.ws, cfg.name) if cfg.ws else None
-        self._bulk = BulkLoad(pool, cfg.name)
 
     # -- start-up -----------------------------------------------------------
 
@@ -136,12 +134,9 @@ class EvmFollower:
             raise ChainHalted(f"{self.chain} is halted: {st.halted_reason} (clear it with `chainsettle chains unhalt {self.chain}`)")
         m.FOLLOWER_HALTED.labels(self.chain).set(0)
         self.cursor, self.final_number = st.cursor, st.final_number
-        if not self._bulk.active:
-            await rebuild_if_deferred(self.store.pool)  # what a backfill that died set aside
         self._started = True
 
     async def close(self) -> None:
-        await self._bulk.leave(rebuild=False)  # the next start rebuilds
         if self._heads:
             await self._heads.close()
         await self.rpc.close()
@@ -351,7 +346,6 @@ class EvmFollower:
 
         producer = asyncio.create_task(produce())
         new = 0
-        considered = False
         try:
             while True:
                 get = asyncio.create_task(queue.get())
@@ -373,27 +367,13 @@ class EvmFollower:
                 contiguous = self.final_number is None or self.final_number >= start - 1
                 new += await self._commit(start, end, events, raw, [last], c, Cursor(end, last.hash),
                                           final=end if contiguous else None)
-                if not considered:
-                    considered = True
-                    await self._consider_bulk(len(events) / (end - start + 1) * (b - end))
                 if stop is not None and stop.is_set():
                     break
         finally:
             if not producer.done():
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
-        # Reached b: the filter indexes come back now (an error keeps them
-        # aside for the retry; a stop leaves them to the next start).
-        if self._bulk.active and not (stop is not None and stop.is_set()):
-            await self._bulk.leave()
         return new
-
-    async def _consider_bulk(self, remaining_events: float) -> None:
-        threshold = self.cfg.defer_indexes_events
-        if self._bulk.active or threshold <= 0 or remaining_events < threshold:
-            return
-        if worth_deferring(remaining_events, await self._bulk.stored_estimate(), threshold):
-            await self._bulk.enter()
 
     async def _index_unfinal(self, a: int, b: int) -> int:
         headers = await get_headers(self.rpc, list(range(a, b + 1)))
