@@ -168,8 +168,8 @@ class _TrialParser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """argv parsed as the full parser does, building only what it needs.
 
-    The extension subcommands are 44 more parsers (tens of milliseconds of
-    imports and argparse set-up): a core command (index, run, migrate, ...)
+    The extension subcommands are 44 more parsers (about 15 ms of imports and
+    argparse set-up at start-up): a core command (index, run, migrate, ...)
     that parses cleanly without them gets the same namespace. Anything else,
     help and errors included, goes to the full parser, so what it prints is
     unchanged.
