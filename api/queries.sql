@@ -1,7 +1,21 @@
--- name: force_custom_plan
--- Optional filters ($n IS NULL OR col = $n) need a plan made for the actual
--- values; a generic plan would scan by id and filter everything.
-SET LOCAL plan_cache_mode = force_custom_plan;
+-- name: events_page_begin
+-- The first statement of a page's read-only transaction, in one round trip:
+-- - plan_cache_mode: optional filters ($n IS NULL OR col = $n) need a plan
+--   made for the actual values; a generic plan would scan by id and filter
+--   everything.
+-- - enable_bitmapscan off: a page is an ordered index range read up to its
+--   LIMIT (see events_page_asc). A bitmap scan returns rows out of order, so
+--   its plan reads and sorts every matching row; the planner picks it when it
+--   underestimates the matches, as it does before `events` has statistics
+--   (right after a backfill: autovacuum analyzes a minute or more later,
+--   pg_upgrade drops them), and then every page costs a scan of the chain.
+-- - statement_timeout: $1 ms for this transaction's statements, whatever pool
+--   the API was given.
+-- Returns the horizon (see feed_horizon), from the transaction's snapshot.
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('statement_timeout', $1, true),
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
 
 -- name: chain_states
 -- Every chain a follower registered, with the indexed block's timestamp (for lag in seconds).
@@ -214,7 +228,3 @@ RETURNING id, chain, from_block, to_block, reason, requested_by, state, attempts
 SELECT id, chain, from_block, to_block, reason, requested_by, state, attempts, inserted, error,
        created_at, started_at, finished_at
 FROM replay_requests WHERE id = $1;
-
--- name: api_statement_timeout
--- This transaction's statements end after $1 ms, whatever pool the API was given.
-SELECT set_config('statement_timeout', $1, true);

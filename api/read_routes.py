@@ -177,9 +177,7 @@ async def events(request: web.Request) -> web.Response:
     order = q.choice("order", ("asc", "desc"), "asc")
     query = Q.events_page_asc if order == "asc" else Q.events_page_desc
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        await conn.execute(Q.force_custom_plan)
-        await conn.fetchval(Q.api_statement_timeout, str(settings.statement_timeout_ms))
-        horizon = await conn.fetchval(Q.feed_horizon)
+        horizon = (await conn.fetchrow(Q.events_page_begin, str(settings.statement_timeout_ms)))["horizon"]
         rows = await conn.fetch(query, chain, address, event, from_block, to_block, after[0], after[1], horizon, limit + 1)
     more = len(rows) > limit
     page = [{k: v for k, v in row_dict(r).items() if k != "tx"} for r in rows[:limit]]

@@ -44,18 +44,21 @@ class Store:
     async def ensure_chain(self, kind: str, chain_id: int) -> ChainState:
         async with self.pool.acquire() as conn:
             await conn.execute(Q.ensure_chain, self.chain, kind, chain_id)
-            ident = await conn.fetchrow(Q.chain_identity, self.chain)
-        if (ident["kind"], ident["chain_id"]) != (kind, chain_id):
+            row = await conn.fetchrow(Q.chain_identity_and_state, self.chain)
+        if (row["kind"], row["chain_id"]) != (kind, chain_id):
             # Same name, other network: refusing beats mixing two chains' data.
             raise StaleCursor(
-                f"chain {self.chain!r} is stored as {ident['kind']} id {ident['chain_id']}, "
+                f"chain {self.chain!r} is stored as {row['kind']} id {row['chain_id']}, "
                 f"but configured as {kind} id {chain_id}"
             )
-        return await self.load_state()
+        return self._state(row)
 
     async def load_state(self) -> ChainState:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(Q.load_state, self.chain)
+        return self._state(row)
+
+    def _state(self, row: asyncpg.Record) -> ChainState:
         cursor = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
         return ChainState(self.chain, cursor, row["final_number"], row["halted_reason"], row["status"] or {})
 

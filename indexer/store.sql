@@ -4,8 +4,11 @@ INSERT INTO chain_state (chain, kind, chain_id)
 VALUES ($1, $2, $3)
 ON CONFLICT (chain) DO NOTHING;
 
--- name: chain_identity
-SELECT kind, chain_id FROM chain_state WHERE chain = $1;
+-- name: chain_identity_and_state
+-- At start-up, on the connection that just ensured the row: what network it
+-- is stored as, and load_state's columns, in one read.
+SELECT kind, chain_id, cursor_number, cursor_hash, final_number, halted_reason, status
+FROM chain_state WHERE chain = $1;
 
 -- name: load_state
 SELECT cursor_number, cursor_hash, final_number, halted_reason, status

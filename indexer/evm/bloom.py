@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from eth_utils import keccak
+# eth_hash directly (what eth_utils.keccak calls): importing eth_utils costs
+# tens of milliseconds at start-up for this one function.
+from eth_hash.auto import keccak
 
 BLOOM_BYTES = 256
 

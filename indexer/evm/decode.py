@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from eth_utils import keccak
+from eth_hash.auto import keccak  # what eth_utils.keccak calls, without importing eth_utils
 
 from indexer.errors import BadRpcResponse
 from indexer.evm.logs import Log, as_dict, as_logs
@@ -214,7 +214,7 @@ class EventSpec:
         return cls(
             name=item["name"],
             signature=sig,
-            topic0="0x" + keccak(text=sig).hex(),
+            topic0="0x" + keccak(sig.encode()).hex(),
             indexed=indexed,
             data=data,
             names=tuple(names),

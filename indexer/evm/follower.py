@@ -58,6 +58,15 @@ log = get_logger("indexer.evm")
 PREFETCH = 2  # ranges fetched ahead of the one being written; bounds memory
 UNFINAL_BATCH = 64  # headers per request above finality
 KEEP_FINAL_BLOCKS = 256  # block hashes kept below finality for ancestor search
+# The first final range after start-up spans this many blocks and is committed
+# before anything is fetched ahead, so the first commit lands right after
+# start-up instead of after a full-size range (100 blocks of a busy contract
+# are 10,000 logs to fetch, decode and COPY while the next range is fetched).
+# One block is what every provider's span and count limits accept (a block
+# over a count cap is read from its receipts), and the sizer is left as it
+# was (a span below its size does not grow it): the ranges after it are the
+# ones it would have chosen anyway.
+FIRST_RANGE_BLOCKS = 1
 
 
 class RangeSource(Protocol):
@@ -112,6 +121,7 @@ class EvmFollower:
         self._started = False
         self._start_override: int | None = None
         self._heads = HeadWatcher(cfg.ws, cfg.name) if cfg.ws else None
+        self._first_range = True
 
     # -- start-up -----------------------------------------------------------
 
@@ -325,12 +335,23 @@ class EvmFollower:
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
         """Final blocks [a, b]: fetch ahead, commit in order."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=PREFETCH)
+        first_range = self._first_range
+        first_committed = asyncio.Event()
 
         async def produce() -> None:
             # The next range's eth_getLogs is in flight while this one is
             # checked and decoded: the node works while this process does.
             start = a
-            ahead = asyncio.create_task(fetch_logs(self.rpc, self.filter, start, b, self.sizer))
+            if first_range:
+                # Nothing is fetched ahead of the first range: its commit does
+                # not share the process with decoding the next one.
+                end, logs = await fetch_logs(self.rpc, self.filter, start, min(b, start + FIRST_RANGE_BLOCKS - 1),
+                                             self.sizer)
+                await queue.put(await self._check_final(start, end, logs))
+                await first_committed.wait()
+                start = end + 1
+            ahead = (asyncio.create_task(fetch_logs(self.rpc, self.filter, start, b, self.sizer))
+                     if start <= b else None)
             try:
                 while ahead is not None:
                     end, logs = await ahead
@@ -367,6 +388,8 @@ class EvmFollower:
                 contiguous = self.final_number is None or self.final_number >= start - 1
                 new += await self._commit(start, end, events, raw, [last], c, Cursor(end, last.hash),
                                           final=end if contiguous else None)
+                self._first_range = False
+                first_committed.set()
                 if stop is not None and stop.is_set():
                     break
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from api.read_routes import Q as API_Q
 from api.server import create_api_pool
 from indexer.models import Cursor
 from indexer.store import Store
@@ -126,6 +127,29 @@ async def test_filters_without_an_index_are_refused_naming_the_filter(tmp_path, 
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
             assert index in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
 
+
+
+async def test_a_page_is_an_ordered_index_range_before_events_have_statistics(pool):
+    """Right after a backfill autovacuum has not analyzed `events` yet; the
+    planner's default estimates then favour a bitmap scan, which reads and
+    sorts every row of the chain for each page. The page's own settings keep
+    it an ordered index range read up to its LIMIT, first page or deep."""
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE events SET (autovacuum_enabled = false)")
+    store = await register_chain(pool, "anvil")
+    await store.commit_range(from_block=1, to_block=400, events=[
+        event_row("anvil", n, i, addr=address(i % 20)) for n in range(1, 401) for i in range(100)],
+        expected=None, cursor=Cursor(400, block_hash("anvil", 400)))
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT reltuples < 0 FROM pg_class WHERE relname = 'events'")  # never analyzed
+        tx, row_id = await conn.fetchrow("SELECT tx::text, id FROM events ORDER BY tx, id OFFSET 20000 LIMIT 1")
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            horizon = (await conn.fetchrow(API_Q.events_page_begin, "3000"))["horizon"]
+            for sql, after in ((API_Q.events_page_asc, (None, None)), (API_Q.events_page_desc, (None, None)),
+                               (API_Q.events_page_asc, (tx, row_id))):
+                plan = "\n".join(r[0] for r in await conn.fetch(
+                    "EXPLAIN " + sql, "anvil", None, None, None, None, *after, horizon, 101))
+                assert "Index Scan" in plan and "Sort" not in plan and "Bitmap" not in plan, plan
 
 async def test_per_client_inflight_cap_is_applied_before_a_connection_is_taken(tmp_path, pool, db_url):
     settings = api_settings(tmp_path, [chain_cfg("bulk")], api={"max_inflight_per_client": 2, "pool_max": 2})
