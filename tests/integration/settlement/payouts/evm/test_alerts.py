@@ -59,7 +59,7 @@ async def test_held_and_paused_alerts_fire_survive_a_restart_and_resolve(anvil, 
             # A restart: the new process knows nothing until it reads the database.
             kill(proc)
             proc = start_daemon(config, db_url, log)
-            prom.wait_until_resolved("ChainsettlePayoutsHeld", timeout=30)  # no scrape while it was down
+            prom.wait_until_resolved("ChainsettlePayoutsHeld", timeout=60)  # no scrape while it was down (slow under load)
             prom.wait_for_alert("ChainsettlePayoutsHeld", chain="anvil")
             assert [r["value"][1] for r in prom.query('chainsettle_payouts{state="held"}')] == ["1"]
 
