@@ -3,7 +3,8 @@
     python bench/_index_many.py CONFIG TO_BLOCK CHAIN [CHAIN ...]
 
 The followers are the ones `chainsettle index` builds (daemon.followers),
-sharing one pool; prints {"events": N, "seconds": S} as its last line.
+sharing one pool; prints "started" when they begin and {"events": N,
+"seconds": S} as its last line, once they are done.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ async def main(config: str, to_block: int, chains: list[str]) -> None:
     setup_logging(settings)
     async with open_pool(settings) as pool:
         followers = [make_follower(settings.chain(c), pool, settings) for c in chains]
+        print("started", flush=True)  # bench/multichain.py counts CPU from here
         t0 = time.perf_counter()
         try:
             counts = await asyncio.gather(*(f.backfill(to_block=to_block) for f in followers))
@@ -34,7 +36,7 @@ async def main(config: str, to_block: int, chains: list[str]) -> None:
         finally:
             for f in followers:
                 await f.close()
-    print(json.dumps({"events": sum(counts), "seconds": seconds}))
+    print(json.dumps({"events": sum(counts), "seconds": seconds}), flush=True)
 
 
 if __name__ == "__main__":

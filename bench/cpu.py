@@ -80,11 +80,22 @@ class CpuMeter:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def mark_start(self) -> None:
+        """Count from now: what the process did before (imports, connecting) is left out."""
+        self._last.update(self._read())
+        self._start = {pid: t for pid, (_, t) in self._last.items()}
+        self._t0 = time.perf_counter()
+
+    def mark_end(self) -> None:
+        """Count up to now: shutting down is left out."""
         self._last.update(self._read())
         self._stop.set()
-        self._thread.join()
         self.wall = time.perf_counter() - self._t0
+
+    def __exit__(self, *exc) -> None:
+        if not self._stop.is_set():
+            self.mark_end()
+        self._thread.join()
 
     @property
     def seconds(self) -> dict[str, float]:
