@@ -41,7 +41,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live import pct, wait_api  # noqa: E402
+from bench.live import pct, popen_alive, wait_api  # noqa: E402
 from bench.results import record  # noqa: E402
 from daemon.devchain import free_port  # noqa: E402
 from tests.support.anvil import DEV_ACCOUNTS, Anvil, rpc_sync  # noqa: E402
@@ -161,7 +161,7 @@ async def main() -> None:
             traffic = Traffic(node.url, token, recipients)
             try:
                 async with aiohttp.ClientSession() as s:
-                    await wait_api(s, api, proc)
+                    await wait_api(s, api, lambda: popen_alive(proc))
                     want = args.blocks * 100
                     t0 = time.monotonic()
                     while time.monotonic() - t0 < 120:  # the daemon's own backfill first

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -85,11 +86,18 @@ async def events_probe(session, api: str, seen: dict[int, float], stop: asyncio.
         await asyncio.sleep(every)
 
 
-async def wait_api(session, api: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def popen_alive(proc: subprocess.Popen) -> None:
+    """Raise with its stderr if the daemon process has exited (the check wait_api takes)."""
+    if proc.poll() is not None:
+        raise SystemExit(f"daemon exited: {proc.stderr.read().decode()[-2000:]}")
+
+
+async def wait_api(session, api: str, alive: Callable[[], None], timeout: float = 60.0,
+                   tail: Callable[[], str] = str) -> None:
+    """Until /v1/status answers 200; `alive()` raises when the daemon has died meanwhile."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited: {proc.stderr.read().decode()[-2000:]}")
+        alive()
         try:
             async with session.get(f"{api}/v1/status") as r:
                 if r.status == 200:
@@ -97,7 +105,7 @@ async def wait_api(session, api: str, proc: subprocess.Popen, timeout: float = 6
         except aiohttp.ClientError:
             pass
         await asyncio.sleep(0.1)
-    raise SystemExit("daemon API did not come up")
+    raise SystemExit(f"daemon API did not come up\n{tail()}")
 
 
 async def one_mode(cluster: PgCluster, mode: str, args, tmp: Path) -> dict:
@@ -129,7 +137,7 @@ async def one_mode(cluster: PgCluster, mode: str, args, tmp: Path) -> dict:
         stop = asyncio.Event()
         try:
             async with aiohttp.ClientSession() as s:
-                await wait_api(s, api, proc)
+                await wait_api(s, api, lambda: popen_alive(proc))
                 tasks = [asyncio.create_task(sse_watch(s, api, sse_seen, stop)),
                          asyncio.create_task(events_probe(s, api, api_seen, stop, args.probe_ms / 1000, newest))]
                 await asyncio.sleep(1.0)

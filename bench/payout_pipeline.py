@@ -56,6 +56,7 @@ from eth_utils import keccak, to_checksum_address
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.live import wait_api  # noqa: E402
 from bench.results import record  # noqa: E402
 from daemon.devchain import free_port  # noqa: E402
 from db import create_pool  # noqa: E402
@@ -130,20 +131,6 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.out.close()
-
-
-async def wait_api(session: aiohttp.ClientSession, api: str, daemon: Daemon, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        daemon.check()
-        try:
-            async with session.get(f"{api}/v1/status") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"daemon API did not come up:\n{daemon.tail()}")
 
 
 async def wait_sql(pool, daemon: Daemon, sql: str, *args, timeout: float = 60.0):
@@ -321,7 +308,7 @@ async def run(args, tmp: Path) -> tuple[list, dict, list[str]]:
             daemon = Daemon(config, db_url, tmp / "daemon.log")
             api = f"http://127.0.0.1:{port}"
             async with aiohttp.ClientSession() as s:
-                await wait_api(s, api, daemon)
+                await wait_api(s, api, daemon.check, tail=daemon.tail)
             spy = None
             if args.profile:
                 # Folded stacks of the daemon (all threads, idle excluded), from here to the last confirmation.
