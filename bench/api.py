@@ -12,9 +12,10 @@ load: a batchTransfer of 100 every second. Debian's `wrk` (installed by
 - /v1/accounts/{id}/balances of the hot wallet's ledger account
 Then, with the traffic down to one Transfer a second, --sse-clients SSE
 clients connect to /v1/stream and one more Transfer is mined: the time
-from the block's mining to each client's copy of it (p50, p99). The per-client limits of the API (20 requests/s, 4 in flight,
-200 SSE clients) are raised in this config: one loopback client is all of
-the load here. Figures, not pass/fail.
+from the block's mining to each client's copy of it (p50, p99). The
+per-client limits of the API (20 requests/s, 4 in flight, 200 SSE
+clients) are raised in this config: one loopback client is all of the
+load here. Figures, not pass/fail.
 
     .venv/bin/python bench/api.py [--blocks 300] [--seconds 8] [--connections 16] [--sse-clients 1000]
 """

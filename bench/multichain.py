@@ -90,16 +90,22 @@ def run_many(config: Path, db_url: str, chains: list[str], to_block: int, nodes:
             sampler:
         proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_index_many.py"), str(config), str(to_block),
                                  *chains], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
-        # CPU counts between the two lines the indexer prints: start-up
-        # (imports, the pool) and shutdown are the same for one chain or
-        # several, and would blur what the followers themselves cost.
-        for line in proc.stdout:
-            if line.strip() == "started":
-                cpu.mark_start()
-            elif line.startswith("{"):
-                cpu.mark_end()
-                out = orjson.loads(line)
-        proc.wait(timeout=900)
+        # Reading lines as they come has no timeout of its own: a hung run is killed.
+        watchdog = threading.Timer(900, proc.kill)
+        watchdog.start()
+        try:
+            # CPU counts between the two lines the indexer prints: start-up
+            # (imports, the pool) and shutdown are the same for one chain or
+            # several, and would blur what the followers themselves cost.
+            for line in proc.stdout:
+                if line.strip() == "started":
+                    cpu.mark_start()
+                elif line.startswith("{"):
+                    cpu.mark_end()
+                    out = orjson.loads(line)
+            proc.wait()
+        finally:
+            watchdog.cancel()
         err.seek(0)
         stderr = err.read().decode()
     if proc.returncode != 0 or out is None:
