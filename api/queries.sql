@@ -43,15 +43,16 @@ ORDER BY chain, id DESC;
 -- later writer gets a larger xid: following `next` never skips a row; see
 -- db/migrations/0003_event_feed.sql). NULL filters match everything; the API
 -- refuses address/event/block filters without a chain, so every page is an
--- index range: events_feed, or events_chain_commit / _address_ / _event_ (0009).
+-- index range: events_feed, or events_chain_commit / _address_ / _event_
+-- (0009), keyed on text_key() of the filtered columns (0014).
 SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index,
        e.address, e.event, e.args, e.inserted_at,
        (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
 FROM events e
 LEFT JOIN chain_state s ON s.chain = e.chain
-WHERE ($1::text IS NULL OR e.chain = $1)
-  AND ($2::text IS NULL OR e.address = $2)
-  AND ($3::text IS NULL OR e.event = $3)
+WHERE ($1::text IS NULL OR (text_key(e.chain) = text_key($1) AND e.chain = $1))
+  AND ($2::text IS NULL OR (text_key(e.address) = text_key($2) AND e.address = $2))
+  AND ($3::text IS NULL OR (text_key(e.event) = text_key($3) AND e.event = $3))
   AND ($4::bigint IS NULL OR e.block_number >= $4)
   AND ($5::bigint IS NULL OR e.block_number <= $5)
   AND ($6::text IS NULL OR (e.tx, e.id) > ($6::text::xid8, $7::bigint))
@@ -66,9 +67,9 @@ SELECT e.tx::text AS tx, e.id, e.chain, e.block_number, e.block_hash, e.tx_hash,
        (s.final_number IS NOT NULL AND e.block_number <= s.final_number) AS final
 FROM events e
 LEFT JOIN chain_state s ON s.chain = e.chain
-WHERE ($1::text IS NULL OR e.chain = $1)
-  AND ($2::text IS NULL OR e.address = $2)
-  AND ($3::text IS NULL OR e.event = $3)
+WHERE ($1::text IS NULL OR (text_key(e.chain) = text_key($1) AND e.chain = $1))
+  AND ($2::text IS NULL OR (text_key(e.address) = text_key($2) AND e.address = $2))
+  AND ($3::text IS NULL OR (text_key(e.event) = text_key($3) AND e.event = $3))
   AND ($4::bigint IS NULL OR e.block_number >= $4)
   AND ($5::bigint IS NULL OR e.block_number <= $5)
   AND ($6::text IS NULL OR (e.tx, e.id) < ($6::text::xid8, $7::bigint))

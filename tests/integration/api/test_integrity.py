@@ -118,14 +118,18 @@ async def test_filters_without_an_index_are_refused_naming_the_filter(tmp_path, 
         for n in range(1, 401) for i in range(60)], expected=None, cursor=Cursor(400, block_hash("anvil", 400)))
     async with pool.acquire() as conn:
         await conn.execute("ANALYZE events")
-        for sql, index in (
-            ("SELECT id FROM events WHERE chain = 'anvil' AND address = '0x0000000000000000000000000000000000000003' ORDER BY tx, id LIMIT 5", "events_chain_address_commit"),
-            ("SELECT id FROM events WHERE chain = 'anvil' AND event = 'Sync' ORDER BY tx, id LIMIT 5", "events_chain_event_commit"),
-            # One chain only: walking the global commit-order index is as good.
-            ("SELECT id FROM events WHERE chain = 'anvil' ORDER BY tx, id LIMIT 5", "events_"),
-        ):
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql))
-            assert index in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            horizon = (await conn.fetchrow(API_Q.events_page_begin, "3000"))["horizon"]
+            for chain, addr, event, index in (
+                ("anvil", address(3), None, "events_chain_address_commit"),
+                ("anvil", None, "Sync", "events_chain_event_commit"),
+                # One chain only: walking the global commit-order index is as good.
+                ("anvil", None, None, "events_"),
+            ):
+                for sql in (API_Q.events_page_asc, API_Q.events_page_desc):
+                    plan = "\n".join(r[0] for r in await conn.fetch(
+                        "EXPLAIN " + sql, chain, addr, event, None, None, None, None, horizon, 6))
+                    assert index in plan and "Sort" not in plan and "Seq Scan" not in plan, plan
 
 
 
