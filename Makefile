@@ -57,6 +57,7 @@ bench-api: setup
 bench-payouts: setup
 	$(PY) bench/payouts.py $(PAYOUT_ARGS)
 	$(PY) bench/payout_pipeline.py $(PAYOUT_PIPELINE_ARGS)
+	$(PY) bench/payout_gauges.py
 
 bench-report:
 	$(PY) bench/results.py

@@ -129,10 +129,18 @@ LIMIT $2;
 SELECT scope, killed, reason, changed_by, changed_at FROM payout_controls ORDER BY scope;
 
 -- name: request_counts
-SELECT chain, state, count(*) AS n FROM payout_requests GROUP BY 1, 2;
+-- Open states counted (a partial index), terminal ones from their totals
+-- (db/migrations/0015): the gauges' cost does not grow with the history.
+SELECT chain, state, count(*) AS n FROM payout_requests
+WHERE state IN ('pending', 'batched', 'held') GROUP BY 1, 2
+UNION ALL
+SELECT chain, state, n FROM payout_state_totals WHERE kind = 'request';
 
 -- name: batch_counts
-SELECT chain, state, count(*) AS n FROM payout_batches GROUP BY 1, 2;
+SELECT chain, state, count(*) AS n FROM payout_batches
+WHERE state IN ('awaiting_approval', 'ready', 'signed', 'dry_run') GROUP BY 1, 2
+UNION ALL
+SELECT chain, state, n FROM payout_state_totals WHERE kind = 'batch';
 
 -- name: set_request_tag
 UPDATE payout_requests SET destination_tag = $2 WHERE id = $1 RETURNING *;
