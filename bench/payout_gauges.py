@@ -42,8 +42,8 @@ async def fill(conn: asyncpg.Connection, history: int, open_: int) -> None:
         " FROM generate_series(1, $1::int) g", batches)
     await conn.execute(
         "INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by, state, batch_id)"
-        f" SELECT 'k' || g, 'bench', 'native', '0x' || lpad(to_hex(g), 40, '0'), 5, 'bench', 'paid',"
-        f"        '0x' || lpad(to_hex(1 + g / 100), 64, '0')"
+        " SELECT 'k' || g, 'bench', 'native', '0x' || lpad(to_hex(g), 40, '0'), 5, 'bench', 'paid',"
+        "        '0x' || lpad(to_hex(1 + g / 100), 64, '0')"
         " FROM generate_series(1, $1::int) g", history)
     await conn.execute(
         "INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by)"
