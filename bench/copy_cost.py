@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import orjson  # noqa: E402
 
-from tests.support.pg import PgCluster  # noqa: E402
+from tests.support.pg import scratch_connection  # noqa: E402
 
 COLS = ["chain", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "event", "args"]
 STEPS = [  # (label, SQL before the step, whether the writer says its rows are above final)
@@ -76,11 +76,7 @@ async def main() -> None:
     ap.add_argument("--per-tx", type=int, default=20_000)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    cluster = PgCluster()
-    await cluster.setup_template()
-    url = await cluster.new_database()
-    conn = await asyncpg.connect(url)
-    try:
+    async with scratch_connection() as conn:
         await conn.execute("INSERT INTO chain_state (chain, kind, chain_id) VALUES ('bench', 'evm', 1)")
         data = [encoded(args.per_tx, k * args.per_tx) for k in range(args.events // args.per_tx)]
         for label, sqls, above_final in STEPS:
@@ -88,10 +84,6 @@ async def main() -> None:
                 await conn.execute(sql)
             print(f"{label:45s} {await rate(conn, data, args.per_tx, args.reps, above_final):9,.0f} rows/s",
                   flush=True)
-    finally:
-        await conn.close()
-        await cluster.drop_database(url)
-        await cluster.teardown()
 
 
 if __name__ == "__main__":

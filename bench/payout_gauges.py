@@ -25,7 +25,7 @@ import asyncpg  # noqa: E402
 
 from bench.results import record  # noqa: E402
 from settlement.payouts.requests import refresh_gauges  # noqa: E402
-from tests.support.pg import PgCluster  # noqa: E402
+from tests.support.pg import scratch_connection  # noqa: E402
 
 WHOLE_TABLE = ("SELECT chain, state, count(*) AS n FROM payout_requests GROUP BY 1, 2",
                "SELECT chain, state, count(*) AS n FROM payout_batches GROUP BY 1, 2")
@@ -68,11 +68,7 @@ async def main() -> None:
     ap.add_argument("--open", type=int, default=2_000, help="pending requests")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    cluster = PgCluster()
-    await cluster.setup_template()
-    url = await cluster.new_database()
-    conn = await asyncpg.connect(url)
-    try:
+    async with scratch_connection() as conn:
         t0 = time.perf_counter()
         await fill(conn, args.history, args.open)
         print(f"filled {args.history:,} paid and {args.open:,} open requests in {time.perf_counter() - t0:.1f}s",
@@ -91,10 +87,6 @@ async def main() -> None:
             ("whole-table count (before 0015)", round(counted, 1), "ms", "same run"),
             ("whole-table / gauge refresh", round(counted / totals), "ratio", ""),
         ])
-    finally:
-        await conn.close()
-        await cluster.drop_database(url)
-        await cluster.teardown()
 
 
 if __name__ == "__main__":

@@ -53,25 +53,22 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER payout_requests_totals_insert AFTER INSERT ON payout_requests
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_insert('request');
-CREATE TRIGGER payout_requests_totals_update AFTER UPDATE ON payout_requests
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_update('request');
-CREATE TRIGGER payout_requests_totals_delete AFTER DELETE ON payout_requests
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_delete('request');
-
-CREATE TRIGGER payout_batches_totals_insert AFTER INSERT ON payout_batches
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_insert('batch');
-CREATE TRIGGER payout_batches_totals_update AFTER UPDATE ON payout_batches
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_update('batch');
-CREATE TRIGGER payout_batches_totals_delete AFTER DELETE ON payout_batches
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_delete('batch');
+DO $$
+DECLARE
+    t RECORD;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES ('payout_requests', 'request'), ('payout_batches', 'batch')) v (tbl, kind) LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_insert(%L)',
+                       t.tbl || '_totals_insert', t.tbl, t.kind);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_update(%L)',
+                       t.tbl || '_totals_update', t.tbl, t.kind);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION payout_state_totals_delete(%L)',
+                       t.tbl || '_totals_delete', t.tbl, t.kind);
+    END LOOP;
+END $$;
 
 -- TRUNCATE fires no row triggers.
 CREATE FUNCTION payout_state_totals_clear() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -7,6 +7,7 @@ gets `CREATE DATABASE ... TEMPLATE`, which takes milliseconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -91,6 +92,22 @@ class PgCluster:
         else:
             self.server.cleanup()
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def scratch_connection():
+    """One connection to a fresh migrated database on its own cluster, all
+    dropped on exit: what a one-process benchmark needs."""
+    cluster = PgCluster()
+    await cluster.setup_template()
+    url = await cluster.new_database()
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+        await cluster.drop_database(url)
+        await cluster.teardown()
 
 
 async def wait_until(pool: asyncpg.Pool, sql: str, *args, timeout: float = 30.0, interval: float = 0.05,
