@@ -69,6 +69,17 @@ async def replay_once(settings: Settings, pool: asyncpg.Pool, *, worker: str | N
         req = await conn.fetchrow(Q.claim_replay, worker, lease)
     if req is None:
         return None
+    # Stopped anywhere after the claim (not only inside the backfill): back to
+    # the queue at once. The release is a no-op once the request finished.
+    try:
+        return await _run_claimed(settings, pool, req, worker, lease)
+    except asyncio.CancelledError:
+        with contextlib.suppress(*DB_ERRORS):
+            await asyncio.shield(pool.execute(Q.release_replay, req["id"], worker))
+        raise
+
+
+async def _run_claimed(settings: Settings, pool: asyncpg.Pool, req, worker: str, lease: float) -> int:
     chain = req["chain"]
     cfg = next((c for c in settings.chains if c.name == chain), None)
     if cfg is None:
@@ -103,10 +114,6 @@ async def replay_once(settings: Settings, pool: asyncpg.Pool, *, worker: str | N
         finally:
             with contextlib.suppress(Exception):
                 await follower.close()
-    except asyncio.CancelledError:
-        with contextlib.suppress(*DB_ERRORS):
-            await asyncio.shield(pool.execute(Q.release_replay, req["id"], worker))
-        raise
     except ChainsettleError as exc:
         error = f"{exc.__class__.__name__}: {exc}"[:1000]
     except DB_ERRORS:

@@ -520,3 +520,28 @@ async def test_a_stopped_replay_goes_back_to_the_queue(tmp_path, pool, monkeypat
     row = await pool.fetchrow("SELECT state, claimed_by, attempts FROM replay_requests WHERE id = $1", req)
     assert tuple(row) == ("pending", None, 1)
     assert await audit_rows(pool, "replay.failed") == [] and await audit_rows(pool, "replay.done") == []
+
+
+async def test_a_replay_stopped_before_its_backfill_goes_back_to_the_queue(tmp_path, pool, monkeypatch):
+    # Stopped between the claim and the backfill (reading the chain's heights).
+    import daemon.replay as replay
+
+    settings = admin_settings(tmp_path, monkeypatch, payouts=False)
+    await seeded(pool, "anvil", blocks=10)
+    req = await pool.fetchval("INSERT INTO replay_requests (chain, from_block, to_block, requested_by)"
+                              " VALUES ('anvil', 2, 4, 'test') RETURNING id")
+    reading = asyncio.Event()
+
+    async def slow_heights(conn, chain):
+        reading.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(replay, "heights", slow_heights)
+    task = asyncio.create_task(replay_once(settings, pool, worker="early"))
+    await asyncio.wait_for(reading.wait(), 10)
+    assert await pool.fetchval("SELECT state FROM replay_requests WHERE id = $1", req) == "running"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    row = await pool.fetchrow("SELECT state, claimed_by, attempts FROM replay_requests WHERE id = $1", req)
+    assert tuple(row) == ("pending", None, 1)
