@@ -118,10 +118,9 @@ class Depositors(threading.Thread):
 
     def run(self) -> None:
         rng = random.Random()
-        users = self.users
         while not self.halt.wait(rng.uniform(0.5, 2.0)):
             try:
-                devchain.token_transfer(self.url, self.token, rng.choice(users), self.wallet,
+                devchain.token_transfer(self.url, self.token, rng.choice(self.users), self.wallet,
                                         rng.randrange(1, 500) * 10**18)
                 self.count += 1
             except Exception as exc:  # the chain is going away at shutdown

@@ -18,29 +18,39 @@ CREATE TABLE payout_state_totals (
     PRIMARY KEY (kind, chain, state)
 );
 
+-- The one definition of which states are terminal (requests: paid,
+-- cancelled; batches: confirmed, expired, reverted, cancelled), for the
+-- triggers, the partial indexes and the gauge queries alike. A state added
+-- later is open unless named here: counted, never missing from the gauges.
+CREATE FUNCTION payout_state_terminal(TEXT) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT $1 IN ('paid', 'cancelled', 'confirmed', 'expired', 'reverted') $$;
+
 -- Per statement, from its transition tables: one upsert per (chain, state)
 -- it moved. A row trigger would update one totals row once per payout row,
 -- and in one transaction each update walks the versions the earlier ones
--- left (quadratic: 20,000 rows took 7 s). TG_ARGV[0] is the kind.
+-- left (quadratic: 20,000 rows took 7 s). TG_ARGV[0] is the kind; the
+-- callers pass terminal rows only.
 CREATE FUNCTION payout_state_totals_add(TEXT, payout_state_totals[]) RETURNS void LANGUAGE sql AS $$
     INSERT INTO payout_state_totals AS t (kind, chain, state, n)
     SELECT $1, d.chain, d.state, sum(d.n) FROM unnest($2) d
-    WHERE d.state IN ('paid', 'cancelled', 'confirmed', 'expired', 'reverted')
     GROUP BY d.chain, d.state HAVING sum(d.n) <> 0
     ON CONFLICT (kind, chain, state) DO UPDATE SET n = t.n + EXCLUDED.n
 $$;
 
 CREATE FUNCTION payout_state_totals_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM payout_state_totals_add(TG_ARGV[0],
-        ARRAY(SELECT ROW(TG_ARGV[0], chain, state, 1)::payout_state_totals FROM new_rows));
+    PERFORM payout_state_totals_add(TG_ARGV[0], ARRAY(
+        SELECT ROW(TG_ARGV[0], chain, state, 1)::payout_state_totals FROM new_rows
+        WHERE payout_state_terminal(state)));
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION payout_state_totals_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM payout_state_totals_add(TG_ARGV[0],
-        ARRAY(SELECT ROW(TG_ARGV[0], chain, state, -1)::payout_state_totals FROM old_rows));
+    PERFORM payout_state_totals_add(TG_ARGV[0], ARRAY(
+        SELECT ROW(TG_ARGV[0], chain, state, -1)::payout_state_totals FROM old_rows
+        WHERE payout_state_terminal(state)));
     RETURN NULL;
 END $$;
 
@@ -48,8 +58,10 @@ CREATE FUNCTION payout_state_totals_update() RETURNS trigger LANGUAGE plpgsql AS
 BEGIN
     PERFORM payout_state_totals_add(TG_ARGV[0], ARRAY(
         SELECT ROW(TG_ARGV[0], chain, state, -1)::payout_state_totals FROM old_rows
+        WHERE payout_state_terminal(state)
         UNION ALL
-        SELECT ROW(TG_ARGV[0], chain, state, 1)::payout_state_totals FROM new_rows));
+        SELECT ROW(TG_ARGV[0], chain, state, 1)::payout_state_totals FROM new_rows
+        WHERE payout_state_terminal(state)));
     RETURN NULL;
 END $$;
 
@@ -84,12 +96,10 @@ CREATE TRIGGER payout_batches_totals_truncate AFTER TRUNCATE ON payout_batches
 -- Totals of what is stored already, in this migration's transaction.
 INSERT INTO payout_state_totals (kind, chain, state, n)
 SELECT 'request', chain, state, count(*) FROM payout_requests
-WHERE state IN ('paid', 'cancelled') GROUP BY chain, state
+WHERE payout_state_terminal(state) GROUP BY chain, state
 UNION ALL
 SELECT 'batch', chain, state, count(*) FROM payout_batches
-WHERE state IN ('confirmed', 'expired', 'reverted', 'cancelled') GROUP BY chain, state;
+WHERE payout_state_terminal(state) GROUP BY chain, state;
 
-CREATE INDEX payout_requests_open_states ON payout_requests (chain, state)
-    WHERE state IN ('pending', 'batched', 'held');
-CREATE INDEX payout_batches_open_states ON payout_batches (chain, state)
-    WHERE state IN ('awaiting_approval', 'ready', 'signed', 'dry_run');
+CREATE INDEX payout_requests_open_states ON payout_requests (chain, state) WHERE NOT payout_state_terminal(state);
+CREATE INDEX payout_batches_open_states ON payout_batches (chain, state) WHERE NOT payout_state_terminal(state);

@@ -132,13 +132,13 @@ SELECT scope, killed, reason, changed_by, changed_at FROM payout_controls ORDER 
 -- Open states counted (a partial index), terminal ones from their totals
 -- (db/migrations/0015): the gauges' cost does not grow with the history.
 SELECT chain, state, count(*) AS n FROM payout_requests
-WHERE state IN ('pending', 'batched', 'held') GROUP BY 1, 2
+WHERE NOT payout_state_terminal(state) GROUP BY 1, 2
 UNION ALL
 SELECT chain, state, n FROM payout_state_totals WHERE kind = 'request';
 
 -- name: batch_counts
 SELECT chain, state, count(*) AS n FROM payout_batches
-WHERE state IN ('awaiting_approval', 'ready', 'signed', 'dry_run') GROUP BY 1, 2
+WHERE NOT payout_state_terminal(state) GROUP BY 1, 2
 UNION ALL
 SELECT chain, state, n FROM payout_state_totals WHERE kind = 'batch';
 

@@ -8,7 +8,7 @@ import random
 
 from prometheus_client import REGISTRY
 
-from settlement.payouts.requests import BATCH_STATES, REQUEST_STATES, refresh_gauges
+from settlement.payouts.requests import BATCH_STATES, REQUEST_STATES, Q, refresh_gauges
 
 CHAINS = ("alpha", "beta")
 # Batch ids are 0x + 64 hex: the chain's number, then the batch's.
@@ -109,7 +109,5 @@ async def test_the_gauge_query_reads_open_rows_only(pool):
         await insert_rows(conn, "alpha", 20_000, 3, 0)
         await conn.execute(f"UPDATE payout_requests SET {request_set('paid')} WHERE id % 1000 <> 0")
         await conn.execute("ANALYZE payout_requests")
-        from settlement.payouts.requests import Q
-
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + Q.request_counts))
         assert "payout_requests_open_states" in plan and "Seq Scan on payout_requests" not in plan, plan
