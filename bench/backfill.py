@@ -27,6 +27,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._write_alone import ceiling, write_alone  # noqa: E402
+from bench.cpu import CpuMeter, postmaster_pid  # noqa: E402
 from bench.results import record  # noqa: E402
 from indexer.chain_state import heights  # noqa: E402
 from tests.support.anvil import Anvil, rpc_sync  # noqa: E402
@@ -129,8 +131,11 @@ async def main() -> None:
             last = int(rpc_sync(node.url, "eth_blockNumber"), 16)
             print(f"filled {args.blocks} blocks x {args.per_block} transfers in {time.perf_counter() - t0:.1f}s")
 
-            n, secs = await bare_fetch(node.url, token, last)
-            print(f"bare eth_getLogs fetch: {n} logs in {secs:.2f}s = {n / secs:,.0f} logs/s")
+            postmaster = postmaster_pid(cluster)
+            with CpuMeter(os.getpid, [node.proc.pid], postmaster) as fetch_cpu:
+                n, secs = await bare_fetch(node.url, token, last)
+            print(f"bare eth_getLogs fetch: {n} logs in {secs:.2f}s = {n / secs:,.0f} logs/s; "
+                  f"{fetch_cpu.cores:.2f} cores busy")
 
             config = write_config(Path(tmp) / "bench.toml", {"chains": [
                 evm_chain("bench", node.url, token, finality_depth=1, max_logs_range=2000)]})
@@ -143,6 +148,12 @@ async def main() -> None:
                       f"{r['events'] / r['process_s']:,.0f} events/s incl. start-up; backfill phase {r['phase_s']:.2f}s = "
                       f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
                       f"peak RSS {r['rss_mib']} MiB")
+            db_url = await cluster.new_database()
+            w = await write_alone(config, db_url, node.url, token, last, postmaster)
+            await cluster.drop_database(db_url)
+            print(f"write path alone: {w['events']} events in {w['commits']} commits, {w['seconds']:.2f}s = "
+                  f"{w['events'] / w['seconds']:,.0f} events/s; CPU this process {w['cpu']['daemon']:.2f}s, "
+                  f"Postgres {w['cpu']['postgres']:.2f}s = {w['cores']:.2f} cores busy")
             extra = []
             if args.compare_asyncio:
                 db_url = await cluster.new_database()
@@ -156,6 +167,12 @@ async def main() -> None:
             e2e, phase = a["events"] / a["process_s"], a["events"] / a["phase_s"]
             print(f"end to end (process incl. start-up) / bare fetch: {e2e / bare:.2f}; backfill phase / bare fetch: {phase / bare:.2f}")
             print(f"peak RSS all / half range: {a['rss_mib'] / h['rss_mib']:.2f}")
+            cores = os.cpu_count() or 2
+            best = ceiling(n, secs, sum(fetch_cpu.seconds.values()), w["seconds"], sum(w["cpu"].values()),
+                           a["first_commit_s"] or 0.0, cores)
+            print(f"ceiling here (fetch and write overlapped perfectly after the start-up, {cores} cores): "
+                  f"{a['events'] / best:,.0f} events/s = {a['events'] / best / bare:.2f} of the bare fetch; "
+                  f"end to end reached {e2e * best / a['events']:.2f} of it")
             record(args.name, [
                 ("events indexed (full range)", a["events"], "events", f"{args.blocks} blocks x {args.per_block}"),
                 ("bare eth_getLogs fetch + JSON parse", bare, "logs/s", "scale"),
@@ -166,6 +183,12 @@ async def main() -> None:
                 ("start-up to first commit", a["first_commit_s"], "s", "target < 0.5"),
                 ("peak RSS, full range", a["rss_mib"], "MiB", ""),
                 ("peak RSS full / half range", round(a["rss_mib"] / h["rss_mib"], 2), "ratio", "target <= 1.1"),
+                ("write path alone (same rows, nothing fetched)", w["events"] / w["seconds"], "events/s",
+                 f"{w['cores']:.2f} cores busy"),
+                ("write path alone / bare fetch", round(w["events"] / w["seconds"] / bare, 2), "ratio", ""),
+                ("ceiling end to end / bare fetch", round(a["events"] / best / bare, 2), "ratio",
+                 f"perfect overlap on {cores} cores after the start-up"),
+                ("end to end / ceiling", round(e2e * best / a["events"], 2), "ratio", "how much of it is reached"),
                 *extra,
             ], runs=runs)
     finally:
