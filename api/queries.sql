@@ -156,14 +156,16 @@ SELECT asset_id, reason, run_id, paused_by, paused_at
 FROM asset_pauses WHERE resolved_at IS NULL ORDER BY asset_id;
 
 -- name: payout_queue
--- Unpaid payout requests by chain, asset and state.
+-- Payout requests still to be paid, by chain, asset and state (paid and
+-- cancelled ones are over; the open-state index holds the rest).
 SELECT chain, asset, state, count(*) AS count, sum(amount)::text AS amount
-FROM payout_requests WHERE state <> 'paid'
+FROM payout_requests WHERE NOT payout_state_terminal(state)
 GROUP BY chain, asset, state ORDER BY chain, asset, state;
 
 -- name: open_batches
+-- Batches not yet over, reverted ones included: they wait for an operator or their expiry.
 SELECT chain, state, count(*) AS count
-FROM payout_batches WHERE state NOT IN ('confirmed', 'expired')
+FROM payout_batches WHERE NOT payout_state_terminal(state)
 GROUP BY chain, state ORDER BY chain, state;
 
 -- name: payout_kill_switches

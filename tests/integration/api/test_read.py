@@ -298,6 +298,32 @@ async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool):
         assert first["next"] == ids["run_mismatch"]
 
 
+async def test_status_queue_shows_what_is_not_over(tmp_path, pool):
+    # Over: paid and cancelled requests; confirmed, expired and cancelled
+    # batches. A reverted batch waits for its expiry or an operator: shown.
+    settings = api_settings(tmp_path, [chain_cfg("anvil")])
+    await seeded(pool, blocks=10, final=5)
+    await seed_settlement(pool)
+    async with pool.acquire() as conn:
+        for n, (state, extra) in enumerate((("reverted", ""), ("cancelled", ""), ("confirmed", "5"),
+                                            ("expired", ""), ("reverted", ""))):
+            await conn.execute(
+                "INSERT INTO payout_batches (batch_id, chain, asset, token, source, treasury, batcher, item_count,"
+                " total, gas_limit, expiry, state, signature, reason, executed_block) VALUES ($1, 'anvil', 'native',"
+                " $2, 0, $3, $3, 1, 7, 90000, 2000000000, $4, '0xsig', 'test', $5)",
+                f"0x{n + 1:064x}", "0x" + "00" * 20, WALLET, state, int(extra) if extra else None)
+        for key, state in (("req-c1", "cancelled"), ("req-c2", "cancelled"), ("req-h", "held")):
+            await conn.execute(
+                "INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by, state,"
+                " reason) VALUES ($1, 'anvil', 'native', $2, 11, 'test', $3, 'test')", key, USER, state)
+    async with client_for(settings, pool) as client:
+        status = await (await client.get("/v1/status")).json()
+    queue = {(q["state"], q["count"], q["amount"]) for q in status["payouts"]["queue"]}
+    assert queue == {("pending", 2, "14"), ("batched", 1, "7"), ("held", 1, "11")}
+    assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "reverted", "count": 2},
+                                                 {"chain": "anvil", "state": "signed", "count": 1}]
+
+
 # -- CORS and rate limit ---------------------------------------------------------
 
 

@@ -5,9 +5,12 @@ single-row and many-row statements, deletes and a TRUNCATE."""
 from __future__ import annotations
 
 import random
+import shutil
 
 from prometheus_client import REGISTRY
 
+from db import connect, migrate
+from db.migrate import MIGRATIONS_DIR
 from settlement.payouts.requests import BATCH_STATES, REQUEST_STATES, Q, refresh_gauges
 
 CHAINS = ("alpha", "beta")
@@ -111,3 +114,32 @@ async def test_the_gauge_query_reads_open_rows_only(pool):
         await conn.execute("ANALYZE payout_requests")
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + Q.request_counts))
         assert "payout_requests_open_states" in plan and "Seq Scan on payout_requests" not in plan, plan
+
+
+async def test_reverted_batches_move_to_the_open_count_on_upgrade(pg_cluster, tmp_path):
+    """0016: a database migrated to 0015 kept reverted batches in the totals;
+    after 0016 they are counted as open, and the gauges still equal a count."""
+    up_to_0015 = tmp_path / "migrations"
+    up_to_0015.mkdir()
+    for f in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if int(f.name[:4]) <= 15:
+            shutil.copy(f, up_to_0015 / f.name)
+    conn = await connect(await pg_cluster.new_database(empty=True))
+    try:
+        await migrate(conn, up_to_0015)
+        await insert_rows(conn, "alpha", 4, 6, 0)
+        await conn.execute(f"UPDATE payout_batches SET {batch_set('reverted')} WHERE {BATCH_NO} < 4")
+        await conn.execute(f"UPDATE payout_batches SET {batch_set('confirmed')} WHERE {BATCH_NO} = 4")
+        assert await conn.fetchval("SELECT n FROM payout_state_totals WHERE state = 'reverted'") == 4
+        applied = await migrate(conn)
+        assert [m.version for m in applied] == [16]
+        assert await conn.fetchval("SELECT count(*) FROM payout_state_totals WHERE state = 'reverted'") == 0
+        await assert_gauges_match(conn)
+        assert gauge("chainsettle_payout_batches", "alpha", "reverted") == 4
+        # Out of reverted (expiry) and into it again, after the upgrade.
+        await conn.execute(f"UPDATE payout_batches SET {batch_set('expired')} WHERE {BATCH_NO} < 2")
+        await conn.execute(f"UPDATE payout_batches SET {batch_set('reverted')} WHERE {BATCH_NO} = 5")
+        await assert_gauges_match(conn)
+        assert gauge("chainsettle_payout_batches", "alpha", "reverted") == 3
+    finally:
+        await conn.close()
