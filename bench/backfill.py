@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,6 +56,11 @@ async def bare_fetch(url: str, token: str, last: int, span: int = 100) -> tuple[
         return n, time.perf_counter() - t0
 
 
+def node_seconds(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def run_index(config: Path, db_url: str, to_block: int, profile: str | None = None,
               loop: str = "uvloop") -> tuple[float, int, str]:
     env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning", CHAINSETTLE_EVENT_LOOP=loop)
@@ -72,7 +78,8 @@ def run_index(config: Path, db_url: str, to_block: int, profile: str | None = No
         text, errors = out.read().decode(), err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"index failed: {errors[-2000:]}")
-    return elapsed, usage.ru_maxrss // 1024, [ln for ln in text.splitlines() if ln.startswith("{")][-1]
+    return (elapsed, usage.ru_maxrss // 1024, [ln for ln in text.splitlines() if ln.startswith("{")][-1],
+            usage.ru_utime + usage.ru_stime)
 
 
 async def first_commit(db_url: str, t0: float, done: asyncio.Event) -> float | None:
@@ -96,19 +103,22 @@ async def first_commit(db_url: str, t0: float, done: asyncio.Event) -> float | N
         await conn.close()
 
 
-async def index_run(config: Path, db_url: str, to_block: int, profile: str | None, event_loop: str = "uvloop") -> dict:
+async def index_run(config: Path, db_url: str, to_block: int, profile: str | None, event_loop: str = "uvloop",
+                    node_pid: int | None = None, postmaster: int | None = None) -> dict:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     t0 = time.perf_counter()
     watcher = asyncio.create_task(first_commit(db_url, t0, done))
     try:
-        elapsed, rss_mb, out = await loop.run_in_executor(None, run_index, config, db_url, to_block, profile, event_loop)
+        with CpuMeter(None, [node_pid] if node_pid else [], postmaster) as cpu:
+            elapsed, rss_mb, out, daemon_cpu = await loop.run_in_executor(
+                None, run_index, config, db_url, to_block, profile, event_loop)
     finally:
         done.set()
     startup = await watcher
     report = orjson.loads(out)
     return {"events": report["new_events"], "process_s": elapsed, "phase_s": report["elapsed_seconds"],
-            "rss_mib": rss_mb, "first_commit_s": startup}
+            "rss_mib": rss_mb, "first_commit_s": startup, "cpu": {**cpu.seconds, "daemon": daemon_cpu}}
 
 
 async def main() -> None:
@@ -132,28 +142,33 @@ async def main() -> None:
             print(f"filled {args.blocks} blocks x {args.per_block} transfers in {time.perf_counter() - t0:.1f}s")
 
             postmaster = postmaster_pid(cluster)
-            with CpuMeter(os.getpid, [node.proc.pid], postmaster) as fetch_cpu:
-                n, secs = await bare_fetch(node.url, token, last)
-            print(f"bare eth_getLogs fetch: {n} logs in {secs:.2f}s = {n / secs:,.0f} logs/s; "
-                  f"{fetch_cpu.cores:.2f} cores busy")
+            node_cpu, thread_cpu = node_seconds(node.proc.pid), time.thread_time()
+            n, secs = await bare_fetch(node.url, token, last)
+            fetch_cpu = {"daemon": time.thread_time() - thread_cpu, "node": node_seconds(node.proc.pid) - node_cpu,
+                         "postgres": 0.0}
+            print(f"bare eth_getLogs fetch: {n} logs in {secs:.2f}s = {n / secs:,.0f} logs/s; CPU this process "
+                  f"{fetch_cpu['daemon']:.2f}s, anvil {fetch_cpu['node']:.2f}s")
 
             config = write_config(Path(tmp) / "bench.toml", {"chains": [
                 evm_chain("bench", node.url, token, finality_depth=1, max_logs_range=2000)]})
             runs = {}
             for label, to_block in (("half", last // 2), ("all", last)):
                 db_url = await cluster.new_database()
-                r = runs[label] = await index_run(config, db_url, to_block, args.profile if label == "all" else None)
+                r = runs[label] = await index_run(config, db_url, to_block, args.profile if label == "all" else None,
+                                                  node_pid=node.proc.pid, postmaster=postmaster)
                 await cluster.drop_database(db_url)
                 print(f"chainsettle index ({label}): {r['events']} events; process {r['process_s']:.2f}s = "
                       f"{r['events'] / r['process_s']:,.0f} events/s incl. start-up; backfill phase {r['phase_s']:.2f}s = "
                       f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
-                      f"peak RSS {r['rss_mib']} MiB")
+                      f"peak RSS {r['rss_mib']} MiB; CPU daemon {r['cpu']['daemon']:.2f}s, Postgres {r['cpu']['postgres']:.2f}s, "
+                      f"anvil {r['cpu']['node']:.2f}s")
             db_url = await cluster.new_database()
             w = await write_alone(config, db_url, node.url, token, last, postmaster)
             await cluster.drop_database(db_url)
             print(f"write path alone: {w['events']} events in {w['commits']} commits, {w['seconds']:.2f}s = "
                   f"{w['events'] / w['seconds']:,.0f} events/s; CPU this process {w['cpu']['daemon']:.2f}s, "
-                  f"Postgres {w['cpu']['postgres']:.2f}s = {w['cores']:.2f} cores busy")
+                  f"Postgres {w['cpu']['postgres']:.2f}s = {w['cores']:.2f} cores busy; decoding the rows took "
+                  f"{w['decode_cpu']:.2f} CPU-s")
             extra = []
             if args.compare_asyncio:
                 db_url = await cluster.new_database()
@@ -168,9 +183,9 @@ async def main() -> None:
             print(f"end to end (process incl. start-up) / bare fetch: {e2e / bare:.2f}; backfill phase / bare fetch: {phase / bare:.2f}")
             print(f"peak RSS all / half range: {a['rss_mib'] / h['rss_mib']:.2f}")
             cores = os.cpu_count() or 2
-            best = ceiling(n, secs, sum(fetch_cpu.seconds.values()), w["seconds"], sum(w["cpu"].values()),
+            best = ceiling(secs, fetch_cpu, w["seconds"], w["cpu"], w["decode_cpu"],
                            a["first_commit_s"] or 0.0, cores)
-            print(f"ceiling here (fetch and write overlapped perfectly after the start-up, {cores} cores): "
+            print(f"ceiling here (fetch, decode and write overlapped perfectly after the start-up, {cores} cores): "
                   f"{a['events'] / best:,.0f} events/s = {a['events'] / best / bare:.2f} of the bare fetch; "
                   f"end to end reached {e2e * best / a['events']:.2f} of it")
             record(args.name, [
