@@ -75,7 +75,7 @@ async def write_alone(config: Path, db_url: str, node_url: str, token: str, last
         await follower.close()
     used = {**cpu.seconds, "daemon": thread_cpu}
     return {"events": n, "seconds": seconds, "commits": len(ranges), "cpu": used,
-            "cores": sum(used.values()) / seconds, "decode_cpu": decode_cpu}
+            "cores": sum(used.values()) / seconds, "decode_cpu": decode_cpu, "postgres_roles": cpu.postgres_roles}
 
 
 def ceiling(fetch_s: float, fetch_cpu: dict, write_s: float, write_cpu: dict, decode_cpu: float,

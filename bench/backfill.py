@@ -56,6 +56,10 @@ async def bare_fetch(url: str, token: str, last: int, span: int = 100) -> tuple[
         return n, time.perf_counter() - t0
 
 
+def roles(by_role: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}s" for k, v in sorted(by_role.items(), key=lambda kv: -kv[1]) if v >= 0.01)
+
+
 def node_seconds(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
     return t.user + t.system
@@ -118,7 +122,8 @@ async def index_run(config: Path, db_url: str, to_block: int, profile: str | Non
     startup = await watcher
     report = orjson.loads(out)
     return {"events": report["new_events"], "process_s": elapsed, "phase_s": report["elapsed_seconds"],
-            "rss_mib": rss_mb, "first_commit_s": startup, "cpu": {**cpu.seconds, "daemon": daemon_cpu}}
+            "rss_mib": rss_mb, "first_commit_s": startup, "cpu": {**cpu.seconds, "daemon": daemon_cpu},
+            "postgres_roles": cpu.postgres_roles}
 
 
 async def main() -> None:
@@ -161,14 +166,14 @@ async def main() -> None:
                       f"{r['events'] / r['process_s']:,.0f} events/s incl. start-up; backfill phase {r['phase_s']:.2f}s = "
                       f"{r['events'] / r['phase_s']:,.0f} events/s; first commit after {r['first_commit_s'] or 0:.2f}s; "
                       f"peak RSS {r['rss_mib']} MiB; CPU daemon {r['cpu']['daemon']:.2f}s, Postgres {r['cpu']['postgres']:.2f}s, "
-                      f"anvil {r['cpu']['node']:.2f}s")
+                      f"anvil {r['cpu']['node']:.2f}s (Postgres: {roles(r['postgres_roles'])})")
             db_url = await cluster.new_database()
             w = await write_alone(config, db_url, node.url, token, last, postmaster)
             await cluster.drop_database(db_url)
             print(f"write path alone: {w['events']} events in {w['commits']} commits, {w['seconds']:.2f}s = "
                   f"{w['events'] / w['seconds']:,.0f} events/s; CPU this process {w['cpu']['daemon']:.2f}s, "
                   f"Postgres {w['cpu']['postgres']:.2f}s = {w['cores']:.2f} cores busy; decoding the rows took "
-                  f"{w['decode_cpu']:.2f} CPU-s")
+                  f"{w['decode_cpu']:.2f} CPU-s (Postgres: {roles(w['postgres_roles'])})")
             extra = []
             if args.compare_asyncio:
                 db_url = await cluster.new_database()

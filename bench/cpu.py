@@ -40,6 +40,7 @@ class CpuMeter:
         self._postmaster = postmaster
         self._start: dict[int, float] = {}
         self._last: dict[int, tuple[str, float]] = {}
+        self._roles: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.wall = 0.0
@@ -65,6 +66,8 @@ class CpuMeter:
             try:
                 t = p.cpu_times()
                 out[p.pid] = (kind, t.user + t.system)
+                if kind == "postgres" and p.pid not in self._roles:
+                    self._roles[p.pid] = _pg_role(p)
             except psutil.Error:
                 pass
         return out
@@ -105,6 +108,29 @@ class CpuMeter:
         return out
 
     @property
+    def postgres_roles(self) -> dict[str, float]:
+        """Postgres's CPU by process role: client backend, autovacuum worker, checkpointer, walwriter, ..."""
+        out: dict[str, float] = {}
+        for pid, (kind, t) in self._last.items():
+            if kind == "postgres":
+                role = self._roles.get(pid, "other")
+                out[role] = out.get(role, 0.0) + t - self._start.get(pid, 0.0)
+        return out
+
+    @property
     def cores(self) -> float:
         """Average cores busy over the run."""
         return sum(self.seconds.values()) / self.wall if self.wall else 0.0
+
+
+_PG_BACKGROUND = ("checkpointer", "background writer", "walwriter", "autovacuum launcher", "autovacuum worker",
+                  "logical replication launcher", "startup", "archiver")
+
+
+def _pg_role(p: psutil.Process) -> str:
+    """A Postgres process's role from its title (`postgres: checkpointer`); clients' titles name user and database."""
+    title = " ".join(p.cmdline())
+    if not title.startswith("postgres:"):
+        return "postmaster"
+    rest = title[len("postgres:"):].strip()
+    return next((b for b in _PG_BACKGROUND if rest.startswith(b)), "client backend")
