@@ -10,7 +10,6 @@ backfill must do both, on the same cores, after its start-up.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -53,9 +52,8 @@ async def decoded_ranges(follower, url: str, token: str, last: int, span: int) -
 
 async def write_alone(config: Path, db_url: str, node_url: str, token: str, last: int,
                       postmaster: int | None) -> dict:
-    os.environ["DATABASE_URL"] = db_url
     settings = load_settings(config)
-    async with open_pool(settings) as pool:
+    async with open_pool(settings, db_url) as pool:
         follower = make_follower(settings.chain("bench"), pool, settings)
         ranges, decode_cpu = await decoded_ranges(follower, node_url, token, last, 100)
         store = follower.store

@@ -66,7 +66,7 @@ def node_seconds(pid: int) -> float:
 
 
 def run_index(config: Path, db_url: str, to_block: int, profile: str | None = None,
-              loop: str = "uvloop") -> tuple[float, int, str]:
+              loop: str = "uvloop") -> tuple[float, int, str, float]:
     env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning", CHAINSETTLE_EVENT_LOOP=loop)
     cmd = [sys.executable, "-m", "daemon.cli", "--config", str(config), "index", "--chain", "bench", "--to", str(to_block)]
     if profile:
