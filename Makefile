@@ -6,9 +6,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: setup test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-report lint contracts clean
+.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-report lint contracts clean
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) bytecode
+
+# The project's own modules, compiled ahead as any installed package is:
+# where PYTHONDONTWRITEBYTECODE is set (containers, CI) the import system
+# never caches them, and every `chainsettle` start compiled some 250 KiB of
+# source again (about 70 ms of a 0.45 s start-up). Only stale files are
+# rewritten; a module edited later is compiled in memory until make runs again.
+PACKAGES := config db indexer settlement api daemon delivery
+bytecode: $(STAMP)
+	$(PY) -m compileall -q -j 0 $(PACKAGES)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
