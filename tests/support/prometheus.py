@@ -117,6 +117,16 @@ class PrometheusServer:
         raise AssertionError(f"{name} {labels} did not fire within {timeout}s; firing: "
                              f"{[a['labels'] for a in self.alerts()]}")
 
+    def wait_until_down(self, target: str, timeout: float = 30) -> None:
+        """Until a scrape of `target` has failed (`up` is 0): Prometheus then marks
+        the target's series stale, which is what resolves its alerts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if [r["value"][1] for r in self.query(f'up{{instance="{target}"}}')] == ["0"]:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{target} still scraped as up after {timeout}s")
+
     def wait_until_resolved(self, name: str, timeout: float = 60, **labels: str) -> None:
         """Until no alert `name` (with these labels, when given) is pending or firing."""
         deadline = time.monotonic() + timeout

@@ -57,9 +57,12 @@ async def test_held_and_paused_alerts_fire_survive_a_restart_and_resolve(anvil, 
             assert not prom.firing("ChainsettlePayoutsPaused")
 
             # A restart: the new process knows nothing until it reads the database.
+            # Started again only after a scrape failed: a restart quicker than the scrape interval would
+            # leave the series (and the alert) unbroken, and the resolve below would never be seen.
             kill(proc)
+            prom.wait_until_down(f"127.0.0.1:{port}")
             proc = start_daemon(config, db_url, log)
-            prom.wait_until_resolved("ChainsettlePayoutsHeld", timeout=60)  # no scrape while it was down (slow under load)
+            prom.wait_until_resolved("ChainsettlePayoutsHeld", timeout=60)
             prom.wait_for_alert("ChainsettlePayoutsHeld", chain="anvil")
             assert [r["value"][1] for r in prom.query('chainsettle_payouts{state="held"}')] == ["1"]
 
