@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import yaml
 
@@ -28,6 +29,7 @@ from daemon.devchain import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+T = TypeVar("T")
 
 
 def prometheus_binary() -> str | None:
@@ -107,32 +109,35 @@ class PrometheusServer:
 
         return self._get(f"/api/v1/query?query={quote(expr)}")["data"]["result"]
 
-    def wait_for_alert(self, name: str, timeout: float = 60, **labels: str) -> dict:
+    @staticmethod
+    def _has(alert: dict, name: str, labels: dict[str, str]) -> bool:
+        return alert["labels"]["alertname"] == name and all(alert["labels"].get(k) == v for k, v in labels.items())
+
+    @staticmethod
+    def _poll(probe: Callable[[], T], timeout: float, interval: float, failure: Callable[[], str]) -> T:
+        """`probe`'s first true answer, asked every `interval` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for a in self.firing(name):
-                if all(a["labels"].get(k) == v for k, v in labels.items()):
-                    return a
-            time.sleep(0.5)
-        raise AssertionError(f"{name} {labels} did not fire within {timeout}s; firing: "
-                             f"{[a['labels'] for a in self.alerts()]}")
+            found = probe()
+            if found:
+                return found
+            time.sleep(interval)
+        raise AssertionError(failure())
+
+    def wait_for_alert(self, name: str, timeout: float = 60, **labels: str) -> dict:
+        return self._poll(
+            lambda: next((a for a in self.firing(name) if self._has(a, name, labels)), None),
+            timeout, 0.5,
+            lambda: f"{name} {labels} did not fire within {timeout}s; firing: {[a['labels'] for a in self.alerts()]}")
 
     def wait_until_down(self, target: str, timeout: float = 30) -> None:
         """Until a scrape of `target` has failed (`up` is 0): Prometheus then marks
         the target's series stale, which is what resolves its alerts."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if [r["value"][1] for r in self.query(f'up{{instance="{target}"}}')] == ["0"]:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{target} still scraped as up after {timeout}s")
+        self._poll(lambda: [r["value"][1] for r in self.query(f'up{{instance="{target}"}}')] == ["0"],
+                   timeout, 0.2, lambda: f"{target} still scraped as up after {timeout}s")
 
     def wait_until_resolved(self, name: str, timeout: float = 60, **labels: str) -> None:
         """Until no alert `name` (with these labels, when given) is pending or firing."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not any(a["labels"]["alertname"] == name and all(a["labels"].get(k) == v for k, v in labels.items())
-                       for a in self.alerts(None)):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{name} still active after {timeout}s")
+        self._poll(
+            lambda: not any(self._has(a, name, labels) for a in self.alerts(None)),
+            timeout, 0.5, lambda: f"{name} still active after {timeout}s")
