@@ -7,65 +7,91 @@ The store functions write their own audit rows; refusals name the field.
 
 from __future__ import annotations
 
-import orjson
+from typing import Any, Literal
+
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from settlement.intents import store
 from settlement.intents.errors import IntentError
 from settlement.intents.fees import RpcFees
 
-from .http import RequestError, json_response, path_ident
+from .http import RequestError, json_response
+from .routing import Ident, QueryInt, Routes
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
-routes = web.RouteTableDef()  # admin: registered with the admin routes
-read_routes = web.RouteTableDef()  # always registered
+routes = Routes("admin", auth="admin")  # registered with the admin routes
+read_routes = Routes("public")  # always registered
 _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
-STATES = ("due", "delayed", "awaiting_approval", "requested", "executed", "failed", "missed", "skipped", "cancelled")
+STATES = Literal["due", "delayed", "awaiting_approval", "requested", "executed", "failed", "missed", "skipped",
+                 "cancelled"]
+Limit = QueryInt(1, 10000)
+NOT_FOUND = {404: "No such intent"}
+CONFLICT = {**NOT_FOUND, 409: "The intent is cancelled or not in the state this needs"}
 
 
 def _refused(exc: IntentError) -> RequestError:
     return RequestError(exc.field, exc.reason, status=_STATUS.get(exc.code, 400), code=exc.code)
 
 
-def _intent_id(request: web.Request) -> int:
-    raw = path_ident(request)
-    if not raw.isdigit() or len(raw) > 18:
-        raise RequestError("id", "must be an intent id (a positive integer)")
-    return int(raw)
+class IntentPath(BaseModel):
+    id: QueryInt(0, 10**18 - 1) = Field(description="Intent id")
 
 
-async def _body(request: web.Request, *, optional: bool = False) -> dict:
-    raw = await request.read()
-    if not raw:
-        if optional:
-            return {}
-        raise RequestError("body", "a JSON object is required")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise RequestError("body", "must be valid JSON") from None
-    if not isinstance(data, dict):
-        raise RequestError("body", "must be a JSON object")
-    return data
+class IntentBody(BaseModel):
+    """An intent: see the README's Intents section for every field; refusals name the field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: StrictStr
+    chain: StrictStr
+    asset: StrictStr
+    to: StrictStr
+    amount_mode: Literal["fixed", "above_floor"] | None = None
+    cron: StrictStr | None = None
+    rrule: StrictStr | None = None
+    interval_seconds: StrictInt | None = None
+    timezone: StrictStr
+    end_of_month: Literal["skip", "clamp"] | None = None
+    start: StrictStr = Field(json_schema_extra={"format": "date-time"})
+    end: StrictStr | None = Field(None, json_schema_extra={"format": "date-time"})
+    missed_run_policy: Literal["skip", "latest", "all"] | None = None
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "1000")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-        raise RequestError("limit", "must be an integer from 1 to 10000")
-    return int(raw)
+class IntentEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    changes: dict[str, Any] = Field(description="the fields to change")
+    reason: StrictStr | None = None
 
 
-def _state(request: web.Request) -> str | None:
-    state = request.query.get("state")
-    if state is not None and state not in STATES:
-        raise RequestError("state", f"must be one of {', '.join(STATES)}")
-    return state
+class IntentStateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StrictStr | None = Field(None, max_length=500)
 
 
-@routes.post("/v1/admin/intents")
-async def create(request: web.Request) -> web.Response:
-    data = await _body(request)
+class Intent(BaseModel):
+    intent: dict[str, Any] = Field(description="the intent, its current version and spec")
+
+
+class Intents(BaseModel):
+    intents: list[dict[str, Any]]
+
+
+class Occurrences(BaseModel):
+    intent_id: int
+    occurrences: list[dict[str, Any]]
+
+
+class Occurrence(BaseModel):
+    occurrence: dict[str, Any]
+
+
+@routes.post("/v1/admin/intents", body=IntentBody, response=Intent, status=201)
+async def create(request: web.Request, body: IntentBody) -> web.Response:
+    """Create an intent (audited)"""
+    data = body.model_dump(exclude_unset=True)
     try:
         intent = await store.create_intent(request.app[POOL], request.app[SETTINGS], data, request.app[ADMIN_ACTOR])
     except IntentError as exc:
@@ -73,103 +99,101 @@ async def create(request: web.Request) -> web.Response:
     return json_response({"intent": intent}, status=201)
 
 
-@routes.get("/v1/admin/intents")
-async def list_all(request: web.Request) -> web.Response:
-    state = request.query.get("state")
-    if state is not None and state not in ("active", "paused", "cancelled"):
-        raise RequestError("state", "must be active, paused or cancelled")
+class ListQuery(BaseModel):
+    state: Literal["active", "paused", "cancelled"] | None = Field(None, description="Only this state")
+    limit: Limit = Field(1000, description="At most this many")
+
+
+@routes.get("/v1/admin/intents", params=ListQuery, response=Intents)
+async def list_all(request: web.Request, p: ListQuery) -> web.Response:
+    """Intents, by id"""
     async with request.app[POOL].acquire() as conn:
-        return json_response({"intents": await store.list_intents(conn, state, _limit(request))})
+        return json_response({"intents": await store.list_intents(conn, p.state, p.limit)})
 
 
-@routes.get("/v1/admin/intents/{id}")
-async def show(request: web.Request) -> web.Response:
-    iid = _intent_id(request)
+@routes.get("/v1/admin/intents/{id}", params=IntentPath, response=Intent, errors=NOT_FOUND)
+async def show(request: web.Request, p: IntentPath) -> web.Response:
+    """One intent with every version"""
     try:
         async with request.app[POOL].acquire() as conn:
-            return json_response({"intent": await store.get_intent(conn, iid)})
+            return json_response({"intent": await store.get_intent(conn, p.id)})
     except IntentError as exc:
         raise _refused(exc) from None
 
 
-@routes.patch("/v1/admin/intents/{id}")
-async def edit(request: web.Request) -> web.Response:
-    """Body {"changes": {...}, "reason": "..."}: a new version for occurrences not yet made."""
-    iid = _intent_id(request)
-    data = await _body(request)
-    extra = set(data) - {"changes", "reason"}
-    if extra:
-        raise RequestError(sorted(extra)[0], "unknown field (give changes and reason)")
-    changes, reason = data.get("changes"), data.get("reason")
-    if not isinstance(changes, dict):
-        raise RequestError("changes", "must be an object of the fields to change")
-    if reason is not None and not isinstance(reason, str):
-        raise RequestError("reason", "must be text")
+@routes.patch("/v1/admin/intents/{id}", params=IntentPath, body=IntentEdit, response=Intent, errors=CONFLICT)
+async def edit(request: web.Request, p: IntentPath, body: IntentEdit) -> web.Response:
+    """Edit an intent: a new version for occurrences not yet made (audited)"""
     try:
-        intent = await store.edit_intent(request.app[POOL], request.app[SETTINGS], iid, changes,
-                                         request.app[ADMIN_ACTOR], reason)
+        intent = await store.edit_intent(request.app[POOL], request.app[SETTINGS], p.id, body.changes,
+                                         request.app[ADMIN_ACTOR], body.reason)
     except IntentError as exc:
         raise _refused(exc) from None
     return json_response({"intent": intent})
 
 
 def _state_route(action: str):
-    async def handler(request: web.Request) -> web.Response:
-        iid = _intent_id(request)
-        data = await _body(request, optional=True)
-        if set(data) - {"reason"}:
-            raise RequestError(sorted(set(data) - {"reason"})[0], "unknown field (only reason)")
-        reason = data.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            raise RequestError("reason", "must be text of at most 500 characters")
+    async def handler(request: web.Request, p: IntentPath, body: IntentStateBody) -> web.Response:
         try:
-            intent = await store.set_intent_state(request.app[POOL], iid, action, request.app[ADMIN_ACTOR], reason)
+            intent = await store.set_intent_state(request.app[POOL], p.id, action, request.app[ADMIN_ACTOR],
+                                                  body.reason)
         except IntentError as exc:
             raise _refused(exc) from None
         return json_response({"intent": intent})
 
     handler.__name__ = f"{action}_intent"
+    handler.__doc__ = f"{action.capitalize()} an intent (audited)"
     return handler
 
 
 for _action in ("pause", "resume", "cancel"):
-    routes.post(f"/v1/admin/intents/{{id}}/{_action}")(_state_route(_action))
+    routes.post(f"/v1/admin/intents/{{id}}/{_action}", params=IntentPath, body=IntentStateBody, body_required=False,
+                response=Intent, errors=CONFLICT)(_state_route(_action))
 
 
-@routes.get("/v1/admin/intents/{id}/preview")
-async def preview(request: web.Request) -> web.Response:
-    """The next occurrences (`next`, default 12) and what each evaluation would say now."""
-    iid = _intent_id(request)
-    raw = request.query.get("next", "12")
-    if not raw.isdigit():
-        raise RequestError("next", "must be an integer from 1 to 1000")
+class PreviewQuery(IntentPath):
+    next: QueryInt(1, 1000) = Field(12, description="How many")
+
+
+@routes.get("/v1/admin/intents/{id}/preview", params=PreviewQuery, response=Occurrences, errors=NOT_FOUND)
+async def preview(request: web.Request, p: PreviewQuery) -> web.Response:
+    """The next occurrences and what each evaluation would say now"""
     fees = RpcFees(request.app[SETTINGS])
     try:
-        out = await store.preview(request.app[POOL], request.app[SETTINGS], iid, int(raw), fees=fees)
+        out = await store.preview(request.app[POOL], request.app[SETTINGS], p.id, p.next, fees=fees)
     except IntentError as exc:
         raise _refused(exc) from None
     finally:
         await fees.close()
-    return json_response({"intent_id": iid, "occurrences": out})
+    return json_response({"intent_id": p.id, "occurrences": out})
 
 
-@routes.post("/v1/admin/intent-occurrences/{id}/approve")
-async def approve(request: web.Request) -> web.Response:
-    oid = path_ident(request)
+class OccurrencePath(BaseModel):
+    id: Ident = Field(description="Occurrence id")
+
+
+@routes.post("/v1/admin/intent-occurrences/{id}/approve", params=OccurrencePath, response=Occurrence,
+             errors={404: "No such occurrence", 409: "Not awaiting approval"})
+async def approve(request: web.Request, p: OccurrencePath) -> web.Response:
+    """Approve a catch-up occurrence above its intent's approval amount (audited)"""
     try:
-        out = await store.approve_occurrence(request.app[POOL], oid, request.app[ADMIN_ACTOR])
+        out = await store.approve_occurrence(request.app[POOL], p.id, request.app[ADMIN_ACTOR])
     except IntentError as exc:
         raise _refused(exc) from None
     return json_response({"occurrence": out})
 
 
-@read_routes.get("/v1/intents/{id}/occurrences")
-async def occurrences(request: web.Request) -> web.Response:
-    """Occurrences newest first: state, reason, payout state and every stored evaluation."""
-    iid = _intent_id(request)
+class OccurrencesQuery(IntentPath):
+    state: STATES | None = Field(None, description="Only this state")
+    limit: Limit = Field(1000, description="At most this many")
+
+
+@read_routes.get("/v1/intents/{id}/occurrences", params=OccurrencesQuery, response=Occurrences, errors=NOT_FOUND)
+async def occurrences(request: web.Request, p: OccurrencesQuery) -> web.Response:
+    """Occurrences of an intent, newest first: state, reason, payout state, every evaluation"""
     try:
         async with request.app[POOL].acquire() as conn:
-            rows = await store.occurrences(conn, iid, _state(request), _limit(request))
+            rows = await store.occurrences(conn, p.id, p.state, p.limit)
     except IntentError as exc:
         raise _refused(exc) from None
-    return json_response({"intent_id": iid, "occurrences": rows})
+    return json_response({"intent_id": p.id, "occurrences": rows})

@@ -8,7 +8,9 @@ in the same row, which `GET /v1/admin/replay/{id}` shows.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -16,34 +18,57 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from db import Queries, audit
 from indexer.chain_state import heights
 
-from .http import (
-    MAX_BIGINT,
-    PlainText,
-    Query,
-    RequestError,
-    json_body,
-    json_response,
-    parse_int,
-    row_dict,
-)
+from .http import MAX_BIGINT, PlainText, RequestError, json_response, row_dict
+from .routing import QueryInt, Routes, Runtime
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-routes = web.RouteTableDef()
+routes = Routes("admin", auth="admin")
 
 
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chain: StrictStr
+    chain: Annotated[StrictStr, Runtime("chains")] = Field(description="A configured chain")
     from_block: StrictInt = Field(ge=0, le=MAX_BIGINT)
     to_block: StrictInt = Field(ge=0, le=MAX_BIGINT)
     reason: PlainText | None = Field(None, max_length=500)
 
 
-@routes.post("/v1/admin/replay")
-async def request_replay(request: web.Request) -> web.Response:
-    body: ReplayBody = await json_body(request, ReplayBody)
+class ReplayView(BaseModel):
+    id: int = Field(ge=1)
+    chain: str
+    from_block: int
+    to_block: int
+    blocks: int = Field(ge=1)
+    reason: str | None
+    requested_by: str
+    state: Literal["pending", "running", "done", "failed"]
+    attempts: int
+    inserted: int | None = Field(description="events the replay restored")
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    audit_id: int | None = Field(None, ge=1)
+
+
+class Replay(BaseModel):
+    replay: ReplayView
+
+
+class ReplayPath(BaseModel):
+    id: QueryInt(1) = Field(description="Replay id")
+
+
+@routes.post("/v1/admin/replay", body=ReplayBody, response=Replay, status=202,
+             headers={202: {"Location": {"schema": {"type": "string"}, "description": "Where to poll"}}},
+             errors={409: "The chain has nothing indexed yet"})
+async def request_replay(request: web.Request, body: ReplayBody) -> web.Response:
+    """Request a replay of an indexed block range; `chainsettle run` executes it (audited)
+
+    Recorded; poll Location for the outcome.
+    """
     names = [c.name for c in request.app[SETTINGS].chains]
     if body.chain not in names:
         raise RequestError("chain", f"not a configured chain (configured: {', '.join(names) or 'none'})")
@@ -67,10 +92,10 @@ async def request_replay(request: web.Request) -> web.Response:
     return json_response({"replay": replay}, status=202, headers={"Location": f"/v1/admin/replay/{row['id']}"})
 
 
-@routes.get("/v1/admin/replay/{id}")
-async def replay_status(request: web.Request) -> web.Response:
-    Query(request.query, set())
-    ident = parse_int("id", request.match_info["id"], low=1)
+@routes.get("/v1/admin/replay/{id}", params=ReplayPath, response=Replay, errors={404: "No such replay request"})
+async def replay_status(request: web.Request, p: ReplayPath) -> web.Response:
+    """A replay request and its outcome"""
+    ident = p.id
     async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(Q.replay_by_id, ident)
     if row is None:

@@ -9,8 +9,8 @@ Replays live in `admin_replay.py`.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -31,15 +31,15 @@ from settlement.payouts.requests import (
     set_kill_switch,
 )
 
-from .http import PlainText, RequestError, json_body, json_response, path_ident
-from .settlement_routes import payout_view
+from .http import PlainText, RequestError, json_response
+from .routing import ADDRESS_PATTERN, Ident, Routes, Runtime, Text, Units, UnitsIn
+from .settlement_routes import KillSwitchRow, PayoutRequest, payout_view
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-routes = web.RouteTableDef()
-BATCH_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
-AMOUNT_TEXT = re.compile(r"^[0-9]{1,78}$")
-MAX_UNITS = 2**256 - 1
+routes = Routes("admin", auth="admin")
+BatchId = Text(r"^0x[0-9a-fA-F]{64}$", "a batch id: 0x and 64 hex digits")
+Chain = Annotated[StrictStr, Field(max_length=64), Runtime("chains")]
 
 
 def admin_actor(token: Secret) -> str:
@@ -62,29 +62,32 @@ def _refused(exc: PayoutError, fields: set[str]) -> RequestError:
 class PayoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chain: StrictStr = Field(max_length=64)
-    asset: StrictStr = Field(max_length=64)
-    to: StrictStr = Field(max_length=128)
-    amount: StrictInt | StrictStr
-    key: StrictStr = Field(max_length=200)
-    destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1)
+    chain: Annotated[StrictStr, Runtime("payout_chains")] = Field(max_length=64,
+                                                                 description="A chain of [[payouts.chains]]")
+    asset: Annotated[StrictStr, Runtime("payout_assets")] = Field(max_length=64,
+                                                                 description="'native' or a contract name")
+    to: StrictStr = Field(max_length=128, json_schema_extra={"pattern": ADDRESS_PATTERN},
+                          description="The recipient: a 0x address (EVM) or a classic r-address (XRPL)")
+    amount: UnitsIn(1)
+    key: StrictStr = Field(max_length=200, json_schema_extra={"pattern": "^[!-~]{1,200}$"},
+                           description="Idempotency key: the same key and payout returns the stored request")
+    destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1, description="XRPL only")
 
 
-def _amount(value: int | str) -> int:
-    if isinstance(value, str):
-        if not AMOUNT_TEXT.fullmatch(value):
-            raise RequestError("amount", "must be a positive integer in base units (digits only)")
-        value = int(value)
-    if not 0 < value <= MAX_UNITS:
-        raise RequestError("amount", "must be a positive integer in base units, below 2**256")
-    return value
+class PayoutCreated(BaseModel):
+    payout: PayoutRequest
+    created: bool = Field(description="false: the key's stored request")
 
 
-@routes.post("/v1/admin/payouts")
-async def create_payout(request: web.Request) -> web.Response:
-    """201 with a new request; 200 with the stored one when its key was used for the same payout."""
-    body: PayoutBody = await json_body(request, PayoutBody)
-    amount = _amount(body.amount)
+@routes.post("/v1/admin/payouts", body=PayoutBody, response=PayoutCreated, status=201,
+             responses={200: (PayoutCreated, "The key's stored request for this same payout")},
+             errors={409: "The key was used for a different payout"})
+async def create_payout(request: web.Request, body: PayoutBody) -> web.Response:
+    """Request a payout, idempotent by `key` (audited)
+
+    201 with a new request; 200 with the stored one when its key was used for the same payout.
+    """
+    amount = body.amount
     pool = request.app[POOL]
     try:
         stored, created = await request_payout(
@@ -97,11 +100,25 @@ async def create_payout(request: web.Request) -> web.Response:
     return json_response({"payout": payout_view(row), "created": created}, status=201 if created else 200)
 
 
-@routes.post("/v1/admin/batches/{id}/approve")
-async def approve(request: web.Request) -> web.Response:
-    batch_id = path_ident(request)
-    if not BATCH_ID.fullmatch(batch_id):
-        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
+class BatchPath(BaseModel):
+    id: BatchId = Field(description="Batch id")
+
+
+class BatchApproval(BaseModel):
+    batch_id: str
+    state: str
+    approved_by: str
+
+
+class BatchApproved(BaseModel):
+    batch: BatchApproval
+
+
+@routes.post("/v1/admin/batches/{id}/approve", params=BatchPath, response=BatchApproved,
+             errors={404: "No such batch", 409: "The batch is not awaiting approval"})
+async def approve(request: web.Request, p: BatchPath) -> web.Response:
+    """Approve a batch awaiting approval (audited)"""
+    batch_id = p.id
     if await request.read():
         raise RequestError("body", "this route takes no body")
     pool = request.app[POOL]
@@ -118,12 +135,19 @@ async def approve(request: web.Request) -> web.Response:
 class KillSwitchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    chain: StrictStr | None = Field(None, max_length=64)
+    chain: Chain | None = Field(None, description="A configured chain; absent: every chain")
     reason: PlainText | None = Field(None, max_length=500)
 
 
-async def _kill_switch(request: web.Request, killed: bool) -> web.Response:
-    body: KillSwitchBody = await json_body(request, KillSwitchBody, optional=True)
+class KillSwitch(BaseModel):
+    scope: str
+    killed: bool
+    reason: str
+    changed_by: str
+    kill_switches: list[KillSwitchRow] = Field(description="every active one")
+
+
+async def _kill_switch(request: web.Request, body: KillSwitchBody, killed: bool) -> web.Response:
     names = [c.name for c in request.app[SETTINGS].chains]
     if body.chain is not None and body.chain not in names:
         raise RequestError("chain", f"not a configured chain (configured: {', '.join(names) or 'none'})")
@@ -138,29 +162,53 @@ async def _kill_switch(request: web.Request, killed: bool) -> web.Response:
                           "kill_switches": active})
 
 
-@routes.post("/v1/admin/payouts/pause")
-async def pause_payouts(request: web.Request) -> web.Response:
-    """Stop signing on one chain (`chain`) or on all; workers check before each signature."""
-    return await _kill_switch(request, True)
+KILL_SWITCH = {"body": KillSwitchBody, "body_required": False, "response": KillSwitch}
 
 
-@routes.post("/v1/admin/payouts/resume")
-async def resume_payouts(request: web.Request) -> web.Response:
-    """Lift the switch of that scope only: a global switch still stops a resumed chain."""
-    return await _kill_switch(request, False)
+@routes.post("/v1/admin/payouts/pause", **KILL_SWITCH)
+async def pause_payouts(request: web.Request, body: KillSwitchBody) -> web.Response:
+    """Set the payout kill switch of one chain, or of all (audited)
+
+    Stop signing on one chain (`chain`) or on all; workers check before each signature.
+    """
+    return await _kill_switch(request, body, True)
 
 
-class ResolveBody(BaseModel):
+@routes.post("/v1/admin/payouts/resume", **KILL_SWITCH)
+async def resume_payouts(request: web.Request, body: KillSwitchBody) -> web.Response:
+    """Lift the payout kill switch of one chain, or the global one (audited)
+
+    Lift the switch of that scope only: a global switch still stops a resumed chain.
+    """
+    return await _kill_switch(request, body, False)
+
+
+class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: PlainText = Field(min_length=1, max_length=500)
 
 
-@routes.post("/v1/admin/assets/{asset_id}/resolve")
-async def resolve_asset(request: web.Request) -> web.Response:
-    """Lift the reconciliation pause of an asset, with the operator's reason."""
-    asset_id = path_ident(request, "asset_id")
-    body: ResolveBody = await json_body(request, ResolveBody)
+class AssetPath(BaseModel):
+    asset_id: Ident = Field(description="Asset id, e.g. anvil:native")
+
+
+class Resolution(BaseModel):
+    asset: str
+    pause_id: int
+    paused_because: str
+    resolution: str
+
+
+class Resolved(BaseModel):
+    resolved: Resolution
+
+
+@routes.post("/v1/admin/assets/{asset_id}/resolve", params=AssetPath, body=ReasonBody, response=Resolved,
+             errors={404: "No such asset", 409: "The asset has no open pause"})
+async def resolve_asset(request: web.Request, p: AssetPath, body: ReasonBody) -> web.Response:
+    """Lift the reconciliation pause of an asset (audited)"""
+    asset_id = p.asset_id
     if not body.reason.strip():
         raise RequestError("reason", "must say why the pause can be lifted")
     pool = request.app[POOL]
@@ -179,10 +227,31 @@ async def resolve_asset(request: web.Request) -> web.Response:
 # -- held payouts: list, release, cancel (issue 11) ---------------------------------
 
 
-@routes.get("/v1/admin/payouts/held")
-async def list_held(request: web.Request) -> web.Response:
-    """Held requests with their reasons, oldest first (optionally `?chain=`)."""
-    chain = request.query.get("chain")
+class HeldQuery(BaseModel):
+    chain: Annotated[str, Runtime("chains")] | None = Field(None, description="Only this chain")
+
+
+class HeldPayout(BaseModel):
+    id: int
+    idempotency_key: str
+    chain: str
+    asset: str
+    recipient: str
+    amount: Units
+    reason: str | None
+    batch_id: str | None
+    batch_state: str | None
+    updated_at: dt.datetime
+
+
+class Held(BaseModel):
+    held: list[HeldPayout]
+
+
+@routes.get("/v1/admin/payouts/held", params=HeldQuery, response=Held)
+async def list_held(request: web.Request, p: HeldQuery) -> web.Response:
+    """Held payout requests with their reasons, oldest first"""
+    chain = p.chain
     if chain is not None and chain not in {c.name for c in request.app[SETTINGS].chains}:
         raise RequestError("chain", "not a configured chain")
     async with request.app[POOL].acquire() as conn:
@@ -193,14 +262,30 @@ async def list_held(request: web.Request) -> web.Response:
 class ReleaseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    without: list[Annotated[StrictStr, Field(max_length=128)]] = Field(default_factory=list, max_length=200)
+    without: list[Annotated[StrictStr, Field(max_length=128)]] = Field(default_factory=list, max_length=200,
+                                                                        description="Recipients that stay held")
     reason: PlainText | None = Field(None, max_length=500)
 
 
-class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Release(BaseModel):
+    batch_id: str
+    released: list[int]
+    kept_held: list[str]
+    then: str
 
-    reason: PlainText = Field(min_length=1, max_length=500)
+
+class Released(BaseModel):
+    release: Release
+
+
+class Cancellation(BaseModel):
+    batch_id: str
+    cancelled: list[int]
+    reason: str
+
+
+class Cancelled(BaseModel):
+    cancel: Cancellation
 
 
 def _operator_refused(exc: PayoutError) -> RequestError:
@@ -212,30 +297,30 @@ def _operator_refused(exc: PayoutError) -> RequestError:
     return RequestError(field, exc.reason)
 
 
-@routes.post("/v1/admin/batches/{id}/release")
-async def release(request: web.Request) -> web.Response:
-    """Requeue the batch's held requests (except `without`) once nothing signed can pay them."""
-    batch_id = path_ident(request)
-    if not BATCH_ID.fullmatch(batch_id):
-        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
-    body: ReleaseBody = await json_body(request, ReleaseBody, optional=True)
+@routes.post("/v1/admin/batches/{id}/release", params=BatchPath, body=ReleaseBody, body_required=False,
+             response=Released, errors={404: "No such batch", 409: "Nothing held, or the batch could still pay"})
+async def release(request: web.Request, p: BatchPath, body: ReleaseBody) -> web.Response:
+    """Requeue a batch's held requests once nothing signed can pay them (audited)
+
+    Requeue the batch's held requests (except `without`) once nothing signed can pay them.
+    """
     try:
-        out = await release_batch(request.app[POOL], request.app[SETTINGS], batch_id, request.app[ADMIN_ACTOR],
+        out = await release_batch(request.app[POOL], request.app[SETTINGS], p.id, request.app[ADMIN_ACTOR],
                                   without=body.without, reason=body.reason)
     except PayoutError as exc:
         raise _operator_refused(exc) from None
     return json_response({"release": out})
 
 
-@routes.post("/v1/admin/batches/{id}/cancel")
-async def cancel(request: web.Request) -> web.Response:
-    """Cancel an unsigned batch, or the held requests of a batch that can no longer pay them."""
-    batch_id = path_ident(request)
-    if not BATCH_ID.fullmatch(batch_id):
-        raise RequestError("id", "must be a batch id: 0x and 64 hex digits")
-    body: CancelBody = await json_body(request, CancelBody)
+@routes.post("/v1/admin/batches/{id}/cancel", params=BatchPath, body=ReasonBody, response=Cancelled,
+             errors={404: "No such batch", 409: "Nothing to cancel, or a signature may still execute"})
+async def cancel(request: web.Request, p: BatchPath, body: ReasonBody) -> web.Response:
+    """Cancel an unsigned batch or a batch's held requests; frees the reservation (audited)
+
+    Cancel an unsigned batch, or the held requests of a batch that can no longer pay them.
+    """
     try:
-        out = await cancel_batch(request.app[POOL], request.app[SETTINGS], batch_id, request.app[ADMIN_ACTOR],
+        out = await cancel_batch(request.app[POOL], request.app[SETTINGS], p.id, request.app[ADMIN_ACTOR],
                                  reason=body.reason)
     except PayoutError as exc:
         raise _operator_refused(exc) from None

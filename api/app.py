@@ -21,10 +21,11 @@ from . import (
     auth_routes,
     feed,
     invoice_routes,
+    metrics,
+    openapi,
     read_routes,
     settlement_routes,
 )
-from .metrics import metrics_handler
 from .middleware import (
     CorsPolicy,
     RateLimiter,
@@ -32,7 +33,7 @@ from .middleware import (
     error_middleware,
     metrics_middleware,
 )
-from .openapi import OPENAPI, build_spec, openapi_handler
+from .routing import Routes
 from .state import ADMIN_ACTOR, POOL, SETTINGS, BoundedPool
 
 STATIC = Path(__file__).with_name("static")
@@ -56,13 +57,24 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
 
 
-def _file(name: str, content_type: str):
+page = Routes("ops")
+
+
+def _file(url: str, name: str, content_type: str, summary: str) -> None:
     path = STATIC / name
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
 
-    return handler
+    handler.__name__ = "page_" + name.replace(".", "_")
+    media = content_type.split(";")[0]
+    page.get(url, summary=summary, response={"description": name, "content": {media: {"schema": {"type": "string"}}}})(
+        handler)
+
+
+_file("/", "index.html", "text/html; charset=utf-8", "The status page")
+_file("/static/app.js", "app.js", "text/javascript; charset=utf-8", "Status page script")
+_file("/static/style.css", "style.css", "text/css; charset=utf-8", "Status page style")
 
 
 def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
@@ -78,14 +90,13 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[POOL] = BoundedPool(pool, api.acquire_timeout)
-    app[OPENAPI] = build_spec(api, admin=token is not None, chains=[c.name for c in settings.chains],
-                              payouts={pc.chain: [a.name for a in pc.assets] for pc in settings.payouts.chains},
-                              signin=settings.invoices.signin is not None)
+    app[openapi.SPEC] = {}
     app.on_response_prepare.append(cors.on_prepare)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(feed.feed_context)
     app.on_shutdown.append(feed.close_streams)
 
+    app.add_routes(read_routes.probes)
     app.add_routes(read_routes.routes)
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
@@ -95,8 +106,8 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(auth_routes.routes)
     app.add_routes(admin_deliveries.public_routes)
     app.add_routes(admin_intents.read_routes)
-    app.router.add_get("/openapi.json", openapi_handler)
-    app.router.add_get("/metrics", metrics_handler)
+    app.add_routes(openapi.routes)
+    app.add_routes(metrics.routes)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)
@@ -105,7 +116,5 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(admin_deliveries.routes)
         app.add_routes(admin_intents.routes)
     if api.status_page:
-        app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
-        app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))
-        app.router.add_get("/static/style.css", _file("style.css", "text/css; charset=utf-8"))
+        app.add_routes(page)
     return app

@@ -7,6 +7,9 @@ token key never appears in an answer or a log.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -14,10 +17,11 @@ from indexer.errors import BadRpcResponse, RpcError
 from settlement.signin.messages import SigninRefused
 from settlement.signin.signin import issue_challenge, token_key, verify_signin  # noqa: F401
 
-from .http import RequestError, error_body, json_body, json_response
+from .http import RequestError, error_body, json_response
+from .routing import Error, Routes
 from .state import POOL, SETTINGS
 
-routes = web.RouteTableDef()
+routes = Routes("auth")
 _FIELD_REASONS = {"chain": "chain", "address": "address"}
 
 
@@ -37,9 +41,30 @@ class VerifyBody(BaseModel):
     public_key: StrictStr | None = Field(None, max_length=130, pattern=r"^[0-9a-fA-F]{66}$")
 
 
-@routes.post("/v1/auth/challenge")
-async def challenge(request: web.Request) -> web.Response:
-    body: ChallengeBody = await json_body(request, ChallengeBody)
+class Challenge(BaseModel):
+    chain: str
+    kind: Literal["siwe", "xrpl"]
+    address: str
+    nonce: str
+    message: str = Field(description="the text to sign")
+    expires_at: dt.datetime
+
+
+class Signin(BaseModel):
+    address: str
+    chain: str
+    method: Literal["eoa", "eip1271", "xrpl"]
+    token: str = Field(description="send as `Authorization: Bearer <token>` (the `wallet` scheme)")
+    expires_at: dt.datetime
+
+
+class SigninRefusal(Error):
+    reason: str = Field(description="expired, nonce_used, domain, chain_id, ...")
+
+
+@routes.post("/v1/auth/challenge", body=ChallengeBody, response=Challenge, status=201)
+async def challenge(request: web.Request, body: ChallengeBody) -> web.Response:
+    """A sign-in challenge: an EIP-4361 message (or the XRPL equivalent) with a single-use nonce"""
     try:
         out = await issue_challenge(request.app[POOL], request.app[SETTINGS], chain=body.chain, address=body.address)
     except SigninRefused as exc:
@@ -47,9 +72,11 @@ async def challenge(request: web.Request) -> web.Response:
     return json_response(out, status=201)
 
 
-@routes.post("/v1/auth/verify")
-async def verify(request: web.Request) -> web.Response:
-    body: VerifyBody = await json_body(request, VerifyBody)
+@routes.post("/v1/auth/verify", body=VerifyBody, response=Signin, issues="wallet",
+             responses={401: (SigninRefusal, "Refused; `reason` says why")},
+             errors={503: "The chain could not be asked"})
+async def verify(request: web.Request, body: VerifyBody) -> web.Response:
+    """Verify a signed challenge (EOA, EIP-1271 contract wallet, XRPL key); a short-lived token"""
     try:
         out = await verify_signin(request.app[POOL], request.app[SETTINGS], chain=body.chain, message=body.message,
                                   signature=body.signature, public_key=body.public_key)

@@ -25,15 +25,18 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import asyncpg
 from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, Field
 
 from config.logs import get_logger
 from db import Queries, side_connection
 
 from . import metrics as m
-from .http import CHAIN_NAME, MAX_BIGINT, Query, RequestError, dumps
+from .http import MAX_BIGINT, RequestError, dumps
+from .routing import ChainName, Routes, Text
 from .state import POOL, SETTINGS
 
 log = get_logger("api.feed")
@@ -50,7 +53,7 @@ POLL_BATCH = 1000
 CATCH_UP_BATCH = 500
 QUEUE_LIMIT = 5000
 READY_WAIT = 5.0
-routes = web.RouteTableDef()
+routes = Routes("public")
 
 
 def format_position(pos: Position) -> str:
@@ -262,18 +265,47 @@ async def close_streams(app: web.Application) -> None:
     app[FEED].close()
 
 
-@routes.get("/v1/stream", allow_head=False)
-async def stream(request: web.Request) -> web.StreamResponse:
+PositionText = Text(POSITION_PATTERN, "a position as sent in the stream's id: field, e.g. 7351.1042 or 7351.o12")
+
+
+def _blank_none(value: object) -> object:
+    # An empty Last-Event-ID means "none yet" (the SSE spec's reset value).
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class StreamQuery(BaseModel):
+    chain: ChainName | None = Field(None, description="Only this chain")
+    last_event_id: PositionText | None = Field(
+        None, description="Resume after this position (the Last-Event-ID header wins)")
+    last_event_id_header: Annotated[PositionText | None, BeforeValidator(_blank_none)] = Field(
+        None, alias="Last-Event-ID", json_schema_extra={"in": "header"}, description="Sent by EventSource on reconnect")
+
+
+EVENT_STREAM = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "An endless event stream; `: ping` comments keep it alive"}
+
+
+@routes.get("/v1/stream", allow_head=False, params=StreamQuery, response=EVENT_STREAM,
+            errors={503: "Too many clients, or the feed cannot reach the database"})
+async def stream(request: web.Request, p: StreamQuery) -> web.StreamResponse:
+    """Server-sent events in commit order; resumable
+
+    Messages named `chain_event` (a stored event), `payout` (a payout request created or
+    changing state), `batch` (a batch created or changing state), `reconciliation` (a finished
+    run with its results), `asset_pause` (a reconciliation pause opened or resolved),
+    `payout_control` (a kill switch set or lifted), `invoice` (an invoice created or changing
+    state) and `intent` (an intent occurrence executed, delayed, missed, failed, held or
+    awaiting approval, or a low-buffer warning). Every `id:` is a position in one total
+    order across all of them: `tx.id` for events, `tx.oN` for the rest.
+    """
     settings = request.app[SETTINGS].api
     feed = request.app[FEED]
-    q = Query(request.query, {"chain", "last_event_id"})
-    chain = q.text("chain", CHAIN_NAME, "a chain name (lowercase letters, digits, '-', '_')")
+    chain = p.chain
     resume: Position | None = None
-    # An empty Last-Event-ID means "none yet" (the SSE spec's reset value).
-    if request.headers.get("Last-Event-ID", "").strip():
-        resume = parse_position("Last-Event-ID", request.headers["Last-Event-ID"])
-    elif "last_event_id" in request.query:
-        resume = parse_position("last_event_id", request.query["last_event_id"])
+    if p.last_event_id_header is not None:
+        resume = parse_position("Last-Event-ID", p.last_event_id_header)
+    elif p.last_event_id is not None:
+        resume = parse_position("last_event_id", p.last_event_id)
     if len(feed.subscribers) >= settings.sse_max_clients:
         raise RequestError(None, "too many stream clients; retry later", status=503, code="busy",
                            headers={"Retry-After": "5"})

@@ -1,8 +1,9 @@
-"""JSON responses, request errors that name their field, and parameter parsing.
+"""JSON responses, request errors that name their field, and body parsing.
 
-Every handler validates its input through these helpers, so a bad request
-gets a 400 naming the parameter and never reaches the database as
-something Postgres would reject (NUL bytes, out-of-range integers).
+Every route validates its input through its declaration (api/routing.py),
+which uses these helpers: a bad request gets a 400 naming the parameter
+and never reaches the database as something Postgres would reject (NUL
+bytes, out-of-range integers).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
-from multidict import MultiMapping
 from pydantic import AfterValidator, BaseModel, StrictStr, ValidationError
 
 from config import ChainsettleError
@@ -80,77 +80,6 @@ def error_body(status: int, code: str, message: str, field: str | None = None) -
     return body
 
 
-class Query:
-    """Typed access to a request's query string; unknown or repeated names are errors."""
-
-    def __init__(self, params: MultiMapping[str], allowed: set[str]) -> None:
-        for name in params:
-            if name not in allowed:
-                shown = name if IDENT.fullmatch(name) else repr(name)[:60]
-                raise RequestError(shown, f"unknown query parameter; allowed: {', '.join(sorted(allowed)) or 'none'}")
-            if len(params.getall(name)) > 1:
-                raise RequestError(name, "given more than once")
-        self._p = params
-
-    def text(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
-        value = self._p.get(name)
-        if value is None:
-            return None
-        if not pattern.fullmatch(value):
-            raise RequestError(name, f"must be {what}")
-        return value
-
-    def integer(self, name: str, *, default: int | None = None, low: int = 0, high: int = MAX_BIGINT) -> int | None:
-        raw = self._p.get(name)
-        if raw is None:
-            return default
-        return parse_int(name, raw, low=low, high=high)
-
-    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
-        value = self._p.get(name, default)
-        if value not in options:
-            raise RequestError(name, f"must be one of {', '.join(options)}")
-        return value
-
-    def address(self, name: str = "address") -> str | None:
-        """EVM addresses are stored lowercase; XRPL addresses are case-sensitive."""
-        value = self._p.get(name)
-        if value is None:
-            return None
-        if EVM_ADDRESS.fullmatch(value):
-            return value.lower()
-        if XRPL_ADDRESS.fullmatch(value):
-            return value
-        raise RequestError(name, "must be a 0x-prefixed 20-byte hex address or an XRPL classic address")
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self._p.get(name)
-        if value is None:
-            return default
-        if value in ("true", "1"):
-            return True
-        if value in ("false", "0"):
-            return False
-        raise RequestError(name, "must be true or false")
-
-
-def parse_int(name: str, raw: str, *, low: int = 0, high: int = MAX_BIGINT) -> int:
-    # int() accepts '1_000', ' 7' and non-ASCII digits; an API should not.
-    if not re.fullmatch(r"-?[0-9]{1,20}", raw):
-        raise RequestError(name, f"must be an integer between {low} and {high}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise RequestError(name, f"must be an integer between {low} and {high}")
-    return value
-
-
-def path_ident(request: web.Request, name: str = "id") -> str:
-    value = request.match_info.get(name, "")
-    if not IDENT.fullmatch(value):
-        raise RequestError(name, "must be 1-200 of the characters A-Z a-z 0-9 _ . : @ + = -")
-    return value
-
-
 def row_dict(record: Any) -> dict[str, Any]:
     return dict(record.items())
 
@@ -169,7 +98,13 @@ async def json_body(request: web.Request, model: type[BaseModel], *, optional: b
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_input=False, include_url=False)[0]
-        # The first element is the body field; the rest name union members.
-        field = str(err["loc"][0]) if err["loc"] else "body"
-        raise RequestError(field, err["msg"]) from None
+        raise field_error(exc) from None
+
+
+def field_error(exc: ValidationError, default: str = "body") -> RequestError:
+    """The first error of a validation, as the 400 that names its field."""
+    err = exc.errors(include_input=False, include_url=False, include_context=False)[0]
+    # The first element is the field; the rest name union members or list items.
+    name = str(err["loc"][0]) if err["loc"] else default
+    message = err["msg"].removeprefix("Value error, ")
+    return RequestError(name if IDENT.fullmatch(name) else repr(name)[:60], message)

@@ -7,6 +7,9 @@ reads: the indexed data for watched wallets, the chain otherwise.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any, Literal
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -14,27 +17,21 @@ from indexer.errors import BadRpcResponse, RpcError
 from settlement.invoices.invoices import InvoiceError, InvoiceRequest, create_invoice, get_invoice
 from settlement.invoices.verify import Expectation, verify_payment
 
-from .http import PlainText, RequestError, json_body, json_response, path_ident
+from .http import IDENT_PATTERN, PlainText, RequestError, json_response
+from .routing import AddressText, Ident, Routes, Units, UnitsIn
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
-admin_routes = web.RouteTableDef()
-routes = web.RouteTableDef()
+admin_routes = Routes("admin", auth="admin")
+routes = Routes("public")
 _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
-MAX_UNITS = 2**256 - 1
+MATCH_METHODS = Literal["destination_tag", "memo", "payer", "amount"]
+STATES = Literal["new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late", "reverted", "invalid"]
+VERDICTS = Literal["not_found", "pending", "paid_final", "underpaid", "wrong_asset", "wrong_recipient", "wrong_payer",
+                   "failed_tx", "already_claimed"]
 
 
 def _refused(exc: InvoiceError) -> RequestError:
     return RequestError(exc.field, exc.reason, status=_STATUS.get(exc.code, 400), code=exc.code)
-
-
-def _units(field: str, value: int | str, *, zero: bool = False) -> int:
-    if isinstance(value, str):
-        if not value.isascii() or not value.isdigit() or len(value) > 78:
-            raise RequestError(field, "must be an integer in base units (digits only)")
-        value = int(value)
-    if not (0 if zero else 1) <= value <= MAX_UNITS:
-        raise RequestError(field, f"must be {'a non-negative' if zero else 'a positive'} integer in base units")
-    return value
 
 
 class InvoiceBody(BaseModel):
@@ -42,27 +39,68 @@ class InvoiceBody(BaseModel):
 
     chain: StrictStr = Field(max_length=64)
     asset: StrictStr = Field(max_length=64)
-    amount: StrictInt | StrictStr
+    amount: UnitsIn(1)
     wallet: StrictStr = Field(max_length=128)
     # Readable back by GET /v1/admin/invoices/{app_ref}: the path-id alphabet.
-    app_ref: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@+=-]{1,200}$")
+    app_ref: StrictStr = Field(min_length=1, max_length=200, pattern=IDENT_PATTERN)
     account: PlainText = Field(min_length=6, max_length=200, pattern=r"^user:[A-Za-z0-9_.:@+=-]+$")
-    match_method: StrictStr = Field(max_length=32)
+    match_method: StrictStr = Field(max_length=32, json_schema_extra={
+        "enum": ["destination_tag", "memo", "payer", "amount"]})
     expires_in: StrictInt | None = Field(None, ge=1, le=10**9)
-    tolerance: StrictInt | StrictStr = 0
+    tolerance: UnitsIn(0) = 0
     destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1)
     memo: PlainText | None = Field(None, min_length=1, max_length=200)
     payer: StrictStr | None = Field(None, max_length=128)
 
 
-@admin_routes.post("/v1/admin/invoices")
-async def create(request: web.Request) -> web.Response:
-    """201 with a new invoice; 200 with the stored one when app_ref was used for the same invoice."""
-    body: InvoiceBody = await json_body(request, InvoiceBody)
-    req = InvoiceRequest(chain=body.chain, asset=body.asset, amount=_units("amount", body.amount),
+class Invoice(BaseModel):
+    id: str
+    app_ref: str
+    chain: str
+    asset: str
+    asset_id: str | None = None
+    amount: Units
+    tolerance: Units | None = None
+    wallet: str
+    match_method: MATCH_METHODS | None = None
+    destination_tag: int | None = None
+    memo: str | None = None
+    payer: str | None = None
+    account: str
+    state: STATES
+    received: Units
+    shortfall: Units
+    excess: Units
+    reason: str | None = None
+    after_block: int | None = None
+    expires_at: dt.datetime
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    settled_at: dt.datetime | None = None
+    payments: list[dict[str, Any]] | None = None
+
+
+class InvoiceCreated(BaseModel):
+    invoice: Invoice
+    created: bool
+
+
+class InvoiceOne(BaseModel):
+    invoice: Invoice
+
+
+@admin_routes.post("/v1/admin/invoices", body=InvoiceBody, response=InvoiceCreated, status=201,
+                   responses={200: (InvoiceCreated, "The app_ref's stored invoice")},
+                   errors={409: "app_ref, tag, memo or unique amount already used"})
+async def create(request: web.Request, body: InvoiceBody) -> web.Response:
+    """Create an invoice, idempotent by `app_ref` (audited)
+
+    201 with a new invoice; 200 with the stored one when app_ref was used for the same invoice.
+    """
+    req = InvoiceRequest(chain=body.chain, asset=body.asset, amount=body.amount,
                          wallet=body.wallet, app_ref=body.app_ref, account=body.account,
                          match_method=body.match_method, expires_in=body.expires_in,
-                         tolerance=_units("tolerance", body.tolerance, zero=True),
+                         tolerance=body.tolerance,
                          destination_tag=body.destination_tag, memo=body.memo, payer=body.payer)
     try:
         inv, created = await create_invoice(request.app[POOL], request.app[SETTINGS], req,
@@ -72,10 +110,15 @@ async def create(request: web.Request) -> web.Response:
     return json_response({"invoice": inv, "created": created}, status=201 if created else 200)
 
 
-@admin_routes.get("/v1/admin/invoices/{id}")
-async def read(request: web.Request) -> web.Response:
-    ref = path_ident(request)
-    inv = await get_invoice(request.app[POOL], ref)
+class InvoicePath(BaseModel):
+    id: Ident = Field(description="Invoice id or app reference")
+
+
+@admin_routes.get("/v1/admin/invoices/{id}", params=InvoicePath, response=InvoiceOne,
+                  errors={404: "No such invoice"})
+async def read(request: web.Request, p: InvoicePath) -> web.Response:
+    """One invoice: state, received, shortfall, excess, claimed payments"""
+    inv = await get_invoice(request.app[POOL], p.id)
     if inv is None:
         raise RequestError("id", "no invoice with this id or app reference", status=404, code="not_found")
     return json_response({"invoice": inv})
@@ -86,30 +129,37 @@ class VerifyBody(BaseModel):
 
     chain: StrictStr = Field(max_length=64)
     tx_hash: StrictStr = Field(max_length=66)
-    to: StrictStr | None = Field(None, max_length=128)
+    to: AddressText | None = Field(None, max_length=128)
     asset: StrictStr | None = Field(None, max_length=64)
-    min_amount: StrictInt | StrictStr | None = None
+    min_amount: UnitsIn(0) | None = None
     destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1)
     memo: PlainText | None = Field(None, min_length=1, max_length=200)
-    payer: StrictStr | None = Field(None, max_length=128)
-    invoice: StrictStr | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_.:@+=-]{1,200}$")
+    payer: AddressText | None = Field(None, max_length=128)
+    invoice: StrictStr | None = Field(None, max_length=200, pattern=IDENT_PATTERN)
 
 
-def _address(field: str, value: str | None) -> str | None:
-    from .http import EVM_ADDRESS, XRPL_ADDRESS
+class PaymentVerdict(BaseModel):
+    status: VERDICTS
+    source: Literal["index", "chain"]
+    tx_hash: str
+    reason: str | None = None
+    note: str | None = None
+    amount: Units | None = None
+    shortfall: Units | None = None
+    confirmations: int | None = None
+    claimed_by: str | None = None
+    payer: str | None = None
+    block_number: int | None = None
+    log_indexes: list[int] | None = None
 
-    if value is not None and not (EVM_ADDRESS.fullmatch(value) or XRPL_ADDRESS.fullmatch(value)):
-        raise RequestError(field, "must be a 0x-prefixed 20-byte hex address or an XRPL classic address")
-    return value
 
-
-@routes.post("/v1/verify-payment")
-async def verify(request: web.Request) -> web.Response:
-    body: VerifyBody = await json_body(request, VerifyBody)
-    exp = Expectation(chain=body.chain, tx_hash=body.tx_hash, to=_address("to", body.to), asset=body.asset,
-                      min_amount=None if body.min_amount is None else _units("min_amount", body.min_amount, zero=True),
-                      destination_tag=body.destination_tag, memo=body.memo, payer=_address("payer", body.payer),
-                      invoice=body.invoice)
+@routes.post("/v1/verify-payment", body=VerifyBody, response=PaymentVerdict,
+             errors={404: "No such invoice", 503: "The chain could not be asked"})
+async def verify(request: web.Request, body: VerifyBody) -> web.Response:
+    """Verify one transaction against an expectation or an invoice (indexed data for watched wallets, else the chain)"""
+    exp = Expectation(chain=body.chain, tx_hash=body.tx_hash, to=body.to, asset=body.asset,
+                      min_amount=body.min_amount, destination_tag=body.destination_tag, memo=body.memo,
+                      payer=body.payer, invoice=body.invoice)
     try:
         out = await verify_payment(request.app[POOL], request.app[SETTINGS], exp)
     except InvoiceError as exc:

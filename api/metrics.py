@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from .routing import Routes
+
 REQUESTS = Counter("chainsettle_api_requests_total", "API requests answered", ["route", "method", "status"])
 LATENCY = Histogram(
     "chainsettle_api_request_seconds", "API request handling time", ["route"],
@@ -21,9 +23,13 @@ SSE_CLIENTS = Gauge("chainsettle_api_sse_clients", "Connected /v1/stream clients
 SSE_SENT = Counter("chainsettle_api_sse_events_total", "Events written to /v1/stream clients")
 SSE_DROPPED = Counter("chainsettle_api_sse_dropped_clients_total", "Stream clients cut off because they fell behind")
 FEED_POLL_ERRORS = Counter("chainsettle_api_feed_poll_errors_total", "Failed polls of the event feed")
+routes = Routes("ops")
 
 
+@routes.get("/metrics", response={"description": "Exposition format", "content": {
+    "text/plain": {"schema": {"type": "string"}}, "application/openmetrics-text": {"schema": {"type": "string"}}}})
 async def metrics_handler(request: web.Request) -> web.Response:
+    """Prometheus metrics"""
     # The library negotiates text 0.0.4 or OpenMetrics from the Accept header.
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encoder(REGISTRY), headers={"Content-Type": content_type})

@@ -7,32 +7,48 @@ import base64
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from config import Settings
 from db import Queries
 
-from .http import CHAIN_NAME, EVENT_NAME, Query, RequestError, json_response, row_dict
-from .settlement_routes import payout_summary, reconciliation_summary
+from .http import RequestError, json_response, row_dict
+from .routing import Address, ChainName, EventName, QueryInt, Routes, Runtime, Text
+from .settlement_routes import PayoutSummary, ReconciliationSummary, page_limit, payout_summary, reconciliation_summary
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 READY_TIMEOUT = 3.0
 RECENT_REORGS = 5
-routes = web.RouteTableDef()
+routes = Routes("public")
+probes = Routes("ops")
 
 
-@routes.get("/health")
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    reasons: list[str]
+
+
+@probes.get("/health", response=Health)
 async def health(request: web.Request) -> web.Response:
-    """The process answers; says nothing about the database (that is /ready)."""
+    """The process is alive
+
+    The process answers; says nothing about the database (that is /ready).
+    """
     return json_response({"status": "ok"})
 
 
-@routes.get("/ready")
+@probes.get("/ready", response=Ready, responses={503: (Ready, "Not ready; `reasons` says why")})
 async def ready(request: web.Request) -> web.Response:
+    """Database reachable, every chain within its lag threshold, none halted"""
     settings = request.app[SETTINGS]
     reasons: list[str] = []
     try:
@@ -107,9 +123,47 @@ def chain_view(row: asyncpg.Record, cfg_threshold: int | None, reorgs: list[dict
     }
 
 
-@routes.get("/v1/status")
+class Reorg(BaseModel):
+    id: int
+    detected_at: dt.datetime
+    common_ancestor: int
+    old_cursor: int
+    depth: int
+    deleted_events: int
+
+
+class ChainStatus(BaseModel):
+    chain: str
+    kind: Literal["evm", "xrpl"]
+    chain_id: int
+    configured: bool
+    head: int | None = None
+    indexed: int | None = None
+    finalized: int | None = None
+    chain_finalized: int | None = None
+    lag_blocks: int | None = Field(None, ge=0)
+    lag_seconds: float | None = None
+    lag_threshold_blocks: int | None = None
+    state: str | None
+    halted_reason: str | None = None
+    last_error: str | None = None
+    endpoints: list[dict[str, Any]]
+    reorg_count: int
+    recent_reorgs: list[Reorg]
+    head_seen_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class Status(BaseModel):
+    generated_at: dt.datetime
+    chains: list[ChainStatus]
+    payouts: PayoutSummary
+    reconciliation: ReconciliationSummary
+
+
+@routes.get("/v1/status", response=Status)
 async def status(request: web.Request) -> web.Response:
-    Query(request.query, set())
+    """Per-chain follower status, payout queue, last reconciliation"""
     settings = request.app[SETTINGS]
     thresholds = {c.name: c.lag_threshold_blocks for c in settings.chains}
     async with request.app[POOL].acquire() as conn:
@@ -135,7 +189,6 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
-EVENT_PARAMS = {"chain", "address", "event", "from_block", "to_block", "limit", "cursor", "order"}
 _CURSOR = re.compile(r"^c1\.([0-9]{1,20})\.([0-9]{1,19})$")
 
 
@@ -155,15 +208,48 @@ def decode_cursor(raw: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-@routes.get("/v1/events")
-async def events(request: web.Request) -> web.Response:
+class Event(BaseModel):
+    id: int = Field(ge=1)
+    chain: str
+    block_number: int = Field(ge=0)
+    block_hash: str
+    tx_hash: str
+    tx_index: int = Field(ge=0)
+    log_index: int = Field(ge=0)
+    address: str
+    event: str
+    args: dict[str, Any]
+    inserted_at: dt.datetime
+    final: bool
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next: str | None = Field(description="pass as `cursor` for the next page; null when no more rows now")
+    resume: str | None = Field(description="ascending order: pass as `cursor` later to get rows committed since; "
+                                           "following `next` then `resume` sees every row once")
+
+
+PageLimit = Runtime("page_size")
+
+
+class EventsQuery(BaseModel):
+    chain: ChainName | None = Field(None, description="Only this chain")
+    address: Address | None = Field(None, description="Emitting contract / account (needs `chain`)")
+    event: EventName | None = Field(None, description="Event name, e.g. Transfer (needs `chain`)")
+    from_block: QueryInt() | None = Field(None, description="Lowest block number (needs `chain`)")
+    to_block: QueryInt() | None = Field(None, description="Highest block number, at least from_block (needs `chain`)")
+    limit: Annotated[QueryInt(1), PageLimit] | None = Field(None, description="Page size")
+    cursor: Text("^[A-Za-z0-9_-]{1,80}$", "the `next` value of a previous page, unchanged") | None = Field(
+        None, description="The `next` (or `resume`) value of a previous page, unchanged")
+    order: Literal["asc", "desc"] = Field("asc", description="By commit order; default asc")
+
+
+@routes.get("/v1/events", params=EventsQuery, response=EventPage)
+async def events(request: web.Request, p: EventsQuery) -> web.Response:
+    """Stored events, filtered, in keyset pages in commit order"""
     settings = request.app[SETTINGS].api
-    q = Query(request.query, EVENT_PARAMS)
-    chain = q.text("chain", CHAIN_NAME, "a chain name (lowercase letters, digits, '-', '_')")
-    address = q.address("address")
-    event = q.text("event", EVENT_NAME, "an event name such as Transfer")
-    from_block = q.integer("from_block")
-    to_block = q.integer("to_block")
+    chain, address, event, from_block, to_block = p.chain, p.address, p.event, p.from_block, p.to_block
     if from_block is not None and to_block is not None and to_block < from_block:
         raise RequestError("to_block", f"must be at least from_block ({from_block})")
     # [integrity] every page is an index range: these filters are only indexed
@@ -171,10 +257,10 @@ async def events(request: web.Request) -> web.Response:
     for name, value in (("address", address), ("event", event), ("from_block", from_block), ("to_block", to_block)):
         if value is not None and chain is None:
             raise RequestError("chain", f"is required with {name}: filter by chain too")
-    limit = q.integer("limit", default=settings.default_page_size, low=1, high=settings.max_page_size)
-    raw_cursor = request.query.get("cursor")
+    limit = page_limit(p.limit, settings)
+    raw_cursor = p.cursor
     after = decode_cursor(raw_cursor) if raw_cursor is not None else (None, None)
-    order = q.choice("order", ("asc", "desc"), "asc")
+    order = p.order
     query = Q.events_page_asc if order == "asc" else Q.events_page_desc
     async with request.app[POOL].acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         horizon = (await conn.fetchrow(Q.events_page_begin, str(settings.statement_timeout_ms)))["horizon"]

@@ -2,23 +2,237 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiohttp import web
+from pydantic import BaseModel, Field
 
+from config.section_api import ApiSettings
 from db import Queries
 
-from .http import CHAIN_NAME, Query, RequestError, json_response, path_ident, row_dict
+from .http import RequestError, json_response, row_dict
+from .routing import ChainName, Ident, QueryInt, Routes, Runtime, Units
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 # Debit-natured accounts hold what the chain holds; the rest are owed (see 0002_ledger.sql).
 DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
-routes = web.RouteTableDef()
+routes = Routes("public")
+PageLimit = Annotated[QueryInt(1), Runtime("page_size")]
+
+
+def page_limit(limit: int | None, api: ApiSettings, default: int | None = None) -> int:
+    """A `limit` parameter within the configured page size (the document states the bound)."""
+    if limit is None:
+        return api.default_page_size if default is None else default
+    if limit > api.max_page_size:
+        raise RequestError("limit", f"must be an integer between 1 and {api.max_page_size}")
+    return limit
+
+
+class ById(BaseModel):
+    id: Ident = Field(description="Id or code")
+
+
+class Page(BaseModel):
+    limit: PageLimit | None = Field(None, description="Page size")
+    cursor: QueryInt() | None = Field(None, description="The `next` value of the previous page")
+
+
+class AccountPage(ById, Page):
+    pass
+
+
+class Account(BaseModel):
+    id: int
+    code: str
+    kind: str
+    label: str | None
+
+
+class Balance(BaseModel):
+    asset_id: str
+    chain: str
+    symbol: str | None
+    decimals: int | None
+    balance: Units = Field(description="base units; positive = held (wallets) or owed (users)")
+    final_balance: Units = Field(description="the part booked at final heights")
+
+
+class Balances(BaseModel):
+    account: Account
+    balances: list[Balance]
+
+
+class PayoutBatchRef(BaseModel):
+    batch_id: str
+    state: str
+    executed_block: int | None
+    executed_tx: str | None
+    outcome: str | None
+
+
+class PayoutRequest(BaseModel):
+    id: int
+    idempotency_key: str
+    chain: str
+    asset: str
+    recipient: str
+    amount: Units
+    state: Literal["pending", "batched", "paid", "held", "cancelled"]
+    reason: str | None
+    requested_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    batch: PayoutBatchRef | None
+
+
+class AccountPayouts(BaseModel):
+    account: Account
+    payouts: list[PayoutRequest]
+    next: int | None
+
+
+class Payout(BaseModel):
+    payout: PayoutRequest
+
+
+class BatchItem(BaseModel):
+    idx: int
+    request_id: int
+    recipient: str
+    amount: Units
+    outcome: str | None
+
+
+class BatchTransaction(BaseModel):
+    tx_hash: str
+    sender: str
+    nonce: int
+    attempt: int
+    state: str
+    broadcasts: int
+    gas_limit: int
+    max_fee_per_gas: Units
+    max_priority_fee_per_gas: Units
+    mined_block: int | None
+    receipt_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    last_broadcast_at: dt.datetime | None
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    chain: str
+    asset: str
+    token: str
+    source: int
+    treasury: str
+    batcher: str
+    item_count: int
+    total: Units
+    gas_limit: int
+    expiry: int
+    state: str
+    reason: str | None
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    signer: str | None
+    replaces: str | None
+    executed_block: int | None
+    executed_tx: str | None
+    failed_count: int | None
+    failed_amount: Units | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    items: list[BatchItem]
+    transactions: list[BatchTransaction]
+
+
+class Batch(BaseModel):
+    batch: BatchView
+
+
+class RunSummary(BaseModel):
+    id: int
+    chain: str
+    height: int | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    status: Literal["ok", "mismatch", "error"]
+    error: str | None
+    checked: int
+    mismatches: int
+
+
+class ReconciliationResult(BaseModel):
+    account: str
+    asset_id: str
+    expected: Units
+    actual: Units
+    difference: Units
+    tolerance: Units
+    status: Literal["ok", "within_tolerance", "mismatch"]
+
+
+class ReconciliationRun(RunSummary):
+    results: list[ReconciliationResult]
+
+
+class ReconciliationPage(BaseModel):
+    runs: list[ReconciliationRun]
+    next: int | None
+
+
+class ReconciliationQuery(Page):
+    chain: ChainName | None = Field(None, description="Only this chain")
+    status: Literal["any", "ok", "mismatch", "error"] = Field("any", description="Only runs with this outcome")
+
+
+class QueueRow(BaseModel):
+    chain: str
+    asset: str
+    state: str
+    count: int
+    amount: Units
+
+
+class OpenBatches(BaseModel):
+    chain: str
+    state: str
+    count: int
+
+
+class KillSwitchRow(BaseModel):
+    scope: str
+    reason: str
+    changed_by: str
+    changed_at: dt.datetime
+
+
+class PayoutSummary(BaseModel):
+    queue: list[QueueRow]
+    open_batches: list[OpenBatches]
+    kill_switches: list[KillSwitchRow]
+
+
+class PausedAsset(BaseModel):
+    asset_id: str
+    reason: str
+    run_id: int | None
+    paused_by: str
+    paused_at: dt.datetime
+
+
+class ReconciliationSummary(BaseModel):
+    latest: list[RunSummary]
+    paused_assets: list[PausedAsset]
 
 
 def _numeric(ref: str) -> int | None:
@@ -40,10 +254,13 @@ def _account_view(row: asyncpg.Record) -> dict[str, Any]:
     return {"id": row["id"], "code": row["code"], "kind": row["kind"], "label": row["label"]}
 
 
-@routes.get("/v1/accounts/{id}/balances")
-async def account_balances(request: web.Request) -> web.Response:
-    Query(request.query, set())
-    ref = path_ident(request)
+NOT_FOUND = {404: "No such resource"}
+
+
+@routes.get("/v1/accounts/{id}/balances", params=ById, response=Balances, errors=NOT_FOUND)
+async def account_balances(request: web.Request, p: ById) -> web.Response:
+    """Ledger balances of one account, per asset"""
+    ref = p.id
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
         rows = await conn.fetch(Q.account_balances, account["id"])
@@ -68,14 +285,15 @@ def payout_view(r: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-@routes.get("/v1/accounts/{id}/payouts")
-async def account_payouts(request: web.Request) -> web.Response:
-    """Payouts to the account's address: codes read '<kind>:<chain>:<address>'."""
-    api = request.app[SETTINGS].api
-    q = Query(request.query, {"limit", "cursor"})
-    limit = q.integer("limit", default=api.default_page_size, low=1, high=api.max_page_size)
-    cursor = q.integer("cursor")
-    ref = path_ident(request)
+@routes.get("/v1/accounts/{id}/payouts", params=AccountPage, response=AccountPayouts, errors=NOT_FOUND)
+async def account_payouts(request: web.Request, p: AccountPage) -> web.Response:
+    """Payouts to one account, newest first
+
+    Payouts to the account's address: codes read '<kind>:<chain>:<address>'.
+    """
+    limit = page_limit(p.limit, request.app[SETTINGS].api)
+    cursor = p.cursor
+    ref = p.id
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
         parts = account["code"].split(":", 2)
@@ -89,11 +307,10 @@ async def account_payouts(request: web.Request) -> web.Response:
     })
 
 
-@routes.get("/v1/payouts/{id}")
-async def payout(request: web.Request) -> web.Response:
-    """By numeric id, or by the idempotency key it was requested with."""
-    Query(request.query, set())
-    ref = path_ident(request)
+@routes.get("/v1/payouts/{id}", params=ById, response=Payout, errors=NOT_FOUND)
+async def payout(request: web.Request, p: ById) -> web.Response:
+    """One payout request, by id or idempotency key"""
+    ref = p.id
     async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(Q.payout_by_ref, ref, _numeric(ref))
     if row is None:
@@ -101,10 +318,10 @@ async def payout(request: web.Request) -> web.Response:
     return json_response({"payout": payout_view(row)})
 
 
-@routes.get("/v1/batches/{id}")
-async def batch(request: web.Request) -> web.Response:
-    Query(request.query, set())
-    ref = path_ident(request).lower()
+@routes.get("/v1/batches/{id}", params=ById, response=Batch, errors=NOT_FOUND)
+async def batch(request: web.Request, p: ById) -> web.Response:
+    """One payout batch"""
+    ref = p.id.lower()
     async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(Q.batch_by_id, ref)
         if row is None:
@@ -117,14 +334,12 @@ async def batch(request: web.Request) -> web.Response:
     return json_response({"batch": body})
 
 
-@routes.get("/v1/reconciliation")
-async def reconciliation(request: web.Request) -> web.Response:
+@routes.get("/v1/reconciliation", params=ReconciliationQuery, response=ReconciliationPage)
+async def reconciliation(request: web.Request, p: ReconciliationQuery) -> web.Response:
+    """Reconciliation runs, newest first, with their results"""
     api = request.app[SETTINGS].api
-    q = Query(request.query, {"chain", "status", "limit", "cursor"})
-    chain = q.text("chain", CHAIN_NAME, "a chain name (lowercase letters, digits, '-', '_')")
-    status = q.choice("status", ("any", "ok", "mismatch", "error"), "any")
-    limit = q.integer("limit", default=min(20, api.max_page_size), low=1, high=api.max_page_size)
-    cursor = q.integer("cursor")
+    chain, status, cursor = p.chain, p.status, p.cursor
+    limit = page_limit(p.limit, api, default=min(20, api.max_page_size))
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(Q.reconciliation_page, chain, None if status == "any" else status, cursor, limit + 1)
     runs = [row_dict(r) for r in rows[:limit]]
