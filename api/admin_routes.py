@@ -32,8 +32,8 @@ from settlement.payouts.requests import (
 )
 
 from .http import PlainText, RequestError, json_response
-from .routing import ADDRESS_PATTERN, Ident, Routes, Runtime, Text, Units, UnitsIn
-from .settlement_routes import KillSwitchRow, PayoutRequest, payout_view
+from .routing import ADDRESS_PATTERN, Ident, Routes, Runtime, Text, UnitsIn
+from .settlement_routes import KillSwitchRow, PayoutFields, PayoutRequest, payout_view
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
@@ -231,13 +231,7 @@ class HeldQuery(BaseModel):
     chain: Annotated[str, Runtime("chains")] | None = Field(None, description="Only this chain")
 
 
-class HeldPayout(BaseModel):
-    id: int
-    idempotency_key: str
-    chain: str
-    asset: str
-    recipient: str
-    amount: Units
+class HeldPayout(PayoutFields):
     reason: str | None
     batch_id: str | None
     batch_state: str | None

@@ -77,13 +77,18 @@ class PayoutBatchRef(BaseModel):
     outcome: str | None
 
 
-class PayoutRequest(BaseModel):
+class PayoutFields(BaseModel):
+    """What every view of a payout request shows."""
+
     id: int
     idempotency_key: str
     chain: str
     asset: str
     recipient: str
     amount: Units
+
+
+class PayoutRequest(PayoutFields):
     state: Literal["pending", "batched", "paid", "held", "cancelled"]
     reason: str | None
     requested_by: str
