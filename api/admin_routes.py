@@ -69,8 +69,8 @@ class PayoutBody(BaseModel):
     to: StrictStr = Field(max_length=128, json_schema_extra={"pattern": ADDRESS_PATTERN},
                           description="The recipient: a 0x address (EVM) or a classic r-address (XRPL)")
     amount: UnitsIn(1)
-    key: StrictStr = Field(max_length=200, json_schema_extra={"pattern": "^[!-~]{1,200}$"},
-                           description="Idempotency key: the same key and payout returns the stored request")
+    key: Text(r"^[!-~]{1,200}$", "1-200 printable characters without spaces") = Field(
+        description="Idempotency key: the same key and payout returns the stored request")
     destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1, description="XRPL only")
 
 

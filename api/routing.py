@@ -1,43 +1,50 @@
-"""Routes declared once: the handler's models validate the request and produce its OpenAPI entry.
+"""Routes declared once: the route's models validate the request and produce its OpenAPI entry.
 
-A route module makes one `Routes` table per area and declares each route
-with the models of its input and answer:
+A route module makes one `Routes` table per area (its OpenAPI tag) and
+declares each route with the models of its input and answer:
 
-    routes = Routes("public")
+    routes = Routes("public")              # Routes("admin", auth="admin") for admin routes
 
-    class EventsQuery(BaseModel):            # path and query parameters, one model
-        chain: ChainName | None = None       # a field named in the path is a path parameter
-        limit: QueryInt(1) | None = None     # query values arrive as text: use the Query* types
+    class ThingQuery(BaseModel):           # path and query parameters in one model:
+        id: Ident                          #   a field named in the path is a path parameter,
+        limit: QueryInt(1, 100) = 20       #   the rest are query parameters (values arrive as text:
+        chain: ChainName | None = None     #   QueryInt, Text, Ident, ChainName, Address parse them)
 
-    @routes.get("/v1/events", params=EventsQuery, response=EventPage, errors={404: "No such chain"})
-    async def events(request: web.Request, p: EventsQuery) -> web.Response:
-        \"\"\"Stored events, in keyset pages (the first docstring line is the summary).\"\"\"
+    class Thing(BaseModel):                # the answer; amounts are `Units` (exact integer strings)
+        id: str
+        amount: Units
+
+    @routes.get("/v1/things/{id}", params=ThingQuery, response=Thing, errors={404: "No such thing"})
+    async def thing(request: web.Request, p: ThingQuery) -> web.Response:
+        \"\"\"One thing (the first docstring line is the summary, the rest the description)\"\"\"
         ...
-        return json_response({...})          # a dict shaped like EventPage
+        return json_response({"id": ..., "amount": str(...)})   # a dict shaped like Thing
 
-    @routes.post("/v1/admin/things", body=ThingBody, response=Thing, status=201, auth="admin")
+    @routes.post("/v1/admin/things", body=ThingBody, response=Thing, status=201,
+                 responses={200: (Thing, "Stored before")}, errors={409: "Taken"})
     async def create(request: web.Request, body: ThingBody) -> web.Response: ...
 
-`make_app` registers the table with `app.add_routes(routes)`. The wrapper
-validates before the handler runs, with the error contract of `api/http.py`:
-a JSON 400 naming the field (an unknown or repeated query parameter, a
-value out of its range or pattern, a body that is not a JSON object, a NUL
-byte in text); the handler gets `p` (if `params=`) then `body` (if `body=`)
-and raises `RequestError` for what a schema cannot say (404, 409, a chain
-that is not configured). Bodies above `app.MAX_BODY` are a 413 from aiohttp.
+Then `app.add_routes(routes)` in `make_app`. That is all: the document
+picks the route up from the app's router.
 
-`/openapi.json` is assembled from the routes the app registered (so admin
-routes appear only with a token), built once on first request: every
-operation's parameters, request body, typed answers (`response`,
-`responses` for other statuses with their own model), an `Error` answer for
-each of `errors`, 400, 401 (`auth`), 429 (rate limited paths) and
-`default`. Handlers return the dicts they build (no model per row on hot
-paths); the response models describe them and the schemathesis run checks
-every answer against them. Amounts are `Units`: exact integer strings.
+Before the handler runs, the wrapper validates with the error contract of
+`api/http.py`: a JSON 400 naming the field for an unknown or repeated
+query parameter, a value out of its range or pattern, a body that is not a
+JSON object or breaks its model (use `PlainText` for free text: no NUL or
+control characters; bound every integer); bodies over `app.MAX_BODY` are a
+413. The handler gets `p` (with `params=`) then `body` (with `body=`,
+`body_required=False` reads no body as {}), and raises `RequestError` for
+what a schema cannot say (404, 409, a chain that is not configured).
 
-`Runtime("chains")` in a field marks a schema part that depends on the
-configuration (the configured chains, the page size): the document fills
-it from `runtime_values(settings)` when it is built.
+`/openapi.json` (api/openapi.py) is built on its first request from the
+routes the app registered (admin routes only with a token): parameters,
+request body, `response` under `status`, `responses` (other statuses with
+their own model), an `Error` answer for each of `errors` and for 400, 401
+(with `auth`), 429 (rate-limited paths) and `default`. Handlers return
+the dicts they build (no model per row on hot paths): the schemathesis
+test checks every answer against the document. `Runtime("chains")` inside
+a field's type marks a part the configuration decides (configured chains,
+payout assets, page size): `openapi.runtime_values` fills it in.
 """
 
 from __future__ import annotations
@@ -248,7 +255,7 @@ def _unknown(name: str, allowed: frozenset[str]) -> RequestError:
     return RequestError(shown, f"unknown query parameter; allowed: {', '.join(sorted(allowed)) or 'none'}")
 
 
-def _param_reader(route: Route) -> Callable[[web.Request], BaseModel] | None:
+def _param_reader(route: Route) -> Callable[[web.Request], BaseModel | None]:
     model = route.params
     path_names = route.path_names
     if model is None:
@@ -256,7 +263,7 @@ def _param_reader(route: Route) -> Callable[[web.Request], BaseModel] | None:
             if request.query:
                 raise _unknown(next(iter(request.query)), frozenset())
 
-        return no_params  # type: ignore[return-value]
+        return no_params
     headers = {f.alias: n for n, f in model.model_fields.items() if _extra(f).get("in") == "header"}
     query = frozenset(n for n in model.model_fields if n not in path_names and n not in headers.values())
 
@@ -290,32 +297,16 @@ def _extra(info: Any) -> dict[str, Any]:
 
 def _wrap(route: Route) -> Handler:
     handler, body, optional = route.handler, route.body, not route.body_required
-    params = _param_reader(route)
+    read_params = _param_reader(route)
     takes_params = route.params is not None
 
-    if body is None and not takes_params:
-        async def plain(request: web.Request) -> web.StreamResponse:
-            params(request)
-            return await handler(request)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        p = read_params(request)  # also refuses unknown query parameters where none are declared
+        args: list[Any] = [p] if takes_params else []
+        if body is not None:
+            args.append(await json_body(request, body, optional=optional))
+        return await handler(request, *args)
 
-        wrapped = plain
-    elif body is None:
-        async def with_params(request: web.Request) -> web.StreamResponse:
-            return await handler(request, params(request))
-
-        wrapped = with_params
-    elif not takes_params:
-        async def with_body(request: web.Request) -> web.StreamResponse:
-            params(request)
-            return await handler(request, await json_body(request, body, optional=optional))
-
-        wrapped = with_body
-    else:
-        async def with_both(request: web.Request) -> web.StreamResponse:
-            p = params(request)
-            return await handler(request, p, await json_body(request, body, optional=optional))
-
-        wrapped = with_both
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
     wrapped.__route__ = route  # type: ignore[attr-defined]
