@@ -17,6 +17,7 @@ from config import Settings
 
 from .middleware import UNLIMITED_PATHS
 from .routing import JSON, Routes, build_spec, registered
+from .state import SETTINGS
 
 routes = Routes("ops")
 SPEC = web.AppKey("openapi", dict)  # {"body": bytes} once built
@@ -46,8 +47,6 @@ async def openapi(request: web.Request) -> web.Response:
     """This document"""
     cache = request.app[SPEC]
     if "body" not in cache:
-        from .state import SETTINGS
-
         # json, not orjson: the amount bounds (2**256 - 1) exceed 64 bits.
         cache["body"] = json.dumps(document(request.app, request.app[SETTINGS])).encode()
     return web.Response(body=cache["body"], content_type="application/json")
