@@ -14,6 +14,7 @@ from aiohttp import web
 from config import Secret, Settings, resolve_secret
 
 from . import (
+    adjust_routes,
     admin_deliveries,
     admin_intents,
     admin_replay,
@@ -104,6 +105,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(invoice_routes.admin_routes)
         app.add_routes(admin_deliveries.routes)
         app.add_routes(admin_intents.routes)
+        app.add_routes(adjust_routes.routes)
     if api.status_page:
         app.router.add_get("/", _file("index.html", "text/html; charset=utf-8"))
         app.router.add_get("/static/app.js", _file("app.js", "text/javascript; charset=utf-8"))

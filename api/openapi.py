@@ -366,7 +366,7 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         for name, media in (("app.js", "text/javascript"), ("style.css", "text/css")):
             paths[f"/static/{name}"] = _get(f"Status page asset {name}", {
                 "description": name, "content": {media: {"schema": {"type": "string"}}}})
-    from . import openapi_intents  # the intent routes describe themselves
+    from . import openapi_adjust, openapi_intents  # these routes describe themselves
 
     paths.update(openapi_intents.read_paths())
     spec: dict[str, Any] = {
@@ -397,6 +397,8 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         schemas.update(_delivery_schemas())
         paths.update(openapi_intents.admin_paths())
         schemas.update(openapi_intents.SCHEMAS)
+        paths.update(openapi_adjust.admin_paths())  # api/adjust_routes.py
+        schemas.update(openapi_adjust.SCHEMAS)
     # Invoices, verify-payment and sign-in (api/openapi_invoices.py).
     spec["components"]["schemas"].update(openapi_invoices.schemas())
     paths.update(openapi_invoices.paths(admin=admin, signin=signin, rate=RATE_LIMITED))

@@ -10,13 +10,12 @@ import asyncpg
 from aiohttp import web
 
 from db import Queries
+from settlement.ledger.books import shown_balance
 
 from .http import CHAIN_NAME, Query, RequestError, json_response, path_ident, row_dict
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-# Debit-natured accounts hold what the chain holds; the rest are owed (see 0002_ledger.sql).
-DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
 routes = web.RouteTableDef()
 
@@ -47,11 +46,11 @@ async def account_balances(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
         rows = await conn.fetch(Q.account_balances, account["id"])
-    sign = 1 if account["kind"] in DEBIT_KINDS else -1
     balances = [
         {
             "asset_id": r["asset_id"], "chain": r["chain"], "symbol": r["symbol"], "decimals": r["decimals"],
-            "balance": str(sign * r["total"]), "final_balance": str(sign * r["final_total"]),
+            "balance": shown_balance(account["kind"], r["total"]),
+            "final_balance": shown_balance(account["kind"], r["final_total"]),
         }
         for r in rows
     ]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-ACCOUNT_KINDS = ("wallet", "user", "fee", "external", "equity", "adjustment")
+ACCOUNT_KINDS = ("wallet", "user", "fee", "external", "equity", "adjustment", "app")
 # A base-unit amount: non-negative integer, up to uint256.
 _MAX_UNITS = 10**78 - 1
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from config import ChainsettleError, Settings
+from db.values import text_default
 
 
 def register(sub) -> None:
@@ -72,7 +73,7 @@ def _json_arg(text: str, field: str) -> dict:
 
 
 def _print(out) -> int:
-    print(json.dumps(out, default=str, indent=2))
+    print(json.dumps(out, default=text_default, indent=2))
     return 0
 
 

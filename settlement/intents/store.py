@@ -13,6 +13,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries, audit
+from db.values import amount_text
 
 from .conditions import evaluate
 from .errors import IntentError, IntentNotFound, IntentStateConflict
@@ -198,6 +199,6 @@ async def preview(pool: asyncpg.Pool, settings: Settings, intent_id: int, n: int
                                scheduled_at=t, now=now, fee=fee)
             out.append({"scheduled_at": t.astimezone(timezone.utc).isoformat(),
                         "local": to_wall(t, sched.tz).isoformat() + f" {spec.timezone}",
-                        "would_pass": v.ok, "reason": v.reason, "amount": None if v.amount is None else str(v.amount),
+                        "would_pass": v.ok, "reason": v.reason, "amount": None if v.amount is None else amount_text(v.amount),
                         "inputs": v.inputs})
     return out
