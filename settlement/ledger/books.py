@@ -115,6 +115,8 @@ async def sync_ledger(conn: asyncpg.Connection, settings: Settings, chain: str |
                 await conn.execute(Q.upsert_wallet, c.name, w.address, w.name, account_id, list(w.asset_ids),
                                    cursors[c.name])
             await conn.execute(Q.deactivate_wallets, c.name, [w.address for w in wallets])
+            for account in sorted({f.account for f in settings.ledger.funders if f.chain == c.name}):
+                await conn.execute(Q.upsert_account, account, "app", None)
 
 
 # -- posting --------------------------------------------------------------------

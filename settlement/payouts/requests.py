@@ -78,6 +78,11 @@ def _check_recipient(pc, to: object, tag: object) -> None:
         raise PayoutError("to", "the zero address cannot be paid")
 
 
+def _funders(settings: Settings, chain: str) -> set[str]:
+    return {f.address if f.address.startswith("r") else f.address.lower()
+            for f in settings.ledger.funders if f.chain == chain}
+
+
 def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str, tag: object = None):
     pc = settings.payouts.chain(chain)
     if pc is None:
@@ -87,6 +92,11 @@ def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, 
     if a is None:
         raise PayoutError("asset", f"{asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
     _check_recipient(pc, to, tag)
+    if (to if pc.kind == "xrpl" else to.lower()) in _funders(settings, chain):
+        # The transfer back to a funder is booked by the ledger rules as a
+        # defunding; a payout would book the same value a second time.
+        raise PayoutError("to", "a [[ledger.funders]] address is not paid by payouts; its transfer back "
+                                "from the wallet is booked as a defunding of its app account")
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**256:
         raise PayoutError("amount", "must be a positive integer in base units")
     if not isinstance(key, str) or not _KEY.match(key):
