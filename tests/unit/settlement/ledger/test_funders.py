@@ -8,7 +8,7 @@ from config import ConfigError
 from settlement.ledger.rules import check_ledger_config, compile_rules, default_rules, funder_accounts
 from tests.support.config import make_settings
 
-from .test_rules import ISSUER, USD, W, XW, evm, xrpl
+from .test_rules import ISSUER, USD, XW, W, evm, xrpl
 
 FUNDER = "0x" + "F3" * 20
 XFUNDER = ISSUER
