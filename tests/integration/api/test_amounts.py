@@ -101,6 +101,7 @@ def bad_amounts(doc: Any, keys: set[str], where: str = "") -> list[str]:
             if k in keys and v is not None and not isinstance(v, (dict, list)):
                 if not isinstance(v, str) or not INTEGER.fullmatch(v) or v == "-0":
                     out.append(f"{at} = {v!r}")
+                continue
             out += bad_amounts(v, keys, at)
     elif isinstance(doc, list):
         for i, v in enumerate(doc):

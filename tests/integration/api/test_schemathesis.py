@@ -68,6 +68,10 @@ include-path-regex = "^/v1/admin/invoices/"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
 
 [[operations]]
+include-path = ["/v1/admin/ledger/adjustments"]
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 409, 429]
+
+[[operations]]
 include-path-regex = "^/v1/admin/replay/"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
 
