@@ -3,14 +3,19 @@
 A funder's deposit to a watched wallet lands in its app account, never in
 a user account; a non-funder's deposit still lands in the sender's user
 account; the wallet's transfer back to the funder is a defunding of the app
-account; a reorg removes a funding booking like any other entry.
+account; a reorg removes a funding booking like any other entry. On XRPL
+(through the real Store), a funder's payment wins over its destination tag.
 """
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from indexer.models import BlockRow, Cursor, EventRow
+from indexer.store import Store
 from settlement.ledger.books import balances_as_of
+from settlement.ledger.hook import LedgerHook
 from tests.integration.settlement.invoices.support import until
 from tests.integration.settlement.invoices.test_evm import following, mine, payer
 from tests.support.anvil import DEV_ACCOUNTS, Anvil, rpc_sync
@@ -79,3 +84,38 @@ async def test_funding_lands_in_the_app_account_and_a_reorg_removes_it(node, poo
         assert b[(TREASURY, TOK)] == -(10**24 - 250)
         assert b[(f"user:{CHAIN}:{p1}", TOK)] == -100
         assert sum(b.values()) == 0
+
+
+XW = "rPT1Sjq2YGrBMTttX4GZHjKu9dyfzbpAYe"     # the watched XRPL wallet
+XFUNDER = "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh"
+XUSER = "rGWrZyQqhTp9Xu7G5Pkayo7bXjH4k4QYpf"
+
+
+def payment(n: int, i: int, direction: str, counterparty: str, drops: int, **extra) -> EventRow:
+    args = {"direction": direction, "status": "success", "counterparty": counterparty, "role": "affected",
+            "delivered_amount": str(drops), "fee": "0", **extra}
+    return EventRow("x", n, "0x" + f"{n:064x}", f"{n:032X}{i:032X}", i, i, XW, "Payment", orjson.dumps(args).decode())
+
+
+async def test_xrpl_funder_credits_its_app_account_even_with_a_tag(pool, tmp_path):
+    settings = make_settings(tmp_path, {
+        "chains": [{"name": "x", "preset": "xrpl-testnet", "rpc": ["http://127.0.0.1:2"],
+                    "wallets": [{"name": "hot", "address": XW, "assets": ["native"]}]}],
+        "ledger": {"funders": [{"chain": "x", "address": XFUNDER, "account": "app:xrpl-float"}]},
+    })
+    store = Store(pool, "x", [LedgerHook(settings)])
+    await store.ensure_chain("xrpl", 0)
+    n = 7
+    await store.commit_range(from_block=n, to_block=n, events=[
+        payment(n, 0, "in", XFUNDER, 5_000_000, destination_tag="9"),   # funding, tag or not
+        payment(n, 1, "in", XUSER, 300, destination_tag="9"),           # a user's deposit by tag
+        payment(n, 2, "out", XFUNDER, 1_000),                           # defunding
+        payment(n, 3, "out", XUSER, 20),                                # out, no rule: reconciliation's job
+    ], blocks=[BlockRow(n, "0x" + f"{n:064x}", "0x" + f"{n - 1:064x}", None)], expected=None,
+        cursor=Cursor(n, "0x" + f"{n:064x}"))
+    async with pool.acquire() as conn:
+        b = await balances_as_of(conn, "x", n)
+    assert b[("app:xrpl-float", "x:native")] == -(5_000_000 - 1_000)
+    assert b[("user:x:tag:9", "x:native")] == -300
+    assert b[(f"wallet:x:{XW}", "x:native")] == 5_000_000 + 300 - 1_000
+    assert (f"user:x:{XFUNDER}", "x:native") not in b and sum(b.values()) == 0
