@@ -168,27 +168,10 @@ async def post_transaction(
     return tx_id
 
 
-async def book_adjustment(
-    pool: asyncpg.Pool,
-    *,
-    chain: str,
-    postings: Sequence[Posting],
-    author: str,
-    reason: str,
-    block_number: int | None = None,
-    tx_hash: str | None = None,
-    key: str | None = None,
-) -> int | None:
-    """A manual correction, effective at `block_number` (default: the chain's final height).
-
-    The usual one explains a movement the rules do not book, e.g. a transfer
-    out of a wallet made outside the daemon: credit the wallet, debit an
-    external or adjustment account, citing the transaction hash.
-    None when `key` was booked before (nothing is written then).
-    """
+async def book_adjustment(pool: asyncpg.Pool, **kw) -> int | None:
+    """`book_adjustment_in` on a connection of `pool`; the keywords are its."""
     async with pool.acquire() as conn:
-        return await book_adjustment_in(conn, chain=chain, postings=postings, author=author, reason=reason,
-                                        block_number=block_number, tx_hash=tx_hash, key=key)
+        return await book_adjustment_in(conn, **kw)
 
 
 async def book_adjustment_in(
@@ -202,7 +185,15 @@ async def book_adjustment_in(
     tx_hash: str | None = None,
     key: str | None = None,
 ) -> int | None:
-    """`book_adjustment` on the caller's connection: the entry and its audit row in one transaction."""
+    """A manual correction, effective at `block_number` (default: the chain's final height).
+
+    The usual one explains a movement the rules do not book, e.g. a transfer
+    out of a wallet made outside the daemon: credit the wallet, debit an
+    external or adjustment account, citing the transaction hash. The entry
+    and its audit row commit together; None when `key` was booked before
+    (nothing is written then). settlement/ledger/adjust.py checks an
+    operator's input before calling this.
+    """
     if not author or not reason or not reason.strip():
         raise LedgerError("a manual adjustment needs an author and a reason")
     if block_number is None:
