@@ -72,3 +72,15 @@ def test_a_funder_listed_twice_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="funders listed twice: e:" + FUNDER.lower()):
         settings(tmp_path, [{"chain": "e", "address": FUNDER}, {"chain": "e", "address": FUNDER.lower()}])
 
+
+
+async def test_a_payout_to_a_funder_is_refused_naming_to(tmp_path):
+    from config import load_settings
+    from settlement.payouts.requests import PayoutError, request_payout
+    from tests.unit.settlement.payouts.test_plan import CONTRACT, _config, _payouts
+
+    funder = '\n[[ledger.funders]]\nchain = "anvil"\naddress = "' + FUNDER + '"\n'
+    s = load_settings(_config(tmp_path, _payouts() + funder, CONTRACT))
+    with pytest.raises(PayoutError) as err:  # refused before any database access
+        await request_payout(None, s, chain="anvil", asset="native", to=FUNDER.lower(), amount=5, key="k")
+    assert err.value.field == "to" and "defunding" in err.value.reason
