@@ -156,6 +156,8 @@ class LedgerRuleConfig(Strict):
             raise ValueError("counterparty_is_wallet needs counterparty (the path it applies to)")
         if self.counterparty_is_funder is not None and self.counterparty is None:
             raise ValueError("counterparty_is_funder needs counterparty (the path it applies to)")
+        if any("{funder}" in t for t in (*self.debit, *self.credit)) and self.counterparty is None:
+            raise ValueError("{funder} needs counterparty (the path holding the funder's address)")
         uses_cw = any("{counterparty_wallet}" in t for t in (*self.debit, *self.credit))
         if uses_cw and self.counterparty_is_wallet is not True:
             raise ValueError("{counterparty_wallet} needs counterparty_is_wallet = true")

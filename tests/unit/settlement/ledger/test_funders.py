@@ -68,6 +68,13 @@ def test_funder_cross_section_errors_name_the_field(tmp_path, funder, message):
         check_ledger_config(settings(tmp_path, [funder]))
 
 
+def test_a_rule_using_funder_needs_a_counterparty(tmp_path):
+    rule = {"name": "r", "chain": "e", "source": "Token", "event": "Transfer", "wallet": "to",
+            "debit": "{wallet}", "credit": ["{funder}", "user:{chain}:{from}"]}
+    with pytest.raises(ConfigError, match=r"ledger\.rules\[0\].*\{funder\} needs counterparty"):
+        make_settings(tmp_path, {"chains": [evm()], "ledger": {"rules": [rule]}})
+
+
 def test_a_funder_listed_twice_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="funders listed twice: e:" + FUNDER.lower()):
         settings(tmp_path, [{"chain": "e", "address": FUNDER}, {"chain": "e", "address": FUNDER.lower()}])
