@@ -37,7 +37,8 @@ async def create_adjustment(request: web.Request) -> web.Response:
     """201 with the booked adjustment; 200 with the stored one when its key was used for the same one."""
     body: AdjustmentBody = await json_body(request, AdjustmentBody)
     try:
-        stored, created = await adjust(request.app[POOL], request.app[SETTINGS], Adjustment(**body.model_dump()))
+        stored, created = await adjust(request.app[POOL], request.app[SETTINGS], Adjustment(**body.model_dump()),
+                                       via=request.app[ADMIN_ACTOR])
     except AdjustmentRefused as exc:
         raise RequestError(exc.field, exc.reason, status=_STATUS.get(exc.code, 400), code=exc.code) from None
     return json_response({"adjustment": stored, "created": created, "actor": request.app[ADMIN_ACTOR]},

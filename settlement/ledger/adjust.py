@@ -136,8 +136,8 @@ def _same(row: asyncpg.Record, a: Adjustment, amount: int) -> bool:
         a.block is None or a.block == row["block_number"])
 
 
-async def adjust(pool: asyncpg.Pool, settings: Settings, request: Adjustment) -> tuple[dict, bool]:
-    """Book one adjustment; return (the adjustment, created now)."""
+async def adjust(pool: asyncpg.Pool, settings: Settings, request: Adjustment, *, via: str = "cli") -> tuple[dict, bool]:
+    """Book one adjustment; return (the adjustment, created now). `via` is audited with the author."""
     a, amount = check(settings, request)
     async with pool.acquire() as conn, conn.transaction():
         key = f"manual:{a.key or uuid.uuid4()}"
@@ -171,6 +171,6 @@ async def adjust(pool: asyncpg.Pool, settings: Settings, request: Adjustment) ->
             raise AdjustmentRefused("block", f"above the final height of {a.chain!r} ({final})")
         await book_adjustment_in(
             conn, chain=a.chain, author=a.author, reason=a.reason, block_number=block, tx_hash=a.tx_hash,
-            key=key, postings=[Posting(a.debit, a.asset, amount), Posting(a.credit, a.asset, -amount)])
+            key=key, via=via, postings=[Posting(a.debit, a.asset, amount), Posting(a.credit, a.asset, -amount)])
         stored = await conn.fetchrow(Q.adjustment_by_key, key)
     return _view(stored), True

@@ -184,6 +184,7 @@ async def book_adjustment_in(
     block_number: int | None = None,
     tx_hash: str | None = None,
     key: str | None = None,
+    via: str | None = None,
 ) -> int | None:
     """A manual correction, effective at `block_number` (default: the chain's final height).
 
@@ -191,7 +192,8 @@ async def book_adjustment_in(
     out of a wallet made outside the daemon: credit the wallet, debit an
     external or adjustment account, citing the transaction hash. The entry
     and its audit row commit together; None when `key` was booked before
-    (nothing is written then). settlement/ledger/adjust.py checks an
+    (nothing is written then). `via` names the channel in the audit row
+    (the CLI, an admin token's label). settlement/ledger/adjust.py checks an
     operator's input before calling this.
     """
     if not author or not reason or not reason.strip():
@@ -210,7 +212,7 @@ async def book_adjustment_in(
             return None
         await audit(conn, author, "ledger.adjustment", key, {
             "chain": chain, "block_number": block_number, "reason": reason, "tx_hash": tx_hash,
-            "transaction_id": tx_id,
+            "transaction_id": tx_id, "via": via,
             "postings": [{"account": p.account, "asset": p.asset_id, "amount": amount_text(p.amount)} for p in postings],
         })
     log.info("ledger.adjustment", chain=chain, key=key, author=author, block_number=block_number)

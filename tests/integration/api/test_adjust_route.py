@@ -39,6 +39,7 @@ async def test_books_once_balanced_and_audited(client, pool):
     assert (adj["amount"], adj["debit"], adj["credit"], adj["block_number"], adj["key"], adj["author"]) == (
         str(10**24), "adjustment:anvil:writeoff", W, 6, "ticket-7", "ops-bob")
     assert doc["actor"].startswith("api:")
+    actor = doc["actor"]
     assert await post(client, BODY) == (200, {**doc, "created": False})
     status, doc = await post(client, {**BODY, "amount": "5"})
     assert status == 409 and doc["field"] == "key"
@@ -49,6 +50,7 @@ async def test_books_once_balanced_and_audited(client, pool):
         rows = await conn.fetch("SELECT actor, subject, details FROM audit_log WHERE action = 'ledger.adjustment'")
         assert [(r["actor"], r["subject"]) for r in rows] == [("ops-bob", "manual:ticket-7")]
         assert rows[0]["details"]["postings"][0]["amount"] == str(10**24)
+        assert rows[0]["details"]["via"] == actor
     resp = await client.get(f"/v1/accounts/{W}/balances")
     assert (await resp.json())["balances"][0]["balance"] == str(150 - 10**24)
 
