@@ -132,7 +132,8 @@ async def _cmd_preview(settings: Settings, args) -> int:
         await fees.close()
     for r in rows:
         verdict = "would pass" if r["would_pass"] else f"would wait: {r['reason']}"
-        print(f"{r['local']}  ({r['scheduled_at']})  amount {r['amount']}  {verdict}")
+        units = f" ({r['units']})" if r.get("units") else ""
+        print(f"{r['local']}  ({r['scheduled_at']})  amount {r['amount']}{units}  {verdict}")
     return 0
 
 
