@@ -14,6 +14,7 @@ from aiohttp import web
 from config import Secret, Settings, resolve_secret
 
 from . import (
+    adjust_routes,
     admin_deliveries,
     admin_intents,
     admin_replay,
@@ -115,6 +116,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(invoice_routes.admin_routes)
         app.add_routes(admin_deliveries.routes)
         app.add_routes(admin_intents.routes)
+        app.add_routes(adjust_routes.routes)
     if api.status_page:
         app.add_routes(page)
     return app

@@ -13,14 +13,13 @@ from pydantic import BaseModel, Field
 
 from config.section_api import ApiSettings
 from db import Queries
+from settlement.ledger.books import shown_balance
 
 from .http import RequestError, json_response, row_dict
 from .routing import ChainName, Ident, QueryInt, Routes, Runtime, Units
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-# Debit-natured accounts hold what the chain holds; the rest are owed (see 0002_ledger.sql).
-DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
 routes = Routes("public")
 PageLimit = Annotated[QueryInt(1), Runtime("page_size")]
@@ -269,11 +268,11 @@ async def account_balances(request: web.Request, p: ById) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
         rows = await conn.fetch(Q.account_balances, account["id"])
-    sign = 1 if account["kind"] in DEBIT_KINDS else -1
     balances = [
         {
             "asset_id": r["asset_id"], "chain": r["chain"], "symbol": r["symbol"], "decimals": r["decimals"],
-            "balance": str(sign * r["total"]), "final_balance": str(sign * r["final_total"]),
+            "balance": shown_balance(account["kind"], r["total"]),
+            "final_balance": shown_balance(account["kind"], r["final_total"]),
         }
         for r in rows
     ]

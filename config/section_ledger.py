@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-ACCOUNT_KINDS = ("wallet", "user", "fee", "external", "equity", "adjustment")
+ACCOUNT_KINDS = ("wallet", "user", "fee", "external", "equity", "adjustment", "app")
 # A base-unit amount: non-negative integer, up to uint256.
 _MAX_UNITS = 10**78 - 1
 
@@ -32,15 +32,15 @@ def check_path(value: str) -> str:
 
 
 def check_account_template(value: str) -> str:
-    """`{wallet}`, `{counterparty_wallet}`, or '<kind>:...' with {path} placeholders."""
+    """`{wallet}`, `{counterparty_wallet}`, `{funder}`, or '<kind>:...' with {path} placeholders."""
     for ph in _PLACEHOLDER.findall(value):
         check_path(ph)
-    if value in ("{wallet}", "{counterparty_wallet}"):
+    if value in ("{wallet}", "{counterparty_wallet}", "{funder}"):
         return value
     kind = value.split(":", 1)[0]
     if kind not in ACCOUNT_KINDS or ":" not in value:
         raise ValueError(
-            f"account template {value!r} must be {{wallet}}, {{counterparty_wallet}} or start with one of "
+            f"account template {value!r} must be {{wallet}}, {{counterparty_wallet}}, {{funder}} or start with one of "
             f"{', '.join(k + ':' for k in ACCOUNT_KINDS)}"
         )
     if "{" in kind:
@@ -95,6 +95,9 @@ class LedgerRuleConfig(Strict):
     # true: only when the counterparty is a configured wallet; false: only
     # when it is not; unset: either.
     counterparty_is_wallet: bool | None = None
+    # true: only when the counterparty is a [[ledger.funders]] address of the
+    # chain ({funder} is then its app account); false: only when it is not.
+    counterparty_is_funder: bool | None = None
     where: dict[str, str | int | bool] = Field(default_factory=dict)  # path -> required value
     amount: str = "value"
     # "auto": the emitting ERC-20 contract, the native coin for "native"
@@ -151,16 +154,56 @@ class LedgerRuleConfig(Strict):
     def _counterparty(self) -> "LedgerRuleConfig":
         if self.counterparty_is_wallet is not None and self.counterparty is None:
             raise ValueError("counterparty_is_wallet needs counterparty (the path it applies to)")
+        if self.counterparty_is_funder is not None and self.counterparty is None:
+            raise ValueError("counterparty_is_funder needs counterparty (the path it applies to)")
+        if any("{funder}" in t for t in (*self.debit, *self.credit)) and self.counterparty is None:
+            raise ValueError("{funder} needs counterparty (the path holding the funder's address)")
         uses_cw = any("{counterparty_wallet}" in t for t in (*self.debit, *self.credit))
         if uses_cw and self.counterparty_is_wallet is not True:
             raise ValueError("{counterparty_wallet} needs counterparty_is_wallet = true")
         return self
 
 
+# -- funders (issue 25) ----------------------------------------------------------
+
+APP_ACCOUNT = re.compile(r"^app:[a-z0-9][a-z0-9_.-]{0,62}$")
+_FUNDER_ADDRESS = re.compile(r"^(0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34})$")
+
+
+class LedgerFunderConfig(Strict):
+    """An address whose deposits to a configured wallet fund an app account.
+
+    Value a funder sends to a wallet of its chain is booked wallet debit /
+    `account` credit, never as a deposit to the funder's user account; value
+    a wallet sends back to it is a defunding: `account` debit / wallet
+    credit. The address format is checked against the chain's kind in
+    settlement/ledger/rules.py (config cannot see the chain list here).
+    """
+
+    chain: str
+    address: str
+    account: str = "app:treasury"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not _FUNDER_ADDRESS.match(v):
+            raise ValueError("must be an EVM address (0x and 40 hex digits) or an XRPL classic address (r...)")
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str) -> str:
+        if not APP_ACCOUNT.match(v):
+            raise ValueError("must be an app account code 'app:<name>' (lowercase letters, digits, '_', '.', '-')")
+        return v
+
+
 class LedgerSettings(Strict):
     default_rules: bool = True
     assets: list[LedgerAssetConfig] = Field(default_factory=list)
     rules: list[LedgerRuleConfig] = Field(default_factory=list)
+    funders: list[LedgerFunderConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> "LedgerSettings":
@@ -172,6 +215,10 @@ class LedgerSettings(Strict):
         dupes = sorted({f"{c}:{n}" for c, n in keys if keys.count((c, n)) > 1})
         if dupes:
             raise ValueError(f"assets listed twice: {', '.join(dupes)}")
+        funders = [(f.chain, f.address.lower() if f.address.startswith("0x") else f.address) for f in self.funders]
+        dupes = sorted({f"{c}:{a}" for c, a in funders if funders.count((c, a)) > 1})
+        if dupes:
+            raise ValueError(f"funders listed twice: {', '.join(dupes)}")
         return self
 
 

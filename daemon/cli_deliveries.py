@@ -10,6 +10,7 @@ import datetime as dt
 import json
 
 from config import ChainsettleError, Settings
+from db.values import text_default
 
 
 def register(sub) -> None:
@@ -83,7 +84,7 @@ def register(sub) -> None:
 
 
 def _print(data) -> None:
-    print(json.dumps(data, default=str))
+    print(json.dumps(data, default=text_default))
 
 
 def _time(field: str, raw: str | None) -> dt.datetime | None:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from config import ChainsettleError, Settings
+from db.values import text_default
 
 
 def register(sub) -> None:
@@ -72,7 +73,7 @@ def _json_arg(text: str, field: str) -> dict:
 
 
 def _print(out) -> int:
-    print(json.dumps(out, default=str, indent=2))
+    print(json.dumps(out, default=text_default, indent=2))
     return 0
 
 
@@ -131,7 +132,8 @@ async def _cmd_preview(settings: Settings, args) -> int:
         await fees.close()
     for r in rows:
         verdict = "would pass" if r["would_pass"] else f"would wait: {r['reason']}"
-        print(f"{r['local']}  ({r['scheduled_at']})  amount {r['amount']}  {verdict}")
+        units = f" ({r['units']})" if r.get("units") else ""
+        print(f"{r['local']}  ({r['scheduled_at']})  amount {r['amount']}{units}  {verdict}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from config import ChainsettleError, Settings
+from db.values import text_default
 
 
 def register(sub) -> None:
@@ -61,7 +62,7 @@ async def _cmd_create(settings: Settings, args) -> int:
                          destination_tag=args.tag, memo=args.memo, payer=args.payer)
     async with open_pool(settings) as pool:
         inv, created = await create_invoice(pool, settings, req, actor=args.actor)
-    print(json.dumps({"created": created, "invoice": inv}, default=str))
+    print(json.dumps({"created": created, "invoice": inv}, default=text_default))
     return 0
 
 
@@ -73,7 +74,7 @@ async def _cmd_show(settings: Settings, args) -> int:
         inv = await get_invoice(pool, args.ref)
     if inv is None:
         raise ChainsettleError(f"ref: no invoice {args.ref!r}")
-    print(json.dumps(inv, default=str))
+    print(json.dumps(inv, default=text_default))
     return 0
 
 
@@ -83,7 +84,7 @@ async def _cmd_list(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         rows = await list_invoices(pool, args.chain, args.state, args.limit)
-    print(json.dumps(rows, default=str))
+    print(json.dumps(rows, default=text_default))
     return 0
 
 
@@ -95,5 +96,5 @@ async def _cmd_cancel(settings: Settings, args) -> int:
         inv = await cancel_invoice(pool, args.ref, args.reason, args.actor)
     if inv is None:
         raise ChainsettleError(f"ref: no waiting (new or expired) invoice {args.ref!r}")
-    print(json.dumps(inv, default=str))
+    print(json.dumps(inv, default=text_default))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from db.values import amount_text, text_default, units_text
+
 
 def register(sub) -> None:
     rc = sub.add_parser("reconcile", help="compare on-chain balances at the final height with the ledger")
@@ -21,6 +23,19 @@ def register(sub) -> None:
     bl = lgs.add_parser("balances", help="ledger balances of every account as of the final height")
     bl.add_argument("--chain", required=True)
     bl.set_defaults(func=_cmd_balances)
+    ad = lgs.add_parser("adjust", help="book a manual adjustment (two balanced legs, audited) that explains "
+                                       "a reconciliation difference; then `ledger resolve` the asset")
+    ad.add_argument("--chain", required=True)
+    ad.add_argument("--debit", required=True, help="account code, e.g. adjustment:local:writeoff")
+    ad.add_argument("--credit", required=True, help="account code, e.g. wallet:local:0xab..")
+    ad.add_argument("--asset", required=True, help="asset id, e.g. local:Token")
+    ad.add_argument("--amount", required=True, help="integer base units")
+    ad.add_argument("--author", required=True)
+    ad.add_argument("--reason", required=True)
+    ad.add_argument("--block", type=int, help="height the entry is effective at (default: the final height)")
+    ad.add_argument("--tx-hash", help="the chain transaction it explains")
+    ad.add_argument("--key", help="idempotency key: the same key and arguments book once")
+    ad.set_defaults(func=_cmd_adjust)
 
 
 async def _cmd_reconcile(settings, args) -> int:
@@ -41,13 +56,14 @@ async def _cmd_resolve(settings, args) -> int:
 
     async with open_pool(settings) as pool:
         result = await resolve_pause(pool, args.asset, args.actor, args.reason)
-    print(json.dumps(result, default=str))
+    print(json.dumps(result, default=text_default))
     return 0
 
 
 async def _cmd_balances(settings, args) -> int:
+    """Balances as the API shows them: what a wallet holds, what a user or app account is owed, positive."""
     from indexer.chain_state import final_height
-    from settlement.ledger.books import balances_as_of
+    from settlement.ledger.books import account_kind, assets_of_chain, balances_as_of, shown_balance
 
     from .runtime import open_pool
 
@@ -55,6 +71,27 @@ async def _cmd_balances(settings, args) -> int:
     async with open_pool(settings) as pool, pool.acquire() as conn:
         height = await final_height(conn, cfg.name)
         balances = await balances_as_of(conn, cfg.name, height) if height is not None else {}
-    print(json.dumps({"chain": cfg.name, "height": height,
-                      "balances": [{"account": a, "asset": s, "amount": str(v)} for (a, s), v in sorted(balances.items())]}))
+        assets = await assets_of_chain(conn, cfg.name)
+    rows = []
+    for (account, asset), posted in sorted(balances.items()):
+        kind = account_kind(account)
+        shown = shown_balance(kind, posted)
+        unit = assets.get(asset)
+        rows.append({"account": account, "kind": kind, "asset": asset, "balance": amount_text(shown),
+                     "units": units_text(shown, unit["decimals"], unit["symbol"]) if unit else None})
+    print(json.dumps({"chain": cfg.name, "height": height, "balances": rows}))
+    return 0
+
+
+async def _cmd_adjust(settings, args) -> int:
+    from settlement.ledger.adjust import Adjustment, adjust
+
+    from .runtime import open_pool
+
+    request = Adjustment(chain=args.chain, debit=args.debit, credit=args.credit, asset=args.asset,
+                         amount=args.amount, author=args.author, reason=args.reason, block=args.block,
+                         tx_hash=args.tx_hash, key=args.key)
+    async with open_pool(settings) as pool:
+        stored, created = await adjust(pool, settings, request)
+    print(json.dumps({"created": created, "adjustment": stored}))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from config import ChainsettleError, Settings
+from db.values import text_default
 
 
 def register(sub) -> None:
@@ -79,7 +80,7 @@ async def _cmd_request(settings: Settings, args) -> int:
     async with open_pool(settings) as pool:
         row, created = await request_payout(pool, settings, chain=args.chain, asset=args.asset, to=args.to,
                                             amount=amount, key=args.key, actor=args.actor, destination_tag=args.tag)
-    print(json.dumps({"created": created, "request": row}, default=str))
+    print(json.dumps({"created": created, "request": row}, default=text_default))
     return 0
 
 
@@ -110,7 +111,7 @@ async def _cmd_list(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         out = await list_payouts(pool, args.chain, args.limit)
-    print(json.dumps(out, default=str, indent=2))
+    print(json.dumps(out, default=text_default, indent=2))
     return 0
 
 
@@ -120,7 +121,7 @@ async def _cmd_held(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
         out = await held_payouts(conn, args.chain, args.limit)
-    print(json.dumps({"held": out}, default=str, indent=2))
+    print(json.dumps({"held": out}, default=text_default, indent=2))
     return 0
 
 

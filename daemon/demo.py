@@ -30,7 +30,7 @@ SENDER_ENV = "CHAINSETTLE_DEMO_SENDER_KEY"
 
 
 def demo_config(anvil_url: str, token: str, wallet: str, api_port: int, xrpl_url: str, xrpl_hot: str,
-                batcher: str, sender: str) -> str:
+                batcher: str, sender: str, deployer: str) -> str:
     return f"""# Written by `chainsettle demo`; regenerated on every run.
 [database]
 embedded_dir = "pg"
@@ -85,6 +85,13 @@ rpc = ["{xrpl_url}"]
 [[chains.wallets]]
 name = "hot"
 address = "{xrpl_hot}"
+
+# The deployer's funding of the batcher is the app's own money, not a user
+# deposit: booked to app:treasury, never owed to the deployer as a user.
+[[ledger.funders]]
+chain = "local"
+address = "{deployer}"
+account = "app:treasury"
 
 [reconcile]
 interval_seconds = 10
@@ -210,7 +217,7 @@ async def run_demo(api_port: int = 8080) -> int:
             api_port = devchain.free_port()
         config = STATE / "chainsettle.toml"
         config.write_text(demo_config(anvil.url, token, wallet, api_port, xrpl_url, xrpl.hot.classic_address,
-                                      batcher, signer_addr))
+                                      batcher, signer_addr, devchain.DEPLOYER))
         settings = load_settings(config)
         setup_logging(settings)
         depositors = Depositors(anvil.url, token, wallet, users)

@@ -50,11 +50,21 @@ async function getJSON(url) {
 
 // ---- amounts in an asset's units ------------------------------------------
 
-// Base units (a decimal string of any size) as units: BigInt keeps every digit.
+// An amount from the API as exact integer text ("-0" as "0"), or null when it
+// is not one: the API sends base units as integer strings; a float or an
+// exponent form would have lost digits, so it is flagged, never shown.
+function exactAmount(raw) {
+  if (typeof raw === "number" && Number.isSafeInteger(raw)) raw = String(raw);
+  if (typeof raw !== "string" || !/^-?[0-9]+$/.test(raw)) return null;
+  const neg = raw.startsWith("-");
+  const digits = (neg ? raw.slice(1) : raw).replace(/^0+(?=.)/, "");
+  return (neg && digits !== "0" ? "-" : "") + digits;
+}
+
+// Base units (a decimal string of any size) as units, by string arithmetic: every digit kept.
 function formatUnits(raw, decimals) {
-  if (typeof raw !== "string" && typeof raw !== "number") return null;
-  const text = String(raw);
-  if (!/^-?[0-9]+$/.test(text) || !Number.isInteger(decimals)) return null;
+  const text = exactAmount(raw);
+  if (text === null || !Number.isInteger(decimals)) return null;
   const neg = text.startsWith("-");
   const digits = (neg ? text.slice(1) : text).padStart(decimals + 1, "0");
   const whole = digits.slice(0, digits.length - decimals).replace(/^0+(?=.)/, "");
@@ -67,9 +77,26 @@ function unitsOf(key) {
   return u && Number.isInteger(u.decimals) ? u : null;
 }
 
+// For a person: asset units with the symbol when known, else the exact base units.
 function amountText(raw, unit) {
-  const shown = unit ? formatUnits(raw, unit.decimals) : null;
-  return shown === null ? fmt(raw) : shown + " " + (unit.symbol || "");
+  if (raw === null || raw === undefined) return fmt(raw);
+  const exact = exactAmount(raw);
+  if (exact === null) return "not an integer amount";
+  const shown = unit ? formatUnits(exact, unit.decimals) : null;
+  return shown === null ? exact : (shown + " " + (unit.symbol || "")).trim();
+}
+
+// A table cell: the amount as amountText, the exact base units in its title and data attribute.
+function amountCell(raw, unit) {
+  const td = el("td", amountText(raw, unit), "amount");
+  const exact = exactAmount(raw);
+  if (exact !== null) {
+    td.title = exact + " base units";
+    td.setAttribute("data-base-units", exact);
+  } else if (raw !== null && raw !== undefined) {
+    td.classList.add("bad");
+  }
+  return td;
 }
 
 // A cell with the amounts in units and the raw JSON one click away; plain JSON when no unit is known.
@@ -145,7 +172,7 @@ function renderActivity() {
   for (const a of activity) {
     const attrs = a.kind === "payout" ? { "data-payout-id": String(a.id) } : { "data-batch-id": a.id };
     attrs["data-state"] = a.state;
-    table.appendChild(row([a.kind, a.kind === "batch" ? short(a.id) : a.id, a.chain, amountText(a.amount, unitsOf(a.chain + ":" + a.asset)),
+    table.appendChild(row([a.kind, a.kind === "batch" ? short(a.id) : a.id, a.chain, amountCell(a.amount, unitsOf(a.chain + ":" + a.asset)),
       (a.previous ? a.previous + " → " : "") + a.state], attrs));
   }
   return table;
@@ -160,7 +187,7 @@ function renderPayouts() {
     const table = el("table");
     table.appendChild(row(["chain", "asset", "state", "requests", "amount"].map((h) => el("th", h))));
     for (const q of queue) {
-      table.appendChild(row([q.chain, q.asset, q.state, q.count, amountText(q.amount, unitsOf(q.chain + ":" + q.asset))],
+      table.appendChild(row([q.chain, q.asset, q.state, q.count, amountCell(q.amount, unitsOf(q.chain + ":" + q.asset))],
         { "data-payout-state": q.state, "data-chain": q.chain }));
     }
     parts.push(table);

@@ -29,6 +29,7 @@ import asyncpg
 
 from config import Settings
 from db import Queries
+from db.values import amount_text
 from settlement.ledger.pauses import is_paused
 from settlement.ledger.rules import asset_id
 from settlement.payouts.requests import kill_switch_on
@@ -156,7 +157,7 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
     balance, reserved = funds
     buffer = int(spec.buffer)
     available = balance - reserved
-    inputs.update(source=spec.source, balance=str(balance), reserved=str(reserved), buffer=str(buffer))
+    inputs.update(source=spec.source, balance=amount_text(balance), reserved=amount_text(reserved), buffer=amount_text(buffer))
     if spec.amount_mode == "fixed":
         amount = int(spec.amount)
     else:
@@ -165,13 +166,13 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
         if amount <= 0:
             failed.append("nothing_above_floor")
             amount = None
-    inputs["amount"] = None if amount is None else str(amount)
+    inputs["amount"] = None if amount is None else amount_text(amount)
     if amount is not None and available < amount + buffer:
         failed.append("insufficient_balance")
     if spec.cap_per_period is not None and amount is not None:
         lo, hi = period_bounds(spec, now)
         total = int(await conn.fetchval(Q.period_total, intent_id, lo, hi, occurrence_id)) + period_pending
-        inputs.update(period=[lo.isoformat(), hi.isoformat()], period_total=str(total), cap=spec.cap_per_period)
+        inputs.update(period=[lo.isoformat(), hi.isoformat()], period_total=amount_text(total), cap=spec.cap_per_period)
         if total + amount > int(spec.cap_per_period):
             failed.append("period_cap_reached")
     low = (spec.low_buffer_below is not None and amount is not None

@@ -13,6 +13,8 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries, audit
+from db.values import amount_text, units_text
+from settlement.ledger.books import assets_of_chain
 
 from .conditions import evaluate
 from .errors import IntentError, IntentNotFound, IntentStateConflict
@@ -192,12 +194,15 @@ async def preview(pool: asyncpg.Pool, settings: Settings, intent_id: int, n: int
                 fee = await fees(spec.chain)
             except Exception:  # noqa: BLE001 - shown as fee_unknown
                 fee = None
+        unit = (await assets_of_chain(conn, spec.chain)).get(f"{spec.chain}:{spec.asset}")
         out = []
         for t in sched.upcoming(row["next_at"] or now, n) if row["state"] != "cancelled" else []:
             v = await evaluate(conn, settings, spec, occurrence_id=occurrence_id(intent_id, t), intent_id=intent_id,
                                scheduled_at=t, now=now, fee=fee)
             out.append({"scheduled_at": t.astimezone(timezone.utc).isoformat(),
                         "local": to_wall(t, sched.tz).isoformat() + f" {spec.timezone}",
-                        "would_pass": v.ok, "reason": v.reason, "amount": None if v.amount is None else str(v.amount),
+                        "would_pass": v.ok, "reason": v.reason, "amount": None if v.amount is None else amount_text(v.amount),
+                        "units": None if v.amount is None or unit is None else units_text(v.amount, unit["decimals"],
+                                                                                         unit["symbol"]),
                         "inputs": v.inputs})
     return out

@@ -33,6 +33,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries
+from db.values import amount_text
 from settlement.invoices import metrics as m
 from settlement.ledger.books import LedgerError, Posting, post_transaction
 from settlement.ledger.rules import wallet_account
@@ -84,7 +85,7 @@ class InvoiceHook:
                 log.error("invoice.unbookable", chain=chain, invoice=inv["id"], tx=c["tx_hash"], error=str(exc))
             m.INVOICE_CLAIMS.labels(chain).inc()
             log.info("invoice.claimed", chain=chain, invoice=inv["id"], tx=c["tx_hash"], log_index=c["log_index"],
-                     amount=str(amount), block=c["block_number"])
+                     amount=amount_text(amount), block=c["block_number"])
 
     async def on_rollback(self, conn: asyncpg.Connection, chain: str, ancestor: int) -> None:
         for r in await conn.fetch(Q.revert_above, chain, ancestor):

@@ -28,6 +28,7 @@ from config import Settings
 from config.errors import FieldError
 from db import Queries
 from db.audit import audit
+from db.values import amount_text
 from indexer.chain_state import heights
 from settlement.ledger.rules import asset_specs, norm_address
 
@@ -158,7 +159,7 @@ async def create_invoice(pool: asyncpg.Pool, settings: Settings, req: InvoiceReq
             raise InvoiceError("app_ref", "already used for a different invoice", code="conflict")
         await audit(conn, actor, "invoice.created", stored["id"],
                            {"app_ref": row["app_ref"], "chain": row["chain"], "asset": row["asset"],
-                            "amount": str(row["amount"]), "match_method": row["match_method"]})
+                            "amount": amount_text(row["amount"]), "match_method": row["match_method"]})
         full = await conn.fetchrow(Q.invoice_by_ref, stored["id"])
     return invoice_view(full), True
 
@@ -189,10 +190,10 @@ async def cancel_invoice(pool: asyncpg.Pool, ref: str, reason: str, actor: str) 
 def invoice_view(row: asyncpg.Record) -> dict:
     out = {
         "id": row["id"], "app_ref": row["app_ref"], "chain": row["chain"], "asset": row["asset"],
-        "asset_id": row["asset_id"], "amount": str(row["amount"]), "tolerance": str(row["tolerance"]),
+        "asset_id": row["asset_id"], "amount": amount_text(row["amount"]), "tolerance": amount_text(row["tolerance"]),
         "wallet": row["wallet"], "match_method": row["match_method"], "destination_tag": row["destination_tag"],
         "memo": row["memo"], "payer": row["payer"], "account": row["account"], "state": row["state"],
-        "received": str(row["received"]), "shortfall": str(row["shortfall"]), "excess": str(row["excess"]),
+        "received": amount_text(row["received"]), "shortfall": amount_text(row["shortfall"]), "excess": amount_text(row["excess"]),
         "reason": row["reason"], "after_block": row["after_block"], "expires_at": row["expires_at"].isoformat(),
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
         "settled_at": row["settled_at"].isoformat() if row["settled_at"] else None,

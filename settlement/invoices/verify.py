@@ -27,6 +27,7 @@ import asyncpg
 
 from config import ChainConfig, Settings
 from db import Queries
+from db.values import amount_text
 from settlement.invoices.invoices import InvoiceError
 from settlement.ledger.rules import AssetSpec, asset_specs, norm_address
 
@@ -115,12 +116,12 @@ def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount:
                 "reason": "the transfer settles another invoice"}
     amounts = [a for a in (_units(t.value, spec) for t in free) if a is not None]
     amount = sum(amounts)
-    out: dict[str, Any] = {"amount": str(amount), "payer": free[0].payer, "confirmations": confirmations,
+    out: dict[str, Any] = {"amount": amount_text(amount), "payer": free[0].payer, "confirmations": confirmations,
                            "log_indexes": [t.log_index for t in free]}
     if not final:
         return {"status": "pending", **out}
     if amount < min_amount:
-        return {"status": "underpaid", "shortfall": str(min_amount - amount), **out}
+        return {"status": "underpaid", "shortfall": amount_text(min_amount - amount), **out}
     return {"status": "paid_final", **out}
 
 

@@ -22,6 +22,7 @@ import asyncpg
 from config import ChainsettleError, ConfigError, Settings
 from config.logs import get_logger
 from db import Queries, audit
+from db.values import amount_text
 from indexer.chain_state import final_height
 from settlement.ledger import metrics as m
 from settlement.ledger.rules import (
@@ -39,6 +40,20 @@ if TYPE_CHECKING:  # pragma: no cover
 Q = Queries(Path(__file__).with_name("ledger.sql"))
 log = get_logger("settlement.ledger.books")
 CAUSES = ("event", "payout", "manual", "opening")
+# Debit-natured accounts hold what the chain holds (wallets), or what was
+# spent (fees) or written off (adjustment); every other kind (user, app,
+# equity, external) carries a credit balance: what is owed. Shown balances
+# are positive in both cases: what is held, or what is owed (0002_ledger.sql).
+DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
+
+
+def account_kind(code: str) -> str:
+    return code.split(":", 1)[0]
+
+
+def shown_balance(kind: str, posted_sum: int):
+    """The balance as the API and the CLI show it: held or owed, positive (posted_sum is debit-positive)."""
+    return posted_sum if kind in DEBIT_KINDS else -posted_sum
 
 
 class LedgerError(ChainsettleError):
@@ -100,6 +115,8 @@ async def sync_ledger(conn: asyncpg.Connection, settings: Settings, chain: str |
                 await conn.execute(Q.upsert_wallet, c.name, w.address, w.name, account_id, list(w.asset_ids),
                                    cursors[c.name])
             await conn.execute(Q.deactivate_wallets, c.name, [w.address for w in wallets])
+            for account in sorted({f.account for f in settings.ledger.funders if f.chain == c.name}):
+                await conn.execute(Q.upsert_account, account, "app", None)
 
 
 # -- posting --------------------------------------------------------------------
@@ -151,8 +168,14 @@ async def post_transaction(
     return tx_id
 
 
-async def book_adjustment(
-    pool: asyncpg.Pool,
+async def book_adjustment(pool: asyncpg.Pool, **kw) -> int | None:
+    """`book_adjustment_in` on a connection of `pool`; the keywords are its."""
+    async with pool.acquire() as conn:
+        return await book_adjustment_in(conn, **kw)
+
+
+async def book_adjustment_in(
+    conn: asyncpg.Connection,
     *,
     chain: str,
     postings: Sequence[Posting],
@@ -161,28 +184,36 @@ async def book_adjustment(
     block_number: int | None = None,
     tx_hash: str | None = None,
     key: str | None = None,
+    via: str | None = None,
 ) -> int | None:
     """A manual correction, effective at `block_number` (default: the chain's final height).
 
     The usual one explains a movement the rules do not book, e.g. a transfer
     out of a wallet made outside the daemon: credit the wallet, debit an
-    external or adjustment account, citing the transaction hash.
+    external or adjustment account, citing the transaction hash. The entry
+    and its audit row commit together; None when `key` was booked before
+    (nothing is written then). `via` names the channel in the audit row
+    (the CLI, an admin token's label). settlement/ledger/adjust.py checks an
+    operator's input before calling this.
     """
     if not author or not reason or not reason.strip():
         raise LedgerError("a manual adjustment needs an author and a reason")
-    async with pool.acquire() as conn:
+    if block_number is None:
+        block_number = await final_height(conn, chain)
         if block_number is None:
-            block_number = await final_height(conn, chain)
-            if block_number is None:
-                raise LedgerError(f"chain {chain!r} has no final height yet; give the block explicitly")
-        key = key or f"manual:{uuid.uuid4()}"
-        cause = {"author": author, "reason": reason, "tx_hash": tx_hash}
+            raise LedgerError(f"chain {chain!r} has no final height yet; give the block explicitly")
+    key = key or f"manual:{uuid.uuid4()}"
+    cause = {"author": author, "reason": reason, "tx_hash": tx_hash}
+    async with conn.transaction():
         tx_id = await post_transaction(conn, key=key, cause_kind="manual", cause=cause, chain=chain,
                                        block_number=block_number, postings=postings, author=author,
                                        reason=reason, tx_hash=tx_hash)
+        if tx_id is None:
+            return None
         await audit(conn, author, "ledger.adjustment", key, {
             "chain": chain, "block_number": block_number, "reason": reason, "tx_hash": tx_hash,
-            "postings": [{"account": p.account, "asset": p.asset_id, "amount": str(p.amount)} for p in postings],
+            "transaction_id": tx_id, "via": via,
+            "postings": [{"account": p.account, "asset": p.asset_id, "amount": amount_text(p.amount)} for p in postings],
         })
     log.info("ledger.adjustment", chain=chain, key=key, author=author, block_number=block_number)
     return tx_id
@@ -196,7 +227,7 @@ async def post_opening(conn: asyncpg.Connection, chain: str, address: str, asset
     """The balance a wallet already held when the books started for it."""
     return await post_transaction(
         conn, key=opening_key(chain, address, asset_id), cause_kind="opening",
-        cause={"wallet": address, "asset": asset_id, "height": height, "amount": str(amount)},
+        cause={"wallet": address, "asset": asset_id, "height": height, "amount": amount_text(amount)},
         chain=chain, block_number=height,
         postings=[Posting(wallet_account(chain, address), asset_id, amount),
                   Posting(opening_account(chain), asset_id, -amount)],
@@ -230,7 +261,7 @@ async def ensure_openings(pool: asyncpg.Pool, chain: str, reader: "BalanceReader
                 if await post_opening(conn, chain, r["address"], r["asset_id"], height, value) is not None:
                     booked += 1
                     log.info("ledger.opening_balance", chain=chain, wallet=r["name"], asset=r["asset_id"],
-                             height=height, amount=str(value))
+                             height=height, amount=amount_text(value))
     return booked
 
 

@@ -22,8 +22,8 @@ CREATE TEMP TABLE IF NOT EXISTS ledger_staged (
 WITH r AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset($2::jsonb) AS r(
         name TEXT, source TEXT, event TEXT, wallet_path TEXT[], cp_path TEXT[], cp_is_wallet BOOLEAN,
-        conds JSONB, amount_path TEXT[], asset_mode TEXT, asset_id TEXT, asset_path TEXT[],
-        debit TEXT[], credit TEXT[])
+        cp_is_funder BOOLEAN, funders JSONB, conds JSONB, amount_path TEXT[], asset_mode TEXT, asset_id TEXT,
+        asset_path TEXT[], debit TEXT[], credit TEXT[])
 ),
 -- Rules sharing a source, event and wallet path share the per-event work.
 probe AS MATERIALIZED (
@@ -45,8 +45,8 @@ found AS MATERIALIZED (
 ),
 hit AS MATERIALIZED (
     SELECT e.id, e.block_number, e.block_hash, e.tx_hash, e.tx_index, e.log_index, e.address, e.event,
-           r.name, r.cp_path, r.cp_is_wallet, r.conds, r.amount_path, r.asset_mode, r.asset_id, r.asset_path,
-           r.debit, r.credit,
+           r.name, r.cp_path, r.cp_is_wallet, r.cp_is_funder, r.funders, r.conds, r.amount_path, r.asset_mode,
+           r.asset_id, r.asset_path, r.debit, r.credit,
            jsonb_build_object('args', e.args, 'address', e.address, 'tx_hash', e.tx_hash, 'chain', e.chain,
                               'block_number', e.block_number, 'wallet', wa.code) AS base
     FROM found f
@@ -57,7 +57,9 @@ hit AS MATERIALIZED (
 ),
 ctx AS MATERIALIZED (
     SELECT h.*, cw.address IS NOT NULL AS cp_wallet,
-           h.base || jsonb_build_object('counterparty_wallet', cwa.code) AS x
+           -- {funder}: the app account of a [[ledger.funders]] counterparty, else null
+           h.base || jsonb_build_object('counterparty_wallet', cwa.code,
+                                        'funder', h.funders ->> ledger_addr(h.base #>> h.cp_path)) AS x
     FROM hit h
     LEFT JOIN ledger_wallets cw
       ON h.cp_path IS NOT NULL AND cw.chain = $1 AND cw.active AND cw.address = ledger_addr(h.base #>> h.cp_path)
@@ -81,6 +83,7 @@ CROSS JOIN LATERAL (
 ) ra
 LEFT JOIN assets a ON a.id = ra.id
 WHERE (c.cp_is_wallet IS NULL OR c.cp_wallet = c.cp_is_wallet)
+  AND (c.cp_is_funder IS NULL OR (c.x ->> 'funder' IS NOT NULL) = c.cp_is_funder)
   AND NOT EXISTS (
       SELECT 1 FROM jsonb_to_recordset(c.conds) AS k(path TEXT[], value TEXT, ref TEXT[])
       WHERE ledger_addr(c.x #>> k.path) IS DISTINCT FROM ledger_addr(COALESCE(k.value, c.x #>> k.ref))

@@ -3,7 +3,10 @@
 Which movements the ledger books (the README's "what is covered"):
 - deposits: a matched event moving value INTO a configured wallet from
   outside debits the wallet and credits the sender's user account (or, on
-  XRPL, the account named by the destination tag);
+  XRPL, the account named by the destination tag); from a configured
+  funder (`[[ledger.funders]]`), the funder's app account instead;
+- defundings: value a wallet sends back to a funder debits the funder's
+  app account and credits the wallet;
 - internal transfers between two configured wallets;
 - gas / XRPL fees paid by a configured wallet, to the chain's fee account;
 - whatever explicit `[[ledger.rules]]` add, e.g. payouts from the batcher's
@@ -28,7 +31,7 @@ NATIVE = "native"
 NATIVE_TRANSFER = "NativeTransfer"
 NATIVE_FEE = "NativeFee"
 # Context roots a path may start with; anything else is an event argument.
-RESERVED = ("args", "address", "tx_hash", "chain", "block_number", "wallet", "counterparty_wallet")
+RESERVED = ("args", "address", "tx_hash", "chain", "block_number", "wallet", "counterparty_wallet", "funder")
 ZERO_ADDRESS = "0x" + "0" * 40
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _XRPL_CLASSIC = re.compile(r"^r[1-9A-HJ-NP-Za-km-z]{24,34}$")
@@ -133,6 +136,12 @@ def wallet_specs(settings: Settings) -> list[WalletSpec]:
     return out
 
 
+def funder_accounts(settings: Settings, chain_name: str) -> dict[str, str]:
+    """{normalised funder address: app account} of one chain."""
+    kind = settings.chain(chain_name).kind
+    return {norm_address(kind, f.address): f.account for f in settings.ledger.funders if f.chain == chain_name}
+
+
 # -- rules ------------------------------------------------------------------
 
 
@@ -143,6 +152,11 @@ def default_rules(settings: Settings) -> list[LedgerRuleConfig]:
         if not chain.wallets:
             continue
         n = chain.name
+        # A deposit from a funder credits its app account: `{funder}` renders
+        # only when the counterparty is one, else the next template applies.
+        # Same rule, same idempotency key: adding a funder later re-books nothing.
+        funded = any(f.chain == n for f in settings.ledger.funders)
+        first = ["{funder}"] if funded else []
         if chain.kind == "evm":
             tokens = sorted({a for w in chain.wallets for a in w.assets if a != NATIVE})
             sources = [(t, "Transfer", "value") for t in tokens]
@@ -156,8 +170,14 @@ def default_rules(settings: Settings) -> list[LedgerRuleConfig]:
                 common = dict(chain=n, source=src, event=event, wallet="to", counterparty="from", amount=amount)
                 rules.append(LedgerRuleConfig(
                     name=f"{n}.{src}.deposit", counterparty_is_wallet=False,
-                    debit=["{wallet}"], credit=["user:{chain}:{from}"], **common,
+                    debit=["{wallet}"], credit=[*first, "user:{chain}:{from}"], **common,
                 ))
+                if funded:
+                    rules.append(LedgerRuleConfig(
+                        name=f"{n}.{src}.defunding", chain=n, source=src, event=event, wallet="from",
+                        counterparty="to", counterparty_is_wallet=False, counterparty_is_funder=True,
+                        amount=amount, debit=["{funder}"], credit=["{wallet}"],
+                    ))
                 rules.append(LedgerRuleConfig(
                     name=f"{n}.{src}.internal", counterparty_is_wallet=True,
                     debit=["{wallet}"], credit=["{counterparty_wallet}"], **common,
@@ -171,8 +191,15 @@ def default_rules(settings: Settings) -> list[LedgerRuleConfig]:
                           amount="delivered_amount", where={"direction": "in", "status": "success"})
             rules.append(LedgerRuleConfig(
                 name=f"{n}.deposit", counterparty_is_wallet=False, debit=["{wallet}"],
-                credit=["user:{chain}:tag:{destination_tag}", "user:{chain}:{counterparty}"], **common,
+                credit=[*first, "user:{chain}:tag:{destination_tag}", "user:{chain}:{counterparty}"], **common,
             ))
+            if funded:
+                rules.append(LedgerRuleConfig(
+                    name=f"{n}.defunding", chain=n, source="*", event="Payment", wallet="address",
+                    counterparty="counterparty", counterparty_is_wallet=False, counterparty_is_funder=True,
+                    amount="delivered_amount", where={"direction": "out", "status": "success"},
+                    debit=["{funder}"], credit=["{wallet}"],
+                ))
             rules.append(LedgerRuleConfig(
                 name=f"{n}.internal", counterparty_is_wallet=True, debit=["{wallet}"],
                 credit=["{counterparty_wallet}"], **common,
@@ -197,6 +224,7 @@ def compile_rules(settings: Settings, chain_name: str) -> list[dict]:
     """The rules of one chain as rows for `jsonb_to_recordset` in ledger/hook.sql."""
     chain = settings.chain(chain_name)
     contracts = {c.name: c.address for c in chain.contracts}
+    funders = funder_accounts(settings, chain_name)
     out = []
     for r in effective_rules(settings):
         if r.chain != chain_name:
@@ -227,6 +255,8 @@ def compile_rules(settings: Settings, chain_name: str) -> list[dict]:
             "wallet_path": norm_path(r.wallet),
             "cp_path": norm_path(r.counterparty) if r.counterparty else None,
             "cp_is_wallet": r.counterparty_is_wallet,
+            "cp_is_funder": r.counterparty_is_funder,
+            "funders": funders,
             "conds": conds,
             "amount_path": norm_path(r.amount),
             "asset_mode": mode,
@@ -273,9 +303,25 @@ def check_ledger_config(settings: Settings) -> None:
             raise ConfigError(f"chains[{ci}].wallets: the same address is configured twice")
     for i, r in enumerate(settings.ledger.rules):
         _check_rule(settings, f"ledger.rules[{i}]", r, chains, known_assets)
+    for i, f in enumerate(settings.ledger.funders):
+        _check_funder(f"ledger.funders[{i}]", f, chains)
     for key in settings.reconcile.tolerances:
         if key not in known_assets:
             raise ConfigError(f"reconcile.tolerances: {key!r} is not a known asset ({', '.join(sorted(known_assets)) or 'none'})")
+
+
+def _check_funder(where: str, f, chains: dict) -> None:
+    chain = chains.get(f.chain)
+    if chain is None:
+        raise ConfigError(f"{where}.chain: no chain named {f.chain!r}")
+    if chain.kind == "xrpl" and not _XRPL_CLASSIC.match(f.address):
+        raise ConfigError(f"{where}.address: not an XRPL classic address (r...)")
+    if chain.kind == "evm" and not re.fullmatch(r"0x[0-9a-fA-F]{40}", f.address):
+        raise ConfigError(f"{where}.address: not an EVM address (0x and 40 hex digits)")
+    address = norm_address(chain.kind, f.address)
+    if address in {norm_address(chain.kind, w.address) for w in chain.wallets}:
+        raise ConfigError(f"{where}.address: a configured wallet of {f.chain!r} cannot also be a funder "
+                          "(moves between wallets are internal transfers)")
 
 
 def _check_rule(settings: Settings, where: str, r: LedgerRuleConfig, chains: dict, known_assets: set[str]) -> None:

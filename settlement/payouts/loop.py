@@ -16,6 +16,7 @@ import asyncpg
 
 from config import ChainsettleError
 from db import Queries, audit
+from db.values import amount_text
 from indexer.errors import BadRpcResponse, RpcError
 from settlement.payouts.plan import Pending, next_batch
 
@@ -73,5 +74,5 @@ async def record_batch(conn: asyncpg.Connection, batch_id: str, chosen: list[Pen
     await conn.execute(Q.mark_batched, batch_id, [p.id for p in chosen])
     await conn.execute(Q.add_daily_total, chain, asset, total)
     await audit(conn, actor, "payout.batch_created", f"batch:{batch_id}", {
-        "chain": chain, "asset": asset, "items": len(chosen), "total": str(total), "state": state,
+        "chain": chain, "asset": asset, "items": len(chosen), "total": amount_text(total), "state": state,
         **(details or {}), "requests": [p.id for p in chosen]})

@@ -24,6 +24,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import Queries, audit
+from db.values import amount_text
 from settlement.payouts.requests import BatchNotFound, BatchStateConflict, PayoutError, json_rows
 
 Q = Queries(Path(__file__).with_name("payouts.sql"))
@@ -35,7 +36,7 @@ async def held_payouts(conn: asyncpg.Connection, chain: str | None = None, limit
     """Held requests with their reasons and their batch's state, oldest first."""
     rows = json_rows(await conn.fetch(Q.held_requests, chain, limit))
     for r in rows:
-        r["amount"] = str(r["amount"])
+        r["amount"] = amount_text(r["amount"])
     return rows
 
 

@@ -18,6 +18,7 @@ from config import Settings
 from config.errors import FieldError
 from config.logs import get_logger
 from db import Queries, audit
+from db.values import amount_text
 from settlement.ledger.rules import asset_id
 from settlement.payouts import metrics as pm
 
@@ -77,6 +78,11 @@ def _check_recipient(pc, to: object, tag: object) -> None:
         raise PayoutError("to", "the zero address cannot be paid")
 
 
+def _funders(settings: Settings, chain: str) -> set[str]:
+    return {f.address if f.address.startswith("r") else f.address.lower()
+            for f in settings.ledger.funders if f.chain == chain}
+
+
 def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, key: str, tag: object = None):
     pc = settings.payouts.chain(chain)
     if pc is None:
@@ -86,6 +92,11 @@ def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, 
     if a is None:
         raise PayoutError("asset", f"{asset!r} is not a payout asset of {chain!r} ({', '.join(x.name for x in pc.assets)})")
     _check_recipient(pc, to, tag)
+    if (to if pc.kind == "xrpl" else to.lower()) in _funders(settings, chain):
+        # The transfer back to a funder is booked by the ledger rules as a
+        # defunding; a payout would book the same value a second time.
+        raise PayoutError("to", "a [[ledger.funders]] address is not paid by payouts; its transfer back "
+                                "from the wallet is booked as a defunding of its app account")
     if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount < 2**256:
         raise PayoutError("amount", "must be a positive integer in base units")
     if not isinstance(key, str) or not _KEY.match(key):
@@ -112,7 +123,7 @@ async def lock_recipients(conn: asyncpg.Connection, chain: str, asset: str, reci
 
 def request_dict(row) -> dict:
     d = dict(row)
-    d["amount"] = str(d["amount"])
+    d["amount"] = amount_text(d["amount"])
     for k in ("created_at", "updated_at"):
         if d.get(k) is not None:
             d[k] = d[k].isoformat()
@@ -157,7 +168,7 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
                 await conn.execute(Q.insert_refusal, key, chain, asset, recipient, amount, refused.field,
                                    refused.reason, actor)
                 await audit(conn, actor, "payout.refused", f"payout-key:{key}", {
-                    "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                    "chain": chain, "asset": asset, "to": recipient, "amount": amount_text(amount),
                     "field": refused.field, "reason": refused.reason})
         if refused is None:
             row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
@@ -170,12 +181,12 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
                     raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
                 return request_dict(row), False
             await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
-                "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": str(amount),
+                "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": amount_text(amount),
                 **({"tag": tag} if tag is not None else {})})
     if refused is not None:
         log.info("payout.refused", chain=chain, asset=asset, to=recipient, field=refused.field)
         raise refused
-    log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=str(amount))
+    log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=amount_text(amount))
     return request_dict(row), True
 
 
@@ -191,7 +202,7 @@ async def approve_batch(pool: asyncpg.Pool, batch_id: str, actor: str) -> dict:
                 raise BatchNotFound("batch", f"no batch {batch_id}")
             raise BatchStateConflict("batch", f"{batch_id} is {state}, not awaiting approval", state)
         await audit(conn, actor, "payout.batch_approved", f"batch:{batch_id}",
-                    {"total": str(row["total"]), "items": row["item_count"]})
+                    {"total": amount_text(row["total"]), "items": row["item_count"]})
     log.info("payout.batch_approved", batch=batch_id, approver=actor)
     return {"batch_id": batch_id, "state": "ready", "approved_by": actor}
 

@@ -29,6 +29,7 @@ from config import Settings
 from config.logs import get_logger
 from config.section_payouts import PayoutChainConfig
 from db import Queries, audit
+from db.values import amount_text
 from indexer.chain_state import final_height
 from indexer.evm.rpc import EvmRpc
 from settlement.ledger.pauses import is_paused, open_pauses
@@ -167,7 +168,7 @@ class EvmPayoutWorker:
                                actor=ACTOR, details={"expiry": expiry})
         pm.BATCH_SIZE.labels(self.chain).observe(len(chosen))
         log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=plan.name, items=len(chosen),
-                 total=str(total), state=state)
+                 total=amount_text(total), state=state)
         # LIMIT `limit` may have hidden more rows; fewer chosen than read means a cap ended the batch.
         return True, len(rows) == limit or len(chosen) < len(rows)
 

@@ -30,6 +30,7 @@ from config import Settings
 from config.logs import get_logger
 from config.section_payouts import XrplPayoutChainConfig
 from db import Queries, audit
+from db.values import amount_text
 from indexer.xrpl.client import XrplClient
 from settlement.ledger.pauses import is_paused, open_pauses
 from settlement.ledger.rules import asset_id
@@ -161,7 +162,7 @@ class XrplPayoutWorker:
             await record_batch(conn, batch_id, chosen, chain=self.chain, asset=asset.name, total=total, state=state,
                                actor=ACTOR)
         log.info("payout.batch_created", chain=self.chain, batch=batch_id, asset=asset.name, items=len(chosen),
-                 total=str(total), state=state)
+                 total=amount_text(total), state=state)
         return True
 
     async def release_ready(self) -> int:
@@ -269,7 +270,7 @@ class XrplPayoutWorker:
                                       last, blob, tx_hash)
             await audit(conn, ACTOR, "payout.xrpl_signed", f"tx:{tx_hash}", {
                 "chain": self.chain, "request": item["id"], "batch": item["batch_id"], "sequence": seq,
-                "last_ledger": last, "to": item["recipient"], "tag": tag, "amount": str(amount)})
+                "last_ledger": last, "to": item["recipient"], "tag": tag, "amount": amount_text(amount)})
         log.info("payout.signed", chain=self.chain, request=item["id"], sequence=seq, tx=tx_hash, last_ledger=last)
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(XQ.payment_row, pid)

@@ -68,6 +68,10 @@ include-path-regex = "^/v1/admin/invoices/"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
 
 [[operations]]
+include-path = ["/v1/admin/ledger/adjustments"]
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 409, 429]
+
+[[operations]]
 include-path-regex = "^/v1/admin/replay/"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404, 429]
 
@@ -162,7 +166,8 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path
         for op in ("POST /v1/admin/payouts", "POST /v1/admin/batches/{id}/approve", "POST /v1/admin/payouts/pause",
                    "POST /v1/admin/payouts/resume", "POST /v1/admin/assets/{asset_id}/resolve",
                    "GET /v1/admin/replay/{id}", "POST /v1/admin/invoices", "GET /v1/admin/invoices/{id}",
-                   "POST /v1/verify-payment", "POST /v1/auth/challenge", "POST /v1/auth/verify"):
+                   "POST /v1/verify-payment", "POST /v1/auth/challenge", "POST /v1/auth/verify",
+                   "POST /v1/admin/ledger/adjustments"):
             assert op in tested, op
         # Generated payouts were stored, by the token's label, each with its audit row.
         stored = await pool.fetch("SELECT requested_by FROM payout_requests WHERE requested_by LIKE 'api:%'")
