@@ -46,8 +46,9 @@ WHERE i.chain = $1 AND i.state = 'new' AND i.expires_at < t.chain_time
 RETURNING i.id;
 
 -- name: has_waiting
--- Cheap guard for the follower's hot path: anything to match, retire or settle on this chain?
-SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND (matchable OR state = 'new'));
+-- Cheap guard for the follower's hot path: anything to match, retire or
+-- settle on this chain (expired ones: a payment naming one is recorded)?
+SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND (matchable OR state IN ('new', 'expired')));
 
 -- name: retire_expired
 -- Expired invoices whose grace ($3 seconds) the chain's time passed stop

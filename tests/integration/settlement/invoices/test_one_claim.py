@@ -1,0 +1,122 @@
+"""Issue 26, on anvil with the real follower and hooks: one transfer pays at
+most one thing whichever route asks (verify-payment in invoice mode, claim
+keys), and a payer's invoices are filled oldest first instead of the first
+one swallowing the next payment."""
+
+from __future__ import annotations
+
+from settlement.invoices.invoices import create_invoice, get_invoice
+from settlement.invoices.verify import Expectation, verify_payment
+from tests.integration.settlement.invoices.support import state_of, until
+from tests.integration.settlement.invoices.test_evm import CHAIN, SHOP, following, mine, node, payer, req, settings_for  # noqa: F401
+from tests.support.evm import DEPLOYER, deploy_token, token_transfer
+
+
+async def test_one_payment_is_not_accepted_for_several_invoices(node, pool, tmp_path):  # noqa: F811
+    url = node.url
+    token = deploy_token(url)
+    settings = settings_for(tmp_path, url, token)
+    p1 = payer(url, 0xA1)
+    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    invs = [(await create_invoice(pool, settings, req(f"amt-{a}", a, "amount")))[0] for a in (100, 101, 102)]
+    async with following(settings, pool):
+        big = token_transfer(url, token, p1, SHOP, 150)
+        mine(url, 4)
+        await until(pool, "SELECT final_number >= $1 FROM chain_state", int(big["blockNumber"], 16))
+        for inv in invs:
+            v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big["transactionHash"],
+                                                                 invoice=inv["id"]))
+            assert v["status"] == "wrong_amount", v
+        assert await pool.fetchval("SELECT count(*) FROM payment_claims") == 0
+        assert [await state_of(pool, f"amt-{a}") for a in (100, 101, 102)] == ["new"] * 3
+
+        # The exact amount pays its invoice; the same transaction then verifies for nothing else.
+        exact = token_transfer(url, token, p1, SHOP, 101)
+        mine(url, 4)
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'amt-101'")
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=exact["transactionHash"],
+                                                             invoice=invs[1]["id"]))
+        assert (v["status"], v["amount"], v["invoice_state"]) == ("paid_final", "101", "paid")
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=exact["transactionHash"],
+                                                             to=SHOP, asset="Token", min_amount=100,
+                                                             claim_key="order-9"))
+        assert v["status"] == "already_claimed" and v["claimed_by"] == invs[1]["id"]
+
+        # An expectation with a claim key claims the unclaimed transfer once, for that key only.
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big["transactionHash"], to=SHOP,
+                                                             asset="Token", min_amount=150, claim_key="order-1"))
+        assert v["status"] == "paid_final" and v["claim"]["key"] == "order-1" and v["claim"]["new"] is True
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big["transactionHash"], to=SHOP,
+                                                             asset="Token", min_amount=150, claim_key="order-1"))
+        assert v["status"] == "paid_final" and v["claim"]["new"] is False
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big["transactionHash"], to=SHOP,
+                                                             asset="Token", min_amount=150, claim_key="order-2"))
+        assert v["status"] == "already_claimed" and v["claim_key"] == "order-1"
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big["transactionHash"], to=SHOP,
+                                                             asset="Token", min_amount=150))
+        assert v["status"] == "already_claimed"
+
+
+async def test_verify_claims_for_the_invoice_in_its_transaction(node, pool, tmp_path):  # noqa: F811
+    """A payment indexed before its invoice existed (unfinal block) is claimed by verify-payment, once."""
+    url = node.url
+    token = deploy_token(url)
+    settings = settings_for(tmp_path, url, token)
+    p1 = payer(url, 0xB1)
+    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    async with following(settings, pool):
+        mine(url, 5)
+        await until(pool, "SELECT final_number IS NOT NULL FROM chain_state")
+        paid = token_transfer(url, token, p1, SHOP, 300)
+        n = int(paid["blockNumber"], 16)
+        await until(pool, "SELECT cursor_number >= $1 FROM chain_state", n)
+        first, _ = await create_invoice(pool, settings, req("first", 300, payer=p1))
+        second, _ = await create_invoice(pool, settings, req("second", 300, payer=p1))
+        assert first["after_block"] < n
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
+                                                             invoice=first["id"]))
+        assert (v["status"], v["claimed_now"], v["amount"]) == ("pending", True, "300")
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
+                                                             invoice=second["id"]))
+        assert v["status"] == "already_claimed" and v["claimed_by"] == first["id"]
+        mine(url, 4)
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'first'")
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
+                                                             invoice=first["id"]))
+        assert (v["status"], v["claimed_now"]) == ("paid_final", False)
+        # A paid invoice takes nothing more: another payment of the payer is not accepted for it.
+        more = token_transfer(url, token, p1, SHOP, 300)
+        mine(url, 4)
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'second'")
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=more["transactionHash"],
+                                                             invoice=first["id"]))
+        assert v["status"] == "already_claimed" and v["claimed_by"] == second["id"]
+    assert await pool.fetchval("SELECT count(*) FROM invoice_payments") == 2
+
+
+async def test_payer_invoices_fill_oldest_first(node, pool, tmp_path):  # noqa: F811
+    url = node.url
+    token = deploy_token(url)
+    settings = settings_for(tmp_path, url, token)
+    p1, p2 = payer(url, 0xC1), payer(url, 0xC2)
+    for p in (p1, p2):
+        token_transfer(url, token, DEPLOYER, p, 10**6)
+    a, _ = await create_invoice(pool, settings, req("a", 100, payer=p1))
+    b, _ = await create_invoice(pool, settings, req("b", 100, payer=p1))
+    c, _ = await create_invoice(pool, settings, req("c", 100, payer=p2))
+    d, _ = await create_invoice(pool, settings, req("d", 100, payer=p2))
+    async with following(settings, pool):
+        # Pay A, then B before A's block is final.
+        token_transfer(url, token, p1, SHOP, 100)
+        await until(pool, "SELECT state = 'seen' FROM invoices WHERE app_ref = 'a'")
+        token_transfer(url, token, p1, SHOP, 100)
+        # An underpaid invoice takes only its shortfall of the next payment.
+        token_transfer(url, token, p2, SHOP, 60)
+        mine(url, 4)
+        await until(pool, "SELECT state = 'underpaid' FROM invoices WHERE app_ref = 'c'")
+        token_transfer(url, token, p2, SHOP, 100)
+        mine(url, 4)
+        await until(pool, "SELECT count(*) = 0 FROM invoices WHERE state IN ('new', 'seen')")
+    got = {x["app_ref"]: (x["state"], x["received"]) for x in
+           [await get_invoice(pool, i["id"]) for i in (a, b, c, d)]}
+    assert got == {"a": ("paid", "100"), "b": ("paid", "100"), "c": ("paid", "100"), "d": ("underpaid", "60")}
