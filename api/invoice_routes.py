@@ -93,6 +93,7 @@ class VerifyBody(BaseModel):
     memo: PlainText | None = Field(None, min_length=1, max_length=200)
     payer: StrictStr | None = Field(None, max_length=128)
     invoice: StrictStr | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_.:@+=-]{1,200}$")
+    claim_key: StrictStr | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_.:@+=-]{1,200}$")
 
 
 def _address(field: str, value: str | None) -> str | None:
@@ -109,7 +110,7 @@ async def verify(request: web.Request) -> web.Response:
     exp = Expectation(chain=body.chain, tx_hash=body.tx_hash, to=_address("to", body.to), asset=body.asset,
                       min_amount=None if body.min_amount is None else _units("min_amount", body.min_amount, zero=True),
                       destination_tag=body.destination_tag, memo=body.memo, payer=_address("payer", body.payer),
-                      invoice=body.invoice)
+                      invoice=body.invoice, claim_key=body.claim_key)
     try:
         out = await verify_payment(request.app[POOL], request.app[SETTINGS], exp)
     except InvoiceError as exc:

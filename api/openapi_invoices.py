@@ -9,7 +9,7 @@ from .http import IDENT_PATTERN
 JSON = "application/json"
 STATES = ["new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late", "reverted", "invalid"]
 VERDICTS = ["not_found", "pending", "paid_final", "underpaid", "wrong_asset", "wrong_recipient", "wrong_payer",
-            "failed_tx", "already_claimed"]
+            "failed_tx", "already_claimed", "wrong_amount", "invoice_closed", "expired"]
 ADDRESS = {"type": "string", "maxLength": 128}
 UNITS = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,78}$"}]}
 
@@ -68,13 +68,18 @@ def schemas() -> dict[str, Any]:
                                   "to": ADDRESS, "asset": {"type": "string", "maxLength": 64}, "min_amount": UNITS,
                                   "destination_tag": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
                                   "memo": {"type": "string", "minLength": 1, "maxLength": 200}, "payer": ADDRESS,
-                                  "invoice": {"type": "string", "pattern": IDENT_PATTERN}}},
+                                  "invoice": {"type": "string", "pattern": IDENT_PATTERN},
+                                  "claim_key": {"type": "string", "pattern": IDENT_PATTERN}}},
         "PaymentVerdict": {"type": "object", "required": ["status", "source", "tx_hash"], "properties": {
             "status": {"type": "string", "enum": VERDICTS}, "source": {"type": "string", "enum": ["index", "chain"]},
             "tx_hash": {"type": "string"}, "reason": {"type": "string"}, "note": {"type": "string"},
             "amount": {"type": "string"},
             "shortfall": {"type": "string"}, "confirmations": {"type": "integer"},
             "claimed_by": {"type": "string", **n}, "payer": {"type": "string", **n},
+            "claim_key": {"type": "string", **n}, "invoice_state": {"type": "string"},
+            "received": {"type": "string"}, "claimed_now": {"type": "boolean"},
+            "claim": {"type": "object", "properties": {"key": {"type": "string"}, "new": {"type": "boolean"},
+                                                       "claimed_at": {"type": "string", "format": "date-time"}}},
             "block_number": {"type": "integer", **n}, "log_indexes": {"type": "array", "items": {"type": "integer"}}}},
         "ChallengeBody": {"type": "object", "additionalProperties": False, "required": ["chain", "address"],
                           "properties": {"chain": {"type": "string", "maxLength": 64}, "address": ADDRESS}},
