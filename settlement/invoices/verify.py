@@ -74,7 +74,7 @@ class Transfer:
         return bool(self.allocated_to) or self.claim_key is not None
 
 
-def _units(value: Any, spec: AssetSpec) -> int | None:
+def units(value: Any, spec: AssetSpec) -> int | None:
     try:
         if isinstance(value, dict):
             x = Decimal(str(value.get("value"))) * (Decimal(10) ** (spec.decimals or 0))
@@ -121,7 +121,7 @@ def narrow(transfers: list[Transfer], *, to: str, spec: AssetSpec, tag: int | No
     return mine
 
 
-def _taken(mine: list[Transfer]) -> dict[str, Any]:
+def taken_verdict(mine: list[Transfer]) -> dict[str, Any]:
     t = mine[0]
     if t.claim_key is not None:
         return {"status": "already_claimed", "claimed_by": None, "claim_key": t.claim_key,
@@ -138,8 +138,8 @@ def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount:
         return mine
     free = [t for t in mine if not t.claimed or (claim_key is not None and t.claim_key == claim_key)]
     if not free:
-        return _taken(mine)
-    amounts = [a for a in (_units(t.value, spec) for t in free) if a is not None]
+        return taken_verdict(mine)
+    amounts = [a for a in (units(t.value, spec) for t in free) if a is not None]
     amount = sum(amounts)
     out: dict[str, Any] = {"amount": str(amount), "payer": free[0].payer, "confirmations": confirmations,
                            "log_indexes": [t.log_index for t in free]}
@@ -180,7 +180,7 @@ def _norm_hash(cfg: ChainConfig, value: str) -> str:
     return value.upper()
 
 
-def _transfer(r: asyncpg.Record) -> Transfer:
+def transfer_of(r: asyncpg.Record) -> Transfer:
     allocated = tuple(r["allocated_to"] or ())
     return Transfer(r["log_index"], r["asset_kind"], r["contract"], r["currency"], r["issuer"], r["recipient"],
                     r["payer"], r["value"], r["destination_tag"], r["memos"], allocated[0] if allocated else None,
@@ -241,7 +241,7 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
                 final_number = rows[0]["final_number"] if rows[0]["final_number"] is not None else -1
                 top = rows[0]["cursor_number"] or 0
                 block = max(r["block_number"] for r in rows)
-                transfers = [_transfer(r) for r in rows]
+                transfers = [transfer_of(r) for r in rows]
                 out = classify(transfers, final=block <= final_number, confirmations=max(0, top - block + 1),
                                min_amount=min_amount, claim_key=exp.claim_key, **rules)
                 out = await _claim_for_key(pool, cfg, exp.claim_key, tx_hash, transfers, out, spec)
@@ -291,13 +291,13 @@ async def _claim_for_key(pool: asyncpg.Pool, cfg: ChainConfig, key: str | None, 
     if key is None or out["status"] != "paid_final":
         return out
     used = [t for t in transfers if t.log_index in out["log_indexes"]]
-    fresh = [t for t in used if not t.claimed and (_units(t.value, spec) or 0) > 0]
+    fresh = [t for t in used if not t.claimed and (units(t.value, spec) or 0) > 0]
     async with pool.acquire() as conn, conn.transaction():
         if fresh:
             await conn.fetch(
                 Q.insert_claims, cfg.name, [tx_hash] * len(fresh), [t.log_index for t in fresh], [None] * len(fresh),
                 [key] * len(fresh), [t.event_id for t in fresh], [t.block_number for t in fresh],
-                [Decimal(_units(t.value, spec) or 0) for t in fresh])
+                [Decimal(units(t.value, spec) or 0) for t in fresh])
         now = {r["log_index"]: r for r in await conn.fetch(Q.claims_of_tx, cfg.name, tx_hash)}
     other = [now[t.log_index] for t in used if now[t.log_index]["claim_key"] != key]
     if other:

@@ -31,7 +31,7 @@ import asyncpg
 from config import ChainConfig
 from db import Queries
 from settlement.invoices import claims
-from settlement.invoices.verify import Transfer, _taken, _transfer, _units, narrow
+from settlement.invoices.verify import Transfer, narrow, taken_verdict, transfer_of, units
 from settlement.ledger.rules import AssetSpec
 
 Q = Queries(Path(__file__).with_name("invoices.sql"))
@@ -66,7 +66,7 @@ async def _answer(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, i
     final_number = rows[0]["final_number"] if rows[0]["final_number"] is not None else -1
     block = max(r["block_number"] for r in rows)
     where = {"source": "index", "tx_hash": tx_hash, "block_number": block}
-    mine = narrow([_transfer(r) for r in rows], to=inv["wallet"], spec=spec, tag=inv["destination_tag"],
+    mine = narrow([transfer_of(r) for r in rows], to=inv["wallet"], spec=spec, tag=inv["destination_tag"],
                   memo=inv["memo"], payer=inv["payer"])
     if isinstance(mine, dict):
         return {**mine, **where}
@@ -77,7 +77,7 @@ async def _answer(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, i
             return {**refused, **where}
         fit = _fitting(inv, spec, [t for t in mine if not t.claimed])
         found = [claims.Claim(await _transfer_row(conn, cfg, spec, t, tx_hash),
-                              [[{"invoice_id": invoice_id, "late": None}, _units(t.value, spec)]]) for t in fit]
+                              [[{"invoice_id": invoice_id, "late": None}, units(t.value, spec)]]) for t in fit]
         for c in found:
             # As the hook: the block's time, the clock when no header below it is stored.
             c.parts[0][0]["late"] = (c.transfer["block_time"] or dt.datetime.now(dt.UTC)) > inv["expires_at"]
@@ -85,7 +85,7 @@ async def _answer(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, i
             raise _Lost()
         claimed_now = True
         rows = await conn.fetch(Q.transfers_of_tx, cfg.name, tx_hash, invoice_id)
-        mine = [t for t in (_transfer(r) for r in rows) if t.allocated_here]
+        mine = [t for t in (transfer_of(r) for r in rows) if t.allocated_here]
     await claims.recompute(conn, cfg.name, [invoice_id], waiting=False)
     now = await conn.fetchrow(Q.lock_invoice, invoice_id)
     here = [t for t in mine if t.allocated_here]
@@ -104,9 +104,9 @@ async def _answer(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, i
 
 
 def _fitting(inv: asyncpg.Record, spec: AssetSpec, free: list[Transfer]) -> list[Transfer]:
-    fit = [t for t in free if (_units(t.value, spec) or 0) > 0]
+    fit = [t for t in free if (units(t.value, spec) or 0) > 0]
     if inv["match_method"] == "amount":
-        fit = [t for t in fit if abs(_units(t.value, spec) - int(inv["amount"])) <= int(inv["tolerance"])]
+        fit = [t for t in fit if abs(units(t.value, spec) - int(inv["amount"])) <= int(inv["tolerance"])]
     return fit
 
 
@@ -115,12 +115,12 @@ async def _refusal(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, 
     """Why the invoice does not take this transaction's unclaimed transfers, or None if it does."""
     free = [t for t in mine if not t.claimed]
     if not free:
-        return _taken(mine)
+        return taken_verdict(mine)
     if inv["after_block"] is not None and block <= inv["after_block"]:
         return {"status": "not_found", "reason": "the transfer predates the invoice"}
     fit = _fitting(inv, spec, free)
     if not fit:
-        return {"status": "wrong_amount", "amount": str(sum(_units(t.value, spec) or 0 for t in free)),
+        return {"status": "wrong_amount", "amount": str(sum(units(t.value, spec) or 0 for t in free)),
                 "expected": str(inv["amount"]), "tolerance": str(inv["tolerance"]),
                 "reason": "an amount invoice is paid only by its exact amount (within its tolerance)"}
     if inv["state"] in CLOSED:
@@ -142,5 +142,5 @@ async def _transfer_row(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetS
                         tx_hash: str) -> dict[str, Any]:
     block_time = await conn.fetchval(Q.transfer_block_time, cfg.name, t.block_number)
     return {"tx_hash": tx_hash, "log_index": t.log_index, "event_id": t.event_id,
-            "block_number": t.block_number, "amount": _units(t.value, spec), "block_time": block_time,
+            "block_number": t.block_number, "amount": units(t.value, spec), "block_time": block_time,
             "payer": t.payer}
