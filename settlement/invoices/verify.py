@@ -71,7 +71,12 @@ class Transfer:
 
     @property
     def claimed(self) -> bool:
-        return bool(self.allocated_to) or self.claim_key is not None
+        return bool(self.allocated_to) or self.claimed_by is not None or self.claim_key is not None
+
+    def held_by(self, invoice: str | None, claim_key: str | None) -> bool:
+        """Claimed for this invoice or this claim key."""
+        return ((invoice is not None and (self.claimed_by == invoice or invoice in self.allocated_to))
+                or (claim_key is not None and self.claim_key == claim_key))
 
 
 def units(value: Any, spec: AssetSpec) -> int | None:
@@ -131,12 +136,13 @@ def taken_verdict(mine: list[Transfer]) -> dict[str, Any]:
 
 def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount: int, tag: int | None,
              memo: str | None, payer: str | None, final: bool, confirmations: int,
-             claim_key: str | None = None) -> dict[str, Any]:
-    """The verdict over a transaction's incoming transfers for an expectation without invoice (pure)."""
+             invoice: str | None = None, claim_key: str | None = None) -> dict[str, Any]:
+    """The verdict over a transaction's incoming transfers (pure). verify-payment uses it for
+    expectations without an invoice (an invoice's own rules are in verify_invoice)."""
     mine = narrow(transfers, to=to, spec=spec, tag=tag, memo=memo, payer=payer)
     if isinstance(mine, dict):
         return mine
-    free = [t for t in mine if not t.claimed or (claim_key is not None and t.claim_key == claim_key)]
+    free = [t for t in mine if not t.claimed or t.held_by(invoice, claim_key)]
     if not free:
         return taken_verdict(mine)
     amounts = [a for a in (units(t.value, spec) for t in free) if a is not None]
@@ -268,19 +274,13 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
             t.block_number = block
     # Money for an invoice or a watched wallet is decided from indexed data only.
     out = classify(transfers, final=final and not watched and inv is None, confirmations=confirmations,
-                   min_amount=min_amount, claim_key=exp.claim_key, **rules)
-    if inv is not None and out["status"] == "already_claimed" and exp.invoice in _claimants(transfers):
-        out = {"status": "pending", "reason": "claimed by this invoice; its wallet's transfers are not indexed"}
+                   min_amount=min_amount, invoice=exp.invoice, claim_key=exp.claim_key, **rules)
     out = _note(_predates(out, after_block, block), cfg, spec)
     if watched and out["status"] == "pending":
         out["reason"] = "on chain, not indexed yet"
     if inv is None:
         out = await _claim_for_key(pool, cfg, exp.claim_key, tx_hash, transfers, out, spec)
     return {**out, "source": "chain", "tx_hash": tx_hash, "block_number": block}
-
-
-def _claimants(transfers: list[Transfer]) -> set[str]:
-    return {i for t in transfers for i in t.allocated_to}
 
 
 async def _claim_for_key(pool: asyncpg.Pool, cfg: ChainConfig, key: str | None, tx_hash: str,
