@@ -52,6 +52,8 @@ class InvoiceHook:
             return
         if not await conn.fetchval(Q.has_waiting, chain):
             return
+        for r in await conn.fetch(Q.bind_after_block, chain, to_block):
+            log.warning("invoice.bound_late", chain=chain, invoice=r["id"], after_block=r["after_block"])
         for r in await conn.fetch(Q.expire_due, chain, to_block):
             m.INVOICE_STATES.labels(chain, "expired").inc()
             log.info("invoice.expired", chain=chain, invoice=r["id"])

@@ -7,6 +7,18 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 ON CONFLICT (app_ref) DO NOTHING
 RETURNING *;
 
+-- name: head_number
+SELECT head_number FROM chain_state WHERE chain = $1;
+
+-- name: bind_after_block
+-- Invoices made before anything of the chain was known get the indexed
+-- head as their bound (later than their creation: fail closed).
+UPDATE invoices i
+SET after_block = GREATEST(COALESCE(s.head_number, $2), $2)
+FROM chain_state s
+WHERE i.chain = $1 AND s.chain = $1 AND i.after_block IS NULL AND i.matchable
+RETURNING i.id, i.after_block;
+
 -- name: invoice_by_ref
 -- One invoice by id or app reference, with what it is owed and the claimed payments.
 SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall, GREATEST(i.received - i.amount, 0) AS excess,
@@ -115,7 +127,7 @@ CROSS JOIN LATERAL (
     SELECT ledger_amount(t.value, CASE WHEN i.asset_kind = 'xrpl_iou' THEN i.decimals ELSE 0 END) AS amount
 ) x
 WHERE x.amount > 0 AND i.asset_kind = t.asset_kind
-  AND (i.after_block IS NULL OR t.block_number > i.after_block)
+  AND i.after_block IS NOT NULL AND t.block_number > i.after_block
   AND (i.asset_kind <> 'erc20' OR i.contract = t.contract)
   AND (i.asset_kind <> 'xrpl_iou' OR (i.currency = t.currency AND i.issuer = t.issuer))
   AND (i.state NOT IN ('paid', 'overpaid', 'paid_late', 'invalid'))

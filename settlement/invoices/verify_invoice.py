@@ -116,7 +116,9 @@ async def _refusal(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, 
     free = [t for t in mine if not t.claimed]
     if not free:
         return taken_verdict(mine)
-    if inv["after_block"] is not None and block <= inv["after_block"]:
+    if inv["after_block"] is None:
+        return {"status": "pending", "reason": "the chain's height when the invoice was made is not known yet"}
+    if block <= inv["after_block"]:
         return {"status": "not_found", "reason": "the transfer predates the invoice"}
     fit = _fitting(inv, spec, free)
     if not fit:

@@ -129,3 +129,20 @@ async def setup_more(pool, settings, amount):
         chain=CHAIN, asset="Token", amount=amount, wallet=SHOP, app_ref="late", account="user:app",
         match_method="payer", payer=PAYER, expires_in=60))
     return None, [inv["id"]]
+
+
+async def test_invoice_made_before_anything_is_known_is_bound_before_matching(pool, tmp_path):
+    """No chain state and no reachable RPC: after_block stays empty until the hook binds it to the indexed head;
+    the first backfill's old transfers never pay it."""
+    settings = settings_of(tmp_path)
+    inv, _ = await create_invoice(pool, settings, InvoiceRequest(
+        chain=CHAIN, asset="Token", amount=100, wallet=SHOP, app_ref="early", account="user:app",
+        match_method="payer", payer=PAYER, expires_in=3600))
+    assert inv["after_block"] is None
+    store = Store(pool, CHAIN, [LedgerHook(settings), InvoiceHook(settings)])
+    await store.ensure_chain("evm", 31337)
+    await commit(store, 1, [transfer(1, 0, 100)], final=1)  # history: the first backfill's range
+    got = await get_invoice(pool, inv["id"])
+    assert (got["state"], got["after_block"]) == ("new", 1)
+    await commit(store, 2, [transfer(2, 0, 100)], final=2)
+    assert (await get_invoice(pool, inv["id"]))["state"] == "paid"

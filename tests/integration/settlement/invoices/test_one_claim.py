@@ -120,3 +120,27 @@ async def test_payer_invoices_fill_oldest_first(node, pool, tmp_path):  # noqa: 
     got = {x["app_ref"]: (x["state"], x["received"]) for x in
            [await get_invoice(pool, i["id"]) for i in (a, b, c, d)]}
     assert got == {"a": ("paid", "100"), "b": ("paid", "100"), "c": ("paid", "100"), "d": ("underpaid", "60")}
+
+
+async def test_first_backfill_does_not_pay_new_invoices_with_old_transfers(node, pool, tmp_path):  # noqa: F811
+    """No final height is indexed yet (the follower never ran): the invoice is bounded by the chain's head."""
+    url = node.url
+    token = deploy_token(url)
+    settings = settings_for(tmp_path, url, token)
+    p1 = payer(url, 0xD1)
+    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    old = token_transfer(url, token, p1, SHOP, 500)   # history, before the invoice
+    mine(url, 5)
+    inv, _ = await create_invoice(pool, settings, req("fresh", 500, payer=p1))
+    assert inv["after_block"] >= int(old["blockNumber"], 16)
+    async with following(settings, pool):
+        mine(url, 1)
+        await until(pool, "SELECT final_number >= $1 FROM chain_state", int(old["blockNumber"], 16))
+        assert await state_of(pool, "fresh") == "new"
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=old["transactionHash"],
+                                                             invoice=inv["id"]))
+        assert v["status"] == "not_found"
+        new = token_transfer(url, token, p1, SHOP, 500)
+        mine(url, 4)
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'fresh'")
+    assert await pool.fetchval("SELECT tx_hash FROM invoice_payments") == new["transactionHash"]
