@@ -48,8 +48,9 @@ CREATE INDEX invoices_match_tag ON invoices (chain, wallet, destination_tag) WHE
 CREATE INDEX invoices_match_memo ON invoices (chain, wallet, memo) WHERE matchable AND memo IS NOT NULL;
 CREATE INDEX invoices_unsettled ON invoices (chain) WHERE state IN ('seen', 'reverted');
 CREATE INDEX invoices_retiring ON invoices (chain, expires_at) WHERE state = 'expired' AND retired_at IS NULL;
--- Dead payer invoices: a late payment to one is recorded for review.
-CREATE INDEX invoices_payer_any ON invoices (chain, wallet, payer) WHERE match_method = 'payer' AND NOT matchable;
+-- Retired payer invoices: a late payment to the latest one is recorded for review.
+CREATE INDEX invoices_payer_retired ON invoices (chain, wallet, payer, expires_at)
+    WHERE match_method = 'payer' AND state = 'expired' AND retired_at IS NOT NULL;
 
 -- Payments that would have matched an invoice no longer matchable (expired
 -- past the grace): recorded for review, never credited to the invoice.

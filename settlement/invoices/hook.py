@@ -40,6 +40,7 @@ from settlement.invoices import metrics as m
 
 Q = Queries(Path(__file__).with_name("invoices.sql"))
 log = get_logger("settlement.invoices")
+MASS_SWEEP = 1000
 
 
 class InvoiceHook:
@@ -54,11 +55,18 @@ class InvoiceHook:
             return
         for r in await conn.fetch(Q.bind_after_block, chain, to_block):
             log.warning("invoice.bound_late", chain=chain, invoice=r["id"], after_block=r["after_block"])
-        for r in await conn.fetch(Q.expire_due, chain, to_block):
+        expired = await conn.fetch(Q.expire_due, chain, to_block)
+        for r in expired:
             m.INVOICE_STATES.labels(chain, "expired").inc()
             log.info("invoice.expired", chain=chain, invoice=r["id"])
-        for r in await conn.fetch(Q.retire_expired, chain, to_block, float(self.grace)):
+        retired = await conn.fetch(Q.retire_expired, chain, to_block, float(self.grace))
+        for r in retired:
             log.info("invoice.retired", chain=chain, invoice=r["id"])
+        if len(expired) + len(retired) >= MASS_SWEEP:
+            # Many invoices just left the matchable set: refresh the planner's
+            # statistics now, or it keeps estimating them matchable and scans
+            # the table per transfer instead of the partial indexes.
+            await conn.execute("ANALYZE invoices")
         found, retired = claims.allocate(await conn.fetch(Q.match_range, chain, from_block, to_block))
         touched = await claims.claim(conn, chain, found)
         await claims.record_retired(conn, chain, retired)

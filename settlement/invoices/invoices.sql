@@ -92,9 +92,13 @@ pairs AS (
     SELECT t.event_id, i.id FROM t JOIN invoices i
       ON i.chain = t.chain AND i.wallet = t.recipient AND i.payer = t.payer AND i.matchable AND i.match_method = 'payer'
     UNION
-    SELECT t.event_id, i.id FROM t JOIN invoices i
-      ON i.chain = t.chain AND i.wallet = t.recipient AND i.asset_kind = t.asset_kind AND i.matchable
-     AND i.match_method = 'amount'
+    -- amount invoices: looked up once per (wallet, asset kind) of the range, not per transfer
+    SELECT t.event_id, a.id FROM t JOIN (
+        SELECT i.id, i.chain, i.wallet, i.asset_kind
+        FROM (SELECT DISTINCT chain, recipient, asset_kind FROM t) k
+        JOIN invoices i ON i.chain = k.chain AND i.wallet = k.recipient AND i.asset_kind = k.asset_kind
+                       AND i.matchable AND i.match_method = 'amount'
+    ) a ON a.chain = t.chain AND a.wallet = t.recipient AND a.asset_kind = t.asset_kind
     UNION
     SELECT t.event_id, i.id FROM t JOIN invoices i
       ON i.chain = t.chain AND i.wallet = t.recipient AND i.destination_tag IS NOT NULL
@@ -105,9 +109,12 @@ pairs AS (
                                                  ELSE '[]'::jsonb END) m
     JOIN invoices i ON i.chain = t.chain AND i.wallet = t.recipient AND i.memo IS NOT NULL AND i.memo = m ->> 'data'
     UNION
-    SELECT t.event_id, i.id FROM t JOIN invoices i
-      ON i.chain = t.chain AND i.wallet = t.recipient AND i.payer = t.payer AND NOT i.matchable
-     AND i.match_method = 'payer' AND i.state = 'expired'
+    -- the payer's latest retired invoice, if any (one index probe)
+    SELECT t.event_id, r.id FROM t CROSS JOIN LATERAL (
+        SELECT i.id FROM invoices i
+        WHERE i.chain = t.chain AND i.wallet = t.recipient AND i.payer = t.payer AND i.match_method = 'payer'
+          AND i.state = 'expired' AND i.retired_at IS NOT NULL
+        ORDER BY i.expires_at DESC LIMIT 1) r
 )
 SELECT t.event_id, t.tx_hash, t.log_index, t.block_number, t.payer, x.amount, bt.block_time,
        i.id AS invoice_id, i.match_method, i.amount AS invoice_amount, i.tolerance, i.received, i.state,
