@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import asyncpg
+import orjson
 
 from config import ChainConfig, ConfigError, load_abi
 from config.logs import get_logger
@@ -101,6 +102,7 @@ class EvmFollower:
         self.rpc = rpc or EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=cfg.max_attempts)
         self.store = Store(pool, cfg.name, hooks)
         self.sources = list(sources)
+        self._wallets = {w.address.lower() for w in cfg.wallets}  # their incoming transfers' blocks keep a header
         self.decoder = LogDecoder(cfg.name)
         for c in cfg.contracts:
             self.decoder.add_contract(c.address, load_abi(c.abi, base_dir), c.events)
@@ -319,7 +321,8 @@ class EvmFollower:
 
     # -- indexing ---------------------------------------------------------------
 
-    async def _check_final(self, a: int, end: int, logs: list) -> tuple[int, int, list, list, BlockRow, BlockRow]:
+    async def _check_final(self, a: int, end: int,
+                           logs: list) -> tuple[int, int, list, list, BlockRow, BlockRow, list[BlockRow]]:
         # [integrity] a range small enough for one header batch (the ranges of
         # chains final at inclusion) is checked block by block against its
         # blooms; a wide backfill range of old blocks at its two ends.
@@ -330,7 +333,35 @@ class EvmFollower:
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             events += await src.fetch(self.rpc, a, end)
-        return a, end, events, raw, first, last
+        return a, end, events, raw, first, last, await self._dated(events, headers, last)
+
+    async def _dated(self, events: list, headers: list[BlockRow], last: BlockRow) -> list[BlockRow]:
+        """Headers of the blocks that carry a transfer to a watched wallet, besides the range's last.
+
+        A final range keeps only its last header; a payment in it must still
+        be dated by its own block's time (an invoice paid after its expiry is
+        late), so those few blocks' headers are stored too. Nothing is fetched
+        when the chain watches no wallet or the range moves nothing to one.
+        """
+        if not self._wallets:
+            return []
+        # Rows are plain tuples in EventRow's order: [1] block number, [7] event, [8] args (JSON text).
+        numbers = sorted({e[1] for e in events if e[1] != last.number and e[7] in ("Transfer", "NativeTransfer")
+                          and self._to_wallet(e[8])})
+        if not numbers:
+            return []
+        have = {h.number: h for h in headers}
+        missing = [n for n in numbers if n not in have]
+        if missing:
+            have.update((h.number, h) for h in await get_headers(self.rpc, missing))
+        return [have[n] for n in numbers]
+
+    def _to_wallet(self, args: str) -> bool:
+        low = args.lower()
+        if not any(w in low for w in self._wallets):
+            return False
+        to = orjson.loads(args).get("to")
+        return isinstance(to, str) and to.lower() in self._wallets
 
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
         """Final blocks [a, b]: fetch ahead, commit in order."""
@@ -378,7 +409,7 @@ class EvmFollower:
                 item = get.result()
                 if item is None:
                     break
-                start, end, events, raw, first, last = item
+                start, end, events, raw, first, last, dated = item
                 c = self.cursor
                 if c is not None and first.parent_hash != c.hash:
                     await self._contradiction(c, f"block {start} does not extend the cursor {c.number} {c.hash[:10]}")
@@ -386,7 +417,7 @@ class EvmFollower:
                 # Only a contiguous final prefix may be declared final; blocks
                 # indexed above finality earlier wait for the sweep.
                 contiguous = self.final_number is None or self.final_number >= start - 1
-                new += await self._commit(start, end, events, raw, [last], c, Cursor(end, last.hash),
+                new += await self._commit(start, end, events, raw, [*dated, last], c, Cursor(end, last.hash),
                                           final=end if contiguous else None)
                 self._first_range = False
                 first_committed.set()

@@ -122,13 +122,19 @@ SELECT t.event_id, t.tx_hash, t.log_index, t.block_number, t.payer, x.amount, bt
 FROM pairs p
 JOIN t ON t.event_id = p.event_id
 JOIN invoices i ON i.id = p.id
--- The transfer's block time, or (its header not kept) that of the
--- nearest stored block below it: block times only grow, so a payment
--- is never called late on a guess.
+-- The transfer's own block time: its header (EVM final ranges keep the
+-- headers of blocks with a transfer to a watched wallet), or its XRPL
+-- ledger's close time; else (a header not kept) that of the nearest stored
+-- block below it: block times only grow, so a payment is never called
+-- late on a guess.
 LEFT JOIN LATERAL (
-    SELECT to_timestamp(b.timestamp) AS block_time FROM blocks b
-    WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
-    ORDER BY b.number DESC LIMIT 1
+    SELECT COALESCE(
+        (SELECT to_timestamp(b.timestamp) FROM blocks b
+         WHERE b.chain = t.chain AND b.number = t.block_number AND b.timestamp IS NOT NULL),
+        t.close_time,
+        (SELECT to_timestamp(b.timestamp) FROM blocks b
+         WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
+         ORDER BY b.number DESC LIMIT 1)) AS block_time
 ) bt ON true
 CROSS JOIN LATERAL (
     SELECT ledger_amount(t.value, CASE WHEN i.asset_kind = 'xrpl_iou' THEN i.decimals ELSE 0 END) AS amount
@@ -266,10 +272,14 @@ FROM payment_claims c WHERE c.chain = $1 AND c.tx_hash = $2;
 SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall FROM invoices i WHERE i.id = $1 FOR UPDATE;
 
 -- name: transfer_block_time
--- The block time of a transfer's block (or the nearest stored one below it).
-SELECT to_timestamp(b.timestamp) FROM blocks b
-WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
-ORDER BY b.number DESC LIMIT 1;
+-- A transfer's block time as match_range dates it ($3: its event id).
+SELECT COALESCE(
+    (SELECT to_timestamp(b.timestamp) FROM blocks b
+     WHERE b.chain = $1 AND b.number = $2 AND b.timestamp IS NOT NULL),
+    (SELECT close_time FROM incoming_transfers WHERE event_id = $3),
+    (SELECT to_timestamp(b.timestamp) FROM blocks b
+     WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
+     ORDER BY b.number DESC LIMIT 1));
 
 -- name: chain_heights
 SELECT final_number, cursor_number FROM chain_state WHERE chain = $1;

@@ -142,7 +142,7 @@ async def _refusal(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, 
 
 async def _transfer_row(conn: asyncpg.Connection, cfg: ChainConfig, spec: AssetSpec, t: Transfer,
                         tx_hash: str) -> dict[str, Any]:
-    block_time = await conn.fetchval(Q.transfer_block_time, cfg.name, t.block_number)
+    block_time = await conn.fetchval(Q.transfer_block_time, cfg.name, t.block_number, t.event_id)
     return {"tx_hash": tx_hash, "log_index": t.log_index, "event_id": t.event_id,
             "block_number": t.block_number, "amount": units(t.value, spec), "block_time": block_time,
             "payer": t.payer}

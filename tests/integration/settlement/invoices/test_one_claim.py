@@ -9,6 +9,7 @@ from settlement.invoices.invoices import create_invoice, get_invoice
 from settlement.invoices.verify import Expectation, verify_payment
 from tests.integration.settlement.invoices.support import state_of, until
 from tests.integration.settlement.invoices.test_evm import CHAIN, SHOP, following, mine, node, payer, req, settings_for  # noqa: F401
+from tests.support.anvil import rpc_sync
 from tests.support.evm import DEPLOYER, deploy_token, token_transfer
 
 
@@ -144,3 +145,29 @@ async def test_first_backfill_does_not_pay_new_invoices_with_old_transfers(node,
         mine(url, 4)
         await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'fresh'")
     assert await pool.fetchval("SELECT tx_hash FROM invoice_payments") == new["transactionHash"]
+
+
+async def test_late_payment_indexed_in_catch_up_is_paid_late(node, pool, tmp_path):  # noqa: F811
+    """A final catch-up range keeps only its last header: the claim must still be dated by its own block."""
+    url = node.url
+    token = deploy_token(url)
+    settings = settings_for(tmp_path, url, token)
+    p1 = payer(url, 0xE1)
+    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    await create_invoice(pool, settings, req("late", 100, payer=p1, expires_in=600))
+    async with following(settings, pool):
+        mine(url, 5)
+        await until(pool, "SELECT final_number >= 3 FROM chain_state")
+    # While the follower is down: blocks before the expiry (the range that will carry the payment starts
+    # among them), then the chain's clock passes the expiry, the payment comes, many blocks follow.
+    mine(url, 20)
+    rpc_sync(url, "evm_increaseTime", [3600])
+    paid = token_transfer(url, token, p1, SHOP, 100)
+    mine(url, 300)
+    async with following(settings, pool):
+        await until(pool, "SELECT state IN ('paid', 'paid_late') FROM invoices WHERE app_ref = 'late'")
+    n = int(paid["blockNumber"], 16)
+    block_time = int(rpc_sync(url, "eth_getBlockByNumber", [hex(n), False])["timestamp"], 16)
+    row = await pool.fetchrow("SELECT late, extract(epoch FROM block_time)::bigint AS t FROM invoice_payments")
+    assert (row["late"], row["t"]) == (True, block_time)
+    assert await state_of(pool, "late") == "paid_late"
