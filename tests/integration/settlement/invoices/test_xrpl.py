@@ -124,3 +124,30 @@ async def test_tag_memo_and_partial_payment(ledger, pool, tmp_path):
     v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=h, to=ALICE.classic_address,
                                                          asset="native", min_amount=XRP))
     assert v["status"] == "paid_final" and v["source"] == "chain" and v["amount"] == str(XRP)
+
+
+async def test_late_payment_indexed_in_catch_up_is_paid_late(ledger, pool, tmp_path):
+    """A catch-up range keeps only its top ledger's header: the claim is dated by its own ledger's close time."""
+    import time
+
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url)
+    inv, _ = await create_invoice(pool, settings, InvoiceRequest(
+        chain=CHAIN, asset="native", amount=XRP, wallet=SHOP.classic_address, app_ref="late", account=APP,
+        match_method="destination_tag", destination_tag=51, expires_in=600))
+    async with following(settings, pool):
+        d.close()
+        await until(pool, "SELECT final_number IS NOT NULL FROM chain_state")
+    # While the follower is down: ledgers before the expiry, then the clock passes it and the payment comes.
+    for _ in range(5):
+        d.close()
+    d.ledger.clock = lambda: time.time() + 3600
+    d.pay(BOB, SHOP.classic_address, str(XRP), DestinationTag=51)
+    closed = d.close()
+    for _ in range(5):
+        d.close()
+    async with following(settings, pool):
+        await until(pool, "SELECT state IN ('paid', 'paid_late') FROM invoices WHERE app_ref = 'late'")
+    row = await pool.fetchrow("SELECT late, block_number FROM invoice_payments")
+    assert (row["late"], row["block_number"]) == (True, closed.index)
+    assert (await get_invoice(pool, inv["id"]))["state"] == "paid_late"
