@@ -20,23 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results import record  # noqa: E402
 from db import create_pool  # noqa: E402
-from indexer.models import BlockRow, Cursor, EventRow  # noqa: E402
+from indexer.models import EventRow  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from settlement.invoices.hook import InvoiceHook  # noqa: E402
 from settlement.ledger.hook import LedgerHook  # noqa: E402
-from tests.support.config import make_settings  # noqa: E402
+from tests.integration.settlement.invoices.test_allocation import commit, settings_of  # noqa: E402
+from tests.integration.settlement.invoices.test_hook import CHAIN, SHOP, TOKEN, transfer  # noqa: E402
 from tests.support.pg import PgCluster  # noqa: E402
 
-CHAIN = "local"
-TOKEN = "0x" + "7" * 40
-SHOP = "0x" + "5b" * 20
 LIVE = 100
 
 
@@ -44,15 +40,9 @@ def payer(i: int) -> str:
     return "0x" + f"{0xA0000 + i:040x}"
 
 
-def bhash(n: int) -> str:
-    return "0x" + f"{n:064x}"
-
-
-async def commit(store: Store, n: int, events: list[EventRow], ts: int) -> float:
-    st = await store.load_state()
+async def timed(store: Store, n: int, events: list[EventRow], ts: int) -> float:
     t0 = time.perf_counter()
-    await store.commit_range(from_block=n, to_block=n, events=events, blocks=[BlockRow(n, bhash(n), bhash(n - 1), ts)],
-                             expected=st.cursor, cursor=Cursor(n, bhash(n)), final_number=n)
+    await commit(store, n, events, final=n, ts=ts)  # one final block, as a follower commits it
     return time.perf_counter() - t0
 
 
@@ -80,26 +70,21 @@ async def one(cluster: PgCluster, tmp: Path, dead: int, transfers: int, vacuum: 
     url = await cluster.new_database()
     pool = await create_pool(url, min_size=1, max_size=4)
     try:
-        settings = make_settings(tmp, {"chains": [{
-            "name": CHAIN, "preset": "anvil", "rpc": ["http://127.0.0.1:1"],
-            "contracts": [{"name": "Token", "address": TOKEN, "abi": "erc20"}],
-            "wallets": [{"name": "shop", "address": SHOP, "assets": ["Token"]}]}]})
+        settings = settings_of(tmp)  # chain `local`: the Token contract, the shop wallet, no node
         store = Store(pool, CHAIN, [LedgerHook(settings), InvoiceHook(settings)])
         await store.ensure_chain("evm", 31337)
         now = int(time.time())
-        await commit(store, 1, [], now)
+        await timed(store, 1, [], now)
         async with pool.acquire() as conn:
             await conn.execute(DEAD_SQL, CHAIN, TOKEN, SHOP, dead, transfers)
             await conn.execute(LIVE_SQL, CHAIN, TOKEN, SHOP, LIVE)
             await conn.execute("ANALYZE invoices")
-        sweep = await commit(store, 2, [], now + 1)  # expires the dead ones (and retires them past the grace)
+        sweep = await timed(store, 2, [], now + 1)  # expires the dead ones (and retires them past the grace)
         if vacuum:  # the steady state: autovacuum has removed the index entries the sweep left dead
             async with pool.acquire() as conn:
                 await conn.execute("VACUUM ANALYZE invoices")
-        events = [EventRow(CHAIN, 3, bhash(3), "0x" + f"{3:032x}{i:032x}", i, i, TOKEN, "Transfer",
-                           orjson.dumps({"from": payer(i), "to": SHOP, "value": "1000"}).decode())
-                  for i in range(transfers)]
-        took = await commit(store, 3, events, now + 2)
+        events = [transfer(3, i, 1000, frm=payer(i)) for i in range(transfers)]
+        took = await timed(store, 3, events, now + 2)
         claimed = await pool.fetchval("SELECT count(*) FROM invoice_payments")
     finally:
         await pool.close()

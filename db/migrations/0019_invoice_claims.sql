@@ -69,27 +69,3 @@ CREATE TABLE invoice_unmatched (
 );
 CREATE INDEX invoice_unmatched_block ON invoice_unmatched (chain, block_number);
 
--- Claims are dated by their own block's time (issue 26): XRPL transactions
--- carry their ledger's close time; EVM final ranges keep the headers of the
--- blocks that carry a transfer to a watched wallet (indexer/evm/follower.py).
-CREATE OR REPLACE VIEW incoming_transfers AS
-SELECT e.id AS event_id, e.chain, e.block_number, e.block_hash, e.tx_hash, e.log_index,
-       CASE e.event WHEN 'Transfer' THEN 'erc20' WHEN 'NativeTransfer' THEN 'native'
-            ELSE CASE WHEN jsonb_typeof(e.args -> 'delivered_amount') = 'object' THEN 'xrpl_iou' ELSE 'native' END
-       END AS asset_kind,
-       CASE WHEN e.event = 'Transfer' THEN lower(e.address) END AS contract,
-       CASE WHEN e.event = 'Payment' THEN e.args -> 'delivered_amount' ->> 'currency' END AS currency,
-       CASE WHEN e.event = 'Payment' THEN e.args -> 'delivered_amount' ->> 'issuer' END AS issuer,
-       CASE WHEN e.event = 'Payment' THEN e.address ELSE ledger_addr(e.args ->> 'to') END AS recipient,
-       CASE WHEN e.event = 'Payment' THEN e.args ->> 'account' ELSE ledger_addr(e.args ->> 'from') END AS payer,
-       CASE WHEN e.event = 'Payment' THEN e.args -> 'delivered_amount' ELSE e.args -> 'value' END AS value,
-       e.args ->> 'destination_tag' AS destination_tag,
-       e.args -> 'memos' AS memos,
-       CASE WHEN e.event = 'Payment' THEN e.args ->> 'status' ELSE 'success' END AS status,
-       e.args ->> 'result' AS result,
-       -- XRPL: the validated ledger's close time, carried with each transaction
-       CASE WHEN e.event = 'Payment' AND e.args ->> 'close_time_iso' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d'
-            THEN (e.args ->> 'close_time_iso')::timestamptz END AS close_time
-FROM events e
-WHERE (e.event IN ('Transfer', 'NativeTransfer') AND e.args ? 'to' AND e.args ? 'value')
-   OR (e.event = 'Payment' AND e.args ->> 'direction' = 'in' AND e.args ->> 'destination' = e.address);

@@ -83,7 +83,11 @@ RETURNING i.id;
 -- retired invoices it names by tag, memo or payer (`retired`: recorded for
 -- review, never credited). The caller allocates (claims.allocate).
 WITH t AS (
-    SELECT t.* FROM incoming_transfers t
+    -- XRPL transactions carry their validated ledger's close time
+    SELECT t.*, CASE WHEN e.args ->> 'close_time_iso' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d'
+                     THEN (e.args ->> 'close_time_iso')::timestamptz END AS close_time
+    FROM incoming_transfers t
+    JOIN events e ON e.id = t.event_id
     WHERE t.chain = $1 AND t.block_number BETWEEN $2 AND $3 AND t.status = 'success'
       AND NOT EXISTS (SELECT 1 FROM payment_claims c
                       WHERE c.chain = t.chain AND c.tx_hash = t.tx_hash AND c.log_index = t.log_index)
@@ -276,7 +280,8 @@ SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall FROM invoices i WHER
 SELECT COALESCE(
     (SELECT to_timestamp(b.timestamp) FROM blocks b
      WHERE b.chain = $1 AND b.number = $2 AND b.timestamp IS NOT NULL),
-    (SELECT close_time FROM incoming_transfers WHERE event_id = $3),
+    (SELECT (e.args ->> 'close_time_iso')::timestamptz FROM events e
+     WHERE e.id = $3 AND e.args ->> 'close_time_iso' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d'),
     (SELECT to_timestamp(b.timestamp) FROM blocks b
      WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
      ORDER BY b.number DESC LIMIT 1));

@@ -5,7 +5,7 @@ instead of reporting a plain success (issue 26)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 
@@ -13,22 +13,12 @@ from settlement.intents import scheduler as scheduler_mod
 from settlement.intents import store
 from tests.support.batcher import fresh_address
 
-from .support import Clock, Env, credit_users, occurrences, scheduler, spec
-
-UTC = timezone.utc
-UNIT = 10**15
-
-
-@pytest.fixture
-async def env(anvil, pool, tmp_path):
-    e = Env(anvil, pool, tmp_path)
-    await e.start()
-    yield e
-    await e.close()
+from .support import Clock, credit_users, occurrences, scheduler, spec
+from .test_evm import UNIT, UTC, env  # noqa: F401
 
 
 @pytest.mark.parametrize("action,state", [("pause", "paused"), ("cancel", "cancelled")])
-async def test_control_during_an_attempt_reports_the_payout_in_flight(env, monkeypatch, action, state):
+async def test_control_during_an_attempt_reports_the_payout_in_flight(env, monkeypatch, action, state):  # noqa: F811
     to = fresh_address().lower()
     await credit_users(env.pool, "anvil", {to: 10 * UNIT})
     clock = Clock(datetime(2028, 1, 1, tzinfo=UTC))

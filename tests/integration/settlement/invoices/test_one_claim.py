@@ -13,12 +13,18 @@ from tests.support.anvil import rpc_sync
 from tests.support.evm import DEPLOYER, deploy_token, token_transfer
 
 
-async def test_one_payment_is_not_accepted_for_several_invoices(node, pool, tmp_path):  # noqa: F811
+def funded(node, tmp_path, *payers: int):
+    """anvil with the token deployed, the settings, and payers holding tokens."""
     url = node.url
     token = deploy_token(url)
-    settings = settings_for(tmp_path, url, token)
-    p1 = payer(url, 0xA1)
-    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    addresses = tuple(payer(url, n) for n in payers)
+    for p in addresses:
+        token_transfer(url, token, DEPLOYER, p, 10**6)
+    return url, token, settings_for(tmp_path, url, token), addresses
+
+
+async def test_one_payment_is_not_accepted_for_several_invoices(node, pool, tmp_path):  # noqa: F811
+    url, token, settings, (p1,) = funded(node, tmp_path, 0xA1)
     invs = [(await create_invoice(pool, settings, req(f"amt-{a}", a, "amount")))[0] for a in (100, 101, 102)]
     async with following(settings, pool):
         big = token_transfer(url, token, p1, SHOP, 150)
@@ -60,11 +66,7 @@ async def test_one_payment_is_not_accepted_for_several_invoices(node, pool, tmp_
 
 async def test_verify_claims_for_the_invoice_in_its_transaction(node, pool, tmp_path):  # noqa: F811
     """A payment indexed before its invoice existed (unfinal block) is claimed by verify-payment, once."""
-    url = node.url
-    token = deploy_token(url)
-    settings = settings_for(tmp_path, url, token)
-    p1 = payer(url, 0xB1)
-    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    url, token, settings, (p1,) = funded(node, tmp_path, 0xB1)
     async with following(settings, pool):
         mine(url, 5)
         await until(pool, "SELECT final_number IS NOT NULL FROM chain_state")
@@ -96,12 +98,7 @@ async def test_verify_claims_for_the_invoice_in_its_transaction(node, pool, tmp_
 
 
 async def test_payer_invoices_fill_oldest_first(node, pool, tmp_path):  # noqa: F811
-    url = node.url
-    token = deploy_token(url)
-    settings = settings_for(tmp_path, url, token)
-    p1, p2 = payer(url, 0xC1), payer(url, 0xC2)
-    for p in (p1, p2):
-        token_transfer(url, token, DEPLOYER, p, 10**6)
+    url, token, settings, (p1, p2) = funded(node, tmp_path, 0xC1, 0xC2)
     a, _ = await create_invoice(pool, settings, req("a", 100, payer=p1))
     b, _ = await create_invoice(pool, settings, req("b", 100, payer=p1))
     c, _ = await create_invoice(pool, settings, req("c", 100, payer=p2))
@@ -125,11 +122,7 @@ async def test_payer_invoices_fill_oldest_first(node, pool, tmp_path):  # noqa: 
 
 async def test_first_backfill_does_not_pay_new_invoices_with_old_transfers(node, pool, tmp_path):  # noqa: F811
     """No final height is indexed yet (the follower never ran): the invoice is bounded by the chain's head."""
-    url = node.url
-    token = deploy_token(url)
-    settings = settings_for(tmp_path, url, token)
-    p1 = payer(url, 0xD1)
-    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    url, token, settings, (p1,) = funded(node, tmp_path, 0xD1)
     old = token_transfer(url, token, p1, SHOP, 500)   # history, before the invoice
     mine(url, 5)
     inv, _ = await create_invoice(pool, settings, req("fresh", 500, payer=p1))
@@ -149,11 +142,7 @@ async def test_first_backfill_does_not_pay_new_invoices_with_old_transfers(node,
 
 async def test_late_payment_indexed_in_catch_up_is_paid_late(node, pool, tmp_path):  # noqa: F811
     """A final catch-up range keeps only its last header: the claim must still be dated by its own block."""
-    url = node.url
-    token = deploy_token(url)
-    settings = settings_for(tmp_path, url, token)
-    p1 = payer(url, 0xE1)
-    token_transfer(url, token, DEPLOYER, p1, 10**6)
+    url, token, settings, (p1,) = funded(node, tmp_path, 0xE1)
     await create_invoice(pool, settings, req("late", 100, payer=p1, expires_in=600))
     async with following(settings, pool):
         mine(url, 5)
