@@ -47,6 +47,7 @@ CREATE INDEX invoices_match_amount ON invoices (chain, wallet, asset_kind, amoun
 CREATE INDEX invoices_match_tag ON invoices (chain, wallet, destination_tag) WHERE matchable AND destination_tag IS NOT NULL;
 CREATE INDEX invoices_match_memo ON invoices (chain, wallet, memo) WHERE matchable AND memo IS NOT NULL;
 CREATE INDEX invoices_unsettled ON invoices (chain) WHERE state IN ('seen', 'reverted');
+CREATE INDEX invoices_unbound ON invoices (chain) WHERE after_block IS NULL;
 CREATE INDEX invoices_retiring ON invoices (chain, expires_at) WHERE state = 'expired' AND retired_at IS NULL;
 -- Retired payer invoices: a late payment to the latest one is recorded for review.
 CREATE INDEX invoices_payer_retired ON invoices (chain, wallet, payer, expires_at)

@@ -40,7 +40,8 @@ from settlement.invoices import metrics as m
 
 Q = Queries(Path(__file__).with_name("invoices.sql"))
 log = get_logger("settlement.invoices")
-MASS_SWEEP = 1000
+MASS_SWEEP = 1000  # invoices leaving the matchable set in one range that call for fresh statistics
+SWEEP_BATCH = 5000  # invoices expired (and retired) per range at most: the transaction stays short
 
 
 class InvoiceHook:
@@ -55,11 +56,11 @@ class InvoiceHook:
             return
         for r in await conn.fetch(Q.bind_after_block, chain, to_block):
             log.warning("invoice.bound_late", chain=chain, invoice=r["id"], after_block=r["after_block"])
-        expired = await conn.fetch(Q.expire_due, chain, to_block)
+        expired = await conn.fetch(Q.expire_due, chain, to_block, SWEEP_BATCH)
         for r in expired:
             m.INVOICE_STATES.labels(chain, "expired").inc()
             log.info("invoice.expired", chain=chain, invoice=r["id"])
-        retired = await conn.fetch(Q.retire_expired, chain, to_block, float(self.grace))
+        retired = await conn.fetch(Q.retire_expired, chain, to_block, float(self.grace), SWEEP_BATCH)
         for r in retired:
             log.info("invoice.retired", chain=chain, invoice=r["id"])
         if len(expired) + len(retired) >= MASS_SWEEP:

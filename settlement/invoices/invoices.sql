@@ -53,8 +53,13 @@ WITH t AS (
                      ORDER BY b.number DESC LIMIT 1), now()) AS chain_time
 )
 UPDATE invoices i SET state = 'expired', updated_at = now()
-FROM t
-WHERE i.chain = $1 AND i.state = 'new' AND i.expires_at < t.chain_time
+WHERE i.id IN (
+    -- At most $3 per range: a backlog is swept over the next ranges, so one
+    -- follower transaction stays short (a claim's `late` comes from its own
+    -- block time, not from this state).
+    SELECT x.id FROM invoices x, t
+    WHERE x.chain = $1 AND x.state = 'new' AND x.expires_at < t.chain_time
+    ORDER BY x.expires_at LIMIT $3)
 RETURNING i.id;
 
 -- name: has_waiting
@@ -64,16 +69,19 @@ SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND (matchable OR state I
 
 -- name: retire_expired
 -- Expired invoices whose grace ($3 seconds) the chain's time passed stop
--- being matchable (a payment naming one is then recorded for review).
+-- being matchable (a payment naming one is then recorded for review); at
+-- most $4 per range.
 WITH t AS (
     SELECT COALESCE((SELECT to_timestamp(b.timestamp) FROM blocks b
                      WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
                      ORDER BY b.number DESC LIMIT 1), now()) AS chain_time
 )
 UPDATE invoices i SET retired_at = now(), updated_at = now()
-FROM t
-WHERE i.chain = $1 AND i.state = 'expired' AND i.retired_at IS NULL
-  AND i.expires_at < t.chain_time - make_interval(secs => $3)
+WHERE i.id IN (
+    SELECT x.id FROM invoices x, t
+    WHERE x.chain = $1 AND x.state = 'expired' AND x.retired_at IS NULL
+      AND x.expires_at < t.chain_time - make_interval(secs => $3)
+    ORDER BY x.expires_at LIMIT $4)
 RETURNING i.id;
 
 -- name: match_range

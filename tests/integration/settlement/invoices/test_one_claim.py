@@ -5,6 +5,8 @@ one swallowing the next payment."""
 
 from __future__ import annotations
 
+import asyncio
+
 from settlement.invoices.invoices import create_invoice, get_invoice
 from settlement.invoices.verify import Expectation, verify_payment
 from tests.integration.settlement.invoices.support import state_of, until
@@ -65,7 +67,8 @@ async def test_one_payment_is_not_accepted_for_several_invoices(node, pool, tmp_
 
 
 async def test_verify_claims_for_the_invoice_in_its_transaction(node, pool, tmp_path):  # noqa: F811
-    """A payment indexed before its invoice existed (unfinal block) is claimed by verify-payment, once."""
+    """A payment indexed before its invoice existed (unfinal block) is claimed by verify-payment, once,
+    also when two invoices ask for it at the same time."""
     url, token, settings, (p1,) = funded(node, tmp_path, 0xB1)
     async with following(settings, pool):
         mine(url, 5)
@@ -76,21 +79,25 @@ async def test_verify_claims_for_the_invoice_in_its_transaction(node, pool, tmp_
         first, _ = await create_invoice(pool, settings, req("first", 300, payer=p1))
         second, _ = await create_invoice(pool, settings, req("second", 300, payer=p1))
         assert first["after_block"] < n
-        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
-                                                             invoice=first["id"]))
-        assert (v["status"], v["claimed_now"], v["amount"]) == ("pending", True, "300")
-        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
-                                                             invoice=second["id"]))
-        assert v["status"] == "already_claimed" and v["claimed_by"] == first["id"]
+        # Both invoices ask at once: exactly one gets the transfer.
+        answers = await asyncio.gather(*(verify_payment(pool, settings, Expectation(
+            chain=CHAIN, tx_hash=paid["transactionHash"], invoice=i["id"])) for i in (first, second, first, second)))
+        winners = {a["claimed_by"] if a["status"] == "already_claimed" else None for a in answers} - {None}
+        assert len(winners) == 1
+        (winner,) = winners
+        assert sorted(a["status"] for a in answers) == ["already_claimed", "already_claimed", "pending", "pending"]
+        assert [a.get("claimed_now") for a in answers if a["status"] == "pending"].count(True) == 1
+        assert await pool.fetchval("SELECT count(*) FROM invoice_payments") == 1
+        first, second = (first, second) if winner == first["id"] else (second, first)
         mine(url, 4)
-        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'first'")
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE id = $1", first["id"])
         v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=paid["transactionHash"],
                                                              invoice=first["id"]))
         assert (v["status"], v["claimed_now"]) == ("paid_final", False)
         # A paid invoice takes nothing more: another payment of the payer is not accepted for it.
         more = token_transfer(url, token, p1, SHOP, 300)
         mine(url, 4)
-        await until(pool, "SELECT state = 'paid' FROM invoices WHERE app_ref = 'second'")
+        await until(pool, "SELECT state = 'paid' FROM invoices WHERE id = $1", second["id"])
         v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=more["transactionHash"],
                                                              invoice=first["id"]))
         assert v["status"] == "already_claimed" and v["claimed_by"] == second["id"]
