@@ -151,3 +151,31 @@ async def test_late_payment_indexed_in_catch_up_is_paid_late(ledger, pool, tmp_p
     row = await pool.fetchrow("SELECT late, block_number FROM invoice_payments")
     assert (row["late"], row["block_number"]) == (True, closed.index)
     assert (await get_invoice(pool, inv["id"]))["state"] == "paid_late"
+
+
+async def test_one_payment_one_invoice_and_payer_allocation(ledger, pool, tmp_path):
+    """On XRPL too: a payment is not accepted for amount invoices it does not match, and a payer's
+    invoices are filled oldest first."""
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url)
+    amounts = [(await create_invoice(pool, settings, req(f"amt-{a}", "native", a, "amount")))[0]
+               for a in (100, 101, 102)]
+    a, _ = await create_invoice(pool, settings, req("a", "native", XRP, "payer", payer=BOB.classic_address))
+    b, _ = await create_invoice(pool, settings, req("b", "native", XRP, "payer", payer=BOB.classic_address))
+    async with following(settings, pool):
+        res = d.pay(ALICE, SHOP.classic_address, "150")
+        big = res["tx_json"]["hash"] if "tx_json" in res else res["tx"]["hash"]
+        d.pay(BOB, SHOP.classic_address, str(XRP))
+        d.close()
+        d.pay(BOB, SHOP.classic_address, str(XRP))
+        await until(pool, "SELECT count(*) = 2 FROM invoices WHERE state = 'paid'")
+    assert [(await get_invoice(pool, i["id"]))["state"] for i in (a, b)] == ["paid", "paid"]
+    for inv in amounts:
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, invoice=inv["id"]))
+        assert v["status"] == "wrong_amount", v
+    v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, to=SHOP.classic_address,
+                                                         asset="native", min_amount=150, claim_key="order-1"))
+    assert v["status"] == "paid_final" and v["claim"]["new"] is True
+    v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, to=SHOP.classic_address,
+                                                         asset="native", min_amount=150, claim_key="order-2"))
+    assert v["status"] == "already_claimed" and v["claim_key"] == "order-1"
