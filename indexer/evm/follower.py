@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 import asyncpg
-import orjson
 
 from config import ChainConfig, ConfigError, load_abi
 from config.logs import get_logger
@@ -46,6 +45,7 @@ from indexer.evm.fetch import (
     get_headers,
     parse_header,
     read_tip,
+    wallet_headers,
 )
 from indexer.evm.rpc import EvmRpc
 from indexer.evm.verify import InconsistentRange, verify_logs
@@ -333,35 +333,7 @@ class EvmFollower:
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             events += await src.fetch(self.rpc, a, end)
-        return a, end, events, raw, first, last, await self._dated(events, headers, last)
-
-    async def _dated(self, events: list, headers: list[BlockRow], last: BlockRow) -> list[BlockRow]:
-        """Headers of the blocks that carry a transfer to a watched wallet, besides the range's last.
-
-        A final range keeps only its last header; a payment in it must still
-        be dated by its own block's time (an invoice paid after its expiry is
-        late), so those few blocks' headers are stored too. Nothing is fetched
-        when the chain watches no wallet or the range moves nothing to one.
-        """
-        if not self._wallets:
-            return []
-        # Rows are plain tuples in EventRow's order: [1] block number, [7] event, [8] args (JSON text).
-        numbers = sorted({e[1] for e in events if e[1] != last.number and e[7] in ("Transfer", "NativeTransfer")
-                          and self._to_wallet(e[8])})
-        if not numbers:
-            return []
-        have = {h.number: h for h in headers}
-        missing = [n for n in numbers if n not in have]
-        if missing:
-            have.update((h.number, h) for h in await get_headers(self.rpc, missing))
-        return [have[n] for n in numbers]
-
-    def _to_wallet(self, args: str) -> bool:
-        low = args.lower()
-        if not any(w in low for w in self._wallets):
-            return False
-        to = orjson.loads(args).get("to")
-        return isinstance(to, str) and to.lower() in self._wallets
+        return a, end, events, raw, first, last, await wallet_headers(self.rpc, events, headers, last, self._wallets)
 
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
         """Final blocks [a, b]: fetch ahead, commit in order."""
