@@ -27,7 +27,7 @@ _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
 MATCH_METHODS = Literal["destination_tag", "memo", "payer", "amount"]
 STATES = Literal["new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late", "reverted", "invalid"]
 VERDICTS = Literal["not_found", "pending", "paid_final", "underpaid", "wrong_asset", "wrong_recipient", "wrong_payer",
-                   "failed_tx", "already_claimed"]
+                   "failed_tx", "already_claimed", "wrong_amount", "invoice_closed", "expired"]
 
 
 def _refused(exc: InvoiceError) -> RequestError:
@@ -136,6 +136,14 @@ class VerifyBody(BaseModel):
     memo: PlainText | None = Field(None, min_length=1, max_length=200)
     payer: AddressText | None = Field(None, max_length=128)
     invoice: StrictStr | None = Field(None, max_length=200, pattern=IDENT_PATTERN)
+    claim_key: Ident | None = Field(None, description="The purpose this transfer is accepted for (e.g. an order id): "
+                                    "the same transaction is then never accepted for another key")
+
+
+class ClaimMade(BaseModel):
+    key: str
+    new: bool = Field(description="false: the key claimed this transfer before")
+    claimed_at: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class PaymentVerdict(BaseModel):
@@ -151,6 +159,13 @@ class PaymentVerdict(BaseModel):
     payer: str | None = None
     block_number: int | None = None
     log_indexes: list[int] | None = None
+    claim_key: str | None = Field(None, description="already_claimed: the key that owns the transfer")
+    invoice_state: str | None = None
+    received: Units | None = Field(None, description="what the invoice has received so far")
+    expected: Units | None = Field(None, description="wrong_amount: the invoice's amount")
+    tolerance: Units | None = None
+    claimed_now: bool | None = Field(None, description="true: this answer made the claim")
+    claim: ClaimMade | None = Field(None, description="with claim_key: the claim this answer stands on")
 
 
 @routes.post("/v1/verify-payment", body=VerifyBody, response=PaymentVerdict,
@@ -159,7 +174,7 @@ async def verify(request: web.Request, body: VerifyBody) -> web.Response:
     """Verify one transaction against an expectation or an invoice (indexed data for watched wallets, else the chain)"""
     exp = Expectation(chain=body.chain, tx_hash=body.tx_hash, to=body.to, asset=body.asset,
                       min_amount=body.min_amount, destination_tag=body.destination_tag, memo=body.memo,
-                      payer=body.payer, invoice=body.invoice)
+                      payer=body.payer, invoice=body.invoice, claim_key=body.claim_key)
     try:
         out = await verify_payment(request.app[POOL], request.app[SETTINGS], exp)
     except InvoiceError as exc:

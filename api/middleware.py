@@ -138,6 +138,21 @@ class CorsPolicy:
             response.headers["Access-Control-Expose-Headers"] = "Retry-After"
 
 
+def client_prefix(addr: str) -> str:
+    """The rate-limit key of a client address: an IPv6 client owns at least a
+    /64 (one host picks any of 2**64 addresses), so it is keyed on its /64;
+    IPv4 (and IPv4-mapped IPv6) on the address."""
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return addr
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class RateLimiter:
     """Token bucket per client: `rate` tokens a second, at most `burst` saved up."""
 
@@ -179,6 +194,9 @@ class RateLimiter:
         return any(ip in net for net in self.trusted)
 
     def client_key(self, request: web.Request) -> str:
+        return client_prefix(self._client(request))
+
+    def _client(self, request: web.Request) -> str:
         peer = request.remote or "unknown"
         if not self.trusted or not self._is_trusted(peer):
             return peer

@@ -4,6 +4,7 @@
 [invoices]
 default_expiry_seconds = 900
 max_expiry_seconds = 604800
+expired_grace_seconds = 86400   # an expired invoice takes late payments this long, then stops matching
 
 [invoices.signin]
 domain = "app.example.com"          # the EIP-4361 domain the app serves; messages for others are refused
@@ -67,4 +68,8 @@ class SigninSettings(Strict):
 class InvoiceSettings(Strict):
     default_expiry_seconds: int = Field(900, ge=1)
     max_expiry_seconds: int = Field(7 * 86400, ge=1)
+    # An expired invoice still takes a late payment (`paid_late`) for this
+    # long after its expiry; then it stops being matchable and a payment
+    # naming it is recorded in invoice_unmatched for review.
+    expired_grace_seconds: int = Field(86400, ge=0)
     signin: SigninSettings | None = None

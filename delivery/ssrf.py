@@ -25,17 +25,33 @@ def _networks(settings: DeliverySettings):
     return [ipaddress.ip_network(c, strict=False) for c in settings.allow_private]
 
 
+# Not globally routable, though Python 3.11's `is_global` says so: the IETF
+# protocol assignments (192.0.0.0/24, e.g. 192.0.0.192) and 6to4
+# (2002::/16, which tunnels to any IPv4 address, private ones included).
+_NOT_GLOBAL = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("2002::/16"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _unwrap(addr: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """The IPv4 address an IPv4-mapped or NAT64 (64:ff9b::/96) address reaches."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped:
+            return addr.ipv4_mapped
+        if addr in _NAT64:
+            return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return addr
+
+
 def address_allowed(ip: str, settings: DeliverySettings) -> str | None:
-    """None if `ip` may be reached, else why not."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
+    """None if `ip` may be reached, else why not. Only globally routable
+    addresses by default (an allowlist of what may be reached, not a denylist)."""
+    addr = _unwrap(ipaddress.ip_address(ip.split("%", 1)[0]))
     if addr.is_loopback:
         return None if settings.allow_loopback else f"{addr} is a loopback address (delivery.allow_loopback)"
     if any(addr in n for n in _networks(settings)):
         return None
-    if addr.is_private or addr.is_link_local or addr.is_reserved or addr.is_multicast or addr.is_unspecified:
-        return f"{addr} is a private or reserved address (delivery.allow_private)"
+    if not addr.is_global or addr.is_multicast or any(addr in n for n in _NOT_GLOBAL if n.version == addr.version):
+        return f"{addr} is not a globally routable address (delivery.allow_private)"
     return None
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import orjson
+
 from indexer.errors import BadRpcResponse, RpcError, RpcErrorKind
 from indexer.evm.bloom import parse_bloom
 from indexer.evm.rpc import EvmRpc
@@ -180,3 +182,35 @@ async def logs_from_receipts(rpc: EvmRpc, flt: LogFilter, number: int) -> list[d
             raise BadRpcResponse(f"receipt in block {number} without a logs list")
         logs.extend(log for log in r["logs"] if flt.matches(log))
     return check_logs_in_range(logs, number, number)
+
+
+async def wallet_headers(rpc: EvmRpc, events: list, headers: list[BlockRow], last: BlockRow,
+                         wallets: set[str]) -> list[BlockRow]:
+    """Headers of the blocks that carry a transfer to a watched wallet, besides the range's last.
+
+    A final range keeps only its last header; a payment in it must still be
+    dated by its own block's time (an invoice paid after its expiry is
+    late), so those few blocks' headers are stored too, taken from the
+    headers already fetched or asked for. Nothing is fetched when the chain
+    watches no wallet or the range moves nothing to one.
+    """
+    if not wallets:
+        return []
+    # Rows are plain tuples in EventRow's order: [1] block number, [7] event, [8] args (JSON text).
+    numbers = sorted({e[1] for e in events if e[1] != last.number and e[7] in ("Transfer", "NativeTransfer")
+                      and _to_wallet(e[8], wallets)})
+    if not numbers:
+        return []
+    have = {h.number: h for h in headers}
+    missing = [n for n in numbers if n not in have]
+    if missing:
+        have.update((h.number, h) for h in await get_headers(rpc, missing))
+    return [have[n] for n in numbers]
+
+
+def _to_wallet(args: str, wallets: set[str]) -> bool:
+    low = args.lower()
+    if not any(w in low for w in wallets):  # cheap: most transfers name no watched wallet
+        return False
+    to = orjson.loads(args).get("to")
+    return isinstance(to, str) and to.lower() in wallets

@@ -45,6 +45,7 @@ from indexer.evm.fetch import (
     get_headers,
     parse_header,
     read_tip,
+    wallet_headers,
 )
 from indexer.evm.rpc import EvmRpc
 from indexer.evm.verify import InconsistentRange, verify_logs
@@ -101,6 +102,7 @@ class EvmFollower:
         self.rpc = rpc or EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=cfg.max_attempts)
         self.store = Store(pool, cfg.name, hooks)
         self.sources = list(sources)
+        self._wallets = {w.address.lower() for w in cfg.wallets}  # their incoming transfers' blocks keep a header
         self.decoder = LogDecoder(cfg.name)
         for c in cfg.contracts:
             self.decoder.add_contract(c.address, load_abi(c.abi, base_dir), c.events)
@@ -319,7 +321,8 @@ class EvmFollower:
 
     # -- indexing ---------------------------------------------------------------
 
-    async def _check_final(self, a: int, end: int, logs: list) -> tuple[int, int, list, list, BlockRow, BlockRow]:
+    async def _check_final(self, a: int, end: int,
+                           logs: list) -> tuple[int, int, list, list, BlockRow, BlockRow, list[BlockRow]]:
         # [integrity] a range small enough for one header batch (the ranges of
         # chains final at inclusion) is checked block by block against its
         # blooms; a wide backfill range of old blocks at its two ends.
@@ -330,7 +333,7 @@ class EvmFollower:
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             events += await src.fetch(self.rpc, a, end)
-        return a, end, events, raw, first, last
+        return a, end, events, raw, first, last, await wallet_headers(self.rpc, events, headers, last, self._wallets)
 
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
         """Final blocks [a, b]: fetch ahead, commit in order."""
@@ -378,7 +381,7 @@ class EvmFollower:
                 item = get.result()
                 if item is None:
                     break
-                start, end, events, raw, first, last = item
+                start, end, events, raw, first, last, dated = item
                 c = self.cursor
                 if c is not None and first.parent_hash != c.hash:
                     await self._contradiction(c, f"block {start} does not extend the cursor {c.number} {c.hash[:10]}")
@@ -386,7 +389,7 @@ class EvmFollower:
                 # Only a contiguous final prefix may be declared final; blocks
                 # indexed above finality earlier wait for the sweep.
                 contiguous = self.final_number is None or self.final_number >= start - 1
-                new += await self._commit(start, end, events, raw, [last], c, Cursor(end, last.hash),
+                new += await self._commit(start, end, events, raw, [*dated, last], c, Cursor(end, last.hash),
                                           final=end if contiguous else None)
                 self._first_range = False
                 first_committed.set()

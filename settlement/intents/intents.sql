@@ -40,6 +40,15 @@ LIMIT $2;
 -- name: versions_of
 SELECT version, spec, changed_by, reason, created_at FROM intent_versions WHERE intent_id = $1 ORDER BY version;
 
+-- name: payouts_in_flight
+-- Occurrences of intent $1 whose payout was requested and is not executed
+-- or cancelled yet: a pause or cancel does not stop those.
+SELECT o.id AS occurrence_id, p.id AS payout_id, p.state AS payout_state
+FROM intent_occurrences o
+JOIN payout_requests p ON p.idempotency_key = o.id
+WHERE o.intent_id = $1 AND o.state = 'requested' AND p.state IN ('pending', 'batched', 'held')
+ORDER BY o.scheduled_at, o.id;
+
 -- name: cancel_open_occurrences
 UPDATE intent_occurrences SET state = 'cancelled', reason = $2, next_attempt_at = NULL, updated_at = now()
 WHERE intent_id = $1 AND state IN ('due', 'delayed', 'awaiting_approval')
@@ -91,7 +100,11 @@ JOIN intent_versions v ON v.intent_id = o.intent_id AND v.version = o.version
 LEFT JOIN payout_requests p ON p.idempotency_key = o.id
 WHERE o.id = ANY ($1::text[]) AND o.state IN ('due', 'delayed')
 ORDER BY o.next_attempt_at, o.id
-FOR UPDATE OF o SKIP LOCKED;
+-- The intent is share-locked for the whole attempt: a pause or cancel
+-- (lock_intent, FOR UPDATE) waits for it and then sees what it requested;
+-- an intent being paused or cancelled right now is skipped (busy).
+FOR UPDATE OF o SKIP LOCKED
+FOR SHARE OF i SKIP LOCKED;
 
 -- name: lock_sources
 -- Serialises the check-and-request of each source account and asset across processes; in one

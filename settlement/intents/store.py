@@ -101,7 +101,10 @@ async def edit_intent(pool: asyncpg.Pool, settings: Settings, intent_id: int, ch
 
 async def set_intent_state(pool: asyncpg.Pool, intent_id: int, action: str, actor: str, reason: str | None = None,
                            now: datetime | None = None) -> dict:
-    """pause | resume | cancel. A resumed intent starts again from now (runs while paused are not made up)."""
+    """pause | resume | cancel. A resumed intent starts again from now (runs while paused are not made up).
+
+    Waits for an attempt in progress; `payouts_in_flight` lists the payouts
+    already requested (by it or before) that a pause or cancel does not stop."""
     _check_actor(actor)
     if action not in ("pause", "resume", "cancel"):
         raise IntentError("action", "must be pause, resume or cancel")
@@ -125,10 +128,14 @@ async def set_intent_state(pool: asyncpg.Pool, intent_id: int, action: str, acto
             for occ in await conn.fetch(Q.cancel_open_occurrences, intent_id, reason or "intent cancelled"):
                 await conn.execute(Q.insert_feed, occ["id"], occ["chain"], feed_payload(
                     "cancelled", occ["id"], intent_id, occ["chain"], state="cancelled", reason=reason))
+        # The lock above waited for any attempt in progress (it share-locks the
+        # intent), so what it requested is visible: a payout already requested
+        # goes ahead, and the answer says so instead of a plain success.
+        in_flight = [dict(r) for r in await conn.fetch(Q.payouts_in_flight, intent_id)]
         await audit(conn, actor, f"intent.{action}d" if action != "cancel" else "intent.cancelled",
-                    f"intent:{intent_id}", {"reason": reason})
+                    f"intent:{intent_id}", {"reason": reason, "payouts_in_flight": in_flight})
         row = await conn.fetchrow(Q.get_intent, intent_id)
-    return intent_view(row)
+    return {**intent_view(row), "payouts_in_flight": in_flight}
 
 
 async def approve_occurrence(pool: asyncpg.Pool, occurrence_id: str, actor: str, now: datetime | None = None) -> dict:

@@ -127,6 +127,32 @@ def validate(settings: Settings, req: InvoiceRequest) -> dict:
     }
 
 
+async def chain_head(cfg) -> int | None:
+    """The chain's current head (EVM) or validated ledger (XRPL), asked from its RPC; None if it cannot say."""
+    from indexer.errors import BadRpcResponse, RpcError
+
+    try:
+        if cfg.kind == "evm":
+            from indexer.evm.rpc import EvmRpc
+
+            rpc = EvmRpc(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout, max_attempts=min(cfg.max_attempts, 3))
+            try:
+                return int(await rpc.call("eth_blockNumber", []), 16)
+            finally:
+                await rpc.close()
+        from indexer.xrpl.client import XrplClient
+
+        client = XrplClient(cfg.rpc, chain=cfg.name, timeout=cfg.request_timeout,
+                            max_attempts=min(cfg.max_attempts, 3))
+        try:
+            res = await client.request("ledger", {"ledger_index": "validated"})
+        finally:
+            await client.close()
+        return int(res["ledger_index"])
+    except (RpcError, BadRpcResponse, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _same(stored: asyncpg.Record, row: dict) -> bool:
     keys = ("chain", "asset", "amount", "tolerance", "wallet", "match_method", "destination_tag", "memo", "payer",
             "account")
@@ -140,14 +166,24 @@ async def create_invoice(pool: asyncpg.Pool, settings: Settings, req: InvoiceReq
     row = validate(settings, req)
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=row["expires_in"])
     inv_id = "inv_" + secrets.token_hex(12)
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
         h = await heights(conn, row["chain"])
+        seen_head = await conn.fetchval(Q.head_number, row["chain"])
+    # Only transfers after the invoice pay it: after_block is the chain's
+    # final height. With none indexed yet (a new chain, a first backfill
+    # still running), a head the follower saw, else the chain's head now;
+    # with no answer either, the hook binds it to the indexed head before
+    # matching (hook.InvoiceHook). Never unbounded: history would pay it.
+    after = h.final if h is not None and h.final is not None else seen_head
+    if after is None:
+        after = await chain_head(settings.chain(row["chain"]))
+    async with pool.acquire() as conn, conn.transaction():
         try:
             stored = await conn.fetchrow(
                 Q.insert_invoice, inv_id, row["app_ref"], row["chain"], row["asset"], row["asset_id"],
                 row["asset_kind"], row["contract"], row["currency"], row["issuer"], row["decimals"], row["amount"],
                 row["tolerance"], row["wallet"], row["match_method"], row["destination_tag"], row["memo"],
-                row["payer"], row["account"], expires_at, actor, h.final if h else None)
+                row["payer"], row["account"], expires_at, actor, after)
         except asyncpg.UniqueViolationError as exc:
             field = {"invoices_tag": "destination_tag", "invoices_memo": "memo",
                      "invoices_unique_amount": "amount"}.get(exc.constraint_name or "", "app_ref")

@@ -7,6 +7,18 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 ON CONFLICT (app_ref) DO NOTHING
 RETURNING *;
 
+-- name: head_number
+SELECT head_number FROM chain_state WHERE chain = $1;
+
+-- name: bind_after_block
+-- Invoices made before anything of the chain was known get the indexed
+-- head as their bound (later than their creation: fail closed).
+UPDATE invoices i
+SET after_block = GREATEST(COALESCE(s.head_number, $2), $2)
+FROM chain_state s
+WHERE i.chain = $1 AND s.chain = $1 AND i.after_block IS NULL AND i.matchable
+RETURNING i.id, i.after_block;
+
 -- name: invoice_by_ref
 -- One invoice by id or app reference, with what it is owed and the claimed payments.
 SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall, GREATEST(i.received - i.amount, 0) AS excess,
@@ -41,61 +53,139 @@ WITH t AS (
                      ORDER BY b.number DESC LIMIT 1), now()) AS chain_time
 )
 UPDATE invoices i SET state = 'expired', updated_at = now()
-FROM t
-WHERE i.chain = $1 AND i.state = 'new' AND i.expires_at < t.chain_time
+WHERE i.id IN (
+    -- At most $3 per range: a backlog is swept over the next ranges, so one
+    -- follower transaction stays short (a claim's `late` comes from its own
+    -- block time, not from this state).
+    SELECT x.id FROM invoices x, t
+    WHERE x.chain = $1 AND x.state = 'new' AND x.expires_at < t.chain_time
+    ORDER BY x.expires_at LIMIT $3)
 RETURNING i.id;
 
 -- name: has_waiting
--- Cheap guard for the follower's hot path: anything to match or to settle on this chain?
-SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND state IN ('new', 'seen', 'underpaid', 'expired', 'reverted'));
+-- Cheap guard for the follower's hot path: anything to match, retire or
+-- settle on this chain (expired ones: a payment naming one is recorded)?
+SELECT EXISTS (SELECT 1 FROM invoices WHERE chain = $1 AND (matchable OR state IN ('new', 'expired')));
 
--- name: claim_range
--- Claim every incoming transfer of blocks $2..$3 that matches a waiting
--- invoice: at most one invoice per transfer (the oldest live one), and the
--- primary key of invoice_payments makes the claim final across ranges.
-WITH cand AS (
-    SELECT DISTINCT ON (t.event_id)
-           t.chain, t.tx_hash, t.log_index, i.id AS invoice_id, t.event_id, t.block_number,
-           bt.block_time, t.payer, x.amount,
-           COALESCE(bt.block_time, now()) > i.expires_at AS late
-    FROM incoming_transfers t
-    -- The transfer's block time, or (its header not kept) that of the
-    -- nearest stored block below it: block times only grow, so a payment
-    -- is never called late on a guess.
-    LEFT JOIN LATERAL (
-        SELECT to_timestamp(b.timestamp) AS block_time FROM blocks b
-        WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
-        ORDER BY b.number DESC LIMIT 1
-    ) bt ON true
-    JOIN invoices i
-      ON i.chain = t.chain AND i.wallet = t.recipient AND i.asset_kind = t.asset_kind
-     AND i.state IN ('new', 'seen', 'underpaid', 'expired', 'reverted')
-     AND (i.after_block IS NULL OR t.block_number > i.after_block)
-     AND (i.asset_kind <> 'erc20' OR i.contract = t.contract)
-     AND (i.asset_kind <> 'xrpl_iou' OR (i.currency = t.currency AND i.issuer = t.issuer))
-    CROSS JOIN LATERAL (
-        SELECT ledger_amount(t.value, CASE WHEN i.asset_kind = 'xrpl_iou' THEN i.decimals ELSE 0 END) AS amount
-    ) x
-    WHERE t.chain = $1 AND t.block_number BETWEEN $2 AND $3 AND t.status = 'success' AND x.amount > 0
-      AND CASE i.match_method
-              WHEN 'destination_tag' THEN t.destination_tag = i.destination_tag::text
-              WHEN 'memo' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(t.memos, '[]'::jsonb)) m
-                                       WHERE m ->> 'data' = i.memo)
-              WHEN 'payer' THEN t.payer = i.payer
-              WHEN 'amount' THEN abs(x.amount - i.amount) <= i.tolerance
-          END
-    ORDER BY t.event_id, (i.state = 'expired'), i.created_at, i.id
+-- name: retire_expired
+-- Expired invoices whose grace ($3 seconds) the chain's time passed stop
+-- being matchable (a payment naming one is then recorded for review); at
+-- most $4 per range.
+WITH t AS (
+    SELECT COALESCE((SELECT to_timestamp(b.timestamp) FROM blocks b
+                     WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
+                     ORDER BY b.number DESC LIMIT 1), now()) AS chain_time
 )
+UPDATE invoices i SET retired_at = now(), updated_at = now()
+WHERE i.id IN (
+    SELECT x.id FROM invoices x, t
+    WHERE x.chain = $1 AND x.state = 'expired' AND x.retired_at IS NULL
+      AND x.expires_at < t.chain_time - make_interval(secs => $3)
+    ORDER BY x.expires_at LIMIT $4)
+RETURNING i.id;
+
+-- name: match_range
+-- Candidate (transfer, invoice) pairs of blocks $2..$3: each unclaimed
+-- incoming transfer with every matchable invoice it fits, found through the
+-- partial indexes of 0019 (one indexed lookup per match method), plus the
+-- retired invoices it names by tag, memo or payer (`retired`: recorded for
+-- review, never credited). The caller allocates (claims.allocate).
+WITH t AS (
+    -- XRPL transactions carry their validated ledger's close time
+    SELECT t.*, CASE WHEN e.args ->> 'close_time_iso' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d'
+                     THEN (e.args ->> 'close_time_iso')::timestamptz END AS close_time
+    FROM incoming_transfers t
+    JOIN events e ON e.id = t.event_id
+    WHERE t.chain = $1 AND t.block_number BETWEEN $2 AND $3 AND t.status = 'success'
+      AND NOT EXISTS (SELECT 1 FROM payment_claims c
+                      WHERE c.chain = t.chain AND c.tx_hash = t.tx_hash AND c.log_index = t.log_index)
+),
+pairs AS (
+    SELECT t.event_id, i.id FROM t JOIN invoices i
+      ON i.chain = t.chain AND i.wallet = t.recipient AND i.payer = t.payer AND i.matchable AND i.match_method = 'payer'
+    UNION
+    -- amount invoices: looked up once per (wallet, asset kind) of the range, not per transfer
+    SELECT t.event_id, a.id FROM t JOIN (
+        SELECT i.id, i.chain, i.wallet, i.asset_kind
+        FROM (SELECT DISTINCT chain, recipient, asset_kind FROM t) k
+        JOIN invoices i ON i.chain = k.chain AND i.wallet = k.recipient AND i.asset_kind = k.asset_kind
+                       AND i.matchable AND i.match_method = 'amount'
+    ) a ON a.chain = t.chain AND a.wallet = t.recipient AND a.asset_kind = t.asset_kind
+    UNION
+    SELECT t.event_id, i.id FROM t JOIN invoices i
+      ON i.chain = t.chain AND i.wallet = t.recipient AND i.destination_tag IS NOT NULL
+     AND i.destination_tag = CASE WHEN t.destination_tag ~ '^[0-9]{1,10}$' THEN t.destination_tag::bigint END
+    UNION
+    SELECT t.event_id, i.id FROM t
+    CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(t.memos) = 'array' THEN t.memos
+                                                 ELSE '[]'::jsonb END) m
+    JOIN invoices i ON i.chain = t.chain AND i.wallet = t.recipient AND i.memo IS NOT NULL AND i.memo = m ->> 'data'
+    UNION
+    -- the payer's latest retired invoice, if any (one index probe)
+    SELECT t.event_id, r.id FROM t CROSS JOIN LATERAL (
+        SELECT i.id FROM invoices i
+        WHERE i.chain = t.chain AND i.wallet = t.recipient AND i.payer = t.payer AND i.match_method = 'payer'
+          AND i.state = 'expired' AND i.retired_at IS NOT NULL
+        ORDER BY i.expires_at DESC LIMIT 1) r
+)
+SELECT t.event_id, t.tx_hash, t.log_index, t.block_number, t.payer, x.amount, bt.block_time,
+       i.id AS invoice_id, i.match_method, i.amount AS invoice_amount, i.tolerance, i.received, i.state,
+       NOT i.matchable AS retired, COALESCE(bt.block_time, now()) > i.expires_at AS late
+FROM pairs p
+JOIN t ON t.event_id = p.event_id
+JOIN invoices i ON i.id = p.id
+-- The transfer's own block time: its header (EVM final ranges keep the
+-- headers of blocks with a transfer to a watched wallet), or its XRPL
+-- ledger's close time; else (a header not kept) that of the nearest stored
+-- block below it: block times only grow, so a payment is never called
+-- late on a guess.
+LEFT JOIN LATERAL (
+    SELECT COALESCE(
+        (SELECT to_timestamp(b.timestamp) FROM blocks b
+         WHERE b.chain = t.chain AND b.number = t.block_number AND b.timestamp IS NOT NULL),
+        t.close_time,
+        (SELECT to_timestamp(b.timestamp) FROM blocks b
+         WHERE b.chain = t.chain AND b.number <= t.block_number AND b.timestamp IS NOT NULL
+         ORDER BY b.number DESC LIMIT 1)) AS block_time
+) bt ON true
+CROSS JOIN LATERAL (
+    SELECT ledger_amount(t.value, CASE WHEN i.asset_kind = 'xrpl_iou' THEN i.decimals ELSE 0 END) AS amount
+) x
+WHERE x.amount > 0 AND i.asset_kind = t.asset_kind
+  AND i.after_block IS NOT NULL AND t.block_number > i.after_block
+  AND (i.asset_kind <> 'erc20' OR i.contract = t.contract)
+  AND (i.asset_kind <> 'xrpl_iou' OR (i.currency = t.currency AND i.issuer = t.issuer))
+  AND (i.state NOT IN ('paid', 'overpaid', 'paid_late', 'invalid'))
+  AND (i.match_method <> 'amount' OR abs(x.amount - i.amount) <= i.tolerance)
+ORDER BY t.block_number, t.log_index, t.event_id, i.created_at, i.id;
+
+-- name: insert_claims
+-- The gate: a transfer is claimed once, by whoever inserts its row first.
+INSERT INTO payment_claims (chain, tx_hash, log_index, invoice_id, claim_key, event_id, block_number, amount)
+SELECT $1, u.* FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+                           $8::numeric[]) u
+ON CONFLICT DO NOTHING
+RETURNING tx_hash, log_index;
+
+-- name: insert_allocations
 INSERT INTO invoice_payments (chain, tx_hash, log_index, invoice_id, event_id, block_number, block_time, payer,
                               amount, late)
-SELECT chain, tx_hash, log_index, invoice_id, event_id, block_number, block_time, payer, amount, late
-FROM cand
-ON CONFLICT DO NOTHING
+SELECT $1, u.* FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[], $6::bigint[], $7::timestamptz[],
+                           $8::text[], $9::numeric[], $10::bool[]) u
 RETURNING invoice_id, event_id, tx_hash, log_index, block_number, payer, amount;
 
+-- name: insert_unmatched
+INSERT INTO invoice_unmatched (chain, tx_hash, log_index, invoice_id, event_id, block_number, payer, amount, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT DO NOTHING
+RETURNING invoice_id;
+
+-- name: delete_claims_above
+DELETE FROM payment_claims WHERE chain = $1 AND block_number > $2;
+
 -- name: recompute_states
--- The state of every invoice with news ($2: just claimed) or waiting for
--- finality: the sum of its claims, and whether all of them are final. A
+-- The state of every invoice with news ($2: just claimed) or (with $3)
+-- waiting for finality: the sum of its claims, and whether all of them are final. A
 -- reverted invoice with claims left goes on from what remains; one with
 -- none stays reverted.
 WITH fin AS (
@@ -108,7 +198,7 @@ agg AS (
     FROM invoices i
     CROSS JOIN fin
     LEFT JOIN invoice_payments p ON p.invoice_id = i.id
-    WHERE i.chain = $1 AND (i.state IN ('seen', 'reverted') OR i.id = ANY ($2::text[]))
+    WHERE i.chain = $1 AND (($3::bool AND i.state IN ('seen', 'reverted')) OR i.id = ANY ($2::text[]))
     GROUP BY i.id
 ),
 next AS (
@@ -163,10 +253,17 @@ RETURNING i.id;
 
 -- name: transfers_of_tx
 -- What the indexer stored for one transaction: its incoming transfers, the
--- claim on each, and the chain's final and indexed heights.
-SELECT t.*, p.invoice_id AS claimed_by, s.final_number, s.cursor_number
+-- claim on each (the invoices it was allocated to, with the part of invoice
+-- $3, or the claim key), and the chain's final and indexed heights.
+SELECT t.*, c.claim_key, c.claimed_at,
+       (SELECT array_agg(p.invoice_id ORDER BY p.invoice_id) FROM invoice_payments p
+        WHERE p.chain = t.chain AND p.tx_hash = t.tx_hash AND p.log_index = t.log_index) AS allocated_to,
+       (SELECT p.amount FROM invoice_payments p
+        WHERE p.chain = t.chain AND p.tx_hash = t.tx_hash AND p.log_index = t.log_index AND p.invoice_id = $3)
+           AS allocated_here,
+       s.final_number, s.cursor_number
 FROM incoming_transfers t
-LEFT JOIN invoice_payments p ON p.chain = t.chain AND p.tx_hash = t.tx_hash AND p.log_index = t.log_index
+LEFT JOIN payment_claims c ON c.chain = t.chain AND c.tx_hash = t.tx_hash AND c.log_index = t.log_index
 LEFT JOIN chain_state s ON s.chain = t.chain
 WHERE t.chain = $1 AND t.tx_hash = $2
 ORDER BY t.log_index;
@@ -178,7 +275,24 @@ WHERE chain = $1 AND tx_hash = $2 AND args ->> 'status' = 'failed'
 LIMIT 1;
 
 -- name: claims_of_tx
-SELECT log_index, invoice_id FROM invoice_payments WHERE chain = $1 AND tx_hash = $2;
+SELECT c.log_index, c.claim_key, c.claimed_at,
+       (SELECT array_agg(p.invoice_id ORDER BY p.invoice_id) FROM invoice_payments p
+        WHERE p.chain = c.chain AND p.tx_hash = c.tx_hash AND p.log_index = c.log_index) AS allocated_to
+FROM payment_claims c WHERE c.chain = $1 AND c.tx_hash = $2;
+
+-- name: lock_invoice
+SELECT i.*, GREATEST(i.amount - i.received, 0) AS shortfall FROM invoices i WHERE i.id = $1 FOR UPDATE;
+
+-- name: transfer_block_time
+-- A transfer's block time as match_range dates it ($3: its event id).
+SELECT COALESCE(
+    (SELECT to_timestamp(b.timestamp) FROM blocks b
+     WHERE b.chain = $1 AND b.number = $2 AND b.timestamp IS NOT NULL),
+    (SELECT (e.args ->> 'close_time_iso')::timestamptz FROM events e
+     WHERE e.id = $3 AND e.args ->> 'close_time_iso' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d'),
+    (SELECT to_timestamp(b.timestamp) FROM blocks b
+     WHERE b.chain = $1 AND b.number <= $2 AND b.timestamp IS NOT NULL
+     ORDER BY b.number DESC LIMIT 1));
 
 -- name: chain_heights
 SELECT final_number, cursor_number FROM chain_state WHERE chain = $1;

@@ -9,3 +9,5 @@ INVOICE_STATES = Counter("chainsettle_invoice_state_changes_total", "Invoice sta
                          ["chain", "state"])
 INVOICE_UNBOOKABLE = Counter("chainsettle_invoice_unbookable_total",
                              "Claimed payments whose ledger move could not be booked", ["chain"])
+INVOICE_UNMATCHED = Counter("chainsettle_invoice_unmatched_total",
+                            "Payments to invoices expired past their grace, recorded for review", ["chain"])

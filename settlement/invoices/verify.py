@@ -48,6 +48,7 @@ class Expectation:
     memo: str | None = None
     payer: str | None = None
     invoice: str | None = None  # invoice id: to/asset/amount/tag/memo/payer come from it, nothing else may
+    claim_key: str | None = None  # without an invoice: a paid_final answer claims the transfer for this key
 
 
 @dataclass
@@ -62,10 +63,24 @@ class Transfer:
     value: Any
     destination_tag: str | None = None
     memos: list | None = None
-    claimed_by: str | None = None
+    claimed_by: str | None = None  # an invoice it was allocated to (the first)
+    claim_key: str | None = None
+    allocated_to: tuple = ()
+    allocated_here: int | None = None  # the part allocated to the invoice asked about
+    event_id: int | None = None
+    block_number: int | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return bool(self.allocated_to) or self.claimed_by is not None or self.claim_key is not None
+
+    def held_by(self, invoice: str | None, claim_key: str | None) -> bool:
+        """Claimed for this invoice or this claim key."""
+        return ((invoice is not None and (self.claimed_by == invoice or invoice in self.allocated_to))
+                or (claim_key is not None and self.claim_key == claim_key))
 
 
-def _units(value: Any, spec: AssetSpec) -> int | None:
+def units(value: Any, spec: AssetSpec) -> int | None:
     try:
         if isinstance(value, dict):
             x = Decimal(str(value.get("value"))) * (Decimal(10) ** (spec.decimals or 0))
@@ -86,10 +101,9 @@ def _same_asset(t: Transfer, spec: AssetSpec) -> bool:
     return True
 
 
-def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount: int, tag: int | None,
-             memo: str | None, payer: str | None, invoice: str | None, final: bool,
-             confirmations: int) -> dict[str, Any]:
-    """The verdict over a transaction's incoming transfers (pure)."""
+def narrow(transfers: list[Transfer], *, to: str, spec: AssetSpec, tag: int | None, memo: str | None,
+           payer: str | None) -> list[Transfer] | dict[str, Any]:
+    """The transfers that fit the recipient, asset, tag, memo and payer, or the verdict why none does (pure)."""
     if not transfers:
         return {"status": "not_found", "reason": "the transaction moves no transfer"}
     mine = [t for t in transfers if t.recipient == to]
@@ -110,11 +124,29 @@ def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount:
         mine = [t for t in mine if t.payer == payer]
         if not mine:
             return {"status": "wrong_payer", "reason": "the transfer is not from the expected payer"}
-    free = [t for t in mine if t.claimed_by is None or t.claimed_by == invoice]
+    return mine
+
+
+def taken_verdict(mine: list[Transfer]) -> dict[str, Any]:
+    t = mine[0]
+    if t.claim_key is not None:
+        return {"status": "already_claimed", "claimed_by": None, "claim_key": t.claim_key,
+                "reason": "the transfer was claimed for another purpose (claim key)"}
+    return {"status": "already_claimed", "claimed_by": t.claimed_by, "reason": "the transfer settles another invoice"}
+
+
+def classify(transfers: list[Transfer], *, to: str, spec: AssetSpec, min_amount: int, tag: int | None,
+             memo: str | None, payer: str | None, final: bool, confirmations: int,
+             invoice: str | None = None, claim_key: str | None = None) -> dict[str, Any]:
+    """The verdict over a transaction's incoming transfers (pure). verify-payment uses it for
+    expectations without an invoice (an invoice's own rules are in verify_invoice)."""
+    mine = narrow(transfers, to=to, spec=spec, tag=tag, memo=memo, payer=payer)
+    if isinstance(mine, dict):
+        return mine
+    free = [t for t in mine if not t.claimed or t.held_by(invoice, claim_key)]
     if not free:
-        return {"status": "already_claimed", "claimed_by": mine[0].claimed_by,
-                "reason": "the transfer settles another invoice"}
-    amounts = [a for a in (_units(t.value, spec) for t in free) if a is not None]
+        return taken_verdict(mine)
+    amounts = [a for a in (units(t.value, spec) for t in free) if a is not None]
     amount = sum(amounts)
     out: dict[str, Any] = {"amount": amount_text(amount), "payer": free[0].payer, "confirmations": confirmations,
                            "log_indexes": [t.log_index for t in free]}
@@ -155,6 +187,14 @@ def _norm_hash(cfg: ChainConfig, value: str) -> str:
     return value.upper()
 
 
+def transfer_of(r: asyncpg.Record) -> Transfer:
+    allocated = tuple(r["allocated_to"] or ())
+    return Transfer(r["log_index"], r["asset_kind"], r["contract"], r["currency"], r["issuer"], r["recipient"],
+                    r["payer"], r["value"], r["destination_tag"], r["memos"], allocated[0] if allocated else None,
+                    r["claim_key"], allocated, None if r["allocated_here"] is None else int(r["allocated_here"]),
+                    r["event_id"], r["block_number"])
+
+
 async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectation) -> dict[str, Any]:
     names = [c.name for c in settings.chains]
     if exp.chain not in names:
@@ -164,13 +204,14 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
     to, asset, min_amount, tag, memo, payer = (exp.to, exp.asset, exp.min_amount, exp.destination_tag, exp.memo,
                                                exp.payer)
     after_block = None
+    inv = None
     if exp.invoice is not None:
         async with pool.acquire() as conn:
             inv = await conn.fetchrow(Q.invoice_by_ref, exp.invoice)
         # By id only: app references are guessable and this route is public.
         if inv is None or inv["id"] != exp.invoice:
             raise InvoiceError("invoice", "no invoice with this id", code="not_found")
-        for field in ("to", "asset", "min_amount", "destination_tag", "memo", "payer"):
+        for field in ("to", "asset", "min_amount", "destination_tag", "memo", "payer", "claim_key"):
             if getattr(exp, field) is not None:
                 raise InvoiceError(field, "is given by the invoice; send either an invoice or an expectation")
         if inv["chain"] != exp.chain:
@@ -182,47 +223,90 @@ async def verify_payment(pool: asyncpg.Pool, settings: Settings, exp: Expectatio
     for field, value in (("to", to), ("asset", asset), ("min_amount", min_amount)):
         if value is None:
             raise InvoiceError(field, "is required (or give an invoice)")
+    if min_amount < 1:
+        raise InvoiceError("min_amount", "must be a positive integer in base units (0 would accept any transfer)")
+    if exp.claim_key is not None and not 0 < len(exp.claim_key) <= 200:
+        raise InvoiceError("claim_key", "must be 1-200 characters")
     to = norm_address(cfg.kind, to)
     payer = norm_address(cfg.kind, payer) if payer else None
     spec = next((a for a in asset_specs(settings) if a.chain == cfg.name and a.name == asset), None)
     if spec is None:
         raise InvoiceError("asset", "not an asset of the chain ('native', a contract name or a configured currency)")
     watched = any(norm_address(cfg.kind, w.address) == to and asset in w.assets for w in cfg.wallets)
-    rules = dict(to=to, spec=spec, min_amount=min_amount, tag=tag, memo=memo, payer=payer, invoice=exp.invoice)
+    rules = dict(to=to, spec=spec, tag=tag, memo=memo, payer=payer)
     if watched:
+        if inv is not None:
+            from settlement.invoices.verify_invoice import for_invoice
+
+            out = await for_invoice(pool, cfg, spec, inv["id"], tx_hash)
+            if out is not None:
+                return _note(out, cfg, spec)
+        else:
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(Q.transfers_of_tx, cfg.name, tx_hash, None)
+            if rows:
+                final_number = rows[0]["final_number"] if rows[0]["final_number"] is not None else -1
+                top = rows[0]["cursor_number"] or 0
+                block = max(r["block_number"] for r in rows)
+                transfers = [transfer_of(r) for r in rows]
+                out = classify(transfers, final=block <= final_number, confirmations=max(0, top - block + 1),
+                               min_amount=min_amount, claim_key=exp.claim_key, **rules)
+                out = await _claim_for_key(pool, cfg, exp.claim_key, tx_hash, transfers, out, spec)
+                return _note({**out, "source": "index", "tx_hash": tx_hash, "block_number": block}, cfg, spec)
         async with pool.acquire() as conn:
-            rows = await conn.fetch(Q.transfers_of_tx, cfg.name, tx_hash)
-            failed = await conn.fetchrow(Q.failed_xrpl_tx, cfg.name, tx_hash) if not rows else None
+            failed = await conn.fetchrow(Q.failed_xrpl_tx, cfg.name, tx_hash)
         if failed is not None:
             return {"status": "failed_tx", "reason": failed["result"], "source": "index", "tx_hash": tx_hash}
-        if rows:
-            final_number = rows[0]["final_number"] if rows[0]["final_number"] is not None else -1
-            top = rows[0]["cursor_number"] or 0
-            block = max(r["block_number"] for r in rows)
-            transfers = [Transfer(r["log_index"], r["asset_kind"], r["contract"], r["currency"], r["issuer"],
-                                  r["recipient"], r["payer"], r["value"], r["destination_tag"], r["memos"],
-                                  r["claimed_by"]) for r in rows]
-            out = classify(transfers, final=block <= final_number, confirmations=max(0, top - block + 1), **rules)
-            out = _note(_predates(out, after_block, block), cfg, spec)
-            return {**out, "source": "index", "tx_hash": tx_hash, "block_number": block}
     if cfg.kind == "evm":
         transfers, final, confirmations, block, failure = await _evm_chain(cfg, tx_hash)
     else:
         transfers, final, confirmations, block, failure = await _xrpl_chain(cfg, tx_hash)
     if failure is not None:
         return _note({"status": failure[0], "reason": failure[1], "source": "chain", "tx_hash": tx_hash}, cfg, spec)
-    with_claims = []
     if transfers:
         async with pool.acquire() as conn:
-            claims = {r["log_index"]: r["invoice_id"] for r in await conn.fetch(Q.claims_of_tx, cfg.name, tx_hash)}
+            claims = {r["log_index"]: r for r in await conn.fetch(Q.claims_of_tx, cfg.name, tx_hash)}
         for t in transfers:
-            t.claimed_by = claims.get(t.log_index)
-            with_claims.append(t)
-    out = classify(with_claims, final=final and not watched, confirmations=confirmations, **rules)
+            c = claims.get(t.log_index)
+            if c is not None:
+                t.allocated_to = tuple(c["allocated_to"] or ())
+                t.claimed_by = t.allocated_to[0] if t.allocated_to else None
+                t.claim_key = c["claim_key"]
+            t.block_number = block
+    # Money for an invoice or a watched wallet is decided from indexed data only.
+    out = classify(transfers, final=final and not watched and inv is None, confirmations=confirmations,
+                   min_amount=min_amount, invoice=exp.invoice, claim_key=exp.claim_key, **rules)
     out = _note(_predates(out, after_block, block), cfg, spec)
     if watched and out["status"] == "pending":
         out["reason"] = "on chain, not indexed yet"
+    if inv is None:
+        out = await _claim_for_key(pool, cfg, exp.claim_key, tx_hash, transfers, out, spec)
     return {**out, "source": "chain", "tx_hash": tx_hash, "block_number": block}
+
+
+async def _claim_for_key(pool: asyncpg.Pool, cfg: ChainConfig, key: str | None, tx_hash: str,
+                         transfers: list[Transfer], out: dict[str, Any], spec: AssetSpec) -> dict[str, Any]:
+    """A paid_final answer for an expectation with a claim key claims its transfers for the key, in the
+    same transaction as the answer; a transfer claimed meanwhile for anything else turns it into
+    already_claimed. Replays with the same key answer paid_final again, with claim.new = false."""
+    if key is None or out["status"] != "paid_final":
+        return out
+    used = [t for t in transfers if t.log_index in out["log_indexes"]]
+    fresh = [t for t in used if not t.claimed and (units(t.value, spec) or 0) > 0]
+    async with pool.acquire() as conn, conn.transaction():
+        if fresh:
+            await conn.fetch(
+                Q.insert_claims, cfg.name, [tx_hash] * len(fresh), [t.log_index for t in fresh], [None] * len(fresh),
+                [key] * len(fresh), [t.event_id for t in fresh], [t.block_number for t in fresh],
+                [Decimal(units(t.value, spec) or 0) for t in fresh])
+        now = {r["log_index"]: r for r in await conn.fetch(Q.claims_of_tx, cfg.name, tx_hash)}
+    other = [now[t.log_index] for t in used if now[t.log_index]["claim_key"] != key]
+    if other:
+        c = other[0]
+        return {"status": "already_claimed", "claimed_by": (c["allocated_to"] or [None])[0],
+                "claim_key": c["claim_key"], "reason": "the transfer was claimed for something else meanwhile"}
+    return {**out, "claim": {"key": key, "new": bool(fresh),
+                             "claimed_at": min(now[t.log_index]["claimed_at"] for t in used).isoformat()}}
 
 
 async def _evm_chain(cfg: ChainConfig, tx_hash: str):

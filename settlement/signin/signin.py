@@ -4,12 +4,14 @@
 the exact message; `verify_signin` parses the signed message, refuses it
 with a reason (`malformed`, `domain`, `uri`, `chain_id`, `expired`,
 `not_yet_valid`, `unknown_nonce`, `nonce_used`, `message_mismatch`,
-`bad_signature`), checks the signature (EIP-191 recovery for EOAs,
-EIP-1271 `isValidSignature` by `eth_call` for contract wallets; for XRPL
-accounts a signature by the master key, unless disabled, or the RegularKey,
-read from the validated ledger with `account_info`) and only then consumes the nonce: one UPDATE that
-a second attempt, in any process, cannot win. The answer is a short-lived
-HS256 token naming the verified address.
+`bad_signature`), consumes the nonce (one UPDATE that a second attempt, in
+any process, cannot win: a failed attempt spends it too), then checks the
+signature (EIP-191 recovery for EOAs, EIP-1271 `isValidSignature` by
+`eth_call` at the chain's final block for contract wallets, the answer
+exactly the magic value; for XRPL accounts a signature by the master key,
+unless disabled, or the RegularKey, read from the validated ledger with
+`account_info`). The answer is a short-lived HS256 token naming the
+verified address.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from .tokens import sign_token
 
 Q = Queries(Path(__file__).with_name("signin.sql"))
 EIP1271_MAGIC = "0x1626ba7e"
+EIP1271_MAGIC_WORD = EIP1271_MAGIC + "00" * 28
 LSF_DISABLE_MASTER = 0x00100000
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -112,16 +115,28 @@ async def _eip1271_ok(c: ChainConfig, address: str, message: str, signature: str
     data = "0x1626ba7e" + encode(["bytes32", "bytes"], [eip191_hash(message), sig]).hex()
     rpc = EvmRpc(c.rpc, chain=c.name, timeout=c.request_timeout, max_attempts=min(c.max_attempts, 3))
     try:
-        code = await rpc.call("eth_getCode", [address, "latest"])
+        # The wallet as of the chain's final block: code or owners set in a
+        # block that may still be reorged out do not sign anyone in.
+        if c.uses_finalized_tag:
+            block = "finalized"
+        else:
+            head = int(await rpc.call("eth_blockNumber", []), 16)
+            final = head - c.effective_finality_depth + 1
+            if final < 0:
+                return False
+            block = hex(final)
+        code = await rpc.call("eth_getCode", [address, block])
         if code in (None, "0x", "0x0"):
             return False
         try:
-            out = await rpc.call("eth_call", [{"to": address, "data": data}, "latest"])
+            out = await rpc.call("eth_call", [{"to": address, "data": data}, block])
         except Exception:  # a revert is a refusal, whatever the node calls it
             return False
     finally:
         await rpc.close()
-    return isinstance(out, str) and out[:10].lower() == EIP1271_MAGIC
+    # Exactly the ABI encoding of bytes4 0x1626ba7e: a contract that echoes
+    # its calldata (which starts with the selector) does not sign anyone in.
+    return isinstance(out, str) and out.lower() == EIP1271_MAGIC_WORD
 
 
 async def _xrpl_key_ok(c: ChainConfig, address: str, public_key: str) -> bool:
@@ -177,6 +192,11 @@ async def verify_signin(pool: asyncpg.Pool, settings: Settings, *, chain: str, m
         raise SigninRefused("expired", "the challenge has expired")
     if stored["message"] != message.replace("\r\n", "\n"):
         raise SigninRefused("message_mismatch", "the signed message is not the one issued")
+    # The nonce is spent by this attempt, good or bad: one challenge buys one
+    # verification (each may cost RPC calls), never an unlimited series.
+    async with pool.acquire() as conn:
+        if await conn.fetchval(Q.consume_nonce, msg.nonce) is None:
+            raise SigninRefused("nonce_used", "the nonce was already used")
     method = None
     if msg.kind == "siwe":
         if recover_eoa(message, signature) == msg.address.lower():
@@ -188,9 +208,7 @@ async def verify_signin(pool: asyncpg.Pool, settings: Settings, *, chain: str, m
         method = "xrpl"
     if method is None:
         raise SigninRefused("bad_signature", "the signature is not the account's")
-    async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(Q.consume_nonce, msg.nonce) is None:
-            raise SigninRefused("nonce_used", "the nonce was already used")
+    async with pool.acquire() as conn:
         await audit(conn, "signin", "signin.verified", msg.address, {"chain": chain, "method": method})
     issued = int(now.timestamp())
     exp = issued + cfg.token_ttl_seconds

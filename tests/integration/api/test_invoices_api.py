@@ -75,7 +75,11 @@ async def test_create_read_feed_and_errors(pool, db_url, tmp_path, monkeypatch):
                               ({"asset": None}, "asset"), ({"to": "nowhere"}, "to"),
                               ({"invoice": "missing", "to": None, "asset": None, "min_amount": None}, "invoice"),
                               ({"invoice": inv["id"]}, "to"),  # an invoice brings its own expectation
-                              ({"invoice": "order-1", "to": None, "asset": None, "min_amount": None}, "invoice")):
+                              ({"invoice": "order-1", "to": None, "asset": None, "min_amount": None}, "invoice"),
+                              ({"min_amount": 0}, "min_amount"),  # 0 would turn any transfer into paid_final
+                              ({"min_amount": "0"}, "min_amount"),
+                              ({"invoice": inv["id"], "to": None, "asset": None, "min_amount": None,
+                                "claim_key": "k"}, "claim_key")):
             body = {"chain": "anvil", "tx_hash": "0x" + "ab" * 32, "to": SHOP, "asset": "Token", "min_amount": 1,
                     **change}
             body = {k: v for k, v in body.items() if v is not None}  # None: leave the field out

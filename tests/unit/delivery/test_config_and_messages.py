@@ -11,7 +11,7 @@ from config import ConfigError, load_settings
 from config.section_deliveries import DeliverySettings
 from delivery.fanout import Filter, Subscription
 from delivery.messages import PositionError, format_position, from_event, from_outbox, parse_position
-from delivery.ssrf import TargetRefused, check_url
+from delivery.ssrf import TargetRefused, address_allowed, check_url
 
 AT = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
@@ -104,6 +104,20 @@ def test_ssrf_static_checks():
     check_url("https://hooks.example.com/h", s)
     check_url("http://127.0.0.1:8000/h", DeliverySettings(allow_loopback=True))
     check_url("https://10.0.0.1/h", DeliverySettings(allow_private=["10.0.0.0/8"]))
+
+
+def test_ssrf_only_globally_routable_addresses():
+    """Shared address space (CGNAT), IETF protocol assignments, 6to4 and NAT64 of a private address were let
+    through by the old denylist; only globally routable addresses pass now."""
+    s = DeliverySettings()
+    for ip in ("100.64.0.1", "100.127.255.254", "192.0.0.192", "192.0.0.8", "2002::1", "2002:7f00:1::1",
+               "2002:a00:1::", "64:ff9b::a00:1", "198.18.0.1", "fc00::1", "fe80::1", "::"):
+        assert address_allowed(ip, s) is not None, ip
+        with pytest.raises(TargetRefused):
+            check_url(f"https://{ip if '.' in ip else f'[{ip}]'}/h", s)
+    for ip in ("8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"):
+        assert address_allowed(ip, s) is None, ip
+    assert address_allowed("100.64.0.1", DeliverySettings(allow_private=["100.64.0.0/10"])) is None
 
 
 @pytest.mark.parametrize("kind,payload,stage", [

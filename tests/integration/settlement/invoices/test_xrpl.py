@@ -124,3 +124,58 @@ async def test_tag_memo_and_partial_payment(ledger, pool, tmp_path):
     v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=h, to=ALICE.classic_address,
                                                          asset="native", min_amount=XRP))
     assert v["status"] == "paid_final" and v["source"] == "chain" and v["amount"] == str(XRP)
+
+
+async def test_late_payment_indexed_in_catch_up_is_paid_late(ledger, pool, tmp_path):
+    """A catch-up range keeps only its top ledger's header: the claim is dated by its own ledger's close time."""
+    import time
+
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url)
+    inv, _ = await create_invoice(pool, settings, InvoiceRequest(
+        chain=CHAIN, asset="native", amount=XRP, wallet=SHOP.classic_address, app_ref="late", account=APP,
+        match_method="destination_tag", destination_tag=51, expires_in=600))
+    async with following(settings, pool):
+        d.close()
+        await until(pool, "SELECT final_number IS NOT NULL FROM chain_state")
+    # While the follower is down: ledgers before the expiry, then the clock passes it and the payment comes.
+    for _ in range(5):
+        d.close()
+    d.ledger.clock = lambda: time.time() + 3600
+    d.pay(BOB, SHOP.classic_address, str(XRP), DestinationTag=51)
+    closed = d.close()
+    for _ in range(5):
+        d.close()
+    async with following(settings, pool):
+        await until(pool, "SELECT state IN ('paid', 'paid_late') FROM invoices WHERE app_ref = 'late'")
+    row = await pool.fetchrow("SELECT late, block_number FROM invoice_payments")
+    assert (row["late"], row["block_number"]) == (True, closed.index)
+    assert (await get_invoice(pool, inv["id"]))["state"] == "paid_late"
+
+
+async def test_one_payment_one_invoice_and_payer_allocation(ledger, pool, tmp_path):
+    """On XRPL too: a payment is not accepted for amount invoices it does not match, and a payer's
+    invoices are filled oldest first."""
+    server, d = ledger
+    settings = settings_for(tmp_path, server.http_url)
+    amounts = [(await create_invoice(pool, settings, req(f"amt-{a}", "native", a, "amount")))[0]
+               for a in (100, 101, 102)]
+    a, _ = await create_invoice(pool, settings, req("a", "native", XRP, "payer", payer=BOB.classic_address))
+    b, _ = await create_invoice(pool, settings, req("b", "native", XRP, "payer", payer=BOB.classic_address))
+    async with following(settings, pool):
+        res = d.pay(ALICE, SHOP.classic_address, "150")
+        big = res["tx_json"]["hash"] if "tx_json" in res else res["tx"]["hash"]
+        d.pay(BOB, SHOP.classic_address, str(XRP))
+        d.close()
+        d.pay(BOB, SHOP.classic_address, str(XRP))
+        await until(pool, "SELECT count(*) = 2 FROM invoices WHERE state = 'paid'")
+    assert [(await get_invoice(pool, i["id"]))["state"] for i in (a, b)] == ["paid", "paid"]
+    for inv in amounts:
+        v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, invoice=inv["id"]))
+        assert v["status"] == "wrong_amount", v
+    v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, to=SHOP.classic_address,
+                                                         asset="native", min_amount=150, claim_key="order-1"))
+    assert v["status"] == "paid_final" and v["claim"]["new"] is True
+    v = await verify_payment(pool, settings, Expectation(chain=CHAIN, tx_hash=big, to=SHOP.classic_address,
+                                                         asset="native", min_amount=150, claim_key="order-2"))
+    assert v["status"] == "already_claimed" and v["claim_key"] == "order-1"

@@ -16,7 +16,7 @@ from xrpl.core.keypairs import sign as xrpl_sign
 from config import Secret
 from settlement.signin.messages import parse_message
 from settlement.signin.tokens import verify_token
-from tests.support.anvil import DEV_ACCOUNTS, Anvil
+from tests.support.anvil import DEV_ACCOUNTS, Anvil, rpc_sync
 from tests.support.api_data import client_for
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import deploy
@@ -26,6 +26,8 @@ KEY = "signin-test-key-0123456789"
 DOMAIN = "shop.example"
 ALICE = Account.from_key(DEV_ACCOUNTS[1][1])
 OWNER = Account.from_key(DEV_ACCOUNTS[2][1])
+# Runtime code returning its own calldata: CALLDATASIZE PUSH0 PUSH0 CALLDATACOPY CALLDATASIZE PUSH0 RETURN.
+ECHO_CODE = "0x365f5f37365ff3"
 
 
 @pytest.fixture
@@ -81,10 +83,14 @@ async def test_siwe_eoa_contract_wallet_and_xrpl(node, xrpl_ledger, pool, tmp_pa
         status, body = await verify(client, "anvil", ch["message"], sig)
         assert (status, body["reason"]) == (401, "nonce_used")
 
-        # Another key signing Alice's challenge does not verify (and does not burn the nonce).
+        # Another key signing Alice's challenge does not verify, and spends the nonce: one
+        # challenge buys one verification attempt, not an unlimited series of RPC calls.
         ch = await challenge(client, "anvil", ALICE.address)
         status, body = await verify(client, "anvil", ch["message"], personal_sign(OWNER, ch["message"]))
         assert (status, body["reason"]) == (401, "bad_signature")
+        status, body = await verify(client, "anvil", ch["message"], personal_sign(ALICE, ch["message"]))
+        assert (status, body["reason"]) == (401, "nonce_used")
+        ch = await challenge(client, "anvil", ALICE.address)
         status, body = await verify(client, "anvil", ch["message"], personal_sign(ALICE, ch["message"]))
         assert status == 200
 
@@ -108,12 +114,24 @@ async def test_siwe_eoa_contract_wallet_and_xrpl(node, xrpl_ledger, pool, tmp_pa
 
         # A contract wallet: its owner signs, the wallet's isValidSignature says yes (eth_call).
         wallet_addr = deploy(node.url, "TestContractWallet", OWNER.address)
+        # Read at the final block (anvil preset: depth 5): not yet there, then there.
+        ch = await challenge(client, "anvil", wallet_addr)
+        status, body = await verify(client, "anvil", ch["message"], personal_sign(OWNER, ch["message"]))
+        assert (status, body["reason"]) == (401, "bad_signature")
+        rpc_sync(node.url, "anvil_mine", [hex(5)])
         ch = await challenge(client, "anvil", wallet_addr)
         status, body = await verify(client, "anvil", ch["message"], personal_sign(OWNER, ch["message"]))
         assert status == 200, body
         assert (body["address"], body["method"]) == (wallet_addr.lower(), "eip1271")
         ch = await challenge(client, "anvil", wallet_addr)
         status, body = await verify(client, "anvil", ch["message"], personal_sign(ALICE, ch["message"]))
+        assert (status, body["reason"]) == (401, "bad_signature")
+        # A contract that echoes its calldata answers with the selector first: not a signature.
+        echo = "0x" + "ec" * 20
+        rpc_sync(node.url, "anvil_setCode", [echo, ECHO_CODE])
+        rpc_sync(node.url, "anvil_mine", [hex(5)])
+        ch = await challenge(client, "anvil", echo)
+        status, body = await verify(client, "anvil", ch["message"], "0x" + "00" * 65)
         assert (status, body["reason"]) == (401, "bad_signature")
 
         # XRPL: the account's key signs the challenge's UTF-8 bytes (a funded
