@@ -22,7 +22,7 @@ from .routing import AddressText, Ident, Routes, Units, UnitsIn
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 admin_routes = Routes("admin", auth="admin")
-routes = Routes("public")
+routes = Routes("public", auth=None)
 _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
 MATCH_METHODS = Literal["destination_tag", "memo", "payer", "amount"]
 STATES = Literal["new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late", "reverted", "invalid"]
