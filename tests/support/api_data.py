@@ -23,9 +23,9 @@ ZERO_HASH = "0x" + "00" * 32
 
 
 @contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    """The app as `run` builds it, served on a loopback port for one test."""
-    client = TestClient(TestServer(make_app(settings, pool)))
+async def client_for(settings, pool, headers: dict[str, str] | None = None):
+    """The app as `run` builds it, served on a loopback port for one test (`headers` on every request)."""
+    client = TestClient(TestServer(make_app(settings, pool)), headers=headers)
     await client.start_server()
     try:
         yield client
