@@ -49,10 +49,11 @@ ANONYMOUS = Principal("anonymous")
 ADMIN = Principal("admin")
 REQUEST_KEY = web.RequestKey("principal", Principal)
 
-# What each SSE message kind belongs to: None is public; "admin" is never published.
+# What each SSE message kind belongs to: None is public; "admin" is never published. A kind
+# in REDACTED goes, without those fields, to a connection that cannot read its area.
 FEED_AREAS: dict[str, str | None] = {
     "chain_event": None,
-    "asset_pause": None,  # sent redacted (no reason) to those who cannot read reconciliation
+    "asset_pause": "reconciliation",  # sent without its reason to those who cannot read it
     "payout_control": None,
     "reconciliation": "reconciliation",  # sent without `results` to those who cannot read it
     "payout": "payouts",

@@ -2,6 +2,9 @@
 // batch changes, reconciliation runs, pauses and kill switches over
 // /v1/stream (server-sent events). Everything from the API is rendered with
 // textContent: event arguments come from the chain, i.e. from anyone.
+// Without a token the page shows what is public (README "Read scopes"): chain
+// status and events, aggregate payout and reconciliation figures; a panel
+// whose data needs the admin token says so.
 "use strict";
 
 const MAX_EVENTS = 50;
@@ -14,7 +17,7 @@ const activity = []; // payout and batch changes seen on the stream, newest firs
 let payouts = null; // the last /v1/status payouts, patched by stream messages
 let reconciliation = null; // the same for reconciliation
 let refreshTimer = null;
-const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/deliveries
+const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/status
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -44,7 +47,7 @@ function fmt(v) {
 
 async function getJSON(url) {
   const res = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!res.ok) throw new Error(url + ": HTTP " + res.status);
+  if (!res.ok) throw Object.assign(new Error(url + ": HTTP " + res.status), { status: res.status });
   return res.json();
 }
 
@@ -118,13 +121,16 @@ function argsCell(e) {
 
 // ---- deliveries -------------------------------------------------------------
 
-function renderDeliveries(data) {
+function setAssets(assets) {
   assetUnits.clear();
-  for (const a of data.assets || []) {
+  for (const a of assets || []) {
     const unit = { symbol: a.symbol, decimals: a.decimals };
     assetUnits.set(a.id, unit);
     if (a.contract) assetUnits.set(a.chain + ":" + a.contract.toLowerCase(), unit);
   }
+}
+
+function renderDeliveries(data) {
   const rows = (data.subscriptions || []).map((s) => {
     const bad = s.state !== "active" || s.dead > 0;
     const state = s.state_reason ? s.state + ": " + s.state_reason : s.state;
@@ -141,9 +147,13 @@ function renderDeliveries(data) {
 async function refreshDeliveries() {
   try {
     renderDeliveries(await getJSON("/v1/deliveries"));
-    renderEvents();
   } catch (err) {
-    /* the status poll reports the API as unavailable */
+    if (err.status === 401 || err.status === 403) {
+      const note = row([Object.assign(el("td", "private: needs the admin token (or api.public = [\"deliveries\"])"),
+        { colSpan: 8 })], { class: "empty", "data-needs-token": "deliveries" });
+      document.querySelector("#deliveries tbody").replaceChildren(note);
+    }
+    /* otherwise the status poll reports the API as unavailable */
   }
 }
 
@@ -203,7 +213,13 @@ function renderPayouts() {
     parts.push(div);
   }
   const recent = renderActivity();
-  if (recent) parts.push(el("h3", "recent changes"), recent);
+  if (recent) {
+    parts.push(el("h3", "recent changes"), recent);
+  } else {
+    const note = el("div", "each payout's changes: private (admin token, or api.public = [\"payouts\"])", "muted");
+    note.setAttribute("data-needs-token", "payouts");
+    parts.push(note);
+  }
   box.className = "";
   box.replaceChildren(...parts);
 }
@@ -222,7 +238,8 @@ function renderReconciliation() {
   }
   const parts = [(rec.latest || []).length ? table : el("span", "no reconciliation runs yet", "muted")];
   for (const p of rec.paused_assets || []) {
-    const div = el("div", "paused: " + p.asset_id + " (" + p.reason + ")", "bad");
+    // The reason names an account and amounts: only shown to a reader of reconciliation details.
+    const div = el("div", "paused: " + p.asset_id + (p.reason ? " (" + p.reason + ")" : ""), "bad");
     div.setAttribute("data-paused-asset", p.asset_id);
     parts.push(div);
   }
@@ -233,6 +250,9 @@ function renderReconciliation() {
 async function refreshStatus() {
   try {
     const status = await getJSON("/v1/status");
+    const unitsBefore = JSON.stringify([...assetUnits]);
+    setAssets(status.assets);
+    if (JSON.stringify([...assetUnits]) !== unitsBefore) renderEvents();
     renderChains(status.chains || []);
     payouts = status.payouts;
     reconciliation = status.reconciliation;
