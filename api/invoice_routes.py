@@ -19,6 +19,7 @@ from settlement.invoices.verify import Expectation, verify_payment
 
 from .http import IDENT_PATTERN, PlainText, RequestError, json_response
 from .routing import AddressText, Ident, Routes, Units, UnitsIn
+from .scopes import can_read, principal, public_areas
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 admin_routes = Routes("admin", auth="admin")
@@ -167,4 +168,6 @@ async def verify(request: web.Request, body: VerifyBody) -> web.Response:
     except (RpcError, BadRpcResponse) as exc:
         raise RequestError(None, f"the chain could not be asked: {exc.__class__.__doc__ or 'RPC error'}",
                            status=503, code="chain_unavailable") from None
+    if not can_read(principal(request), "invoices", public_areas(request.app)):
+        out.pop("claimed_by", None)  # another invoice's id: private (README "Read scopes")
     return json_response(out)
