@@ -106,7 +106,9 @@ def allowed(request: web.Request, auth: str | None, area: str | None) -> None:
         from .metrics import ADMIN_AUTH_FAILURES  # metrics declares its route: imported late
 
         ADMIN_AUTH_FAILURES.inc()
-        log.warning("api.admin_auth_failed", peer=request.remote, route=request.path[:200])
+        resource = request.match_info.route.resource
+        log.warning("api.admin_auth_failed", peer=request.remote,
+                    route=resource.canonical if resource is not None else "unmatched")
         raise RequestError("Authorization", "invalid bearer token", status=401, code="unauthorized",
                            headers=CHALLENGE)
     raise RequestError("Authorization", "a bearer token is required", status=401, code="unauthorized",
