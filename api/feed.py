@@ -21,7 +21,7 @@ import contextlib
 import heapq
 import itertools
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +149,7 @@ class Feed:
         self.position: Position | None = None
         self.ready = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
-        self.clients: dict[str, int] = {}  # open streams per client key
+        self.clients: Counter[str] = Counter()  # open streams per client key
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -330,20 +330,18 @@ async def stream(request: web.Request, p: StreamQuery) -> web.StreamResponse:
                            headers={"Retry-After": "5"})
     key_of = request.app.get(CLIENT_KEY)
     client = key_of(request) if key_of is not None else (request.remote or "unknown")
-    if feed.clients.get(client, 0) >= settings.stream_slots:
+    if feed.clients[client] >= settings.stream_slots:
         m.RATE_LIMITED.inc()
         raise RequestError(None, f"too many streams open from this client (at most {settings.stream_slots}); "
                                  "close one or retry later", status=429, code="too_many_streams",
                            headers={"Retry-After": "5"})
-    feed.clients[client] = feed.clients.get(client, 0) + 1  # taken before any await: no race past the cap
+    feed.clients[client] += 1  # taken before any await: no race past the cap
     try:
         return await _stream(request, feed, settings, p.chain, resume, who, public)
     finally:
-        left = feed.clients[client] - 1
-        if left:
-            feed.clients[client] = left
-        else:
-            del feed.clients[client]
+        feed.clients[client] -= 1
+        if feed.clients[client] <= 0:
+            del feed.clients[client]  # the map holds only clients with a stream open
 
 
 async def _stream(request: web.Request, feed: Feed, settings: ApiSettings, chain: str | None,

@@ -153,9 +153,11 @@ async def wait_for(tools: DevTools, session: str, expression: str) -> Any:
 
 
 async def test_status_page_renders_live_data(tmp_path, pool):
+    """Without a token (read scopes, issue 26): chains, events and aggregates render; each payout's
+    changes, pause reasons and deliveries do not, and the page says where a token is needed."""
     settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
     store, _ = await seeded(pool, "anvil", blocks=12, head=14, final=6)
-    await seed_settlement(pool)
+    ids = await seed_settlement(pool)
     server = TestServer(make_app(settings, pool), host="127.0.0.1")
     await server.start_server()
     try:
@@ -175,8 +177,15 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             await wait_for(tools, page, "document.querySelector('#payouts [data-payout-state=\"pending\"]') !== null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
             await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
+            await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token=\"deliveries\"]') !== null")
+            await wait_for(tools, page, "document.querySelector('#payouts [data-needs-token=\"payouts\"]') !== null")
 
-            # Committed after the page loaded: only the SSE feed can bring it.
+            # Private changes, then an event committed after the page loaded: only the SSE feed can bring
+            # it, past the private messages it skips.
+            async with pool.acquire() as conn:
+                await pause_asset(conn, "anvil:native", "run 9: user:anvil:0xsecret holds 5", "reconciler")
+            await pool.execute("UPDATE payout_requests SET state = 'held', reason = 'refused' WHERE id = $1",
+                               ids["pending"])
             probe = event_row("anvil", 13, 0, addr=address(9), event="LiveProbe", args={"probe": "<b>not html</b>"})
             await commit_blocks(store, 12, 13, [probe])
             new_id = await pool.fetchval("SELECT id FROM events WHERE event = 'LiveProbe'")
@@ -191,6 +200,14 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             bold = await tools.send("Runtime.evaluate", {"expression": "document.querySelectorAll('#events b').length",
                                                          "returnByValue": True}, session=page)
             assert bold["result"]["value"] == 0
+            paused = await wait_for(tools, page, """(() => {
+                const d = document.querySelector('[data-paused-asset="anvil:native"]');
+                return d && d.textContent; })()""")
+            assert paused == "paused: anvil:native"
+            text = await tools.send("Runtime.evaluate", {"expression": "document.body.innerText",
+                                                         "returnByValue": True}, session=page)
+            assert "0xsecret" not in text["result"]["value"] and "refused" not in text["result"]["value"]
+            assert await wait_for(tools, page, "document.querySelector('#payout-activity') === null")
     finally:
         await server.close()
 
@@ -251,48 +268,3 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
     finally:
         await server.close()
 
-
-async def test_status_page_without_a_token_shows_what_is_public(tmp_path, pool):
-    """Read scopes (issue 26): no token, nothing published: chains, events and aggregates render;
-    each payout's changes, pause reasons and deliveries do not, and the page says a token is needed."""
-    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
-    store, _ = await seeded(pool, "anvil", blocks=12, head=14, final=6)
-    ids = await seed_settlement(pool)
-    server = TestServer(make_app(settings, pool), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with chromium(tmp_path) as tools:
-            page = await open_page(tools, str(server.make_url("/")))
-            chain_row = await wait_for(tools, page, """(() => {
-                const tr = document.querySelector('#chains tr[data-chain="anvil"]');
-                return tr && [...tr.cells].map((c) => c.textContent);
-            })()""")
-            assert chain_row[:3] == ["anvil", "following", "14"]
-            await wait_for(tools, page, "document.querySelectorAll('#events tr[data-event-id]').length === 24")
-            await wait_for(tools, page, "document.querySelector('#payouts [data-payout-state=\"pending\"]') !== null")
-            await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
-            await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token=\"deliveries\"]') !== null")
-            await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
-
-            async with pool.acquire() as conn:
-                await pause_asset(conn, "anvil:native", "run 9: user:anvil:0xsecret holds 5", "reconciler")
-            await pool.execute("UPDATE payout_requests SET state = 'held', reason = 'refused' WHERE id = $1",
-                               ids["pending"])
-            probe = event_row("anvil", 13, 0, addr=address(9), event="AfterPrivate")
-            await commit_blocks(store, 12, 13, [probe])
-            # The event committed after both private changes arrives: they were skipped, not stuck.
-            await wait_for(tools, page, "[...document.querySelectorAll('#events td')].some((c) => "
-                                        "c.textContent === 'AfterPrivate')")
-            text = await wait_for(tools, page, """(() => {
-                const d = document.querySelector('[data-paused-asset="anvil:native"]');
-                return d && d.textContent; })()""")
-            assert text == "paused: anvil:native"
-            html = await tools.send("Runtime.evaluate", {"expression": "document.body.innerText",
-                                                         "returnByValue": True}, session=page)
-            shown = html["result"]["value"]
-            assert "0xsecret" not in shown and "refused" not in shown
-            assert await wait_for(tools, page, "document.querySelector('#payout-activity') === null")
-            assert await wait_for(tools, page, "document.querySelector('#payouts [data-needs-token=\"payouts\"]') "
-                                               "!== null")
-    finally:
-        await server.close()
