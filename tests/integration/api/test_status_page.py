@@ -35,6 +35,7 @@ from tests.support.api_data import (
     seeded,
 )
 
+ADMIN_TOKEN = "page-admin-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not found: apt-get install chromium (.ci/run installs it)")
@@ -212,10 +213,12 @@ async def test_status_page_renders_live_data(tmp_path, pool):
         await server.close()
 
 
-async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tmp_path, pool):
-    # The page sends no token: the operator publishes payouts and reconciliation details (issue 26).
+async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tmp_path, pool, monkeypatch):
+    # Each payout's changes and pause reasons are private (issue 26): the operator types the admin
+    # token into the page, which then reads the stream with it (fetch, not EventSource).
+    monkeypatch.setenv("CS_PAGE_ADMIN_TOKEN", ADMIN_TOKEN)
     settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1,
-                                                                 "public": ["payouts", "reconciliation"]})
+                                                                 "admin_token": "env:CS_PAGE_ADMIN_TOKEN"})
     await seeded(pool, "anvil", blocks=12, head=14, final=6)
     ids = await seed_settlement(pool)
     server = TestServer(make_app(settings, pool), host="127.0.0.1")
@@ -223,6 +226,13 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
     try:
         async with chromium(tmp_path) as tools:
             page = await open_page(tools, str(server.make_url("/")))
+            await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token]') !== null")
+            await tools.send("Runtime.evaluate", {"expression": f"""
+                document.getElementById('token').value = '{ADMIN_TOKEN}';
+                document.getElementById('token-use').click();""", "returnByValue": True}, session=page)
+            await wait_for(tools, page, "document.getElementById('token').placeholder === 'admin token in use'")
+            await wait_for(tools, page, "document.querySelector('#deliveries tr.empty td') !== null && "
+                                        "document.querySelector('#deliveries [data-needs-token]') === null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
             await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
             # From here on the page cannot poll: whatever changes came over the stream.
