@@ -28,6 +28,7 @@ from aiohttp import web
 
 from config import Secret
 from config.logs import get_logger
+from settlement.signin.tokens import verify_token
 
 from .http import RequestError
 from .state import SETTINGS
@@ -131,8 +132,6 @@ def principal_middleware(admin: Secret | None, wallet_key: Secret | None) -> Cal
         if expected is not None and hmac.compare_digest(hashlib.sha256(raw).digest(), expected):
             return ADMIN
         if wallet_key is not None:
-            from settlement.signin.tokens import verify_token
-
             claims = verify_token(wallet_key, given)
             if claims is not None and isinstance(claims.get("sub"), str):
                 return Principal("wallet", address=claims["sub"], chain=claims.get("chain"))
