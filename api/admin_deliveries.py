@@ -23,7 +23,7 @@ from .routing import QueryInt, Routes, Text
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 routes = Routes("admin", auth="admin")  # bearer token
-public_routes = Routes("public")        # the status page's summary: no URLs, no secrets
+public_routes = Routes("private", area="deliveries")  # the summary: no URLs, no secrets
 MSG_ID = r"^[A-Za-z0-9_.:-]{1,200}$"
 SubId = Text(r"^[a-z0-9][a-z0-9_-]{0,62}$", "lowercase letters, digits, '-' or '_' (max 63)")
 Limit = QueryInt(1, 1000)

@@ -21,7 +21,7 @@ from .routing import Ident, QueryInt, Routes
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 routes = Routes("admin", auth="admin")  # registered with the admin routes
-read_routes = Routes("public")  # always registered
+read_routes = Routes("private", area="intents")  # always registered
 _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
 STATES = Literal["due", "delayed", "awaiting_approval", "requested", "executed", "failed", "missed", "skipped",
                  "cancelled"]

@@ -1,6 +1,6 @@
 """Admin routes: registered only when `api.admin_token` is configured.
 
-The bearer token is checked by `middleware.admin_auth` before any handler
+The bearer token is checked by the route wrapper (api/scopes.py) before any handler
 here runs. The settlement functions called here write their own audit
 rows, in the transaction of the change; the actor they record is
 `admin_actor(token)`, a label that names the token without revealing it.

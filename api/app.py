@@ -1,7 +1,8 @@
 """`make_app`: the aiohttp application, given settings and a pool.
 
 Handlers only read, except the admin routes, which exist only when an
-admin token is configured. Tests call this factory directly.
+admin token is configured. Private reads are always served and refuse
+a request without the right token (api/scopes.py). Tests call this factory directly.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from . import (
 from .middleware import (
     CorsPolicy,
     RateLimiter,
-    admin_auth,
     error_middleware,
     metrics_middleware,
 )
 from .routing import Routes
-from .state import ADMIN_ACTOR, POOL, SETTINGS, BoundedPool
+from .scopes import principal_middleware
+from .state import ADMIN_ACTOR, CLIENT_KEY, POOL, SETTINGS, BoundedPool
 
 STATIC = Path(__file__).with_name("static")
 # Admin bodies are a few hundred bytes; nothing else reads a body.
@@ -58,7 +59,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
 
 
-page = Routes("ops")
+page = Routes("ops", auth=None)
 
 
 def _file(url: str, name: str, content_type: str, summary: str) -> None:
@@ -85,11 +86,12 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     cors = CorsPolicy(api.cors_origins)
     limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.trusted_proxies,
                           max_inflight=api.max_inflight_per_client)
-    middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware()]
-    if token is not None:
-        middlewares.append(admin_auth(token))
+    signin_key = auth_routes.token_key(settings) if settings.invoices.signin is not None else None
+    middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware(),
+                   principal_middleware(token, signin_key)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
+    app[CLIENT_KEY] = limiter.client_key  # the stream slots count per client as the limiter does
     app[POOL] = BoundedPool(pool, api.acquire_timeout)
     app[openapi.SPEC] = {}
     app.on_response_prepare.append(cors.on_prepare)
@@ -102,8 +104,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
     app.add_routes(invoice_routes.routes)
-    if settings.invoices.signin is not None:
-        auth_routes.token_key(settings)  # an unresolvable key fails at start, naming the field
+    if signin_key is not None:  # an unresolvable key failed above, naming the field
         app.add_routes(auth_routes.routes)
     app.add_routes(admin_deliveries.public_routes)
     app.add_routes(admin_intents.read_routes)

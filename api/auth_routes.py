@@ -21,7 +21,7 @@ from .http import RequestError, error_body, json_response
 from .routing import Error, Routes
 from .state import POOL, SETTINGS
 
-routes = Routes("auth")
+routes = Routes("auth", auth=None)
 _FIELD_REASONS = {"chain": "chain", "address": "address"}
 
 

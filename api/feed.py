@@ -21,7 +21,7 @@ import contextlib
 import heapq
 import itertools
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +32,14 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, Field
 
 from config.logs import get_logger
+from config.section_api import ApiSettings
 from db import Queries, side_connection
 
 from . import metrics as m
 from .http import MAX_BIGINT, RequestError, dumps
 from .routing import ChainName, Routes, Text
-from .state import POOL, SETTINGS
+from .scopes import REDACTED, Principal, can_read, feed_area, principal, public_areas
+from .state import CLIENT_KEY, POOL, SETTINGS
 
 log = get_logger("api.feed")
 Q = Queries(Path(__file__).with_name("queries.sql"))
@@ -53,7 +55,7 @@ POLL_BATCH = 1000
 CATCH_UP_BATCH = 500
 QUEUE_LIMIT = 5000
 READY_WAIT = 5.0
-routes = Routes("public")
+routes = Routes("public", auth=None)  # filtered per connection by scope
 
 
 def format_position(pos: Position) -> str:
@@ -72,6 +74,11 @@ class Item:
     position: Position
     chain: str | None  # None: concerns every chain (a global kill switch)
     message: bytes
+    area: str | None = None  # who may read it (api/scopes.py): None is public
+    redacted: bytes | None = None  # what a connection that cannot read `area` gets instead, if anything
+
+    def for_reader(self, who: Principal, public: frozenset[str]) -> bytes | None:
+        return self.message if can_read(who, self.area, public) else self.redacted
 
 
 def _message(pos: Position, name: str, data: object) -> bytes:
@@ -86,7 +93,12 @@ def event_item(row: asyncpg.Record) -> Item:
 
 def outbox_item(row: asyncpg.Record) -> Item:
     pos = (int(row["tx"]), OUTBOX, row["id"])
-    return Item(pos, row["chain"], _message(pos, row["kind"], row["payload"]))
+    kind, payload = row["kind"], row["payload"]
+    redacted = None
+    if kind in REDACTED and isinstance(payload, dict):
+        dropped = REDACTED[kind]
+        redacted = _message(pos, kind, {k: v for k, v in payload.items() if k not in dropped})
+    return Item(pos, row["chain"], _message(pos, kind, payload), feed_area(kind), redacted)
 
 
 def _bounds(pos: Position) -> tuple[tuple[str, int], tuple[str, int]]:
@@ -137,6 +149,7 @@ class Feed:
         self.position: Position | None = None
         self.ready = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
+        self.clients: Counter[str] = Counter()  # open streams per client key
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
@@ -297,18 +310,42 @@ async def stream(request: web.Request, p: StreamQuery) -> web.StreamResponse:
     state) and `intent` (an intent occurrence executed, delayed, missed, failed, held or
     awaiting approval, or a low-buffer warning). Every `id:` is a position in one total
     order across all of them: `tx.id` for events, `tx.oN` for the rest.
+
+    Filtered per connection by its token's scope (README "Read scopes"): without the
+    admin token only `chain_event`, `payout_control`, `asset_pause` (no reason) and
+    `reconciliation` (no per-account results) come, plus the areas `api.public` names.
+    A message left out still moves the position: ids stay in order, never repeat.
+    One client holds at most `api.stream_slots_per_client` streams (then 429).
     """
     settings = request.app[SETTINGS].api
     feed = request.app[FEED]
-    chain = p.chain
     resume: Position | None = None
     if p.last_event_id_header is not None:
         resume = parse_position("Last-Event-ID", p.last_event_id_header)
     elif p.last_event_id is not None:
         resume = parse_position("last_event_id", p.last_event_id)
+    who, public = principal(request), public_areas(request.app)
     if len(feed.subscribers) >= settings.sse_max_clients:
         raise RequestError(None, "too many stream clients; retry later", status=503, code="busy",
                            headers={"Retry-After": "5"})
+    key_of = request.app.get(CLIENT_KEY)
+    client = key_of(request) if key_of is not None else (request.remote or "unknown")
+    if feed.clients[client] >= settings.stream_slots:
+        m.RATE_LIMITED.inc()
+        raise RequestError(None, f"too many streams open from this client (at most {settings.stream_slots}); "
+                                 "close one or retry later", status=429, code="too_many_streams",
+                           headers={"Retry-After": "5"})
+    feed.clients[client] += 1  # taken before any await: no race past the cap
+    try:
+        return await _stream(request, feed, settings, p.chain, resume, who, public)
+    finally:
+        feed.clients[client] -= 1
+        if feed.clients[client] <= 0:
+            del feed.clients[client]  # the map holds only clients with a stream open
+
+
+async def _stream(request: web.Request, feed: Feed, settings: ApiSettings, chain: str | None,
+                  resume: Position | None, who: Principal, public: frozenset[str]) -> web.StreamResponse:
     try:
         await asyncio.wait_for(feed.ready.wait(), READY_WAIT)
     except asyncio.TimeoutError:
@@ -327,8 +364,9 @@ async def stream(request: web.Request, p: StreamQuery) -> web.StreamResponse:
             last = resume
             async for item in feed.catch_up(resume, sub.start):
                 last = item.position
-                if chain is None or item.chain in (None, chain):
-                    await response.write(item.message)
+                message = item.for_reader(who, public)
+                if message is not None and (chain is None or item.chain in (None, chain)):
+                    await response.write(message)
                     m.SSE_SENT.inc()
         while not (sub.closed or sub.dropped):
             items = await sub.take(settings.sse_heartbeat)
@@ -340,8 +378,9 @@ async def stream(request: web.Request, p: StreamQuery) -> web.StreamResponse:
                 if item.position <= last:
                     continue
                 last = item.position
-                if chain is None or item.chain in (None, chain):
-                    out += item.message
+                message = item.for_reader(who, public)
+                if message is not None and (chain is None or item.chain in (None, chain)):
+                    out += message
                     m.SSE_SENT.inc()
             if out:
                 await response.write(bytes(out))

@@ -19,10 +19,11 @@ from settlement.invoices.verify import Expectation, verify_payment
 
 from .http import IDENT_PATTERN, PlainText, RequestError, json_response
 from .routing import AddressText, Ident, Routes, Units, UnitsIn
+from .scopes import can_read, principal, public_areas
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 admin_routes = Routes("admin", auth="admin")
-routes = Routes("public")
+routes = Routes("public", auth=None)
 _STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
 MATCH_METHODS = Literal["destination_tag", "memo", "payer", "amount"]
 STATES = Literal["new", "seen", "paid", "underpaid", "overpaid", "expired", "paid_late", "reverted", "invalid"]
@@ -182,4 +183,8 @@ async def verify(request: web.Request, body: VerifyBody) -> web.Response:
     except (RpcError, BadRpcResponse) as exc:
         raise RequestError(None, f"the chain could not be asked: {exc.__class__.__doc__ or 'RPC error'}",
                            status=503, code="chain_unavailable") from None
+    if not can_read(principal(request), "invoices", public_areas(request.app)):
+        out.pop("claimed_by", None)  # another invoice's id: private (README "Read scopes")
+        if out.get("claim_key") != body.claim_key:
+            out.pop("claim_key", None)  # another purpose's key (an app's order id): private too
     return json_response(out)

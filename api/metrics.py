@@ -23,7 +23,7 @@ SSE_CLIENTS = Gauge("chainsettle_api_sse_clients", "Connected /v1/stream clients
 SSE_SENT = Counter("chainsettle_api_sse_events_total", "Events written to /v1/stream clients")
 SSE_DROPPED = Counter("chainsettle_api_sse_dropped_clients_total", "Stream clients cut off because they fell behind")
 FEED_POLL_ERRORS = Counter("chainsettle_api_feed_poll_errors_total", "Failed polls of the event feed")
-routes = Routes("ops")
+routes = Routes("ops", auth=None)
 
 
 @routes.get("/metrics", response={"description": "Exposition format", "content": {

@@ -1,4 +1,4 @@
-"""Request pipeline: metrics, CORS, JSON errors, per-client rate limit, admin auth.
+"""Request pipeline: metrics, CORS, JSON errors, per-client rate limit (the token: api/scopes.py).
 
 Order matters (the first listed wraps the rest): metrics see the final
 status of every request; CORS answers preflights before anything else;
@@ -9,8 +9,6 @@ the rate limiter and the admin check just raise.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ipaddress
 import math
 import re
@@ -20,7 +18,6 @@ from collections.abc import Awaitable, Callable, Iterable
 import asyncpg
 from aiohttp import web
 
-from config import Secret
 from config.logs import get_logger
 
 from . import metrics as m
@@ -28,7 +25,6 @@ from .http import RequestError, error_body, json_response
 
 log = get_logger("api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ADMIN_PREFIX = "/v1/admin/"
 # Probes and scrapes come from a few fixed peers; limiting them would turn
 # a busy API into a failing health check.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -221,7 +217,8 @@ class RateLimiter:
                     headers={"Retry-After": str(max(1, math.ceil(wait)))},
                 )
             # [integrity] requests of one client running at once, counted before
-            # any handler takes a database connection (streams have their own cap).
+            # any handler takes a database connection (a stream is long-lived: it
+            # counts against the client's stream slots instead, api/feed.py).
             if self.max_inflight is None or request.path in STREAM_PATHS:
                 return await handler(request)
             running = self._inflight.get(key, 0)
@@ -243,27 +240,3 @@ class RateLimiter:
 
         return rate_limit_middleware
 
-
-def admin_auth(token: Secret) -> Callable:
-    """Bearer-token check for /v1/admin/ routes; the token never leaves this closure."""
-    # Comparing digests keeps the comparison constant-time regardless of length.
-    expected = hashlib.sha256(token.reveal().encode()).digest()
-    challenge = {"WWW-Authenticate": 'Bearer realm="chainsettle-admin"'}
-
-    @web.middleware
-    async def admin_auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if route_label(request).startswith(ADMIN_PREFIX):
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not given.strip():
-                raise RequestError("Authorization", "a bearer token is required", status=401,
-                                   code="unauthorized", headers=challenge)
-            digest = hashlib.sha256(given.strip().encode("utf-8", "surrogateescape")).digest()
-            if not hmac.compare_digest(digest, expected):
-                m.ADMIN_AUTH_FAILURES.inc()
-                log.warning("api.admin_auth_failed", peer=request.remote, route=route_label(request))
-                raise RequestError("Authorization", "invalid bearer token", status=401,
-                                   code="unauthorized", headers=challenge)
-        return await handler(request)
-
-    return admin_auth_middleware

@@ -19,7 +19,7 @@ from .middleware import UNLIMITED_PATHS
 from .routing import JSON, Routes, build_spec, registered
 from .state import SETTINGS
 
-routes = Routes("ops")
+routes = Routes("ops", auth=None)
 SPEC = web.AppKey("openapi", dict)  # {"body": bytes} once built
 
 
@@ -39,7 +39,9 @@ def document(app: web.Application, settings: Settings) -> dict[str, Any]:
     return build_spec(registered(app), runtime=runtime_values(settings), unlimited=UNLIMITED_PATHS,
                       title="chainsettle",
                       description="Read API over indexed chain events, the ledger, payouts and reconciliation; "
-                                  "the admin API when a token is configured.")
+                                  "the admin API when a token is configured. Routes with `security` need "
+                                  "a bearer token (README: Read scopes).",
+                      public=frozenset(settings.api.public))
 
 
 @routes.get("/openapi.json", response={"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}})

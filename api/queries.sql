@@ -145,6 +145,10 @@ WHERE ($1::text IS NULL OR r.chain = $1)
 ORDER BY r.id DESC
 LIMIT $4;
 
+-- name: asset_units
+-- Symbols and decimals for showing amounts in an asset's units (public: chain configuration).
+SELECT id, chain, name, kind, contract, symbol, decimals FROM assets ORDER BY id;
+
 -- name: latest_reconciliations
 -- The newest run of each chain.
 SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, error, checked, mismatches

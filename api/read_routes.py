@@ -18,14 +18,15 @@ from db import Queries
 
 from .http import RequestError, json_response, row_dict
 from .routing import Address, ChainName, EventName, QueryInt, Routes, Runtime, Text
+from .scopes import can_read, principal, public_areas
 from .settlement_routes import PayoutSummary, ReconciliationSummary, page_limit, payout_summary, reconciliation_summary
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 READY_TIMEOUT = 3.0
 RECENT_REORGS = 5
-routes = Routes("public")
-probes = Routes("ops")
+routes = Routes("public", auth=None)
+probes = Routes("ops", auth=None)
 
 
 class Health(BaseModel):
@@ -154,23 +155,40 @@ class ChainStatus(BaseModel):
     updated_at: dt.datetime | None = None
 
 
+class AssetUnits(BaseModel):
+    id: str
+    chain: str
+    name: str
+    kind: str
+    contract: str | None
+    symbol: str | None
+    decimals: int | None
+
+
 class Status(BaseModel):
     generated_at: dt.datetime
     chains: list[ChainStatus]
     payouts: PayoutSummary
     reconciliation: ReconciliationSummary
+    assets: list[AssetUnits] = Field(description="symbol and decimals per asset, to show amounts in units")
 
 
 @routes.get("/v1/status", response=Status)
 async def status(request: web.Request) -> web.Response:
-    """Per-chain follower status, payout queue, last reconciliation"""
+    """Per-chain follower status, payout queue, last reconciliation
+
+    Public: aggregates only (counts and sums per chain, asset and state), nothing per
+    invoice, payout or account; pause reasons only with the right to read reconciliation.
+    """
     settings = request.app[SETTINGS]
     thresholds = {c.name: c.lag_threshold_blocks for c in settings.chains}
+    reasons = can_read(principal(request), "reconciliation", public_areas(request.app))
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(Q.chain_states)
         reorg_rows = await conn.fetch(Q.recent_reorgs, RECENT_REORGS)
         payouts = await payout_summary(conn)
-        reconciliation = await reconciliation_summary(conn)
+        reconciliation = await reconciliation_summary(conn, reasons=reasons)
+        assets = [row_dict(r) for r in await conn.fetch(Q.asset_units)]
     reorgs: dict[str, list[dict]] = {}
     for r in reorg_rows:
         reorgs.setdefault(r["chain"], []).append({k: v for k, v in r.items() if k != "chain"})
@@ -186,6 +204,7 @@ async def status(request: web.Request) -> web.Response:
         "chains": chains,
         "payouts": payouts,
         "reconciliation": reconciliation,
+        "assets": assets,
     })
 
 

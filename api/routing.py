@@ -3,7 +3,7 @@
 A route module makes one `Routes` table per area (its OpenAPI tag) and
 declares each route with the models of its input and answer:
 
-    routes = Routes("public")              # Routes("admin", auth="admin") for admin routes
+    routes = Routes("public", auth=None)   # who may read it: see "Scopes" below
 
     class ThingQuery(BaseModel):           # path and query parameters in one model:
         id: Ident                          #   a field named in the path is a path parameter,
@@ -35,6 +35,14 @@ control characters; bound every integer); bodies over `app.MAX_BODY` are a
 413. The handler gets `p` (with `params=`) then `body` (with `body=`,
 `body_required=False` reads no body as {}), and raises `RequestError` for
 what a schema cannot say (404, 409, a chain that is not configured).
+
+Scopes (api/scopes.py, README "Read scopes"): a route is private unless it
+says otherwise. `Routes(tag)` (auth="admin") needs the admin token;
+`auth=None` makes a table (or one route) public; `area="payouts"` names
+the read area of a private read, which the operator may publish with
+`[api] public = ["payouts"]`. The wrapper refuses before reading any
+parameter: 401 without a usable token, 403 when the token's scope is not
+enough. The document shows `security` on every route that needs a token.
 
 `/openapi.json` (api/openapi.py) is built on its first request from the
 routes the app registered (admin routes only with a token): parameters,
@@ -80,6 +88,7 @@ from .http import (
     field_error,
     json_body,
 )
+from .scopes import allowed
 
 JSON = "application/json"
 REF = "#/components/schemas/{model}"
@@ -197,7 +206,8 @@ class Route:
     responses: dict[int, tuple[type[BaseModel], str]] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
-    auth: str | None = None
+    auth: str | None = "admin"  # the scheme whose token reads it; None: public
+    area: str | None = None  # a private read area the operator may publish (`api.public`)
     summary: str | None = None
     description: str | None = None
     headers: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -212,9 +222,10 @@ class Route:
 class Routes:
     """A table of declared routes of one area (`tag`); iterate it, or pass it to `app.add_routes`."""
 
-    def __init__(self, tag: str, *, auth: str | None = None) -> None:
+    def __init__(self, tag: str, *, auth: str | None = "admin", area: str | None = None) -> None:
         self.tag = tag
         self.auth = auth
+        self.area = area
         self._routes: list[Route] = []
 
     def __iter__(self) -> Iterator[web.RouteDef]:
@@ -225,6 +236,7 @@ class Routes:
     def route(self, method: str, path: str, **decl: Any) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             decl.setdefault("auth", self.auth)
+            decl.setdefault("area", self.area)
             decl.setdefault("tags", [self.tag])
             route = Route(method, path, handler, **decl)
             wrapped = _wrap(route)
@@ -300,7 +312,10 @@ def _wrap(route: Route) -> Handler:
     read_params = _param_reader(route)
     takes_params = route.params is not None
 
+    auth, area = route.auth, route.area
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        allowed(request, auth, area)  # 401/403 before anything of the request is read
         p = read_params(request)  # also refuses unknown query parameters where none are declared
         args: list[Any] = [p] if takes_params else []
         if body is not None:
@@ -318,7 +333,9 @@ def _wrap(route: Route) -> Handler:
 
 RATE_LIMITED_HEADERS = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait"}}
 TAGS = {
-    "public": "Reads of the index, ledger, payouts and reconciliation; the stream; verify-payment",
+    "public": "Readable without a token: status, chain events, the stream (filtered by scope), verify-payment",
+    "private": "Reads of accounts, payouts, batches, reconciliation details, intents and deliveries: the admin "
+               "token, unless `api.public` publishes the area",
     "auth": "Wallet sign-in: a challenge to sign, then a short-lived token",
     "admin": "Writes and operator reads; only served with `api.admin_token`, behind its bearer token",
     "ops": "Probes, metrics, this document and the status page",
@@ -377,7 +394,12 @@ def _parameters(route: Route, defs: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _operation(route: Route, limited: bool, defs: dict[str, Any], refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+def _secured(route: Route, public: frozenset[str]) -> bool:
+    return route.auth is not None and route.area not in public
+
+
+def _operation(route: Route, limited: bool, defs: dict[str, Any], refs: dict[Any, dict[str, Any]],
+               secured: bool) -> dict[str, Any]:
     def _ref(model: type[BaseModel], mode: str = "serialization") -> dict[str, Any]:
         return refs[(model, mode)]
 
@@ -400,8 +422,9 @@ def _operation(route: Route, limited: bool, defs: dict[str, Any], refs: dict[Any
     for status, (model, text) in route.responses.items():
         responses[str(status)] = _json(_ref(model), text, route.headers.get(status))
     responses["400"] = _json(_ref(Error), "Malformed or refused; `field` names the parameter")
-    if route.auth is not None:
+    if secured:
         responses["401"] = _json(_ref(Error), "Missing or wrong bearer token")
+        responses["403"] = _json(_ref(Error), "The token's scope cannot read this")
         op["security"] = [{route.auth: []}]
     for status, text in route.errors.items():
         responses[str(status)] = _json(_ref(Error), text, route.headers.get(status))
@@ -437,13 +460,17 @@ def _fill_runtime(node: Any, values: dict[str, dict[str, Any] | None]) -> None:
 
 
 def build_spec(routes: list[Route], *, runtime: dict[str, dict[str, Any] | None], unlimited: frozenset[str],
-               title: str, description: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes`; `runtime` fills the `Runtime(key)` markers."""
+               title: str, description: str, public: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes`; `runtime` fills the `Runtime(key)` markers.
+
+    `public`: the read areas the operator published (their routes need no token).
+    """
     refs, schema = models_json_schema(_models(routes), ref_template=REF)
     defs: dict[str, Any] = dict(schema.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
-        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, r.path not in unlimited, defs, dict(refs))
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, r.path not in unlimited, defs, dict(refs),
+                                                                    _secured(r, public))
     tags = sorted({t for r in routes for t in r.tags}, key=list(TAGS).index)
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -452,7 +479,7 @@ def build_spec(routes: list[Route], *, runtime: dict[str, dict[str, Any] | None]
         "paths": paths,
         "components": {"schemas": defs},
     }
-    schemes = {r.auth for r in routes if r.auth is not None} | {r.issues for r in routes if r.issues is not None}
+    schemes = {r.auth for r in routes if _secured(r, public)} | {r.issues for r in routes if r.issues is not None}
     if schemes:
         spec["components"]["securitySchemes"] = {s: SECURITY[s] for s in sorted(schemes)}
     _fill_runtime(spec, runtime)

@@ -21,7 +21,7 @@ from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
-routes = Routes("public")
+routes = Routes("private")  # each route names its read area
 PageLimit = Annotated[QueryInt(1), Runtime("page_size")]
 
 
@@ -228,7 +228,8 @@ class PayoutSummary(BaseModel):
 
 class PausedAsset(BaseModel):
     asset_id: str
-    reason: str
+    reason: str | None = Field(description="null without the right to read reconciliation details: "
+                                           "a reconciler's reason names an account and amounts")
     run_id: int | None
     paused_by: str
     paused_at: dt.datetime
@@ -261,7 +262,7 @@ def _account_view(row: asyncpg.Record) -> dict[str, Any]:
 NOT_FOUND = {404: "No such resource"}
 
 
-@routes.get("/v1/accounts/{id}/balances", params=ById, response=Balances, errors=NOT_FOUND)
+@routes.get("/v1/accounts/{id}/balances", area="accounts", params=ById, response=Balances, errors=NOT_FOUND)
 async def account_balances(request: web.Request, p: ById) -> web.Response:
     """Ledger balances of one account, per asset"""
     ref = p.id
@@ -289,7 +290,7 @@ def payout_view(r: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-@routes.get("/v1/accounts/{id}/payouts", params=AccountPage, response=AccountPayouts, errors=NOT_FOUND)
+@routes.get("/v1/accounts/{id}/payouts", area="accounts", params=AccountPage, response=AccountPayouts, errors=NOT_FOUND)
 async def account_payouts(request: web.Request, p: AccountPage) -> web.Response:
     """Payouts to one account, newest first
 
@@ -311,7 +312,7 @@ async def account_payouts(request: web.Request, p: AccountPage) -> web.Response:
     })
 
 
-@routes.get("/v1/payouts/{id}", params=ById, response=Payout, errors=NOT_FOUND)
+@routes.get("/v1/payouts/{id}", area="payouts", params=ById, response=Payout, errors=NOT_FOUND)
 async def payout(request: web.Request, p: ById) -> web.Response:
     """One payout request, by id or idempotency key"""
     ref = p.id
@@ -322,7 +323,7 @@ async def payout(request: web.Request, p: ById) -> web.Response:
     return json_response({"payout": payout_view(row)})
 
 
-@routes.get("/v1/batches/{id}", params=ById, response=Batch, errors=NOT_FOUND)
+@routes.get("/v1/batches/{id}", area="payouts", params=ById, response=Batch, errors=NOT_FOUND)
 async def batch(request: web.Request, p: ById) -> web.Response:
     """One payout batch"""
     ref = p.id.lower()
@@ -338,7 +339,7 @@ async def batch(request: web.Request, p: ById) -> web.Response:
     return json_response({"batch": body})
 
 
-@routes.get("/v1/reconciliation", params=ReconciliationQuery, response=ReconciliationPage)
+@routes.get("/v1/reconciliation", area="reconciliation", params=ReconciliationQuery, response=ReconciliationPage)
 async def reconciliation(request: web.Request, p: ReconciliationQuery) -> web.Response:
     """Reconciliation runs, newest first, with their results"""
     api = request.app[SETTINGS].api
@@ -359,9 +360,9 @@ async def payout_summary(conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
-async def reconciliation_summary(conn: asyncpg.Connection) -> dict[str, Any]:
-    """The newest run per chain and the paused assets, for /v1/status."""
-    return {
-        "latest": [row_dict(r) for r in await conn.fetch(Q.latest_reconciliations)],
-        "paused_assets": [row_dict(r) for r in await conn.fetch(Q.open_pause_rows)],
-    }
+async def reconciliation_summary(conn: asyncpg.Connection, *, reasons: bool = True) -> dict[str, Any]:
+    """The newest run per chain and the paused assets, for /v1/status (`reasons`: the pause reasons too)."""
+    paused = [row_dict(r) for r in await conn.fetch(Q.open_pause_rows)]
+    if not reasons:
+        paused = [{**p, "reason": None} for p in paused]
+    return {"latest": [row_dict(r) for r in await conn.fetch(Q.latest_reconciliations)], "paused_assets": paused}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 from aiohttp import web
 
@@ -31,3 +33,5 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", BoundedPool)
 # The actor admin writes record: a label of the token, never the token.
 ADMIN_ACTOR = web.AppKey("admin_actor", str)
+# The rate limiter's client key of a request (stream slots are counted per client).
+CLIENT_KEY = web.AppKey("client_key", Callable[[web.Request], str])

@@ -169,7 +169,11 @@ async def main() -> None:
             config.write_text(config.read_text().replace(
                 'listen = "127.0.0.1:0"',
                 f'listen = "127.0.0.1:{port}"\nrate_limit_per_second = 1000000.0\nrate_limit_burst = 1000000\n'
-                f'max_inflight_per_client = 100000\nsse_max_clients = {args.sse_clients + 100}'))
+                f'max_inflight_per_client = 100000\nsse_max_clients = {args.sse_clients + 100}\n'
+                # Every bench stream comes from one address: let it hold them all.
+                f'stream_slots_per_client = {args.sse_clients + 100}\n'
+                # Balances are private by default (read scopes): the bench publishes them.
+                'public = ["accounts"]'))
             db_url = await cluster.new_database()
             env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning")
             proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "run"], env=env,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
+# Read areas that are private unless the operator publishes them in `[api] public`
+# (README "Read scopes"); everything under /v1/admin/ stays behind the admin token.
+ReadArea = Literal["accounts", "payouts", "reconciliation", "deliveries", "intents", "invoices"]
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -48,6 +52,11 @@ class ApiSettings(BaseModel):
     sse_poll_interval: float = Field(0.5, gt=0, le=60)
     sse_heartbeat: float = Field(15.0, gt=0, le=300)
     sse_max_clients: int = Field(200, ge=1)
+    # One client (the rate limiter's client key) holds at most this many streams
+    # at once; default: a tenth of sse_max_clients, at least 1.
+    stream_slots_per_client: int | None = Field(None, ge=1)
+    # Read areas anyone may read without a token (default: none; see README "Read scopes").
+    public: list[ReadArea] = Field(default_factory=list)
     # The API cannot starve the followers and payout workers: `chainsettle run`
     # gives it its own pool, with a short statement timeout; a request waits
     # at most `acquire_timeout` for a connection (then 503); one client has at
@@ -96,7 +105,17 @@ class ApiSettings(BaseModel):
     def _pages(self) -> "ApiSettings":
         if self.default_page_size > self.max_page_size:
             raise ValueError(f"default_page_size ({self.default_page_size}) exceeds max_page_size ({self.max_page_size})")
+        if self.stream_slots_per_client is not None and self.stream_slots_per_client > self.sse_max_clients:
+            raise ValueError(f"stream_slots_per_client ({self.stream_slots_per_client}) exceeds sse_max_clients "
+                             f"({self.sse_max_clients})")
         return self
+
+    @property
+    def stream_slots(self) -> int:
+        """Streams one client may hold at once."""
+        if self.stream_slots_per_client is not None:
+            return self.stream_slots_per_client
+        return max(1, self.sse_max_clients // 10)
 
     @property
     def host(self) -> str:

@@ -2,6 +2,11 @@
 // batch changes, reconciliation runs, pauses and kill switches over
 // /v1/stream (server-sent events). Everything from the API is rendered with
 // textContent: event arguments come from the chain, i.e. from anyone.
+// Without a token the page shows what is public (README "Read scopes"): chain
+// status and events, aggregate payout and reconciliation figures; a panel
+// whose data needs the admin token says so. An operator may type the token:
+// it is kept in sessionStorage (this tab only) and sent as a bearer token; the
+// stream is then read with fetch, as EventSource cannot send a header.
 "use strict";
 
 const MAX_EVENTS = 50;
@@ -14,7 +19,9 @@ const activity = []; // payout and batch changes seen on the stream, newest firs
 let payouts = null; // the last /v1/status payouts, patched by stream messages
 let reconciliation = null; // the same for reconciliation
 let refreshTimer = null;
-const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/deliveries
+const TOKEN_KEY = "chainsettle.admin_token";
+const token = sessionStorage.getItem(TOKEN_KEY) || "";
+const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/status
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -43,8 +50,10 @@ function fmt(v) {
 }
 
 async function getJSON(url) {
-  const res = await fetch(url, { headers: { Accept: "application/json" } });
-  if (!res.ok) throw new Error(url + ": HTTP " + res.status);
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = "Bearer " + token;
+  const res = await fetch(url, { headers });
+  if (!res.ok) throw Object.assign(new Error(url + ": HTTP " + res.status), { status: res.status });
   return res.json();
 }
 
@@ -118,13 +127,16 @@ function argsCell(e) {
 
 // ---- deliveries -------------------------------------------------------------
 
-function renderDeliveries(data) {
+function setAssets(assets) {
   assetUnits.clear();
-  for (const a of data.assets || []) {
+  for (const a of assets || []) {
     const unit = { symbol: a.symbol, decimals: a.decimals };
     assetUnits.set(a.id, unit);
     if (a.contract) assetUnits.set(a.chain + ":" + a.contract.toLowerCase(), unit);
   }
+}
+
+function renderDeliveries(data) {
   const rows = (data.subscriptions || []).map((s) => {
     const bad = s.state !== "active" || s.dead > 0;
     const state = s.state_reason ? s.state + ": " + s.state_reason : s.state;
@@ -141,9 +153,13 @@ function renderDeliveries(data) {
 async function refreshDeliveries() {
   try {
     renderDeliveries(await getJSON("/v1/deliveries"));
-    renderEvents();
   } catch (err) {
-    /* the status poll reports the API as unavailable */
+    if (err.status === 401 || err.status === 403) {
+      const note = row([Object.assign(el("td", "private: needs the admin token (or api.public = [\"deliveries\"])"),
+        { colSpan: 8 })], { class: "empty", "data-needs-token": "deliveries" });
+      document.querySelector("#deliveries tbody").replaceChildren(note);
+    }
+    /* otherwise the status poll reports the API as unavailable */
   }
 }
 
@@ -203,7 +219,13 @@ function renderPayouts() {
     parts.push(div);
   }
   const recent = renderActivity();
-  if (recent) parts.push(el("h3", "recent changes"), recent);
+  if (recent) {
+    parts.push(el("h3", "recent changes"), recent);
+  } else {
+    const note = el("div", "each payout's changes: private (admin token, or api.public = [\"payouts\"])", "muted");
+    note.setAttribute("data-needs-token", "payouts");
+    parts.push(note);
+  }
   box.className = "";
   box.replaceChildren(...parts);
 }
@@ -222,7 +244,8 @@ function renderReconciliation() {
   }
   const parts = [(rec.latest || []).length ? table : el("span", "no reconciliation runs yet", "muted")];
   for (const p of rec.paused_assets || []) {
-    const div = el("div", "paused: " + p.asset_id + " (" + p.reason + ")", "bad");
+    // The reason names an account and amounts: only shown to a reader of reconciliation details.
+    const div = el("div", "paused: " + p.asset_id + (p.reason ? " (" + p.reason + ")" : ""), "bad");
     div.setAttribute("data-paused-asset", p.asset_id);
     parts.push(div);
   }
@@ -233,6 +256,9 @@ function renderReconciliation() {
 async function refreshStatus() {
   try {
     const status = await getJSON("/v1/status");
+    const unitsBefore = JSON.stringify([...assetUnits]);
+    setAssets(status.assets);
+    if (JSON.stringify([...assetUnits]) !== unitsBefore) renderEvents();
     renderChains(status.chains || []);
     payouts = status.payouts;
     reconciliation = status.reconciliation;
@@ -329,35 +355,97 @@ function onPayoutControl(c) {
   renderPayouts();
 }
 
-function listen(source, name, handler) {
-  source.addEventListener(name, (msg) => {
-    let data;
-    try { data = JSON.parse(msg.data); } catch (err) { return; }
-    handler(data);
-  });
+const streamHandlers = {
+  chain_event: (ev) => { if (addEvent(ev, true)) renderEvents(); },
+  payout: (p) => noteActivity("payout", p),
+  batch: (b) => noteActivity("batch", b),
+  reconciliation: onReconciliation,
+  asset_pause: onAssetPause,
+  payout_control: onPayoutControl,
+};
+
+function dispatch(name, text) {
+  const handler = streamHandlers[name];
+  if (!handler) return;
+  let data;
+  try { data = JSON.parse(text); } catch (err) { return; }
+  handler(data);
+}
+
+function streamState(live) {
+  const badge = document.getElementById("sse-state");
+  badge.textContent = live ? "live" : "reconnecting";
+  badge.className = live ? "badge on" : "badge off";
+  // The server subscribed this stream before answering, so a list loaded
+  // now overlaps it (duplicates are dropped by id) and leaves no gap.
+  if (live) loadRecentEvents(false);
 }
 
 function connectStream() {
-  const badge = document.getElementById("sse-state");
+  if (token) return connectStreamWithToken();
   // EventSource reconnects by itself and sends Last-Event-ID, so nothing is missed.
   const source = new EventSource("/v1/stream");
-  source.onopen = () => {
-    badge.textContent = "live";
-    badge.className = "badge on";
-    // The server subscribed this stream before answering, so a list loaded
-    // now overlaps it (duplicates are dropped by id) and leaves no gap.
-    loadRecentEvents(false);
-  };
-  source.onerror = () => { badge.textContent = "reconnecting"; badge.className = "badge off"; };
-  listen(source, "chain_event", (ev) => { if (addEvent(ev, true)) renderEvents(); });
-  listen(source, "payout", (p) => noteActivity("payout", p));
-  listen(source, "batch", (b) => noteActivity("batch", b));
-  listen(source, "reconciliation", onReconciliation);
-  listen(source, "asset_pause", onAssetPause);
-  listen(source, "payout_control", onPayoutControl);
+  source.onopen = () => streamState(true);
+  source.onerror = () => streamState(false);
+  for (const name of Object.keys(streamHandlers)) source.addEventListener(name, (msg) => dispatch(name, msg.data));
   window.chainsettleStream = source;
 }
 
+// The same protocol over fetch, with the token: parse the event stream, resume with Last-Event-ID.
+async function connectStreamWithToken() {
+  let lastId = null;
+  for (;;) {
+    try {
+      const headers = { Accept: "text/event-stream", Authorization: "Bearer " + token };
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      const res = await fetch("/v1/stream", { headers, cache: "no-store" });
+      if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
+      streamState(true);
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let name = "message", data = "", id = null;
+          for (const line of block.split("\n")) {
+            const at = line.indexOf(": ");
+            const [key, val] = at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
+            if (key === "event") name = val;
+            else if (key === "data") data += val;
+            else if (key === "id") id = val;
+          }
+          if (id !== null) lastId = id;
+          if (data) dispatch(name, data);
+        }
+      }
+    } catch (err) {
+      /* reconnect below */
+    }
+    streamState(false);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+function setupToken() {
+  const input = document.getElementById("token");
+  const forget = document.getElementById("token-forget");
+  forget.hidden = !token;
+  input.placeholder = token ? "admin token in use" : "admin token (optional)";
+  document.getElementById("token-use").addEventListener("click", () => {
+    if (!input.value.trim()) return;
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    location.reload();
+  });
+  forget.addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
+}
+
+setupToken();
 connectStream();
 refreshStatus();
 refreshDeliveries();

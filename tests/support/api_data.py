@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
@@ -23,9 +23,9 @@ ZERO_HASH = "0x" + "00" * 32
 
 
 @contextlib.asynccontextmanager
-async def client_for(settings, pool):
-    """The app as `run` builds it, served on a loopback port for one test."""
-    client = TestClient(TestServer(make_app(settings, pool)))
+async def client_for(settings, pool, headers: dict[str, str] | None = None):
+    """The app as `run` builds it, served on a loopback port for one test (`headers` on every request)."""
+    client = TestClient(TestServer(make_app(settings, pool)), headers=headers)
     await client.start_server()
     try:
         yield client
@@ -85,12 +85,13 @@ def chain_cfg(name: str, **extra) -> dict:
     return cfg
 
 
-async def read_sse(resp: ClientResponse, count: int, timeout: float = 15.0) -> list[dict]:
-    """The next `count` messages (comments skipped): dicts with id, event, data."""
+async def read_sse(resp: ClientResponse, count: int, timeout: float = 15.0,
+                   until: Callable[[dict], bool] | None = None) -> list[dict]:
+    """The next `count` messages (comments skipped): dicts with id, event, data; or up to the one `until` accepts."""
     out: list[dict] = []
 
     async def _read() -> None:
-        while len(out) < count:
+        while len(out) < count and not (until is not None and out and until(out[-1])):
             block = await resp.content.readuntil(b"\n\n")
             if not block:
                 raise EOFError("stream ended")

@@ -51,7 +51,7 @@ async def test_books_once_balanced_and_audited(client, pool):
         assert [(r["actor"], r["subject"]) for r in rows] == [("ops-bob", "manual:ticket-7")]
         assert rows[0]["details"]["postings"][0]["amount"] == str(10**24)
         assert rows[0]["details"]["via"] == actor
-    resp = await client.get(f"/v1/accounts/{W}/balances")
+    resp = await client.get(f"/v1/accounts/{W}/balances", headers=AUTH)
     assert (await resp.json())["balances"][0]["balance"] == str(150 - 10**24)
 
 

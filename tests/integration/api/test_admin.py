@@ -165,7 +165,7 @@ async def test_payout_requests_are_idempotent_validated_and_audited(tmp_path, po
         assert conflict.status == 409
         assert (await conflict.json())["field"] == "key"
 
-        stored = await (await client.get("/v1/payouts/withdrawal-17")).json()
+        stored = await (await client.get("/v1/payouts/withdrawal-17", headers=AUTH)).json()
         assert stored["payout"]["id"] == payout["id"]
 
         bad = [
@@ -402,7 +402,8 @@ async def test_stream_sends_payout_batch_and_reconciliation_changes_and_resumes_
     store, _ = await seeded(pool, "anvil", blocks=10)
     await credit(pool, USER, 10_000)
     body = {"chain": "anvil", "asset": "native", "to": USER, "amount": "5"}
-    async with client_for(settings, pool) as client:
+    # The admin token reads every kind (read scopes, issue 26: anonymous streams get chain data only).
+    async with client_for(settings, pool, headers=AUTH) as client:
         live = await client.get("/v1/stream")
         assert live.status == 200
         await client.post("/v1/admin/payouts", json={**body, "key": "p1"}, headers=AUTH)

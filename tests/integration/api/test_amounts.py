@@ -162,13 +162,13 @@ async def test_every_amount_in_every_get_answer_is_an_integer_string(tmp_path, p
 
         balances = {}
         for account in ids["accounts"]:
-            doc = await (await client.get(f"/v1/accounts/{account}/balances")).json()
+            doc = await (await client.get(f"/v1/accounts/{account}/balances", headers=auth)).json()
             balances[account] = doc["balances"][0]["balance"]
         assert balances[f"user:anvil:{BIG}"] == str(10**24)
         assert balances[f"user:anvil:{ODD}"] == str(31283 * 10**18)
         assert balances[f"user:anvil:{ZERO}"] == "0"
         assert balances["app:treasury"] == str(10**24)  # owed to the app: positive, like a user's
-        payout = await (await client.get(f"/v1/payouts/{ids['payout_big']}")).json()
+        payout = await (await client.get(f"/v1/payouts/{ids['payout_big']}", headers=auth)).json()
         assert payout["payout"]["amount"] == str(2 * 10**18)
         invoice = await (await client.get(f"/v1/admin/invoices/{INVOICE}", headers=auth)).json()
         inv = invoice.get("invoice", invoice)

@@ -54,7 +54,7 @@ async def test_intent_routes(tmp_path, monkeypatch, pool):
             assert r.status == 200 and (await r.json())["intent"]["state"] == state
         r = await client.post(f"/v1/admin/intents/{iid}/resume", headers=AUTH)
         assert r.status == 409
-        r = await client.get("/v1/intents/999/occurrences")
+        r = await client.get("/v1/intents/999/occurrences", headers=AUTH)
         assert r.status == 404
         # An interval intent due now, and an occurrence with its evaluation, read without a token.
         await credit(pool, USER, 100)
@@ -65,10 +65,10 @@ async def test_intent_routes(tmp_path, monkeypatch, pool):
         hid = (await r.json())["intent"]["id"]
         later = datetime.now(UTC) + timedelta(hours=1, seconds=30)
         await IntentScheduler(pool, settings, clock=lambda: later).tick()
-        r = await client.get(f"/v1/intents/{hid}/occurrences")
+        r = await client.get(f"/v1/intents/{hid}/occurrences", headers=AUTH)
         occs = (await r.json())["occurrences"]
         assert len(occs) == 1 and occs[0]["state"] == "requested" and occs[0]["evaluations"][0]["reason"] == "ok"
-        r = await client.get(f"/v1/intents/{hid}/occurrences?state=bogus")
+        r = await client.get(f"/v1/intents/{hid}/occurrences?state=bogus", headers=AUTH)
         assert r.status == 400 and (await r.json())["field"] == "state"
         r = await client.post(f"/v1/admin/intents/{iid}/cancel", json={"reason": "moved out"}, headers=AUTH)
         assert (await r.json())["intent"]["state"] == "cancelled"

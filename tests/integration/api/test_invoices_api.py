@@ -61,8 +61,8 @@ async def test_create_read_feed_and_errors(pool, db_url, tmp_path, monkeypatch):
         r = await client.get("/v1/admin/invoices/nope", headers=AUTH)
         assert r.status == 404
 
-        # The feed carries every state change as an `invoice` event.
-        resp = await client.get("/v1/stream?last_event_id=0.0")
+        # The feed carries every state change as an `invoice` event (to the admin token: issue 26).
+        resp = await client.get("/v1/stream?last_event_id=0.0", headers=AUTH)
         async with pool.acquire() as conn:
             await conn.execute("UPDATE invoices SET state = 'paid', received = 1000 WHERE id = $1", inv["id"])
         msgs = [m for m in await read_sse(resp, 2) if m["event"] == "invoice"]

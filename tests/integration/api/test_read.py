@@ -31,6 +31,13 @@ from tests.support.api_data import (
 )
 
 TOKEN = "s3cret-admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def admin_settings(tmp_path, monkeypatch, **api):
+    """Private reads need the admin token (read scopes, issue 26)."""
+    monkeypatch.setenv("CS_TEST_ADMIN_TOKEN", TOKEN)
+    return api_settings(tmp_path, [chain_cfg("anvil")], api={"admin_token": "env:CS_TEST_ADMIN_TOKEN", **api})
 
 
 # -- configuration ----------------------------------------------------------------
@@ -217,11 +224,11 @@ MALFORMED = [
 ]
 
 
-async def test_malformed_requests_get_json_400_naming_the_field(tmp_path, pool):
-    settings = api_settings(tmp_path, [chain_cfg("anvil")])
+async def test_malformed_requests_get_json_400_naming_the_field(tmp_path, pool, monkeypatch):
+    settings = admin_settings(tmp_path, monkeypatch)
     async with client_for(settings, pool) as client:
         for path, field in MALFORMED:
-            resp = await client.get(path)
+            resp = await client.get(path, headers=AUTH)
             assert resp.status == 400, (path, await resp.text())
             assert resp.content_type == "application/json", path
             body = await resp.json()
@@ -229,9 +236,9 @@ async def test_malformed_requests_get_json_400_naming_the_field(tmp_path, pool):
             assert body["message"].startswith(field + ":"), path
 
 
-async def test_unknown_routes_and_methods_are_json(tmp_path, pool):
-    settings = api_settings(tmp_path, [chain_cfg("anvil")])
-    async with client_for(settings, pool) as client:
+async def test_unknown_routes_and_methods_are_json(tmp_path, pool, monkeypatch):
+    settings = admin_settings(tmp_path, monkeypatch)
+    async with client_for(settings, pool, headers=AUTH) as client:
         resp = await client.get("/v1/nothing")
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
         resp = await client.delete("/v1/events")
@@ -248,11 +255,11 @@ async def test_unknown_routes_and_methods_are_json(tmp_path, pool):
 
 # -- ledger, payouts, reconciliation ---------------------------------------------------
 
-async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool):
-    settings = api_settings(tmp_path, [chain_cfg("anvil")])
+async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool, monkeypatch):
+    settings = admin_settings(tmp_path, monkeypatch)
     await seeded(pool, blocks=10, final=5)
     ids = await seed_settlement(pool)
-    async with client_for(settings, pool) as client:
+    async with client_for(settings, pool, headers=AUTH) as client:
         user = await (await client.get(f"/v1/accounts/user:anvil:{USER}/balances")).json()
         assert user["account"]["kind"] == "user"
         assert user["balances"] == [{"asset_id": "anvil:native", "chain": "anvil", "symbol": "ETH", "decimals": 18,

@@ -55,6 +55,12 @@ async def test_declared_routes_share_one_error_contract(tmp_path, pool, monkeypa
         assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
+# Readable without a token (README "Read scopes"); every other route needs one.
+PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/", "/static/app.js", "/static/style.css",
+                "/v1/status", "/v1/events", "/v1/stream", "/v1/verify-payment", "/v1/auth/challenge",
+                "/v1/auth/verify"}
+
+
 async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatch):
     settings = admin_settings(tmp_path, monkeypatch)
     async with client_for(settings, pool) as client:
@@ -80,8 +86,11 @@ async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatc
             if path.startswith("/v1/admin/"):
                 assert op["security"] == [{"admin": []}] and "401" in op["responses"], path
                 assert op["tags"] == ["admin"], path
-            else:
-                assert "security" not in op, path
+            elif path in PUBLIC_PATHS:
+                assert "security" not in op and "401" not in op["responses"], path
+            else:  # read scopes (issue 26): a private read says which token reads it
+                assert op["security"] == [{"admin": []}], path
+                assert {"401", "403"} <= set(op["responses"]), path
     # Amounts are exact integer strings; configured chains are stated.
     assert schemas["PayoutRequest"]["properties"]["amount"]["pattern"] == "^-?[0-9]+$"
     assert schemas["ReplayBody"]["properties"]["chain"]["enum"] == ["anvil"]
@@ -109,7 +118,7 @@ class _Out(BaseModel):
 
 async def test_a_new_route_is_one_declaration():
     """What a route module does: declare, register, and the validation and the document follow."""
-    table = Routes("public")
+    table = Routes("public", auth=None)
 
     @table.post("/x/{id}", params=_Params, body=_Body, response=_Out, errors={409: "Taken"})
     async def make_x(request: web.Request, p: _Params, body: _Body) -> web.Response:
@@ -127,3 +136,21 @@ async def test_a_new_route_is_one_declaration():
     assert set(op["responses"]) == {"200", "400", "409", "429", "default"}
     assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/_Body")
     assert spec["components"]["schemas"]["_Body"]["additionalProperties"] is False
+
+
+async def test_a_route_is_private_unless_declared_public():
+    """Read scopes (issue 26): a table that says nothing needs the admin token; an area can be published."""
+    table = Routes("private")
+
+    @table.get("/y", area="payouts", response=_Out)
+    async def read_y(request: web.Request) -> web.Response:
+        """Read a y"""
+        return json_response({"id": 1, "n": None})
+
+    app = web.Application()
+    app.add_routes(table)
+    op = build_spec(registered(app), runtime={}, unlimited=frozenset(), title="t", description="d")["paths"]["/y"]["get"]
+    assert op["security"] == [{"admin": []}] and {"401", "403"} <= set(op["responses"])
+    published = build_spec(registered(app), runtime={}, unlimited=frozenset(), title="t", description="d",
+                           public=frozenset({"payouts"}))["paths"]["/y"]["get"]
+    assert "security" not in published and "401" not in published["responses"]

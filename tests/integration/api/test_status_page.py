@@ -35,6 +35,7 @@ from tests.support.api_data import (
     seeded,
 )
 
+ADMIN_TOKEN = "page-admin-token"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not found: apt-get install chromium (.ci/run installs it)")
@@ -153,9 +154,11 @@ async def wait_for(tools: DevTools, session: str, expression: str) -> Any:
 
 
 async def test_status_page_renders_live_data(tmp_path, pool):
+    """Without a token (read scopes, issue 26): chains, events and aggregates render; each payout's
+    changes, pause reasons and deliveries do not, and the page says where a token is needed."""
     settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
     store, _ = await seeded(pool, "anvil", blocks=12, head=14, final=6)
-    await seed_settlement(pool)
+    ids = await seed_settlement(pool)
     server = TestServer(make_app(settings, pool), host="127.0.0.1")
     await server.start_server()
     try:
@@ -175,8 +178,15 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             await wait_for(tools, page, "document.querySelector('#payouts [data-payout-state=\"pending\"]') !== null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
             await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
+            await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token=\"deliveries\"]') !== null")
+            await wait_for(tools, page, "document.querySelector('#payouts [data-needs-token=\"payouts\"]') !== null")
 
-            # Committed after the page loaded: only the SSE feed can bring it.
+            # Private changes, then an event committed after the page loaded: only the SSE feed can bring
+            # it, past the private messages it skips.
+            async with pool.acquire() as conn:
+                await pause_asset(conn, "anvil:native", "run 9: user:anvil:0xsecret holds 5", "reconciler")
+            await pool.execute("UPDATE payout_requests SET state = 'held', reason = 'refused' WHERE id = $1",
+                               ids["pending"])
             probe = event_row("anvil", 13, 0, addr=address(9), event="LiveProbe", args={"probe": "<b>not html</b>"})
             await commit_blocks(store, 12, 13, [probe])
             new_id = await pool.fetchval("SELECT id FROM events WHERE event = 'LiveProbe'")
@@ -191,12 +201,24 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             bold = await tools.send("Runtime.evaluate", {"expression": "document.querySelectorAll('#events b').length",
                                                          "returnByValue": True}, session=page)
             assert bold["result"]["value"] == 0
+            paused = await wait_for(tools, page, """(() => {
+                const d = document.querySelector('[data-paused-asset="anvil:native"]');
+                return d && d.textContent; })()""")
+            assert paused == "paused: anvil:native"
+            text = await tools.send("Runtime.evaluate", {"expression": "document.body.innerText",
+                                                         "returnByValue": True}, session=page)
+            assert "0xsecret" not in text["result"]["value"] and "refused" not in text["result"]["value"]
+            assert await wait_for(tools, page, "document.querySelector('#payout-activity') === null")
     finally:
         await server.close()
 
 
-async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tmp_path, pool):
-    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
+async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tmp_path, pool, monkeypatch):
+    # Each payout's changes and pause reasons are private (issue 26): the operator types the admin
+    # token into the page, which then reads the stream with it (fetch, not EventSource).
+    monkeypatch.setenv("CS_PAGE_ADMIN_TOKEN", ADMIN_TOKEN)
+    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1,
+                                                                 "admin_token": "env:CS_PAGE_ADMIN_TOKEN"})
     await seeded(pool, "anvil", blocks=12, head=14, final=6)
     ids = await seed_settlement(pool)
     server = TestServer(make_app(settings, pool), host="127.0.0.1")
@@ -204,6 +226,13 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
     try:
         async with chromium(tmp_path) as tools:
             page = await open_page(tools, str(server.make_url("/")))
+            await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token]') !== null")
+            await tools.send("Runtime.evaluate", {"expression": f"""
+                document.getElementById('token').value = '{ADMIN_TOKEN}';
+                document.getElementById('token-use').click();""", "returnByValue": True}, session=page)
+            await wait_for(tools, page, "document.getElementById('token').placeholder === 'admin token in use'")
+            await wait_for(tools, page, "document.querySelector('#deliveries tr.empty td') !== null && "
+                                        "document.querySelector('#deliveries [data-needs-token]') === null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
             await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
             # From here on the page cannot poll: whatever changes came over the stream.
@@ -248,3 +277,4 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
             assert italics["result"]["value"] == 0
     finally:
         await server.close()
+

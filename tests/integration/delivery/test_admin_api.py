@@ -101,8 +101,9 @@ async def test_admin_lifecycle_of_a_subscription(pool, db_url, tmp_path, monkeyp
                                   json={"from_block": 5, "to_block": 2})
             assert r.status == 400 and (await r.json())["field"] == "to_block"
 
-            # The public summary: state and lag, no URL or secret.
-            summary = await (await client.get("/v1/deliveries")).json()
+            # The summary: state and lag, no URL or secret; private unless published (issue 26).
+            assert (await client.get("/v1/deliveries")).status == 401
+            summary = await (await client.get("/v1/deliveries", headers=AUTH)).json()
             assert summary["subscriptions"][0]["id"] == "app" and "url" not in summary["subscriptions"][0]
 
             r = await client.delete("/v1/admin/deliveries/app", headers=AUTH)

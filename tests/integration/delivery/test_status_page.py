@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found")
 
 
 async def test_deliveries_panel_and_amounts_in_units(tmp_path, pool):
-    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1})
+    # The operator publishes the deliveries summary (read scopes, issue 26: private by default).
+    settings = api_settings(tmp_path, [chain_cfg("anvil")], api={"sse_poll_interval": 0.1, "public": ["deliveries"]})
     await seeded(pool, "anvil", blocks=2, head=3, final=1)
     token = address(100)   # the emitter of the seeded events
     await pool.execute("INSERT INTO assets (id, chain, name, kind, contract, symbol, decimals) "

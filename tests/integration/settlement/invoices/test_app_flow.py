@@ -75,7 +75,8 @@ async def test_create_wait_for_paid_read(node, db_url, tmp_path):
                 assert r.status == 201, await r.text()
                 inv = (await r.json())["invoice"]
             # 2. Wait for the `paid` event while the user pays.
-            async with s.get(base + "/v1/stream", timeout=aiohttp.ClientTimeout(total=60)) as stream:
+            # Invoice messages reach the admin token's stream only (read scopes, issue 26).
+            async with s.get(base + "/v1/stream", headers=auth, timeout=aiohttp.ClientTimeout(total=60)) as stream:
                 token_transfer(node.url, token, payer, SHOP, 1000)
                 rpc_sync(node.url, "anvil_mine", [hex(3)])
                 seen = []

@@ -249,7 +249,9 @@ async def test_dry_run_logs_and_api_carry_no_signature(anvil, pool, tmp_path):
 
         from api.app import make_app
 
-        client = TestClient(TestServer(make_app(e.settings, pool)))
+        # Payout reads published by the operator (`api.public`), so no token is needed here.
+        published = e.settings.model_copy(update={"api": e.settings.api.model_copy(update={"public": ["payouts"]})})
+        client = TestClient(TestServer(make_app(published, pool)))
         await client.start_server()
         try:
             for path in (f"/v1/batches/{row['batch_id']}", "/v1/payouts/1"):
