@@ -1,0 +1,358 @@
+"""Transfers between accounts, checked against each account's limits.
+
+What an app does between a deposit and a payout (a prize, a reward, a bet,
+a fee share) is a transfer: `{id, debit_account, credit_account, asset,
+amount, code, memo}`, booked as a ledger transaction with cause 'transfer'
+and two postings. The model is TigerBeetle's:
+
+- The client chooses `id`. The same id with the same body replays the stored
+  answer; with a different body it is a conflict naming the first differing
+  field. Transfers are immutable: a correction is a new transfer.
+- A request with several transfers is linked: all commit or none, and a
+  refusal writes nothing. They apply in order (a transfer may spend what an
+  earlier one of the request credited).
+- Only user (`user:<chain>:<address>`) and app (`app:<name>`) accounts take
+  part; wallets, fees and equity are what the chain says, never moved by
+  hand here. A user account is never owed less than zero; an app account
+  may go `overdraft` below zero (config, `[[ledger.accounts]]`; 0 unless
+  configured; "unlimited" for an issuer).
+
+Balances (credit-normal accounts: what the account holds = -sum(postings)):
+- final: chain-derived postings in final blocks plus every transfer;
+- pending: open holds and open payout requests paid from the account
+  (and, for information, chain entries not final yet);
+- available = final - held - reserved: what a new transfer, hold or payout
+  may use. Unfinal chain value is never available.
+
+Locking. One row per (account, asset) in `ledger_account_balances` keeps
+the transfer sum (`posted`) and the open holds (`held`). Its row lock is
+THE per-account lock: transfers, holds, hold resolution and payout
+admission take it (`SELECT ... FOR UPDATE`, rows sorted by (account id,
+asset): one global order, no deadlock between them), then read
+availability in ONE later statement, so it sees every write that committed
+under the lock. Payout confirmations (inside range commits) do not take
+it: they commit "paid" and the debit together, which moves available by
+nothing, and one snapshot sees both or neither. Chain-derived entries are
+summed per admission through a partial index that excludes transfer
+postings, so a hot account's cost does not grow with its transfers. The
+lock holds across processes and API replicas because it is a database row
+lock; deadlocks and serialization failures (any remaining order, e.g. a
+racing duplicate id) are retried whole.
+
+Which chain and height? A transfer is booked on its asset's chain at that
+chain's final height at the time (0 before there is one): "as of H"
+balances include it from the height it was booked at, and reconciliation,
+which compares wallets only, never sees it (transfers never touch a wallet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from config import Settings
+from config.errors import FieldError
+from config.logs import get_logger
+from db import Queries
+from settlement.ledger import metrics as m
+
+Q = Queries(Path(__file__).with_name("transfers.sql"))
+log = get_logger("settlement.ledger.transfers")
+T = TypeVar("T")
+MAX_AMOUNT = 10**78 - 1
+MAX_LINKED = 1000
+_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+_USER = re.compile(r"^user:([a-z0-9][a-z0-9_-]{0,62}):([A-Za-z0-9:_.-]{1,200})$")
+_APP = re.compile(r"^app:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+RETRIED = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncpg.UniqueViolationError)
+FIELDS = ("id", "debit_account", "credit_account", "asset", "amount", "code", "memo")
+
+
+class TransferRefused(FieldError):
+    """transfer refused
+
+    `result` is the machine code (exceeds_available, unknown_account,
+    asset_mismatch, unknown_asset, account_kind, same_account, ...),
+    `account` the account it concerns, `index` the transfer's position."""
+
+    code = "refused"
+
+    def __init__(self, field: str | None, result: str, reason: str, *, account: str | None = None,
+                 index: int | None = None) -> None:
+        super().__init__(field, reason)
+        self.result = result
+        self.account = account
+        self.index = index
+
+
+class TransferConflict(FieldError):
+    """the id was used for a different transfer"""
+
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    debit_account: str
+    credit_account: str
+    asset: str  # asset id '<chain>:<name>'
+    amount: int
+    code: int = 0
+    memo: str | None = None
+
+    def body(self) -> dict:
+        """The canonical body: what is stored and compared on replay."""
+        return {"id": self.id, "debit_account": self.debit_account, "credit_account": self.credit_account,
+                "asset": self.asset, "amount": str(self.amount), "code": self.code, "memo": self.memo}
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    code: str
+    kind: str
+
+
+@dataclass
+class Room:
+    """One (account, asset): the parts of its balance, in the account's natural sign."""
+
+    chain_final: int
+    posted: int
+    held: int
+    reserved: int
+
+    @property
+    def final(self) -> int:
+        return -(self.chain_final + self.posted)
+
+    @property
+    def available(self) -> int:
+        return self.final - self.held - self.reserved
+
+
+# -- accounts, limits ---------------------------------------------------------------
+
+
+def normalize_account(code: str) -> str:
+    m_ = _USER.match(code)
+    if m_ and m_.group(2).startswith("0x"):
+        return f"user:{m_.group(1)}:{m_.group(2).lower()}"
+    return code
+
+
+def overdraft(settings: Settings, account: str) -> int | None:
+    """How far below zero the account may go; None: unlimited."""
+    if account.startswith("app:"):
+        cfg = settings.ledger.app_account(account)
+        return 0 if cfg is None else cfg.overdraft
+    return 0
+
+
+def check_account(settings: Settings, code: str, asset_chain: str, field: str, index: int | None = None) -> None:
+    """A user account of the asset's chain, or an app account (configured, or creatable)."""
+    mu = _USER.match(code)
+    if mu:
+        if mu.group(1) != asset_chain:
+            raise TransferRefused(field, "asset_mismatch", f"{code} holds {mu.group(1)} assets, not {asset_chain}",
+                                  account=code, index=index)
+        return
+    if _APP.match(code):
+        return
+    kind = code.split(":", 1)[0]
+    raise TransferRefused(field, "account_kind",
+                          f"{code}: only user:<chain>:<address> and app:<name> accounts take transfers"
+                          + (f" (not {kind} accounts)" if ":" in code else ""), account=code, index=index)
+
+
+class Accounts:
+    """Account and asset lookups, cached per process (neither is ever deleted)."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.assets: dict[str, tuple[str, str]] = {}
+
+    async def asset(self, conn: asyncpg.Connection, asset: str, field: str, index: int | None = None) -> tuple[str, str]:
+        """(chain, name) of an asset id."""
+        if asset not in self.assets:
+            for r in await conn.fetch(Q.find_assets, [asset]):
+                self.assets[r["id"]] = (r["chain"], r["name"])
+        if asset not in self.assets:
+            raise TransferRefused(field, "unknown_asset", f"no asset {asset!r} (asset ids read '<chain>:<name>')",
+                                  index=index)
+        return self.assets[asset]
+
+    async def resolve(self, conn: asyncpg.Connection, settings: Settings, codes: dict[str, tuple[str, int | None]]
+                      ) -> dict[str, Account]:
+        """codes: {code: (field, index)}. User accounts and configured (or, when allowed, any) app
+        accounts are created on first use; an unknown app account is refused."""
+        found = {c: self.accounts[c] for c in codes if c in self.accounts}
+        missing = [c for c in codes if c not in found]
+        if missing:
+            create, labels = [], []
+            for c in missing:
+                cfg = settings.ledger.app_account(c) if c.startswith("app:") else None
+                if c.startswith("user:") or cfg is not None or settings.ledger.create_app_accounts:
+                    create.append(c)
+                    labels.append(cfg.label if cfg is not None else None)
+            for r in await conn.fetch(Q.resolve_accounts, missing, create, labels):
+                found[r["code"]] = Account(r["id"], r["code"], r["kind"])
+                if not r["created"]:  # one created here is cached once it committed (see its next use)
+                    self.accounts[r["code"]] = found[r["code"]]
+        for c, (field, index) in codes.items():
+            if c not in found:
+                raise TransferRefused(field, "unknown_account",
+                                      f"{c} is not a configured app account ([[ledger.accounts]]) and "
+                                      "ledger.create_app_accounts is off", account=c, index=index)
+        return found
+
+
+ACCOUNTS = Accounts()
+
+
+async def lock_rooms(conn: asyncpg.Connection, pairs: Sequence[tuple[int, str]]) -> None:
+    """Take the balance-row locks of (account id, asset id) pairs, creating missing rows."""
+    ids = sorted(set(pairs))
+    a, s = [p[0] for p in ids], [p[1] for p in ids]
+    rows = await conn.fetch(Q.lock_balances, a, s)
+    if len(rows) < len(ids):
+        await conn.execute(Q.insert_balances, a, s)
+        await conn.fetch(Q.lock_balances, a, s)
+
+
+async def read_rooms(conn: asyncpg.Connection, pairs: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Room]:
+    """Availability of locked pairs, from one snapshot taken after the locks."""
+    ids = sorted(set(pairs))
+    rows = await conn.fetch(Q.availability, [p[0] for p in ids], [p[1] for p in ids])
+    return {(r["account_id"], r["asset_id"]): Room(int(r["chain_final"]), int(r["posted"]), int(r["held"]),
+                                                   int(r["reserved"])) for r in rows}
+
+
+def refuse_exceeding(settings: Settings, account: Account, room: Room, amount: int, field: str,
+                     index: int | None = None, what: str = "transfer") -> None:
+    limit = overdraft(settings, account.code)
+    if limit is not None and room.available - amount < -limit:
+        raise TransferRefused(
+            field, "exceeds_available",
+            f"{account.code}: {what} of {amount} exceeds available {room.available} "
+            f"(final {room.final}, held {room.held}, reserved for payouts {room.reserved}"
+            + (f", overdraft {limit}" if limit else "") + ")", account=account.code, index=index)
+
+
+async def retrying(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]], attempts: int = 20) -> T:
+    """Run `work(conn)` in a transaction; a deadlock, serialization failure or
+    duplicate-key race rolls it back whole and runs it again."""
+    for attempt in range(attempts):
+        async with pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    return await work(conn)
+            except RETRIED:
+                if attempt == attempts - 1:
+                    raise
+                m.LEDGER_RETRIES.inc()
+        await asyncio.sleep(0.001 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+# -- transfers ----------------------------------------------------------------------
+
+
+def check_transfer(t: Transfer, i: int) -> None:
+    f = f"transfers[{i}]"
+    if not _ID.match(t.id):
+        raise TransferRefused(f"{f}.id", "invalid_id", "1-200 printable characters without spaces", index=i)
+    if isinstance(t.amount, bool) or not isinstance(t.amount, int) or not 0 < t.amount <= MAX_AMOUNT:
+        raise TransferRefused(f"{f}.amount", "invalid_amount", "a positive integer in base units", index=i)
+    if t.debit_account == t.credit_account:
+        raise TransferRefused(f"{f}.credit_account", "same_account", "debit and credit accounts must differ",
+                              account=t.debit_account, index=i)
+    if not 0 <= t.code < 2**31:
+        raise TransferRefused(f"{f}.code", "invalid_code", "an integer 0..2147483647", index=i)
+
+
+def _differs(stored: dict, body: dict) -> str | None:
+    return next((k for k in FIELDS if stored.get(k) != body.get(k)), None)
+
+
+def transfer_view(body: dict, transaction_id: int, created_at) -> dict:
+    return {**body, "transaction_id": transaction_id,
+            "created_at": created_at.isoformat() if hasattr(created_at, "isoformat") else created_at}
+
+
+async def _replay(conn: asyncpg.Connection, transfers: Sequence[Transfer]) -> list[dict] | None:
+    """The stored answer when every id was booked with the same body in one request; None when
+    none was; a conflict otherwise."""
+    ids = [t.id for t in transfers]
+    stored = {r["id"]: r for r in await conn.fetch(Q.find_transfers, ids)}
+    if not stored:
+        return None
+    out = []
+    for i, t in enumerate(transfers):
+        row = stored.get(t.id)
+        if row is None or list(row["linked"]) != ids:
+            raise TransferConflict(f"transfers[{i}].id", f"{t.id!r} was booked in a different linked request")
+        field = _differs(row["body"], t.body())
+        if field is not None:
+            raise TransferConflict(f"transfers[{i}].{field}", f"{t.id!r} was already used with a different {field}")
+        out.append(transfer_view(row["body"], row["transaction_id"], row["created_at"]))
+    return out
+
+
+async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
+                           actor: str) -> tuple[list[dict], bool]:
+    """Book a linked request; return (the transfers as stored, created now)."""
+    if not transfers:
+        raise TransferRefused("transfers", "empty", "at least one transfer")
+    if len(transfers) > MAX_LINKED:
+        raise TransferRefused("transfers", "too_many", f"at most {MAX_LINKED} transfers per request")
+    transfers = [Transfer(t.id, normalize_account(t.debit_account), normalize_account(t.credit_account), t.asset,
+                          t.amount, t.code, t.memo) for t in transfers]
+    ids = [t.id for t in transfers]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i, x in enumerate(ids) if ids.index(x) != i)
+        raise TransferRefused(f"transfers[{dup}].id", "duplicate_id", "ids must be unique within a request", index=dup)
+    for i, t in enumerate(transfers):
+        check_transfer(t, i)
+
+    async def work(conn: asyncpg.Connection) -> tuple[list[dict], bool]:
+        replay = await _replay(conn, transfers)
+        if replay is not None:
+            return replay, False
+        codes: dict[str, tuple[str, int | None]] = {}
+        for i, t in enumerate(transfers):
+            chain, _ = await ACCOUNTS.asset(conn, t.asset, f"transfers[{i}].asset", i)
+            for side in ("debit_account", "credit_account"):
+                code = getattr(t, side)
+                check_account(settings, code, chain, f"transfers[{i}].{side}", i)
+                codes.setdefault(code, (f"transfers[{i}].{side}", i))
+        accounts = await ACCOUNTS.resolve(conn, settings, codes)
+        pairs = [(accounts[c].id, t.asset) for t in transfers for c in (t.debit_account, t.credit_account)]
+        await lock_rooms(conn, pairs)
+        rooms = await read_rooms(conn, pairs)
+        for i, t in enumerate(transfers):  # in order: a transfer may spend what an earlier one credited
+            debit, credit = accounts[t.debit_account], accounts[t.credit_account]
+            refuse_exceeding(settings, debit, rooms[(debit.id, t.asset)], t.amount,
+                             f"transfers[{i}].debit_account", i)
+            rooms[(debit.id, t.asset)].posted += t.amount
+            rooms[(credit.id, t.asset)].posted -= t.amount
+        bodies = [t.body() for t in transfers]
+        rows = await conn.fetch(Q.book, [f"transfer:{t.id}" for t in transfers], ids,
+                                [accounts[t.debit_account].id for t in transfers],
+                                [accounts[t.credit_account].id for t in transfers],
+                                [t.asset for t in transfers], [t.amount for t in transfers], bodies, actor, ids)
+        booked = {r["id"]: r for r in rows}
+        return [transfer_view(b, booked[b["id"]]["transaction_id"], booked[b["id"]]["created_at"])
+                for b in bodies], True
+
+    out, created = await retrying(pool, work)
+    if created:
+        m.LEDGER_TRANSFERS.labels("transfer").inc(len(out))
+    return out, created
