@@ -173,27 +173,34 @@ def check_account(settings: Settings, code: str, asset_chain: str, field: str, i
 
 
 class Accounts:
-    """Account and asset lookups, cached per process (neither is ever deleted)."""
+    """Account and asset lookups, cached per process and database (neither is ever deleted)."""
 
     def __init__(self) -> None:
-        self.accounts: dict[str, Account] = {}
-        self.assets: dict[str, tuple[str, str]] = {}
+        self._accounts: dict[tuple, dict[str, Account]] = {}
+        self._assets: dict[tuple, dict[str, tuple[str, str]]] = {}
+
+    @staticmethod
+    def _database(conn: asyncpg.Connection) -> tuple:
+        params = getattr(conn, "_params", None)
+        return (str(getattr(conn, "_addr", "")), getattr(params, "database", None))
 
     async def asset(self, conn: asyncpg.Connection, asset: str, field: str, index: int | None = None) -> tuple[str, str]:
         """(chain, name) of an asset id."""
-        if asset not in self.assets:
+        assets = self._assets.setdefault(self._database(conn), {})
+        if asset not in assets:
             for r in await conn.fetch(Q.find_assets, [asset]):
-                self.assets[r["id"]] = (r["chain"], r["name"])
-        if asset not in self.assets:
+                assets[r["id"]] = (r["chain"], r["name"])
+        if asset not in assets:
             raise TransferRefused(field, "unknown_asset", f"no asset {asset!r} (asset ids read '<chain>:<name>')",
                                   index=index)
-        return self.assets[asset]
+        return assets[asset]
 
     async def resolve(self, conn: asyncpg.Connection, settings: Settings, codes: dict[str, tuple[str, int | None]]
                       ) -> dict[str, Account]:
         """codes: {code: (field, index)}. User accounts and configured (or, when allowed, any) app
         accounts are created on first use; an unknown app account is refused."""
-        found = {c: self.accounts[c] for c in codes if c in self.accounts}
+        cache = self._accounts.setdefault(self._database(conn), {})
+        found = {c: cache[c] for c in codes if c in cache}
         missing = [c for c in codes if c not in found]
         if missing:
             create, labels = [], []
@@ -205,7 +212,7 @@ class Accounts:
             for r in await conn.fetch(Q.resolve_accounts, missing, create, labels):
                 found[r["code"]] = Account(r["id"], r["code"], r["kind"])
                 if not r["created"]:  # one created here is cached once it committed (see its next use)
-                    self.accounts[r["code"]] = found[r["code"]]
+                    cache[r["code"]] = found[r["code"]]
         for c, (field, index) in codes.items():
             if c not in found:
                 raise TransferRefused(field, "unknown_account",
@@ -356,3 +363,29 @@ async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Se
     if created:
         m.LEDGER_TRANSFERS.labels("transfer").inc(len(out))
     return out, created
+
+
+# -- reading --------------------------------------------------------------------------
+
+DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
+
+
+async def account_balances(conn: asyncpg.Connection, code: str, account_id: int | None = None,
+                           kind: str | None = None) -> list[dict]:
+    """Per asset, in the account's natural sign (integers): balance (every entry), final,
+    held, reserved (open payouts from it), pending (held + reserved + unfinal chain value)
+    and available (final - held - reserved)."""
+    if account_id is None or kind is None:
+        row = await conn.fetchrow("SELECT id, kind FROM ledger_accounts WHERE code = $1", code)
+        if row is None:
+            return []
+        account_id, kind = row["id"], row["kind"]
+    sign = 1 if kind in DEBIT_KINDS else -1
+    out = []
+    for r in await conn.fetch(Q.account_summary, account_id, code):
+        total, final = sign * int(r["total"]), sign * (int(r["final_chain"]) + int(r["posted"]))
+        held, reserved = int(r["held"]), int(r["reserved"])
+        out.append({"asset_id": r["asset_id"], "chain": r["chain"], "symbol": r["symbol"], "decimals": r["decimals"],
+                    "balance": total, "final": final, "held": held, "reserved": reserved,
+                    "pending": held + reserved + (total - final), "available": final - held - reserved})
+    return out
