@@ -68,6 +68,7 @@ class PayoutBody(BaseModel):
     amount: StrictInt | StrictStr
     key: StrictStr = Field(max_length=200)
     destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1)
+    from_account: StrictStr | None = Field(None, max_length=200)  # default: the recipient's user account
 
 
 def _amount(value: int | str) -> int:
@@ -89,7 +90,8 @@ async def create_payout(request: web.Request) -> web.Response:
     try:
         stored, created = await request_payout(
             pool, request.app[SETTINGS], chain=body.chain, asset=body.asset, to=body.to, amount=amount,
-            key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag)
+            key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag,
+            from_account=body.from_account)
     except PayoutError as exc:
         raise _refused(exc, set(PayoutBody.model_fields)) from None
     async with pool.acquire() as conn:

@@ -21,6 +21,7 @@ from . import (
     auth_routes,
     feed,
     invoice_routes,
+    ledger_routes,
     read_routes,
     settlement_routes,
 )
@@ -95,6 +96,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(auth_routes.routes)
     app.add_routes(admin_deliveries.public_routes)
     app.add_routes(admin_intents.read_routes)
+    ledger_routes.register(app, admin=token is not None)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/metrics", metrics_handler)
     if token is not None:

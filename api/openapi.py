@@ -166,6 +166,12 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
             "asset_id": _str(), "chain": _str(), "symbol": nstr, "decimals": nint,
             "balance": {"type": "string", "description": "base units; positive = held (wallets) or owed (users)"},
             "final_balance": {"type": "string", "description": "the part booked at final heights"},
+            "final": {"type": "string", "description": "final chain data and posted transfers"},
+            "held": {"type": "string", "description": "pending holds debiting the account"},
+            "reserved": {"type": "string", "description": "open payout requests paid from the account"},
+            "pending": {"type": "string", "description": "held + reserved + chain value not final yet"},
+            "available": {"type": "string", "description": "final - held - reserved: what a transfer, hold or "
+                                                           "payout may use (an app account's overdraft aside)"},
         })}}),
         "PayoutRequest": payout,
         "AccountPayouts": _obj({"account": account, "payouts": {"type": "array", "items": _ref("PayoutRequest")},
@@ -222,6 +228,9 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
                         "description": "Idempotency key: the same key and payout returns the stored request"},
                 "destination_tag": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1, "nullable": True,
                                     "description": "XRPL only"},
+                "from_account": {"type": "string", "maxLength": 200, "nullable": True,
+                                 "description": "The account paying (app:<name>, user:<chain>:<address>); "
+                                                "default the recipient's own user account"},
             },
         },
         "PayoutCreated": _obj({"payout": _ref("PayoutRequest"),
@@ -369,6 +378,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
     from . import openapi_intents  # the intent routes describe themselves
 
     paths.update(openapi_intents.read_paths())
+    from . import openapi_ledger  # transfers, holds, entries (api/ledger_routes.py)
+
+    paths.update(openapi_ledger.read_paths(limit))
     spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "chainsettle", "version": "1",
@@ -397,6 +409,8 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
         schemas.update(_delivery_schemas())
         paths.update(openapi_intents.admin_paths())
         schemas.update(openapi_intents.SCHEMAS)
+        paths.update(openapi_ledger.admin_paths())
+    spec["components"]["schemas"].update(openapi_ledger.SCHEMAS)
     # Invoices, verify-payment and sign-in (api/openapi_invoices.py).
     spec["components"]["schemas"].update(openapi_invoices.schemas())
     paths.update(openapi_invoices.paths(admin=admin, signin=signin, rate=RATE_LIMITED))

@@ -10,13 +10,12 @@ import asyncpg
 from aiohttp import web
 
 from db import Queries
+from settlement.ledger.transfers import account_balances as ledger_balances
 
 from .http import CHAIN_NAME, Query, RequestError, json_response, path_ident, row_dict
 from .state import POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
-# Debit-natured accounts hold what the chain holds; the rest are owed (see 0002_ledger.sql).
-DEBIT_KINDS = frozenset({"wallet", "fee", "adjustment"})
 _NUMERIC_ID = re.compile(r"[0-9]{1,18}")
 routes = web.RouteTableDef()
 
@@ -46,12 +45,15 @@ async def account_balances(request: web.Request) -> web.Response:
     ref = path_ident(request)
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
-        rows = await conn.fetch(Q.account_balances, account["id"])
-    sign = 1 if account["kind"] in DEBIT_KINDS else -1
+        rows = await ledger_balances(conn, account["code"], account["id"], account["kind"])
+    # balance: every entry; final_balance (= final): final chain data and
+    # posted transfers; held, reserved, pending, available: see
+    # settlement/ledger/transfers.py. Integer strings in base units.
     balances = [
         {
             "asset_id": r["asset_id"], "chain": r["chain"], "symbol": r["symbol"], "decimals": r["decimals"],
-            "balance": str(sign * r["total"]), "final_balance": str(sign * r["final_total"]),
+            "balance": str(r["balance"]), "final_balance": str(r["final"]),
+            **{k: str(r[k]) for k in ("final", "held", "reserved", "pending", "available")},
         }
         for r in rows
     ]
