@@ -19,13 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from settlement.ledger.holds import Hold, HoldNotFound, create_hold, post_hold, void_hold
 from settlement.ledger.transfers import (
-    Q as LQ,
-)
-from settlement.ledger.transfers import (
     Transfer,
     TransferConflict,
     TransferRefused,
     create_transfers,
+    entries_page,
 )
 
 from .http import IDENT_PATTERN, PlainText, Query, RequestError, json_body, json_response, path_ident
@@ -35,7 +33,7 @@ from .state import ADMIN_ACTOR, POOL, SETTINGS
 routes = web.RouteTableDef()  # admin
 read_routes = web.RouteTableDef()
 AMOUNT_TEXT = re.compile(r"^[0-9]{1,78}$")
-CURSOR = re.compile(r"^[0-9]{1,20}:[0-9]{1,19}$")
+CURSOR = re.compile(r"^[0-9]{1,19}:[0-9]{1,18}$")
 Ident = Annotated[StrictStr, Field(pattern=IDENT_PATTERN)]
 
 
@@ -155,13 +153,6 @@ async def post_hold_void(request: web.Request) -> web.Response:
     return await _resolve(request, False)
 
 
-def entry_view(r) -> dict:
-    return {"id": r["id"], "asset_id": r["asset_id"], "amount": str(int(r["amount"])),
-            "transaction_id": r["transaction_id"], "cause": r["cause_kind"], "key": r["idempotency_key"],
-            "detail": r["cause"], "chain": r["chain"], "block_number": r["block_number"], "tx_hash": r["tx_hash"],
-            "created_at": r["created_at"].isoformat()}
-
-
 @read_routes.get("/v1/accounts/{id}/entries")
 async def account_entries(request: web.Request) -> web.Response:
     """An account's postings, oldest first, in commit order; `next` is the cursor of the next page.
@@ -174,15 +165,8 @@ async def account_entries(request: web.Request) -> web.Response:
     limit = q.integer("limit", default=api.default_page_size, low=1, high=api.max_page_size)
     cursor = q.text("cursor", CURSOR, "a cursor from a previous page's `next`") or "0:0"
     asset = q.text("asset", re.compile(IDENT_PATTERN), "an asset id")
-    tx, pid = cursor.split(":")
     ref = path_ident(request)
     async with request.app[POOL].acquire() as conn:
         account = await settlement_account(conn, ref)
-        rows = await conn.fetch(LQ.entries_page, account["id"], tx, int(pid), asset, limit + 1)
-    page = rows[:limit]
-    return json_response({
-        "account": {"id": account["id"], "code": account["code"], "kind": account["kind"]},
-        "entries": [entry_view(r) for r in page],
-        "next": f"{page[-1]['tx']}:{page[-1]['id']}" if page else cursor,
-        "more": len(rows) > limit,
-    })
+        page = await entries_page(conn, account, cursor, limit, asset)
+    return json_response(page)

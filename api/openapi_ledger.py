@@ -122,7 +122,7 @@ def read_paths(limit: dict[str, Any]) -> dict[str, Any]:
     q = {"in": "query", "required": False}
     params = [{"name": "id", "in": "path", "required": True, "schema": _IDENT, "description": "Account code or id"},
               limit,
-              {"name": "cursor", **q, "schema": {"type": "string", "pattern": "^[0-9]{1,20}:[0-9]{1,19}$"},
+              {"name": "cursor", **q, "schema": {"type": "string", "pattern": "^[0-9]{1,19}:[0-9]{1,18}$"},
                "description": "`next` of the previous page"},
               {"name": "asset", **q, "schema": _IDENT, "description": "Only this asset"}]
     responses = {"200": _json(_ref("Entries"), "A page, oldest first, in commit order"),

@@ -21,6 +21,9 @@ def register(sub) -> None:
     bl = lgs.add_parser("balances", help="ledger balances of every account as of the final height")
     bl.add_argument("--chain", required=True)
     bl.set_defaults(func=_cmd_balances)
+    from .cli_transfers import register as transfers
+
+    transfers(lgs)
 
 
 async def _cmd_reconcile(settings, args) -> int:

@@ -376,7 +376,7 @@ async def account_balances(conn: asyncpg.Connection, code: str, account_id: int 
     held, reserved (open payouts from it), pending (held + reserved + unfinal chain value)
     and available (final - held - reserved)."""
     if account_id is None or kind is None:
-        row = await conn.fetchrow("SELECT id, kind FROM ledger_accounts WHERE code = $1", code)
+        row = await conn.fetchrow(Q.account_by_code, code)
         if row is None:
             return []
         account_id, kind = row["id"], row["kind"]
@@ -389,3 +389,30 @@ async def account_balances(conn: asyncpg.Connection, code: str, account_id: int 
                     "balance": total, "final": final, "held": held, "reserved": reserved,
                     "pending": held + reserved + (total - final), "available": final - held - reserved})
     return out
+
+
+def entry_view(r: asyncpg.Record) -> dict:
+    return {"id": r["id"], "asset_id": r["asset_id"], "amount": str(int(r["amount"])),
+            "transaction_id": r["transaction_id"], "cause": r["cause_kind"], "key": r["idempotency_key"],
+            "detail": r["cause"], "chain": r["chain"], "block_number": r["block_number"], "tx_hash": r["tx_hash"],
+            "created_at": r["created_at"].isoformat()}
+
+
+async def entries_page(conn: asyncpg.Connection, account: str | asyncpg.Record, cursor: str = "0:0",
+                       limit: int = 100, asset: str | None = None) -> dict | None:
+    """One page of an account's postings (+ debit, - credit) with their cause, in commit order
+    after `cursor` ('<tx>:<posting id>', the previous page's `next`); None when no such account.
+
+    Only postings of transactions older than every one still running are
+    shown, so a page never changes once read and no later commit lands
+    before the cursor: paging is stable under concurrent writes."""
+    if isinstance(account, str):
+        account = await conn.fetchrow(Q.account_by_code, account)
+        if account is None:
+            return None
+    tx, pid = cursor.split(":")
+    rows = await conn.fetch(Q.entries_page, account["id"], tx, int(pid), asset, limit + 1)
+    page = rows[:limit]
+    return {"account": {"id": account["id"], "code": account["code"], "kind": account["kind"]},
+            "entries": [entry_view(r) for r in page],
+            "next": f"{page[-1]['tx']}:{page[-1]['id']}" if page else cursor, "more": len(rows) > limit}

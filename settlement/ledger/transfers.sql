@@ -182,3 +182,6 @@ WHERE p.account_id = $1
   AND ($4::text IS NULL OR p.asset_id = $4)
 ORDER BY p.tx, p.id
 LIMIT $5;
+
+-- name: account_by_code
+SELECT id, code, kind FROM ledger_accounts WHERE code = $1;
