@@ -13,17 +13,21 @@ ASSET = f"{CHAIN}:native"
 BATCHER = "0x" + "b7" * 20
 
 
-def ledger_settings(tmp_path, *, accounts=(), create_app_accounts=False, payouts=False, **ledger):
+def ledger_settings(tmp_path, *, accounts=(), create_app_accounts=False, payouts=False, api=None,
+                    require_balance=True, **ledger):
     chain = {"name": CHAIN, "preset": "anvil", "rpc": ["http://127.0.0.1:1"],
              "wallets": [{"name": "hot", "address": "0x" + "a1" * 20, "assets": ["native"]}]}
     data: dict = {"chains": [chain], "ledger": {"accounts": list(accounts),
                                                  "create_app_accounts": create_app_accounts, **ledger}}
+    if api is not None:
+        data["api"] = {"rate_limit_per_second": 100000.0, "rate_limit_burst": 100000, **api}
     if payouts:
         os.environ.setdefault("CS_TEST_SIGNER_KEY", "0x" + "11" * 32)
         os.environ.setdefault("CS_TEST_SENDER_KEY", "0x" + "22" * 32)
-        data["payouts"] = {"chains": [{
+        data["payouts"] = {"require_balance": require_balance, "chains": [{
             "chain": CHAIN, "batcher": BATCHER, "signer": {"key": "env:CS_TEST_SIGNER_KEY"},
-            "sender": {"key": "env:CS_TEST_SENDER_KEY"}, "assets": [{"name": "native"}]}]}
+            "sender": {"key": "env:CS_TEST_SENDER_KEY"}, "max_fee_per_gas": 10**11,
+            "assets": [{"name": "native"}]}]}
     return make_settings(tmp_path, data)
 
 
