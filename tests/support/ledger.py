@@ -43,13 +43,14 @@ async def ready_chain(pool, settings, final: int = 100) -> None:
 
 async def fund(pool, account: str, amount: int, *, block: int | None = None, asset: str = ASSET) -> None:
     """Chain-derived value for `account` (a manual entry), at `block` (default: the final height)."""
+    chain = asset.split(":")[0]
     async with pool.acquire() as conn:
         if block is None:
-            block = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = $1", CHAIN)
+            block = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = $1", chain)
         await post_transaction(conn, key=f"fund:{os.urandom(8).hex()}", cause_kind="manual",
-                               cause={"why": "test funds"}, chain=CHAIN, block_number=block,
+                               cause={"why": "test funds"}, chain=chain, block_number=block,
                                postings=[Posting(account, asset, -amount),
-                                         Posting(f"adjustment:{CHAIN}:seed", asset, amount)],
+                                         Posting(f"adjustment:{chain}:seed", asset, amount)],
                                author="test", reason="fund an account")
 
 
