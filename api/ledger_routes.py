@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from settlement.ledger.holds import Hold, HoldNotFound, create_hold, post_hold, void_hold
 from settlement.ledger.transfers import (
     Transfer,
+    TransferBatcher,
     TransferConflict,
     TransferRefused,
-    create_transfers,
     entries_page,
 )
 
@@ -31,6 +31,8 @@ from .settlement_routes import _account as settlement_account
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 routes = web.RouteTableDef()  # admin
+# Concurrent transfer requests of this process share booking transactions (group commit).
+BATCHER = web.AppKey("ledger_batcher", TransferBatcher)
 read_routes = web.RouteTableDef()
 AMOUNT_TEXT = re.compile(r"^[0-9]{1,78}$")
 CURSOR = re.compile(r"^[0-9]{1,19}:[0-9]{1,18}$")
@@ -40,6 +42,7 @@ Ident = Annotated[StrictStr, Field(pattern=IDENT_PATTERN)]
 def register(app: web.Application, *, admin: bool) -> None:
     app.add_routes(read_routes)
     if admin:
+        app[BATCHER] = TransferBatcher()
         app.add_routes(routes)
 
 
@@ -107,8 +110,8 @@ async def post_transfers(request: web.Request) -> web.Response:
                           _amount(t.amount, f"transfers[{i}].amount"), t.code, t.memo)
                  for i, t in enumerate(body.transfers)]
     try:
-        out, created = await create_transfers(request.app[POOL], request.app[SETTINGS], transfers,
-                                              request.app[ADMIN_ACTOR])
+        out, created = await request.app[BATCHER].submit(request.app[POOL], request.app[SETTINGS], transfers,
+                                                         request.app[ADMIN_ACTOR])
     except (TransferRefused, TransferConflict) as exc:
         return _error_response(refused(exc))
     return json_response({"transfers": out, "created": created}, status=201 if created else 200)

@@ -60,7 +60,7 @@ class Hold(Transfer):
         return {**super().body(), "timeout_seconds": self.timeout_seconds}
 
 
-def hold_view(row: asyncpg.Record) -> dict:
+def hold_view(row) -> dict:
     body = row["body"] if isinstance(row["body"], dict) else json.loads(row["body"])
     return {
         **{k: body[k] for k in ("id", "code", "memo")},
@@ -100,9 +100,9 @@ async def create_hold(pool: asyncpg.Pool, settings: Settings, hold: Hold, actor:
         await lock_rooms(conn, pairs)
         room = (await read_rooms(conn, pairs[:1]))[pairs[0]]
         refuse_exceeding(settings, debit, room, hold.amount, "debit_account", what="hold")
-        await conn.fetchrow(Q.insert_hold, hold.id, hold.body(), debit.id, credit.id, hold.asset, hold.amount,
-                            float(hold.timeout_seconds), actor)
-        return hold_view(await conn.fetchrow(Q.find_hold, hold.id)), True
+        row = await conn.fetchrow(Q.insert_hold, hold.id, hold.body(), debit.id, credit.id, hold.asset, hold.amount,
+                                  float(hold.timeout_seconds), actor)
+        return hold_view({**dict(row), "debit_account": debit.code, "credit_account": credit.code}), True
 
     out, created = await retrying(pool, work)
     if created:
@@ -140,13 +140,13 @@ async def _resolve(pool: asyncpg.Pool, hold_id: str, amount: int | None, actor: 
                     "asset": row["asset_id"], "amount": str(value), "code": row["body"].get("code"),
                     "memo": row["body"].get("memo")}
             booked = await conn.fetch(Q.book, [f"hold:{hold_id}"], [hold_id], [row["debit_account_id"]],
-                                      [row["credit_account_id"]], [row["asset_id"]], [value], [body], actor, None)
+                                      [row["credit_account_id"]], [row["asset_id"]], [value], [body], [actor], None)
             tx_id = booked[0]["transaction_id"]
         resolved = await conn.fetchrow(Q.resolve_hold, hold_id, wanted, value if post else None, tx_id, actor)
         if resolved is None:  # cannot happen under the row lock; the conditional update has the last word
             raise asyncpg.SerializationError("hold resolved concurrently")
-        await conn.execute(Q.release_held, [row["debit_account_id"]], [row["asset_id"]], [total])
-        return hold_view(await conn.fetchrow(Q.find_hold, hold_id)), True, None
+        return hold_view({**dict(resolved), "debit_account": row["debit_account"],
+                          "credit_account": row["credit_account"]}), True, None
 
     view, changed, expired = await retrying(pool, work)
     if expired:

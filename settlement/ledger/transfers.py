@@ -48,6 +48,7 @@ which compares wallets only, never sees it (transfers never touch a wallet).
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -195,10 +196,10 @@ class Accounts:
                                   index=index)
         return assets[asset]
 
-    async def resolve(self, conn: asyncpg.Connection, settings: Settings, codes: dict[str, tuple[str, int | None]]
-                      ) -> dict[str, Account]:
+    async def resolve(self, conn: asyncpg.Connection, settings: Settings, codes: dict[str, tuple[str, int | None]],
+                      strict: bool = True) -> dict[str, Account]:
         """codes: {code: (field, index)}. User accounts and configured (or, when allowed, any) app
-        accounts are created on first use; an unknown app account is refused."""
+        accounts are created on first use; an unknown app account is refused (`strict`) or left out."""
         cache = self._accounts.setdefault(self._database(conn), {})
         found = {c: cache[c] for c in codes if c in cache}
         missing = [c for c in codes if c not in found]
@@ -214,7 +215,7 @@ class Accounts:
                 if not r["created"]:  # one created here is cached once it committed (see its next use)
                     cache[r["code"]] = found[r["code"]]
         for c, (field, index) in codes.items():
-            if c not in found:
+            if strict and c not in found:
                 raise TransferRefused(field, "unknown_account",
                                       f"{c} is not a configured app account ([[ledger.accounts]]) and "
                                       "ledger.create_app_accounts is off", account=c, index=index)
@@ -294,12 +295,11 @@ def transfer_view(body: dict, transaction_id: int, created_at) -> dict:
             "created_at": created_at.isoformat() if hasattr(created_at, "isoformat") else created_at}
 
 
-async def _replay(conn: asyncpg.Connection, transfers: Sequence[Transfer]) -> list[dict] | None:
+def _replay(stored: dict, transfers: Sequence[Transfer]) -> list[dict] | None:
     """The stored answer when every id was booked with the same body in one request; None when
     none was; a conflict otherwise."""
     ids = [t.id for t in transfers]
-    stored = {r["id"]: r for r in await conn.fetch(Q.find_transfers, ids)}
-    if not stored:
+    if not any(i in stored for i in ids):
         return None
     out = []
     for i, t in enumerate(transfers):
@@ -313,9 +313,8 @@ async def _replay(conn: asyncpg.Connection, transfers: Sequence[Transfer]) -> li
     return out
 
 
-async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
-                           actor: str) -> tuple[list[dict], bool]:
-    """Book a linked request; return (the transfers as stored, created now)."""
+def prepare(transfers: Sequence[Transfer]) -> list[Transfer]:
+    """Checks that need no database; account codes normalized."""
     if not transfers:
         raise TransferRefused("transfers", "empty", "at least one transfer")
     if len(transfers) > MAX_LINKED:
@@ -328,41 +327,175 @@ async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Se
         raise TransferRefused(f"transfers[{dup}].id", "duplicate_id", "ids must be unique within a request", index=dup)
     for i, t in enumerate(transfers):
         check_transfer(t, i)
+    return transfers
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[dict], bool]:
-        replay = await _replay(conn, transfers)
-        if replay is not None:
-            return replay, False
-        codes: dict[str, tuple[str, int | None]] = {}
-        for i, t in enumerate(transfers):
-            chain, _ = await ACCOUNTS.asset(conn, t.asset, f"transfers[{i}].asset", i)
-            for side in ("debit_account", "credit_account"):
-                code = getattr(t, side)
-                check_account(settings, code, chain, f"transfers[{i}].{side}", i)
-                codes.setdefault(code, (f"transfers[{i}].{side}", i))
-        accounts = await ACCOUNTS.resolve(conn, settings, codes)
-        pairs = [(accounts[c].id, t.asset) for t in transfers for c in (t.debit_account, t.credit_account)]
-        await lock_rooms(conn, pairs)
-        rooms = await read_rooms(conn, pairs)
-        for i, t in enumerate(transfers):  # in order: a transfer may spend what an earlier one credited
-            debit, credit = accounts[t.debit_account], accounts[t.credit_account]
-            refuse_exceeding(settings, debit, rooms[(debit.id, t.asset)], t.amount,
-                             f"transfers[{i}].debit_account", i)
-            rooms[(debit.id, t.asset)].posted += t.amount
-            rooms[(credit.id, t.asset)].posted -= t.amount
-        bodies = [t.body() for t in transfers]
-        rows = await conn.fetch(Q.book, [f"transfer:{t.id}" for t in transfers], ids,
-                                [accounts[t.debit_account].id for t in transfers],
-                                [accounts[t.credit_account].id for t in transfers],
-                                [t.asset for t in transfers], [t.amount for t in transfers], bodies, actor, ids)
-        booked = {r["id"]: r for r in rows}
-        return [transfer_view(b, booked[b["id"]]["transaction_id"], booked[b["id"]]["created_at"])
-                for b in bodies], True
 
-    out, created = await retrying(pool, work)
-    if created:
-        m.LEDGER_TRANSFERS.labels("transfer").inc(len(out))
-    return out, created
+@dataclass
+class Request:
+    """One linked request inside a booking transaction, and its outcome."""
+
+    transfers: list[Transfer]
+    actor: str
+    result: tuple[list[dict], bool] | None = None
+    error: Exception | None = None
+
+
+async def _validate(conn: asyncpg.Connection, settings: Settings, r: Request) -> dict[str, tuple[str, int]]:
+    codes: dict[str, tuple[str, int]] = {}
+    for i, t in enumerate(r.transfers):
+        chain, _ = await ACCOUNTS.asset(conn, t.asset, f"transfers[{i}].asset", i)
+        for side in ("debit_account", "credit_account"):
+            code = getattr(t, side)
+            check_account(settings, code, chain, f"transfers[{i}].{side}", i)
+            codes.setdefault(code, (f"transfers[{i}].{side}", i))
+    return codes
+
+
+async def book_requests(conn: asyncpg.Connection, settings: Settings, reqs: Sequence[Request]) -> None:
+    """Book independent linked requests in the caller's transaction, setting each one's
+    result or error: each request all or nothing, in order, against the locked rooms.
+
+    A refused request books nothing (its accounts may have been created: an
+    account without entries)."""
+    for r in reqs:
+        r.result, r.error = None, None
+    stored = {row["id"]: row for row in await conn.fetch(Q.find_transfers, [t.id for r in reqs for t in r.transfers])}
+    todo: list[tuple[Request, dict]] = []
+    for r in reqs:
+        try:
+            replay = _replay(stored, r.transfers)
+            if replay is not None:
+                r.result = (replay, False)
+            else:
+                todo.append((r, await _validate(conn, settings, r)))
+        except (TransferConflict, TransferRefused) as exc:
+            r.error = exc
+    if not todo:
+        return
+    wanted = {}
+    for _, codes in todo:
+        wanted.update(codes)
+    accounts = await ACCOUNTS.resolve(conn, settings, wanted, strict=False)
+    valid = []
+    for r, codes in todo:
+        unknown = next((c for c in codes if c not in accounts), None)
+        if unknown is None:
+            valid.append(r)
+        else:
+            field, index = codes[unknown]
+            r.error = TransferRefused(field, "unknown_account", f"{unknown} is not a configured app account "
+                                      "([[ledger.accounts]]) and ledger.create_app_accounts is off",
+                                      account=unknown, index=index)
+    pairs = [(accounts[c].id, t.asset) for r in valid for t in r.transfers for c in (t.debit_account, t.credit_account)]
+    if not pairs:
+        return
+    await lock_rooms(conn, pairs)
+    # Availability of the debited pairs only: a pair that is only credited
+    # needs its lock (its row is updated) but no check.
+    rooms = await read_rooms(conn, [(accounts[t.debit_account].id, t.asset) for r in valid for t in r.transfers])
+    accepted = []
+    for r in valid:
+        before: dict[tuple[int, str], int] = {}
+        try:
+            for i, t in enumerate(r.transfers):  # in order: a transfer may spend what an earlier one credited
+                debit, credit = accounts[t.debit_account], accounts[t.credit_account]
+                dk, ck = (debit.id, t.asset), (credit.id, t.asset)
+                for k in (dk, ck):
+                    if k in rooms:
+                        before.setdefault(k, rooms[k].posted)
+                refuse_exceeding(settings, debit, rooms[dk], t.amount, f"transfers[{i}].debit_account", i)
+                rooms[dk].posted += t.amount
+                if ck in rooms:
+                    rooms[ck].posted -= t.amount
+            accepted.append(r)
+        except TransferRefused as exc:
+            for k, posted in before.items():
+                rooms[k].posted = posted
+            r.error = exc
+    if not accepted:
+        return
+    ts = [(r, t) for r in accepted for t in r.transfers]
+    bodies = [t.body() for _, t in ts]
+    rows = await conn.fetch(Q.book, [f"transfer:{t.id}" for _, t in ts], [t.id for _, t in ts],
+                            [accounts[t.debit_account].id for _, t in ts],
+                            [accounts[t.credit_account].id for _, t in ts], [t.asset for _, t in ts],
+                            [t.amount for _, t in ts], bodies, [r.actor for r, _ in ts],
+                            [linked for r in accepted for linked in [" ".join(x.id for x in r.transfers)] * len(r.transfers)])
+    booked = {row["id"]: row for row in rows}
+    for r in accepted:
+        r.result = ([transfer_view(t.body(), booked[t.id]["transaction_id"], booked[t.id]["created_at"])
+                     for t in r.transfers], True)
+        m.LEDGER_TRANSFERS.labels("transfer").inc(len(r.transfers))
+
+
+def _outcome(r: Request) -> tuple[list[dict], bool]:
+    if r.error is not None:
+        raise r.error
+    assert r.result is not None
+    return r.result
+
+
+async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
+                           actor: str) -> tuple[list[dict], bool]:
+    """Book one linked request in a transaction of its own; return (the transfers as stored, created now)."""
+    r = Request(prepare(transfers), actor)
+    await retrying(pool, lambda conn: book_requests(conn, settings, [r]))
+    return _outcome(r)
+
+
+class TransferBatcher:
+    """Group commit for one process: the requests that arrive while a booking
+    transaction runs share the next one (at most `max_transfers` transfers,
+    `workers` transactions at a time), each request still all or nothing on
+    its own. On a hot account every transaction waits for the one before
+    it; sharing one turns that wait into throughput."""
+
+    def __init__(self, workers: int = 2, max_transfers: int = 1000) -> None:
+        self.workers, self.max_transfers = workers, max_transfers
+        self._queue: collections.deque[tuple[Request, asyncio.Future]] = collections.deque()
+        self._active = 0
+
+    async def submit(self, pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
+                     actor: str) -> tuple[list[dict], bool]:
+        r = Request(prepare(transfers), actor)
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((r, fut))
+        if self._active < self.workers:
+            self._active += 1
+            asyncio.ensure_future(self._drain(pool, settings))
+        await fut
+        return _outcome(r)
+
+    def _take(self) -> list[tuple[Request, asyncio.Future]]:
+        batch, ids, n = [], set(), 0
+        while self._queue:
+            r, fut = self._queue[0]
+            mine = {t.id for t in r.transfers}
+            if batch and (mine & ids or n + len(mine) > self.max_transfers):
+                break  # a repeated id waits for the next transaction, which replays it
+            self._queue.popleft()
+            batch.append((r, fut))
+            ids |= mine
+            n += len(mine)
+        return batch
+
+    async def _drain(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        try:
+            while self._queue:
+                batch = self._take()
+                reqs = [r for r, _ in batch]
+                try:
+                    await retrying(pool, lambda conn: book_requests(conn, settings, reqs))
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            self._active -= 1
 
 
 # -- reading --------------------------------------------------------------------------

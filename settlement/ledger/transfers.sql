@@ -57,18 +57,20 @@ WHERE (b.account_id, b.asset_id) IN (SELECT * FROM unnest($1::bigint[], $2::text
 SELECT id, transaction_id, body, linked, created_at FROM ledger_transfers WHERE id = ANY ($1::text[]);
 
 -- name: book
--- Transactions, their two postings each, the transfer rows (when $9 is not
--- NULL) and the balance rows, in one statement. A transfer is effective at
+-- Transactions, their two postings each, the transfer rows (when $9, each
+-- row's linked ids joined by spaces, is not NULL; $8 each row's actor) and the balance rows, in
+-- one statement. A transfer is effective at
 -- its asset's chain's final height when booked (0 before there is one).
 WITH x AS (
     SELECT x.*, COALESCE((SELECT final_number FROM chain_state s JOIN assets a ON a.chain = s.chain
                           WHERE a.id = x.asset_id), 0) AS block_number,
            split_part(x.asset_id, ':', 1) AS chain
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::numeric[], $7::jsonb[])
-        AS x(key, id, debit, credit, asset_id, amount, body)
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::numeric[], $7::jsonb[],
+                $8::text[], COALESCE($9::text[], array_fill(NULL::text, ARRAY[cardinality($1::text[])])))
+        AS x(key, id, debit, credit, asset_id, amount, body, actor, linked)
 ), tx AS (
     INSERT INTO ledger_transactions (idempotency_key, cause_kind, cause, chain, block_number, author)
-    SELECT x.key, 'transfer', x.body, x.chain, x.block_number, $8 FROM x
+    SELECT x.key, 'transfer', x.body, x.chain, x.block_number, x.actor FROM x
     RETURNING id, idempotency_key
 ), p AS (
     INSERT INTO postings (transaction_id, account_id, asset_id, amount, internal)
@@ -77,9 +79,9 @@ WITH x AS (
     CROSS JOIN LATERAL (VALUES (x.debit, x.amount), (x.credit, -x.amount)) AS v(account_id, amount)
 ), tr AS (
     INSERT INTO ledger_transfers (id, transaction_id, body, linked, created_by)
-    SELECT x.id, tx.id, x.body, $9::text[], $8
+    SELECT x.id, tx.id, x.body, string_to_array(x.linked, ' '), x.actor
     FROM tx JOIN x ON x.key = tx.idempotency_key
-    WHERE $9::text[] IS NOT NULL
+    WHERE x.linked IS NOT NULL
 ), b AS (
     UPDATE ledger_account_balances b SET posted = b.posted + d.delta
     FROM (SELECT account_id, asset_id, sum(amount) AS delta
@@ -119,11 +121,18 @@ WITH h AS (
 SELECT * FROM h;
 
 -- name: resolve_hold
--- Leaves 'pending' once: a second resolver finds no pending row.
-UPDATE ledger_holds
-SET state = $2, posted_amount = $3, transaction_id = $4, resolved_at = now(), resolved_by = $5
-WHERE id = $1 AND state = 'pending'
-RETURNING *;
+-- Leaves 'pending' once (a second resolver finds no pending row), and its
+-- reservation leaves the (locked) debit row in the same statement.
+WITH h AS (
+    UPDATE ledger_holds
+    SET state = $2, posted_amount = $3, transaction_id = $4, resolved_at = now(), resolved_by = $5
+    WHERE id = $1 AND state = 'pending'
+    RETURNING *
+), b AS (
+    UPDATE ledger_account_balances b SET held = b.held - h.amount
+    FROM h WHERE b.account_id = h.debit_account_id AND b.asset_id = h.asset_id
+)
+SELECT * FROM h;
 
 -- name: release_held
 -- The reservations of resolved holds leave their debit rows (locked by the caller).
