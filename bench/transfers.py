@@ -145,6 +145,7 @@ async def main() -> None:
     ap.add_argument("--accounts", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--replicas", type=int, default=1, help="API processes on the one database")
+    ap.add_argument("--only", help="run only the cases whose name contains this")
     args = ap.parse_args()
     cluster = PgCluster()
     await cluster.setup_template()
@@ -205,6 +206,8 @@ async def main() -> None:
             print(f"{args.clients} clients, {args.replicas} API process(es), {args.seconds:.0f} s each, "
                   f"{os.cpu_count()} cores, Postgres on this box (fsync on, synchronous_commit on)")
             for name, make, per in cases:
+                if args.only and args.only not in name:
+                    continue
                 r = await load.run(name, make, per)
                 unit = "round trips/s" if name.startswith("hold") else "transfers/s"
                 rows.append((name, round(r["rate"]), unit, f"p99 {r['p99']:.1f} ms, errors {r['errors']}"))
