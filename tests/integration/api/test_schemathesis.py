@@ -76,6 +76,10 @@ include-path-regex = "^/v1/admin/deliveries"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 202, 400, 404, 409, 429]
 
 [[operations]]
+include-path-regex = "^/v1/admin/ledger/"
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 422, 429]
+
+[[operations]]
 include-path-regex = "intent"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 429]
 
