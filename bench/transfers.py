@@ -32,7 +32,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live import pct, popen_alive  # noqa: E402
+from bench.live import pct, popen_alive, wait_api  # noqa: E402
 from bench.results import record  # noqa: E402
 from daemon.devchain import free_port  # noqa: E402
 from db import create_pool  # noqa: E402
@@ -172,15 +172,7 @@ async def main() -> None:
                 apis.append(f"http://127.0.0.1:{port}")
             async with aiohttp.ClientSession() as s:
                 for api, proc in zip(apis, procs):
-                    for _ in range(600):
-                        popen_alive(proc)
-                        try:
-                            async with s.get(api + "/health") as r:
-                                if r.status == 200:
-                                    break
-                        except aiohttp.ClientError:
-                            pass
-                        await asyncio.sleep(0.1)
+                    await wait_api(s, api, lambda proc=proc: popen_alive(proc))
             load = Load(apis, args.clients, args.seconds, args.accounts)
             path = "/v1/admin/ledger/transfers"
             b = args.batch
