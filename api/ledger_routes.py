@@ -23,11 +23,11 @@ from settlement.ledger.transfers import (
     TransferBatcher,
     TransferConflict,
     TransferRefused,
+    account_by_ref,
     entries_page,
 )
 
 from .http import IDENT_PATTERN, PlainText, Query, RequestError, json_body, json_response, path_ident
-from .settlement_routes import _account as settlement_account
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 routes = web.RouteTableDef()  # admin
@@ -170,6 +170,8 @@ async def account_entries(request: web.Request) -> web.Response:
     asset = q.text("asset", re.compile(IDENT_PATTERN), "an asset id")
     ref = path_ident(request)
     async with request.app[POOL].acquire() as conn:
-        account = await settlement_account(conn, ref)
+        account = await account_by_ref(conn, ref)
+        if account is None:
+            raise RequestError("id", "no ledger account with this code or id", status=404, code="not_found")
         page = await entries_page(conn, account, cursor, limit, asset)
     return json_response(page)

@@ -524,6 +524,11 @@ async def account_balances(conn: asyncpg.Connection, code: str, account_id: int 
     return out
 
 
+async def account_by_ref(conn: asyncpg.Connection, ref: str) -> asyncpg.Record | None:
+    """An account by its code or its numeric id."""
+    return await conn.fetchrow(Q.account_by_ref, ref, int(ref) if ref.isdigit() and len(ref) <= 18 else None)
+
+
 def entry_view(r: asyncpg.Record) -> dict:
     return {"id": r["id"], "asset_id": r["asset_id"], "amount": str(int(r["amount"])),
             "transaction_id": r["transaction_id"], "cause": r["cause_kind"], "key": r["idempotency_key"],

@@ -194,3 +194,9 @@ LIMIT $5;
 
 -- name: account_by_code
 SELECT id, code, kind FROM ledger_accounts WHERE code = $1;
+
+-- name: account_by_ref
+-- By code ('app:prizes') or numeric id; the code wins.
+SELECT id, code, kind FROM ledger_accounts WHERE code = $1 OR id = $2::bigint
+ORDER BY (code = $1) DESC
+LIMIT 1;
