@@ -42,7 +42,7 @@ SCHEMAS: dict[str, Any] = {
                      "required": ["id", "debit_account", "credit_account", "asset", "amount"],
                      "properties": _TRANSFER_FIELDS},
     "TransfersBody": {"type": "object", "additionalProperties": False, "required": ["transfers"],
-                      "properties": {"transfers": {"type": "array", "minItems": 1, "maxItems": 1000,
+                      "properties": {"transfers": {"type": "array", "minItems": 1, "maxItems": 200,
                                                    "items": _ref("TransferBody"),
                                                    "description": "Linked: all commit or none"}}},
     "Transfer": _obj({"id": {"type": "string"}, "debit_account": {"type": "string"},
