@@ -342,11 +342,16 @@ class Request:
 
 async def _validate(conn: asyncpg.Connection, settings: Settings, r: Request) -> dict[str, tuple[str, int]]:
     codes: dict[str, tuple[str, int]] = {}
+    chains: dict[str, str] = {}
+    checked: set[tuple[str, str]] = set()
     for i, t in enumerate(r.transfers):
-        chain, _ = await ACCOUNTS.asset(conn, t.asset, f"transfers[{i}].asset", i)
-        for side in ("debit_account", "credit_account"):
-            code = getattr(t, side)
-            check_account(settings, code, chain, f"transfers[{i}].{side}", i)
+        if t.asset not in chains:
+            chains[t.asset] = (await ACCOUNTS.asset(conn, t.asset, f"transfers[{i}].asset", i))[0]
+        chain = chains[t.asset]
+        for side, code in (("debit_account", t.debit_account), ("credit_account", t.credit_account)):
+            if (code, chain) not in checked:
+                check_account(settings, code, chain, f"transfers[{i}].{side}", i)
+                checked.add((code, chain))
             codes.setdefault(code, (f"transfers[{i}].{side}", i))
     return codes
 
@@ -422,9 +427,9 @@ async def book_requests(conn: asyncpg.Connection, settings: Settings, reqs: Sequ
                             [t.amount for _, t in ts], bodies, [r.actor for r, _ in ts],
                             [linked for r in accepted for linked in [" ".join(x.id for x in r.transfers)] * len(r.transfers)])
     booked = {row["id"]: row for row in rows}
+    views = iter(transfer_view(b, booked[b["id"]]["transaction_id"], booked[b["id"]]["created_at"]) for b in bodies)
     for r in accepted:
-        r.result = ([transfer_view(t.body(), booked[t.id]["transaction_id"], booked[t.id]["created_at"])
-                     for t in r.transfers], True)
+        r.result = ([next(views) for _ in r.transfers], True)
         m.LEDGER_TRANSFERS.labels("transfer").inc(len(r.transfers))
 
 
