@@ -360,8 +360,9 @@ async def book_requests(conn: asyncpg.Connection, settings: Settings, reqs: Sequ
     """Book independent linked requests in the caller's transaction, setting each one's
     result or error: each request all or nothing, in order, against the locked rooms.
 
-    A refused request books nothing (its accounts may have been created: an
-    account without entries)."""
+    A refused request books nothing (when another request of the same
+    transaction is booked, accounts it named may have been created: an
+    account without entries; alone, `_book` rolls everything back)."""
     for r in reqs:
         r.result, r.error = None, None
     stored = {row["id"]: row for row in await conn.fetch(Q.find_transfers, [t.id for r in reqs for t in r.transfers])}
@@ -440,11 +441,29 @@ def _outcome(r: Request) -> tuple[list[dict], bool]:
     return r.result
 
 
+class _NothingBooked(Exception):
+    """rolls back a booking transaction that booked nothing (accounts it created go too)"""
+
+
+async def _book_or_roll_back(conn: asyncpg.Connection, settings: Settings, reqs: Sequence[Request]) -> None:
+    await book_requests(conn, settings, reqs)
+    if not any(r.result is not None and r.result[1] for r in reqs):
+        raise _NothingBooked
+
+
+async def _book(pool: asyncpg.Pool, settings: Settings, reqs: Sequence[Request]) -> None:
+    try:
+        await retrying(pool, lambda conn: _book_or_roll_back(conn, settings, reqs))
+    except _NothingBooked:
+        pass  # every outcome is set: replays, refusals
+
+
 async def create_transfers(pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
                            actor: str) -> tuple[list[dict], bool]:
-    """Book one linked request in a transaction of its own; return (the transfers as stored, created now)."""
+    """Book one linked request in a transaction of its own; return (the transfers as stored, created now).
+    A refusal rolls the transaction back: it writes nothing at all."""
     r = Request(prepare(transfers), actor)
-    await retrying(pool, lambda conn: book_requests(conn, settings, [r]))
+    await _book(pool, settings, [r])
     return _outcome(r)
 
 
@@ -490,7 +509,7 @@ class TransferBatcher:
                 batch = self._take()
                 reqs = [r for r, _ in batch]
                 try:
-                    await retrying(pool, lambda conn: book_requests(conn, settings, reqs))
+                    await _book(pool, settings, reqs)
                 except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                     for _, fut in batch:
                         if not fut.done():

@@ -82,12 +82,15 @@ async def test_limits_name_the_account_and_reason(pool, settings, tmp_path):
 
 async def test_linked_request_with_one_bad_transfer_writes_nothing(pool, settings):
     await fund(pool, A, 10)
-    before = await count(pool, "SELECT count(*) FROM postings")
+    before = [await count(pool, f"SELECT count(*) FROM {table}")
+              for table in ("postings", "ledger_accounts", "ledger_account_balances")]
     batch = [t("l1", A, B, 4), t("l2", B, C, 4), t("l3", A, C, 7)]  # l3: 6 left
     with pytest.raises(TransferRefused) as exc:
         await create_transfers(pool, settings, batch, "test")
     assert (exc.value.index, exc.value.result) == (2, "exceeds_available")
-    assert await count(pool, "SELECT count(*) FROM postings") == before
+    after = [await count(pool, f"SELECT count(*) FROM {table}")
+             for table in ("postings", "ledger_accounts", "ledger_account_balances")]
+    assert after == before  # not even the accounts B and C it named
     assert await count(pool, "SELECT count(*) FROM ledger_transfers") == 0
     assert [(await balance_parts(pool, x))["final"] for x in (A, B, C)] == [10, 0, 0]
     # In order: B spends what the first transfer of the request credited it.
