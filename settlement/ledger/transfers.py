@@ -478,6 +478,7 @@ class TransferBatcher:
         self.workers, self.max_transfers = workers, max_transfers
         self._queue: collections.deque[tuple[Request, asyncio.Future]] = collections.deque()
         self._active = 0
+        self._tasks: set[asyncio.Task] = set()  # held: the loop keeps only weak references
 
     async def submit(self, pool: asyncpg.Pool, settings: Settings, transfers: Sequence[Transfer],
                      actor: str) -> tuple[list[dict], bool]:
@@ -486,7 +487,9 @@ class TransferBatcher:
         self._queue.append((r, fut))
         if self._active < self.workers:
             self._active += 1
-            asyncio.ensure_future(self._drain(pool, settings))
+            task = asyncio.create_task(self._drain(pool, settings))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         await fut
         return _outcome(r)
 
