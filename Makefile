@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-report lint contracts clean
+.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-transfers bench-report lint contracts clean
 
 setup: $(STAMP) $(NODE_STAMP) bytecode
 
@@ -48,8 +48,9 @@ LIVE_ARGS ?=
 API_ARGS ?=
 PAYOUT_ARGS ?=
 PAYOUT_PIPELINE_ARGS ?=
+TRANSFER_ARGS ?=
 
-bench: bench-backfill bench-live bench-api bench-payouts bench-report
+bench: bench-backfill bench-live bench-api bench-payouts bench-transfers bench-report
 
 bench-backfill: setup
 	$(PY) bench/backfill.py $(BACKFILL_ARGS)
@@ -67,6 +68,10 @@ bench-payouts: setup
 	$(PY) bench/payouts.py $(PAYOUT_ARGS)
 	$(PY) bench/payout_pipeline.py $(PAYOUT_PIPELINE_ARGS)
 	$(PY) bench/payout_gauges.py
+
+# Ledger transfers through the admin API (issue 25): single, linked x100, hot and spread, hold/post.
+bench-transfers: setup
+	$(PY) bench/transfers.py $(TRANSFER_ARGS)
 
 bench-report:
 	$(PY) bench/results.py

@@ -38,6 +38,8 @@ from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("queries.sql"))
 routes = Routes("admin", auth="admin")
+FROM_ACCOUNT = (r"^(app:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+                r"|user:[a-z0-9][a-z0-9_-]{0,62}:(0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34}|tag:[0-9]{1,10}))$")
 BatchId = Text(r"^0x[0-9a-fA-F]{64}$", "a batch id: 0x and 64 hex digits")
 Chain = Annotated[StrictStr, Field(max_length=64), Runtime("chains")]
 
@@ -72,6 +74,8 @@ class PayoutBody(BaseModel):
     key: Text(r"^[!-~]{1,200}$", "1-200 printable characters without spaces") = Field(
         description="Idempotency key: the same key and payout returns the stored request")
     destination_tag: StrictInt | None = Field(None, ge=0, le=2**32 - 1, description="XRPL only")
+    from_account: Text(FROM_ACCOUNT, "an account code: app:<name> or user:<chain>:<address>") | None = Field(
+        None, description="The account that pays (e.g. app:prizes); default: the recipient's own user account")
 
 
 class PayoutCreated(BaseModel):
@@ -92,7 +96,8 @@ async def create_payout(request: web.Request, body: PayoutBody) -> web.Response:
     try:
         stored, created = await request_payout(
             pool, request.app[SETTINGS], chain=body.chain, asset=body.asset, to=body.to, amount=amount,
-            key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag)
+            key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag,
+            from_account=body.from_account)
     except PayoutError as exc:
         raise _refused(exc, set(PayoutBody.model_fields)) from None
     async with pool.acquire() as conn:

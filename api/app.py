@@ -23,6 +23,7 @@ from . import (
     auth_routes,
     feed,
     invoice_routes,
+    ledger_routes,
     metrics,
     openapi,
     read_routes,
@@ -110,6 +111,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(admin_intents.read_routes)
     app.add_routes(openapi.routes)
     app.add_routes(metrics.routes)
+    ledger_routes.register(app, admin=token is not None)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)

@@ -111,20 +111,6 @@ WHERE code = $1 OR id = $2::bigint
 ORDER BY (code = $1) DESC
 LIMIT 1;
 
--- name: account_balances
--- Raw posting sums per asset: all entries, and those at or below their chain's final height.
-SELECT p.asset_id, a.chain, a.symbol, a.decimals,
-       sum(p.amount) AS total,
-       COALESCE(sum(p.amount) FILTER (WHERE s.final_number IS NOT NULL AND t.block_number <= s.final_number), 0)
-           AS final_total
-FROM postings p
-JOIN ledger_transactions t ON t.id = p.transaction_id
-JOIN assets a ON a.id = p.asset_id
-LEFT JOIN chain_state s ON s.chain = t.chain
-WHERE p.account_id = $1
-GROUP BY p.asset_id, a.chain, a.symbol, a.decimals
-ORDER BY p.asset_id;
-
 -- name: reconciliation_page
 -- Runs newest first before cursor $3, each with its per-wallet, per-asset results.
 SELECT r.id, r.chain, r.height, r.started_at, r.finished_at, r.status, r.error, r.checked, r.mismatches,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from config.section_api import ApiSettings
 from db import Queries
-from settlement.ledger.books import shown_balance
+from settlement.ledger.transfers import account_balances as ledger_balances
 
 from .http import RequestError, json_response, row_dict
 from .routing import ChainName, Ident, QueryInt, Routes, Runtime, Units
@@ -60,7 +60,12 @@ class Balance(BaseModel):
     symbol: str | None
     decimals: int | None
     balance: Units = Field(description="base units; positive = held (wallets) or owed (users)")
-    final_balance: Units = Field(description="the part booked at final heights")
+    final_balance: Units = Field(description="the part booked at final heights (the same as `final`)")
+    final: Units = Field(description="final chain data and posted transfers")
+    held: Units = Field(description="pending holds debiting the account")
+    reserved: Units = Field(description="open payout requests paid from the account")
+    pending: Units = Field(description="held + reserved + chain value not final yet")
+    available: Units = Field(description="final - held - reserved: what a new transfer, hold or payout may use")
 
 
 class Balances(BaseModel):
@@ -84,6 +89,7 @@ class PayoutFields(BaseModel):
     chain: str
     asset: str
     recipient: str
+    from_account: str | None = Field(None, description="the account that pays")
     amount: Units
 
 
@@ -110,6 +116,7 @@ class BatchItem(BaseModel):
     idx: int
     request_id: int
     recipient: str
+    from_account: str | None = Field(None, description="the account that pays")
     amount: Units
     outcome: str | None
 
@@ -268,12 +275,15 @@ async def account_balances(request: web.Request, p: ById) -> web.Response:
     ref = p.id
     async with request.app[POOL].acquire() as conn:
         account = await _account(conn, ref)
-        rows = await conn.fetch(Q.account_balances, account["id"])
+        rows = await ledger_balances(conn, account["code"], account["id"], account["kind"])
+    # balance: every entry; final_balance (= final): final chain data and
+    # posted transfers; held, reserved, pending, available: see
+    # settlement/ledger/transfers.py. Integer strings in base units.
     balances = [
         {
             "asset_id": r["asset_id"], "chain": r["chain"], "symbol": r["symbol"], "decimals": r["decimals"],
-            "balance": shown_balance(account["kind"], r["total"]),
-            "final_balance": shown_balance(account["kind"], r["final_total"]),
+            "balance": str(r["balance"]), "final_balance": str(r["final"]),
+            **{k: str(r[k]) for k in ("final", "held", "reserved", "pending", "available")},
         }
         for r in rows
     ]

@@ -166,7 +166,7 @@ class LedgerRuleConfig(Strict):
 
 # -- funders (issue 25) ----------------------------------------------------------
 
-APP_ACCOUNT = re.compile(r"^app:[a-z0-9][a-z0-9_.-]{0,62}$")
+APP_ACCOUNT = re.compile(r"^app:[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _FUNDER_ADDRESS = re.compile(r"^(0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34})$")
 
 
@@ -195,7 +195,39 @@ class LedgerFunderConfig(Strict):
     @classmethod
     def _account(cls, v: str) -> str:
         if not APP_ACCOUNT.match(v):
-            raise ValueError("must be an app account code 'app:<name>' (lowercase letters, digits, '_', '.', '-')")
+            raise ValueError("must be an app account code 'app:<name>' (letters, digits, '_', '.', '-'; max 63)")
+        return v
+
+
+# -- app accounts and their limits (transfers, holds, payouts from an account) --
+
+class LedgerAccountConfig(Strict):
+    """A named app account (`app:prizes`): the app's own money.
+
+    overdraft: how far below zero transfers, holds and payouts may take it,
+    in base units of any asset, or "unlimited" (a treasury that issues).
+    """
+
+    code: str
+    overdraft: int | None = 0  # None: unlimited
+    label: str | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not APP_ACCOUNT.match(v):
+            raise ValueError("must read 'app:<name>' (letters, digits, '_', '.', '-'; max 63)")
+        return v
+
+    @field_validator("overdraft", mode="before")
+    @classmethod
+    def _overdraft(cls, v):
+        if v == "unlimited":
+            return None
+        if isinstance(v, str) and v.isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _MAX_UNITS:
+            raise ValueError('must be a non-negative integer in base units or "unlimited"')
         return v
 
 
@@ -204,6 +236,15 @@ class LedgerSettings(Strict):
     assets: list[LedgerAssetConfig] = Field(default_factory=list)
     rules: list[LedgerRuleConfig] = Field(default_factory=list)
     funders: list[LedgerFunderConfig] = Field(default_factory=list)
+    # App accounts with their limits; with create_app_accounts, the transfer
+    # API creates an unlisted app:<name> on first use (overdraft 0).
+    accounts: list[LedgerAccountConfig] = Field(default_factory=list)
+    create_app_accounts: bool = False
+    # A hold with no timeout of its own expires after this many seconds.
+    hold_timeout_seconds: float = Field(3600.0, gt=0, le=366 * 86400)
+
+    def app_account(self, code: str) -> LedgerAccountConfig | None:
+        return next((a for a in self.accounts if a.code == code), None)
 
     @model_validator(mode="after")
     def _unique(self) -> "LedgerSettings":
@@ -219,6 +260,10 @@ class LedgerSettings(Strict):
         dupes = sorted({f"{c}:{a}" for c, a in funders if funders.count((c, a)) > 1})
         if dupes:
             raise ValueError(f"funders listed twice: {', '.join(dupes)}")
+        codes = [a.code for a in self.accounts]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"accounts listed twice: {', '.join(dupes)}")
         return self
 
 

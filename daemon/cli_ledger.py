@@ -37,6 +37,10 @@ def register(sub) -> None:
     ad.add_argument("--key", help="idempotency key: the same key and arguments book once")
     ad.set_defaults(func=_cmd_adjust)
 
+    from .cli_transfers import register as transfers
+
+    transfers(lgs)
+
 
 async def _cmd_reconcile(settings, args) -> int:
     from settlement.reconcile.runs import reconcile_once

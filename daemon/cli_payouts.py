@@ -19,6 +19,7 @@ def register(sub) -> None:
     r.add_argument("--amount", required=True, help="integer base units")
     r.add_argument("--key", required=True, help="idempotency key")
     r.add_argument("--tag", type=int, help="XRPL destination tag of the recipient")
+    r.add_argument("--from-account", help="the account paying, e.g. app:prizes (default: the recipient's own)")
     r.add_argument("--actor", default="cli")
     r.set_defaults(func=_cmd_request)
 
@@ -79,7 +80,8 @@ async def _cmd_request(settings: Settings, args) -> int:
         raise ChainsettleError("amount: must be an integer in base units") from None
     async with open_pool(settings) as pool:
         row, created = await request_payout(pool, settings, chain=args.chain, asset=args.asset, to=args.to,
-                                            amount=amount, key=args.key, actor=args.actor, destination_tag=args.tag)
+                                            amount=amount, key=args.key, actor=args.actor, destination_tag=args.tag,
+                                            from_account=args.from_account)
     print(json.dumps({"created": created, "request": row}, default=text_default))
     return 0
 

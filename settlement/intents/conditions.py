@@ -150,9 +150,7 @@ async def evaluate(conn: asyncpg.Connection, settings: Settings, spec: IntentSpe
         elif fee > spec.gas_cap:
             failed.append("fee_above_cap")
     if funds is None:
-        prefix = f"user:{spec.chain}:"
-        own = spec.source[len(prefix):] if spec.source.startswith(prefix) else None
-        row = await conn.fetchrow(Q.source_funds, spec.chain, spec.asset, spec.source, own, aid)
+        row = await conn.fetchrow(Q.source_funds, spec.chain, spec.asset, spec.source, aid)
         funds = (int(row["balance"]), int(row["reserved"]))
     balance, reserved = funds
     buffer = int(spec.buffer)

@@ -114,25 +114,25 @@ SELECT count(*) FROM (
 ) AS locked;
 
 -- name: source_funds
--- The source's final balance and what is reserved against it, in one round trip.
--- $1 chain, $2 asset, $3 source account, $4 its recipient if a user account, $5 asset id.
+-- The source's final balance and what is reserved against it, in one round trip:
+-- open payout requests paid from it (any recipient, intent or not) and its open holds.
+-- $1 chain, $2 asset, $3 source account, $4 asset id.
 SELECT
     (SELECT COALESCE(-sum(p.amount), 0)
      FROM postings p
      JOIN ledger_accounts a ON a.id = p.account_id
      JOIN ledger_transactions t ON t.id = p.transaction_id
-     WHERE a.code = $3 AND p.asset_id = $5
+     WHERE a.code = $3 AND p.asset_id = $4
        AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $1)) AS balance,
     (SELECT COALESCE((SELECT sum(amount) FROM payout_requests
-                      WHERE chain = $1 AND asset = $2 AND recipient = $4 AND state IN ('pending', 'batched', 'held')), 0)
-          + COALESCE((SELECT sum(p.amount) FROM intent_occurrences o
-                      JOIN payout_requests p ON p.idempotency_key = o.id
-                      WHERE o.chain = $1 AND o.asset = $2 AND o.source_account = $3
-                        AND p.state IN ('pending', 'batched', 'held') AND p.recipient IS DISTINCT FROM $4), 0))
+                      WHERE from_account = $3 AND chain = $1 AND asset = $2
+                        AND state IN ('pending', 'batched', 'held')), 0)
+          + COALESCE((SELECT b.held FROM ledger_account_balances b JOIN ledger_accounts a ON a.id = b.account_id
+                      WHERE a.code = $3 AND b.asset_id = $4), 0))
         AS reserved;
 
 -- name: source_funds_many
--- source_funds for many sources at once (arrays: chains, assets, sources, own recipients, asset ids);
+-- source_funds for many sources at once (arrays: chains, assets, sources, asset ids);
 -- n is the 1-based position in the arrays.
 SELECT s.n,
     (SELECT COALESCE(-sum(p.amount), 0)
@@ -142,15 +142,13 @@ SELECT s.n,
      WHERE a.code = s.source AND p.asset_id = s.aid
        AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = s.chain)) AS balance,
     (SELECT COALESCE((SELECT sum(amount) FROM payout_requests
-                      WHERE chain = s.chain AND asset = s.asset AND recipient = s.own
+                      WHERE from_account = s.source AND chain = s.chain AND asset = s.asset
                         AND state IN ('pending', 'batched', 'held')), 0)
-          + COALESCE((SELECT sum(p.amount) FROM intent_occurrences o
-                      JOIN payout_requests p ON p.idempotency_key = o.id
-                      WHERE o.chain = s.chain AND o.asset = s.asset AND o.source_account = s.source
-                        AND p.state IN ('pending', 'batched', 'held') AND p.recipient IS DISTINCT FROM s.own), 0))
+          + COALESCE((SELECT b.held FROM ledger_account_balances b JOIN ledger_accounts a ON a.id = b.account_id
+                      WHERE a.code = s.source AND b.asset_id = s.aid), 0))
         AS reserved
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-     AS s(chain, asset, source, own, aid, n);
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+     AS s(chain, asset, source, aid, n);
 
 -- name: period_total
 -- What this intent requested in [$2, $3) and did not fail to pay.

@@ -56,12 +56,6 @@ async def _none():
     return None
 
 
-def own_recipient(chain: str, source: str) -> str | None:
-    """The recipient whose user account the source is, if it is one (its own payouts reserve it too)."""
-    prefix = f"user:{chain}:"
-    return source[len(prefix):] if source.startswith(prefix) else None
-
-
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -264,8 +258,7 @@ class IntentScheduler:
         await conn.execute(Q.lock_sources, [f"{c}:{a}:{src}" for c, a, src in sources])
         funds_rows = await conn.fetch(
             Q.source_funds_many, [c for c, _, _ in sources], [a for _, a, _ in sources],
-            [src for _, _, src in sources], [own_recipient(c, src) for c, _, src in sources],
-            [asset_id(c, a) for c, a, _ in sources])
+            [src for _, _, src in sources], [asset_id(c, a) for c, a, _ in sources])
         funds = {sources[r["n"] - 1]: [int(r["balance"]), int(r["reserved"])] for r in funds_rows}
         verdicts = []
         pending: dict[int, int] = {}  # per intent: requested in this round (for period caps)
@@ -287,7 +280,7 @@ class IntentScheduler:
                     row, _ = await request_payout(self.pool, self.settings, chain=spec.chain, asset=spec.asset,
                                                   to=spec.recipient, amount=v.amount, key=occ["id"],
                                                   actor=f"intent:{occ['intent_id']}",
-                                                  destination_tag=spec.destination_tag)
+                                                  destination_tag=spec.destination_tag, from_account=spec.source)
                     return row
                 except IdempotencyConflict as exc:
                     v.ok, v.reason = False, "payout_conflict"

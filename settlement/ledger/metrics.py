@@ -57,3 +57,11 @@ RECON_LAST_ERROR = Gauge(
 RECON_OVERPAID = Gauge(
     "chainsettle_reconciliation_overpaid_users", "User accounts paid more than they were owed, as of H", ["chain"],
 )
+
+LEDGER_TRANSFERS = Counter(
+    "chainsettle_ledger_transfers_total", "Transfers booked and holds resolved, by kind",
+    ["kind"],  # transfer, hold, hold_posted, hold_voided, hold_expired
+)
+LEDGER_RETRIES = Counter(
+    "chainsettle_ledger_transfer_retries_total", "Transfer transactions retried after a deadlock or serialization failure"
+)

@@ -45,6 +45,10 @@ async def fail_closed(conn: asyncpg.Connection, *, chain: str, asset: str, kind:
 
 
 async def negative_users(conn: asyncpg.Connection, chain: str, asset: str, accounts: list[str]) -> list[dict]:
-    """User accounts among `accounts` the ledger now owes less than nothing."""
-    rows = await conn.fetch(Q.negative_user_balances, accounts, asset_id(chain, asset))
+    """User accounts among `accounts` the ledger now owes less than nothing (app accounts
+    may go below zero by their configured overdraft: admission checked that)."""
+    users = [a for a in accounts if a.startswith("user:")]
+    if not users:
+        return []
+    rows = await conn.fetch(Q.negative_user_balances, users, asset_id(chain, asset))
     return [{"account": r["code"], "balance": str(r["owed"])} for r in rows]

@@ -14,22 +14,9 @@ SELECT * FROM payout_refusals WHERE idempotency_key = $1;
 INSERT INTO payout_refusals (idempotency_key, chain, asset, recipient, amount, field, reason, requested_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
--- name: admission_room
--- Owed (final ledger) and reserved (requested, not booked) in one snapshot:
--- $1 account code, $2 asset id, $3 chain, $4 asset name, $5 recipient.
-SELECT
-  (SELECT COALESCE(-sum(p.amount), 0)
-   FROM postings p
-   JOIN ledger_accounts a ON a.id = p.account_id
-   JOIN ledger_transactions t ON t.id = p.transaction_id
-   WHERE a.code = $1 AND p.asset_id = $2
-     AND t.block_number <= (SELECT final_number FROM chain_state WHERE chain = $3)) AS owed,
-  (SELECT COALESCE(sum(amount), 0) FROM payout_requests
-   WHERE chain = $3 AND asset = $4 AND recipient = $5 AND state IN ('pending', 'batched', 'held')) AS reserved;
-
 -- name: insert_request
-INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by, from_account)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
 

@@ -2,9 +2,14 @@
 entry points for the CLI and the admin API.
 
 A request is accepted once per idempotency key: asking again with the same
-key returns the stored request (and refuses one that differs). It must be
-covered by what the final ledger owes the recipient (`user:<chain>:<address>`)
-minus what is already requested for them, and fit the per-batch cap.
+key returns the stored request (and refuses one that differs). It is paid
+from `from_account` (default: the recipient's own `user:<chain>:<address>`,
+a withdrawal; or an app account such as `app:prizes`, or an intent's
+source). Unless `payouts.require_balance` is off, it must fit that
+account's available balance (settlement/ledger/transfers.py: final, minus
+open holds and payout requests from it, plus an app account's overdraft),
+checked under the account's balance-row lock, and fit the per-batch cap.
+The confirmation hooks debit that same account when the payout is final.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from config.logs import get_logger
 from db import Queries, audit
 from db.values import amount_text
 from settlement.ledger.rules import asset_id
+from settlement.ledger.transfers import (
+    ACCOUNTS,
+    TransferRefused,
+    check_account,
+    lock_rooms,
+    normalize_account,
+    overdraft,
+    read_rooms,
+)
 from settlement.payouts import metrics as pm
 
 Q = Queries(Path(__file__).with_name("payouts.sql"))
@@ -108,17 +122,19 @@ def _check(settings: Settings, chain: str, asset: str, to: str, amount: object, 
     return pc, a
 
 
-def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = None) -> bool:
+def _same(row, chain: str, asset: str, to: str, amount: int, tag: int | None = None,
+          from_account: str | None = None) -> bool:
     return ((row["chain"], row["asset"], row["recipient"], int(row["amount"]), row.get("destination_tag"))
-            == (chain, asset, to, amount, tag))
+            == (chain, asset, to, amount, tag)
+            and (from_account is None or row.get("from_account", from_account) == from_account))
 
 
-async def lock_recipients(conn: asyncpg.Connection, chain: str, asset: str, recipients) -> None:
-    """The per-recipient lock of admission, taken by every confirmation hook
-    too (in sorted order, so two hooks never deadlock) before it marks a
-    request paid and books its debit."""
-    for r in sorted(set(recipients)):
-        await conn.execute(Q.lock_name, f"{chain}:{asset}:{r}")
+async def lock_payers(conn: asyncpg.Connection, chain: str, asset: str, accounts) -> None:
+    """The per-paying-account lock of admission, taken by every confirmation
+    hook too (in sorted order, so two hooks never deadlock) before it marks
+    a request paid and books its debit."""
+    for a in sorted(set(accounts)):
+        await conn.execute(Q.lock_name, f"{chain}:{asset}:{a}")
 
 
 def request_dict(row) -> dict:
@@ -130,12 +146,26 @@ def request_dict(row) -> dict:
     return d
 
 
+def _check_from(settings: Settings, chain: str, from_account: object) -> str:
+    if not isinstance(from_account, str) or not 0 < len(from_account) <= 200:
+        raise PayoutError("from_account", "a ledger account code such as app:prizes or user:<chain>:<address>")
+    code = normalize_account(from_account)
+    try:
+        check_account(settings, code, chain, "from_account")
+    except TransferRefused as exc:
+        raise PayoutError("from_account", f"{exc.result}: {exc.reason}") from None
+    return code
+
+
 async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, asset: str, to: str, amount: int,
-                         key: str, actor: str = "cli", destination_tag: int | None = None) -> tuple[dict, bool]:
-    """Store one payout request; return (request, created_now). `destination_tag`: XRPL only."""
+                         key: str, actor: str = "cli", destination_tag: int | None = None,
+                         from_account: str | None = None) -> tuple[dict, bool]:
+    """Store one payout request; return (request, created_now). `destination_tag`: XRPL only.
+    `from_account`: the account paying (default: the recipient's user account)."""
     tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
+    payer = user_account(chain, recipient) if from_account is None else _check_from(settings, chain, from_account)
     refused: PayoutError | None = None
     async with pool.acquire() as conn, conn.transaction():
         # One decision per key: a concurrent request with the same key waits
@@ -143,7 +173,7 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
         await conn.execute(Q.lock_name, f"payout-key:{key}")
         existing = await conn.fetchrow(Q.find_request, key)
         if existing is not None:
-            if not _same(existing, chain, asset, recipient, amount, tag):
+            if not _same(existing, chain, asset, recipient, amount, tag, payer):
                 raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             return request_dict(existing), False
         first = await conn.fetchrow(Q.find_refusal, key)
@@ -151,19 +181,26 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
             if (first["chain"], first["asset"], first["recipient"], int(first["amount"])) != (chain, asset, recipient, amount):
                 raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             raise PayoutError(first["field"], f"{first['reason']} (the first answer for key {key!r}, replayed)")
-        await lock_recipients(conn, chain, asset, [recipient])
+        await lock_payers(conn, chain, asset, [payer])
+        if payer.startswith("app:") or settings.payouts.require_balance:
+            try:
+                account = (await ACCOUNTS.resolve(conn, settings, {payer: ("from_account", None)}))[payer]
+            except TransferRefused as exc:
+                raise PayoutError("from_account", f"{exc.result}: {exc.reason}") from None
         if settings.payouts.require_balance:
-            # Owed and reserved from ONE statement (one snapshot) under the
-            # recipient's lock, which the confirmation hooks take too: a
-            # confirmation commits "paid" and the debit together, so this
-            # sees both or neither.
-            room = await conn.fetchrow(Q.admission_room, user_account(chain, recipient), asset_id(chain, asset),
-                                       chain, asset, recipient)
-            owed, reserved = int(room["owed"]), int(room["reserved"])
-            if owed - reserved < amount:
+            # The paying account's balance-row lock (transfers and holds take
+            # it too), then final, held and reserved from ONE statement (one
+            # snapshot): a confirmation, under the lock above, commits "paid"
+            # and the debit together, so this sees both or neither.
+            pair = (account.id, asset_id(chain, asset))
+            await lock_rooms(conn, [pair])
+            room = (await read_rooms(conn, [pair]))[pair]
+            limit = overdraft(settings, payer)
+            if limit is not None and room.available + limit < amount:
                 refused = PayoutError(
-                    "amount", f"{amount} exceeds what the final ledger owes {recipient} in {chain}:{asset} "
-                    f"({owed}, of which {reserved} is already requested)"
+                    "amount", f"{amount} exceeds what {payer} has available in {chain}:{asset} "
+                    f"({room.available}: the final ledger owes {room.final}, of which {room.reserved} is already "
+                    f"requested and {room.held} held" + (f"; overdraft {limit}" if limit else "") + ")"
                 )
                 await conn.execute(Q.insert_refusal, key, chain, asset, recipient, amount, refused.field,
                                    refused.reason, actor)
@@ -171,22 +208,24 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
                     "chain": chain, "asset": asset, "to": recipient, "amount": amount_text(amount),
                     "field": refused.field, "reason": refused.reason})
         if refused is None:
-            row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor)
+            row = await conn.fetchrow(Q.insert_request, key, chain, asset, recipient, amount, actor, payer)
             if row is not None and tag is not None:
                 # The column comes with db/migrations/0006_xrpl_payouts.sql; same transaction as the insert.
                 row = await conn.fetchrow(Q.set_request_tag, row["id"], tag)
             if row is None:  # cannot happen under the key lock; kept as the unique key's last word
                 row = await conn.fetchrow(Q.find_request, key)
-                if not _same(row, chain, asset, recipient, amount, tag):
+                if not _same(row, chain, asset, recipient, amount, tag, payer):
                     raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
                 return request_dict(row), False
             await audit(conn, actor, "payout.requested", f"payout:{row['id']}", {
                 "key": key, "chain": chain, "asset": asset, "to": recipient, "amount": amount_text(amount),
+                "from_account": payer,
                 **({"tag": tag} if tag is not None else {})})
     if refused is not None:
         log.info("payout.refused", chain=chain, asset=asset, to=recipient, field=refused.field)
         raise refused
-    log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=amount_text(amount))
+    log.info("payout.requested", id=row["id"], chain=chain, asset=asset, to=recipient, amount=amount_text(amount),
+             from_account=payer)
     return request_dict(row), True
 
 

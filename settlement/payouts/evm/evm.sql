@@ -116,7 +116,7 @@ FOR UPDATE OF b;
 
 -- name: batch_request_states
 -- The requests of a batch as they stand before its confirmation is booked.
-SELECT i.request_id, i.recipient, r.state, r.batch_id
+SELECT i.request_id, i.recipient, r.state, r.batch_id, r.from_account
 FROM payout_items i JOIN payout_requests r ON r.id = i.request_id
 WHERE i.batch_id = $1
 ORDER BY i.idx;
@@ -150,7 +150,11 @@ WHERE i.batch_id = $1 AND i.request_id = r.id AND r.state <> 'paid'
 RETURNING r.id, r.state, r.recipient, r.amount;
 
 -- name: sent_items
-SELECT recipient, amount FROM payout_items WHERE batch_id = $1 AND outcome = 'sent' ORDER BY idx;
+-- Each paid item with the account it is paid from.
+SELECT i.recipient, i.amount, r.from_account
+FROM payout_items i JOIN payout_requests r ON r.id = i.request_id
+WHERE i.batch_id = $1 AND i.outcome = 'sent'
+ORDER BY i.idx;
 
 -- name: list_txs
 SELECT id, chain, sender, nonce, attempt, purpose, batch_id, tx_hash, gas_limit,

@@ -6,7 +6,8 @@ chain_state.final_number, which the store moves before calling hooks) and,
 in that same transaction: marks the batch confirmed, each item sent or
 failed from PayoutSent / PayoutFailed, the requests paid (or held for a
 human when the recipient refused a native transfer), and books one ledger
-transaction per batch: debit each recipient's user account, credit the
+transaction per batch: debit the account each item is paid from (the
+recipient's user account unless the request named another), credit the
 wallet that paid (the batcher, or the treasury for treasury-funded tokens).
 The gas fee is the sender's NativeFee event, booked by the ledger's default
 fee rule when the sender is a configured wallet: booking it here too would
@@ -30,7 +31,7 @@ from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
 from settlement.payouts import metrics as pm
 from settlement.payouts.failclosed import fail_closed, negative_users
-from settlement.payouts.requests import lock_recipients, user_account
+from settlement.payouts.requests import lock_payers
 
 Q = Queries(Path(__file__).with_name("evm.sql"))
 log = get_logger("settlement.payouts")
@@ -73,8 +74,8 @@ class PayoutHook:
         kinds = ["sent" if o["event"] == "PayoutSent" else "failed" for o in outcomes]
         items = await conn.fetch(Q.batch_request_states, batch_id)
         # Serialised with admission (settlement/payouts/requests.py): "paid"
-        # and the debit commit together under the recipients' locks.
-        await lock_recipients(conn, chain, row["asset"], [i["recipient"] for i in items])
+        # and the debit commit together under the paying accounts' locks.
+        await lock_payers(conn, chain, row["asset"], [i["from_account"] for i in items])
         impossible: list[tuple[str, dict]] = []
         if row["state"] == "expired":
             # Proven dead at a final block, executed anyway: its items may have
@@ -93,7 +94,7 @@ class PayoutHook:
             aid = asset_id(chain, row["asset"])
             payer = row["treasury"] if row["source"] == 1 else row["batcher"]
             total = sum(int(s["amount"]) for s in sent)
-            postings = [Posting(user_account(chain, s["recipient"]), aid, int(s["amount"])) for s in sent]
+            postings = [Posting(s["from_account"], aid, int(s["amount"])) for s in sent]
             postings.append(Posting(wallet_account(chain, payer), aid, -total))
             await post_transaction(
                 conn, key=payout_ledger_key(batch_id), cause_kind="payout",
@@ -104,7 +105,7 @@ class PayoutHook:
             )
         if sent and self.settings.payouts.require_balance:
             negative = await negative_users(conn, chain, row["asset"],
-                                            sorted({user_account(chain, s["recipient"]) for s in sent}))
+                                            sorted({s["from_account"] for s in sent}))
             if negative:
                 impossible.append(("negative_balance", {"batch": batch_id, "tx": row["tx_hash"],
                                                         "accounts": negative}))

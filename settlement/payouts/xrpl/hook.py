@@ -6,7 +6,8 @@ hot wallet's own); validated ledgers are final, so each committed range is
 final. For each of our stored transactions found there, in that same
 transaction:
 - tesSUCCESS: the payment is validated, its request paid, and one ledger
-  transaction debits the recipient's user account and credits the hot
+  transaction debits the account it is paid from (the recipient's user
+  account unless the request named another) and credits the hot
   wallet. The fee is NOT booked here: the default XRPL fee rule books the
   fee of every transaction the wallet sends (tec ones included); booking it
   here too would count it twice.
@@ -29,7 +30,7 @@ from settlement.ledger.books import Posting, post_transaction, sync_ledger
 from settlement.ledger.rules import asset_id, wallet_account
 from settlement.payouts import metrics as pm
 from settlement.payouts.failclosed import fail_closed, negative_users
-from settlement.payouts.requests import lock_recipients, user_account
+from settlement.payouts.requests import lock_payers
 from settlement.payouts.xrpl.outcomes import RETRYABLE_TEC, requeue_or_hold
 
 XQ = Queries(Path(__file__).with_name("xrpl.sql"))
@@ -71,7 +72,7 @@ class XrplPayoutHook:
         if row["purpose"] != "payout":
             return
         if ok:
-            await lock_recipients(conn, row["chain"], row["asset"], [row["destination"]])
+            await lock_payers(conn, row["chain"], row["asset"], [row["from_account"]])
             await conn.execute(XQ.pay_request, row["request_id"])
             await conn.execute(XQ.set_item_outcome, row["batch_id"], row["request_id"], "sent")
             aid = asset_id(row["chain"], row["asset"])
@@ -81,7 +82,7 @@ class XrplPayoutHook:
                 cause={"request_id": row["request_id"], "batch_id": row["batch_id"], "tx_hash": row["tx_hash"],
                        "ledger": ledger, "sequence": row["sequence"]},
                 chain=row["chain"], block_number=ledger,
-                postings=[Posting(user_account(row["chain"], row["destination"]), aid, amount),
+                postings=[Posting(row["from_account"], aid, amount),
                           Posting(wallet_account(row["chain"], row["account"]), aid, -amount)],
                 payout_id=f"xrpl:{row['request_id']}", tx_hash=row["tx_hash"],
             )
@@ -89,7 +90,7 @@ class XrplPayoutHook:
             then = "paid"
             if self.settings.payouts.require_balance:
                 negative = await negative_users(conn, row["chain"], row["asset"],
-                                                [user_account(row["chain"], row["destination"])])
+                                                [row["from_account"]])
                 if negative:
                     await fail_closed(conn, chain=row["chain"], asset=row["asset"], kind="negative_balance",
                                       evidence={"tx": row["tx_hash"], "request": row["request_id"],
@@ -128,7 +129,7 @@ class XrplPayoutHook:
         await conn.execute(XQ.note_validated_anyway, row["id"], result,
                            f"validated anyway: {result} in ledger {ledger} after it was {row['state']}")
         if row["purpose"] == "payout" and ok:
-            await lock_recipients(conn, chain, row["asset"], [row["destination"]])
+            await lock_payers(conn, chain, row["asset"], [row["from_account"]])
             await conn.execute(XQ.pay_request, row["request_id"])
             aid = asset_id(chain, row["asset"])
             amount = int(row["amount"])
@@ -137,7 +138,7 @@ class XrplPayoutHook:
                 cause={"request_id": row["request_id"], "batch_id": row["batch_id"], "tx_hash": row["tx_hash"],
                        "ledger": ledger, "sequence": row["sequence"], "validated_after": row["state"]},
                 chain=chain, block_number=ledger,
-                postings=[Posting(user_account(chain, row["destination"]), aid, amount),
+                postings=[Posting(row["from_account"], aid, amount),
                           Posting(wallet_account(chain, row["account"]), aid, -amount)],
                 payout_id=f"xrpl:{row['request_id']}", tx_hash=row["tx_hash"],
             )

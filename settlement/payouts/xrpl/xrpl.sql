@@ -107,7 +107,7 @@ RETURNING batch_id;
 
 -- name: payments_in_range
 -- Our transactions seen in final (validated) ledgers $2..$3, still open on our side.
-SELECT p.*, e.block_number, e.args ->> 'result' AS ledger_result, r.asset
+SELECT p.*, e.block_number, e.args ->> 'result' AS ledger_result, r.asset, r.from_account
 FROM events e
 JOIN xrpl_payments p ON p.tx_hash = e.tx_hash AND p.chain = e.chain AND p.account = e.address
 LEFT JOIN payout_requests r ON r.id = p.request_id

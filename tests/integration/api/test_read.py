@@ -262,8 +262,10 @@ async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool, monke
     async with client_for(settings, pool, headers=AUTH) as client:
         user = await (await client.get(f"/v1/accounts/user:anvil:{USER}/balances")).json()
         assert user["account"]["kind"] == "user"
+        # Final 100 (50 not final yet); 5 + 7 requested from the account are reserved, not available.
         assert user["balances"] == [{"asset_id": "anvil:native", "chain": "anvil", "symbol": "ETH", "decimals": 18,
-                                     "balance": "150", "final_balance": "100"}]
+                                     "balance": "150", "final_balance": "100", "final": "100", "held": "0",
+                                     "reserved": "12", "pending": "62", "available": "88"}]
         wallet = await (await client.get(f"/v1/accounts/{ids['wallet']}/balances")).json()
         assert wallet["account"]["code"] == f"wallet:anvil:{WALLET}"
         assert (wallet["balances"][0]["balance"], wallet["balances"][0]["final_balance"]) == ("150", "100")

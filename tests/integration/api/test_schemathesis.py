@@ -80,6 +80,10 @@ include-path-regex = "^/v1/admin/deliveries"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 202, 400, 404, 409, 429]
 
 [[operations]]
+include-path-regex = "^/v1/admin/ledger/"
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 422, 429]
+
+[[operations]]
 include-path-regex = "intent"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 429]
 
@@ -130,6 +134,8 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path
         "invoices": {"signin": {"domain": "shop.example", "uri": "https://shop.example",
                                 "token_key": "env:CS_SCHEMATHESIS_SIGNIN_KEY"}},
         # Payouts without a balance check, so generated requests get stored, not only refused.
+        # Generated `from_account` app accounts are opened on first use, so those requests get stored too.
+        "ledger": {"create_app_accounts": True},
         "payouts": {"require_balance": False, "chains": [{
             "chain": "anvil", "batcher": batcher, "signer": {"key": "env:CS_UNUSED_KEY"},
             "sender": {"key": "env:CS_UNUSED_KEY"}, "max_fee_per_gas": 10**11,
