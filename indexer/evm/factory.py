@@ -1,0 +1,114 @@
+"""Contracts created at run time: the children of configured factories.
+
+A `[[chains.contracts]]` entry with `factory = {event, parameter, child_abi}`
+announces children through one of its events. What this module keeps:
+- the factories (address, announcing event, child decoders shared by all
+  its children: one set of EventSpecs, however many children);
+- the committed children (`factory_children`), which the follower's log
+  filter includes, reloaded from the database at start, after a rollback
+  and after a failed range (a standby taking over loads them the same way);
+- `discover`: the children a range's logs announce (pure).
+
+Why the follower asks twice for a range that creates children: its
+eth_getLogs was sent before the children were known, so it lacks their logs
+of that range, including those of the creating block (a child's constructor
+emits before the factory announces it). The follower asks for the new
+children's logs of [creation block, range end] before it commits, and the
+children, their events and the cursor commit in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from config import ChainConfig, load_abi
+from indexer.evm.decode import EventSpec, LogDecoder
+from indexer.models import ChildRow
+
+
+@dataclass(frozen=True)
+class FactorySpec:
+    name: str
+    address: str
+    announce: EventSpec
+    parameter: str
+    child_specs: dict[str, EventSpec]  # topic0 -> spec, shared by every child
+
+
+class Factories:
+    def __init__(self, cfg: ChainConfig, decoder: LogDecoder, base_dir: Path | None = None) -> None:
+        self.decoder = decoder
+        self.configured = frozenset(c.address for c in cfg.contracts)
+        self.by_address: dict[str, FactorySpec] = {}
+        for c in cfg.contracts:
+            f = c.factory
+            if f is None:
+                continue
+            announce = next(EventSpec.from_abi(e) for e in load_abi(c.abi, base_dir)
+                            if e.get("type") == "event" and e.get("name") == f.event and not e.get("anonymous"))
+            wanted = set(f.child_events) if f.child_events is not None else None
+            specs = {}
+            for item in load_abi(f.child_abi, base_dir):
+                if item.get("type") == "event" and not item.get("anonymous") and (wanted is None or item["name"] in wanted):
+                    spec = EventSpec.from_abi(item)
+                    specs[spec.topic0] = spec
+            # The announcing event is stored like any event of the factory (the
+            # config makes it one of the contract's events).
+            self.by_address[c.address] = FactorySpec(c.name, c.address, announce, f.parameter, specs)
+        self.children: dict[str, str] = {}  # committed: address -> factory address
+        self._aliased: set[str] = set()  # in the decoder: committed, or found in a range not yet committed
+
+    def __bool__(self) -> bool:
+        return bool(self.by_address)
+
+    @property
+    def child_topic0s(self) -> list[str]:
+        return sorted({t for f in self.by_address.values() for t in f.child_specs})
+
+    def reset(self, rows: Iterable[tuple[str, str]]) -> None:
+        """The committed children are exactly `rows` (address, factory address)."""
+        for address in self._aliased:
+            self.decoder.remove(address)
+        self._aliased.clear()
+        self.children = {}
+        self.add(rows)
+
+    def add(self, rows: Iterable[tuple[str, str]]) -> None:
+        for address, factory in rows:
+            self.alias(address, factory)
+            self.children[address] = factory
+
+    def alias(self, address: str, factory: str) -> None:
+        """Decode `address`'s logs with its factory's child ABI."""
+        if address not in self.configured and factory in self.by_address:
+            self.decoder.alias(address, self.by_address[factory].child_specs)
+            self._aliased.add(address)
+
+    def discover(self, logs: Sequence, known: set[str] | dict[str, str]) -> list[ChildRow]:
+        """Children the factories' logs announce that are not in `known`, first announcement each.
+
+        Pure; a log that does not decode is left to the decoder (it keeps
+        it raw and counts it), so a broken announcement announces nothing.
+        """
+        out: list[ChildRow] = []
+        seen: set[str] = set()
+        factories = self.by_address
+        for lg in logs:
+            f = factories.get(str(lg["address"]).lower())
+            topics = lg["topics"]
+            if f is None or not topics or topics[0].lower() != f.announce.topic0:
+                continue
+            try:
+                args = f.announce.decode([t.lower() for t in topics], str(lg["data"]).lower())
+            except Exception:  # noqa: BLE001 - kept raw and counted by the decoder
+                continue
+            child = str(args.get(f.parameter, "")).lower()
+            if len(child) != 42 or child in known or child in seen or child in factories:
+                continue
+            seen.add(child)
+            out.append(ChildRow(child, f.name, f.address, int(lg["blockNumber"], 16), str(lg["blockHash"]).lower(),
+                                str(lg["transactionHash"]).lower(), int(lg["transactionIndex"], 16),
+                                int(lg["logIndex"], 16)))
+        return out
