@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
+import signal
+import subprocess
+
 import pytest
 
 from indexer.evm import fetch
 from indexer.evm.follower import EvmFollower
-from tests.support.anvil import rpc_sync
-from tests.support.config import evm_chain, make_settings
+from tests.integration.indexer.evm.test_kill import ROOT, cli, daemon_env
+from tests.integration.indexer.evm.test_reorgs import wait_synced
+from tests.support.anvil import Anvil, rpc_sync
+from tests.support.config import evm_chain, make_settings, write_config
+from tests.support.evm import calldata
 from tests.support.factory import (
     buy,
     buy_tx,
@@ -74,3 +82,86 @@ async def test_backfill_finds_children_and_their_events_from_the_creating_block(
     finally:
         await again.close()
     assert await stored(pool) == canonical(anvil.url, factory)
+
+
+def rounds_of(url: str, factory: str) -> int:
+    return int(rpc_sync(url, "eth_call", [{"to": factory, "data": calldata("rounds()", [], [])}, "latest"]), 16)
+
+
+async def assert_children_match_their_announcements(pool) -> None:
+    """Every stored child has its RoundCreated row at its key, and every RoundCreated row its child."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        orphans = await conn.fetchval(
+            """SELECT count(*) FROM factory_children c WHERE NOT EXISTS (
+                 SELECT 1 FROM events e WHERE e.chain = c.chain AND e.block_number = c.block_number
+                   AND e.block_hash = c.block_hash AND e.log_index = c.log_index AND e.event = 'RoundCreated'
+                   AND e.args->>'round' = c.address)""")
+        unannounced = await conn.fetchval(
+            """SELECT count(*) FROM events e WHERE e.event = 'RoundCreated' AND NOT EXISTS (
+                 SELECT 1 FROM factory_children c WHERE c.chain = e.chain AND c.address = e.args->>'round')""")
+        # No child's events before its creation block.
+        early = await conn.fetchval(
+            """SELECT count(*) FROM events e JOIN factory_children c ON c.chain = e.chain AND c.address = e.address
+               WHERE e.block_number < c.block_number""")
+    assert (orphans, unannounced, early) == (0, 0, 0)
+
+
+async def test_live_children_under_reorgs_and_sigkills(pool, db_url, tmp_path):
+    """50 children over a live run with reorgs of depth 1-3 (some removing creations) and SIGKILLs."""
+    rng = random.Random(29)
+    with Anvil() as node:
+        factory = deploy_factory(node.url)
+        deployed = head_number(node.url)
+        rpc_sync(node.url, "anvil_mine", ["0x8"])  # reorgs never reach the factory's deployment
+        cfg = evm_chain("local", node.url, finality_depth=5, poll_interval=0.05,
+                        contracts=[factory_contract(factory, deployed)])
+        config = write_config(tmp_path / "chainsettle.toml", {"chains": [cfg]})
+        env = daemon_env(db_url)
+        log = tmp_path / "run.log"
+        proc = None
+        kills = reorgs = removed = 0
+        try:
+            proc = start_daemon(config, env, log)
+            while rounds_of(node.url, factory) < 50 or kills < 4 or removed < 3:
+                children = list(canonical(node.url, factory)[0])
+                if not children or rng.random() < 0.5:
+                    create(node.url, factory, tickets=rng.randrange(3))
+                else:
+                    buy(node.url, rng.choice(children), rng.randrange(1, 4))
+                if rng.random() < 0.15:
+                    if rng.random() < 0.5:
+                        await wait_synced(pool, node.url)  # else: while the daemon may be mid-range
+                    depth = rng.randrange(1, 4)
+                    before = set(canonical(node.url, factory)[0])
+                    txs = [[create_tx(factory, rng.randrange(3)) if rng.random() < 0.3 or not children
+                            else buy_tx(rng.choice(children)), rng.randrange(depth)]
+                           for _ in range(rng.randrange(0, 3))]
+                    rpc_sync(node.url, "anvil_reorg", [depth, txs])
+                    reorgs += 1
+                    removed += len(before - set(canonical(node.url, factory)[0]))
+                if rng.random() < 0.08:
+                    await asyncio.sleep(rng.uniform(0, 0.3))
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(10)
+                    kills += 1
+                    await assert_children_match_their_announcements(pool)
+                    proc = start_daemon(config, env, log)
+                assert proc.poll() is None, log.read_text()[-3000:]
+            await wait_synced(pool, node.url, timeout=60)
+            want = canonical(node.url, factory)
+            got = await stored(pool)
+            assert len(want[0]) >= 50
+            assert got[0] == want[0]
+            assert got[1] == want[1]
+            await assert_children_match_their_announcements(pool)
+            assert await pool.fetchval("SELECT count(*) FROM reorgs WHERE chain = 'local'") >= 1
+            assert reorgs >= 5 and removed >= 3 and kills >= 4
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def start_daemon(config, env, log) -> subprocess.Popen:
+    with log.open("ab") as err:
+        return subprocess.Popen(cli(config, "run"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
