@@ -390,8 +390,14 @@ class EvmFollower:
         logs, children, flt = await self._with_children(a, end, logs, fetched, known)
         logs = await verify_logs(self.rpc, flt, headers, logs)
         events, raw = self.decoder.decode_logs(logs)
-        for src in self.sources:
-            events += await src.fetch(self.rpc, a, end)
+        if self.sources:
+            held = {h.number: h.hash for h in headers}
+            for src in self.sources:
+                extra = await src.fetch(self.rpc, a, end)
+                # [integrity] rows of the blocks whose header we hold carry its hash (traces are read by hash)
+                if any(row[1] in held and row[2] != held[row[1]] for row in extra):
+                    raise InconsistentRange(f"{self.chain}: extra rows of {a}..{end} come from other blocks")
+                events += extra
         return (a, end, events, raw, first, last, children), flt
 
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
