@@ -19,6 +19,7 @@ from . import (
     admin_replay,
     admin_routes,
     auth_routes,
+    factory_routes,
     feed,
     invoice_routes,
     read_routes,
@@ -87,6 +88,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.on_shutdown.append(feed.close_streams)
 
     app.add_routes(read_routes.routes)
+    app.add_routes(factory_routes.routes)
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
     app.add_routes(invoice_routes.routes)

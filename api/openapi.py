@@ -143,6 +143,7 @@ def _schemas(api: ApiSettings) -> dict[str, Any]:
             "endpoints": {"type": "array", "items": free}, "reorg_count": _int(),
             "recent_reorgs": {"type": "array", "items": _ref("Reorg")},
             "head_seen_at": _str(nullable=True, fmt="date-time"), "updated_at": _str(fmt="date-time"),
+            "factory_children": nint,
         }, required=["chain", "kind", "chain_id", "configured", "state", "endpoints", "reorg_count", "recent_reorgs"]),
         "Status": _obj({
             "generated_at": _str(fmt="date-time"),
@@ -369,6 +370,9 @@ def build_spec(api: ApiSettings, *, admin: bool, chains: list[str],
     from . import openapi_intents  # the intent routes describe themselves
 
     paths.update(openapi_intents.read_paths())
+    from .factory_routes import paths as factory_paths  # the factory children route
+
+    paths.update(factory_paths())
     spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "chainsettle", "version": "1",

@@ -100,6 +100,7 @@ def chain_view(row: asyncpg.Record, cfg_threshold: int | None, reorgs: list[dict
         "halted_reason": row["halted_reason"],
         "last_error": status.get("last_error") if isinstance(status.get("last_error"), str) else None,
         "endpoints": endpoints if isinstance(endpoints, list) else [],
+        "factory_children": status.get("factory_children") if isinstance(status.get("factory_children"), int) else None,
         "reorg_count": row["reorg_count"],
         "recent_reorgs": reorgs,
         "head_seen_at": row["head_seen_at"],

@@ -169,8 +169,8 @@ class EvmFollower:
     def _filter_of(self, addresses) -> LogFilter:
         return LogFilter(sorted(addresses), self._topic0s)
 
-    async def _with_children(self, a: int, end: int, logs: list, fetched: LogFilter,
-                             known: set[str] | None) -> tuple[list, list[ChildRow], LogFilter]:
+    async def _with_children(self, a: int, end: int, logs: list, fetched: LogFilter, known: set[str] | None,
+                             upto: int | None = None) -> tuple[list, list[ChildRow], LogFilter]:
         """`logs` of [a, end] completed with the logs of every child; returns (logs, new children, filter).
 
         `known` is what the caller knows at this range (configured addresses,
@@ -179,7 +179,9 @@ class EvmFollower:
         some of them (it was sent before they were known): their logs of the
         range are asked now, and those of a new child from the block that
         created it. The returned filter covers every address of the range,
-        for the bloom checks.
+        for the bloom checks. `upto` (re-queries and replays below the
+        cursor) extends a new child's logs to the cursor: the blocks between
+        were indexed before it was known.
         """
         if known is None:
             return logs, [], fetched
@@ -194,7 +196,8 @@ class EvmFollower:
                 self.factories.alias(c.address, c.factory_address)
                 known.add(c.address)
                 born[c.address] = c.block_number
-            got = await fetch_exact(self.rpc, self._filter_of(born), min(born.values()), end, self.sizer)
+            got = await fetch_exact(self.rpc, self._filter_of(born), min(born.values()), max(end, upto or end),
+                                    self.sizer)
             parts.append([lg for lg in got if int(lg["blockNumber"], 16) >= born[str(lg["address"]).lower()]])
             m.FACTORY_CHILDREN_FOUND.labels(self.chain).inc(len(children))
         if len(parts) > 1:
@@ -513,17 +516,20 @@ class EvmFollower:
         while start <= top:
             m.GETLOGS_REQUERIES.labels(self.chain, "confirm").inc()
             end, logs = await fetch_logs(self.rpc, self.filter, start, top, self.sizer)
-            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known())
+            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known(),
+                                                          upto=self.cursor.number)
             # [integrity] each log's hash must be the hash we hold for its block
             # (block window, or rows stored there), else the one every answering
             # endpoint agrees on: a node on another fork adds nothing.
-            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, end)):
+            top_log = max(end, self.cursor.number) if children else end
+            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, top_log)):
                 raise InconsistentRange(f"{self.chain}: re-query of {start}..{end}: logs of a block that is "
                                         "not the canonical one we hold; re-checking")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
-            inserted = await self._commit(start, end, events, raw, [], None, None, final=end, children=children)
+            inserted = await self._commit(start, end, events, raw, [], None, None, final=end, children=children,
+                                          to_block=top_log)
             if inserted:
                 m.LATE_LOGS.labels(self.chain, "confirm").inc(inserted)
                 log.warning("follower.late_logs", chain=self.chain, from_block=start, to_block=end, events=inserted)
@@ -543,15 +549,16 @@ class EvmFollower:
         while start <= b:
             end, logs = await fetch_logs(self.rpc, self.filter, start, b, self.sizer)
             logs = await self._canonical_logs(start, end, logs)
-            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known())
-            if children and not await self._logs_canonical(logs, await self.store.canonical_hashes(start, end)):
+            top_log = max(end, self.cursor.number if self.cursor else end)
+            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known(), upto=top_log)
+            if children and not await self._logs_canonical(logs, await self.store.canonical_hashes(start, top_log)):
                 raise ReplayRefused(f"{self.chain}: replay of {start}..{end}: logs of new factory children are not "
                                     "of the canonical blocks; nothing was written")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
             new += await self._commit(start, end, events, raw, [], None, None, final=None, fence_final=end,
-                                      children=children)
+                                      children=children, to_block=top_log if children else end)
             start = end + 1
         return new
 
@@ -642,13 +649,13 @@ class EvmFollower:
         return diff
 
     async def _commit(self, a, b, events, raw, blocks, expected, cursor, final, fence_final=None,
-                      children: Sequence[ChildRow] = ()) -> int:
+                      children: Sequence[ChildRow] = (), to_block: int | None = None) -> int:
         prune = (final - KEEP_FINAL_BLOCKS) if final is not None and cursor is not None else None
         if children:
             # Rows of the children's own fetch came last: keep the range in block and log order.
             events.sort(key=_event_order)
         inserted = await asyncio.shield(self.store.commit_range(
-            from_block=a, to_block=b, events=events, raw_logs=raw, blocks=blocks,
+            from_block=a, to_block=b if to_block is None else to_block, events=events, raw_logs=raw, blocks=blocks,
             expected=expected, cursor=cursor, final_number=final, prune_below=prune, fence_final=fence_final,
             children=children,
         ))

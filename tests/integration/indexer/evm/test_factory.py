@@ -14,6 +14,7 @@ from indexer.evm.follower import EvmFollower
 from tests.integration.indexer.evm.test_kill import ROOT, cli, daemon_env
 from tests.integration.indexer.evm.test_reorgs import wait_synced
 from tests.support.anvil import Anvil, rpc_sync
+from tests.support.api_data import client_for
 from tests.support.config import evm_chain, make_settings, write_config
 from tests.support.evm import calldata
 from tests.support.factory import (
@@ -82,6 +83,22 @@ async def test_backfill_finds_children_and_their_events_from_the_creating_block(
     finally:
         await again.close()
     assert await stored(pool) == canonical(anvil.url, factory)
+
+    # Listed by the API (keyset pages by address) and counted in the status.
+    async with client_for(settings, pool) as client:
+        seen, after = [], None
+        while True:
+            resp = await client.get("/v1/chains/local/children", params={"limit": "3", **({"after": after} if after else {})})
+            assert resp.status == 200
+            page = await resp.json()
+            seen += page["children"]
+            if not (after := page["next"]):
+                break
+        assert {c["address"]: c["block_number"] for c in seen} == canonical(anvil.url, factory)[0]
+        assert all(c["factory"] == "Rounds" and c["final"] for c in seen)
+        assert (await client.get("/v1/chains/nope/children")).status == 404
+        status = await (await client.get("/v1/status")).json()
+        assert status["chains"][0]["factory_children"] == len(seen)
 
 
 def rounds_of(url: str, factory: str) -> int:
