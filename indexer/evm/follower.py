@@ -654,11 +654,18 @@ class EvmFollower:
         if children:
             # Rows of the children's own fetch came last: keep the range in block and log order.
             events.sort(key=_event_order)
-        inserted = await asyncio.shield(self.store.commit_range(
-            from_block=a, to_block=b if to_block is None else to_block, events=events, raw_logs=raw, blocks=blocks,
-            expected=expected, cursor=cursor, final_number=final, prune_below=prune, fence_final=fence_final,
-            children=children,
-        ))
+        try:
+            inserted = await asyncio.shield(self.store.commit_range(
+                from_block=a, to_block=b if to_block is None else to_block, events=events, raw_logs=raw,
+                blocks=blocks, expected=expected, cursor=cursor, final_number=final, prune_below=prune,
+                fence_final=fence_final, children=children,
+            ))
+        except BaseException:
+            if children:
+                # The commit may have landed (cancelled while shielded): the next
+                # start reads cursor and children from the database, never a guess.
+                self._started = False
+            raise
         if children:
             self.factories.add((ch.address, ch.factory_address) for ch in children)
             self.filter = self._filter_of(self._configured | set(self.factories.children))
