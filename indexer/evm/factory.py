@@ -19,13 +19,17 @@ children, their events and the cursor commit in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from config import ChainConfig, load_abi
+from indexer import metrics as m
 from indexer.evm.decode import EventSpec, LogDecoder
+from indexer.evm.fetch import LogFilter, fetch_exact, merge_logs
+from indexer.evm.rpc import EvmRpc
 from indexer.models import ChildRow
+from indexer.ranges import RangeSizer
 
 
 @dataclass(frozen=True)
@@ -112,3 +116,38 @@ class Factories:
                                 str(lg["transactionHash"]).lower(), int(lg["transactionIndex"], 16),
                                 int(lg["logIndex"], 16)))
         return out
+
+    async def complete(self, rpc: EvmRpc, sizer: RangeSizer, filter_of: Callable[[Iterable[str]], LogFilter],
+                       a: int, end: int, logs: list, fetched: LogFilter, known: set[str],
+                       upto: int | None = None) -> tuple[list, list[ChildRow], LogFilter]:
+        """`logs` of [a, end] completed with the logs of every child; returns (logs, new children, filter).
+
+        `known` is what the caller knows at this range (configured addresses,
+        committed children, children of ranges fetched but not yet committed)
+        and grows by the children this range announces. `fetched` may lack
+        some of them (it was sent before they were known): their logs of the
+        range are asked now, and those of a new child from the block that
+        created it. The returned filter covers every address of the range,
+        for the bloom checks. `upto` (re-queries and replays below the
+        cursor) extends a new child's logs to the cursor: the blocks between
+        were indexed before it was known. New children are decoded from here
+        on; they count as committed only once the caller's commit succeeds.
+        """
+        parts = [logs]
+        missing = known.difference(fetched.addresses)
+        if missing:
+            parts.append(await fetch_exact(rpc, filter_of(missing), a, end, sizer))
+        children = self.discover(logs, known)
+        if children:
+            born = {}
+            for c in children:
+                self.alias(c.address, c.factory_address)
+                known.add(c.address)
+                born[c.address] = c.block_number
+            got = await fetch_exact(rpc, filter_of(born), min(born.values()), max(end, upto or end), sizer)
+            parts.append([lg for lg in got if int(lg["blockNumber"], 16) >= born[str(lg["address"]).lower()]])
+            m.FACTORY_CHILDREN_FOUND.labels(rpc.chain).inc(len(children))
+        if len(parts) > 1:
+            logs = merge_logs(*parts)
+        flt = fetched if len(known) == len(fetched.addresses) else filter_of(known)
+        return logs, children, flt

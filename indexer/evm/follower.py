@@ -41,12 +41,10 @@ from indexer.evm.factory import Factories
 from indexer.evm.fetch import (
     LogFilter,
     check_logs_in_range,
-    fetch_exact,
     fetch_logs,
     get_header,
     get_headers,
     get_logs,
-    merge_logs,
     parse_header,
     read_tip,
 )
@@ -171,39 +169,10 @@ class EvmFollower:
 
     async def _with_children(self, a: int, end: int, logs: list, fetched: LogFilter, known: set[str] | None,
                              upto: int | None = None) -> tuple[list, list[ChildRow], LogFilter]:
-        """`logs` of [a, end] completed with the logs of every child; returns (logs, new children, filter).
-
-        `known` is what the caller knows at this range (configured addresses,
-        committed children, children of ranges fetched but not yet committed)
-        and grows by the children this range announces. `fetched` may lack
-        some of them (it was sent before they were known): their logs of the
-        range are asked now, and those of a new child from the block that
-        created it. The returned filter covers every address of the range,
-        for the bloom checks. `upto` (re-queries and replays below the
-        cursor) extends a new child's logs to the cursor: the blocks between
-        were indexed before it was known.
-        """
+        """`logs` of [a, end] with every child's (indexer/evm/factory.py, `Factories.complete`)."""
         if known is None:
             return logs, [], fetched
-        parts = [logs]
-        missing = known.difference(fetched.addresses)
-        if missing:
-            parts.append(await fetch_exact(self.rpc, self._filter_of(missing), a, end, self.sizer))
-        children = self.factories.discover(logs, known)
-        if children:
-            born = {}
-            for c in children:
-                self.factories.alias(c.address, c.factory_address)
-                known.add(c.address)
-                born[c.address] = c.block_number
-            got = await fetch_exact(self.rpc, self._filter_of(born), min(born.values()), max(end, upto or end),
-                                    self.sizer)
-            parts.append([lg for lg in got if int(lg["blockNumber"], 16) >= born[str(lg["address"]).lower()]])
-            m.FACTORY_CHILDREN_FOUND.labels(self.chain).inc(len(children))
-        if len(parts) > 1:
-            logs = merge_logs(*parts)
-        flt = fetched if len(known) == len(fetched.addresses) else self._filter_of(known)
-        return logs, children, flt
+        return await self.factories.complete(self.rpc, self.sizer, self._filter_of, a, end, logs, fetched, known, upto)
 
     def _known(self) -> set[str] | None:
         return set(self.filter.addresses) if self.factories else None

@@ -125,7 +125,17 @@ async def assert_children_match_their_announcements(pool) -> None:
 
 async def test_live_children_under_reorgs_and_sigkills(pool, db_url, tmp_path):
     """50 children over a live run with reorgs of depth 1-3 (some removing creations) and SIGKILLs."""
-    rng = random.Random(29)
+    await live_run(29, pool, db_url, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(30, 35))
+async def test_live_children_soak(pool, db_url, tmp_path, seed):
+    await live_run(seed, pool, db_url, tmp_path)
+
+
+async def live_run(seed: int, pool, db_url, tmp_path) -> None:
+    rng = random.Random(seed)
     with Anvil() as node:
         factory = deploy_factory(node.url)
         deployed = head_number(node.url)
