@@ -174,6 +174,19 @@ class EvmFollower:
             return logs, [], fetched
         return await self.factories.complete(self.rpc, self.sizer, self._filter_of, a, end, logs, fetched, known, upto)
 
+    async def _verified(self, a: int, end: int, headers: list[BlockRow], logs: list, fetched: LogFilter,
+                        known: set[str] | None) -> tuple[list, list[ChildRow], LogFilter]:
+        """The range's logs with its children's, checked against the headers we hold."""
+        logs, children, flt = await self._with_children(a, end, logs, fetched, known)
+        checked = await verify_logs(self.rpc, flt, headers, logs)
+        if checked is not logs and known is not None:
+            # A re-query found logs the first answer lacked: they may announce children too.
+            checked, more, flt = await self._with_children(a, end, checked, flt, known)
+            if more:
+                children = children + more
+                checked = await verify_logs(self.rpc, flt, headers, checked)
+        return checked, children, flt
+
     def _known(self) -> set[str] | None:
         return set(self.filter.addresses) if self.factories else None
 
@@ -359,8 +372,7 @@ class EvmFollower:
         numbers = list(range(a, end + 1)) if end - a < UNFINAL_BATCH else [a, end]
         headers = await get_headers(self.rpc, numbers)
         first, last = headers[0], headers[-1]
-        logs, children, flt = await self._with_children(a, end, logs, fetched, known)
-        logs = await verify_logs(self.rpc, flt, headers, logs)
+        logs, children, flt = await self._verified(a, end, headers, logs, fetched, known)
         events, raw = self.decoder.decode_logs(logs)
         if self.sources:
             held = {h.number: h.hash for h in headers}
@@ -457,8 +469,7 @@ class EvmFollower:
         end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
         headers = headers[: end - a + 1]
         by_number = {h.number: h.hash for h in headers}
-        logs, children, flt = await self._with_children(a, end, logs, self.filter, self._known())
-        logs = await verify_logs(self.rpc, flt, headers, logs)
+        logs, children, _ = await self._verified(a, end, headers, logs, self.filter, self._known())
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             extra = await src.fetch(self.rpc, a, end)

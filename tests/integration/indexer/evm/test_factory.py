@@ -11,6 +11,7 @@ import pytest
 
 from indexer.evm import fetch
 from indexer.evm.follower import EvmFollower
+from tests.integration.indexer.evm.test_integrity import wait_final
 from tests.integration.indexer.evm.test_kill import ROOT, cli, daemon_env
 from tests.integration.indexer.evm.test_reorgs import wait_synced
 from tests.support.anvil import Anvil, rpc_sync
@@ -29,6 +30,7 @@ from tests.support.factory import (
     mine_together,
     stored,
 )
+from tests.support.fault_proxy import FaultProxy
 
 
 def head_number(url: str) -> int:
@@ -192,3 +194,38 @@ async def live_run(seed: int, pool, db_url, tmp_path) -> None:
 def start_daemon(config, env, log) -> subprocess.Popen:
     with log.open("ab") as err:
         return subprocess.Popen(cli(config, "run"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+@pytest.mark.parametrize("confirm", [3, 0], ids=["confirm-window", "bloom-only"])
+async def test_children_announced_in_logs_a_lagging_backend_left_out(anvil, pool, tmp_path, confirm):
+    """The announcing log itself can be what a lagging backend leaves out: found by the re-queries, child and all.
+
+    Without a confirmation window the bloom re-query is the only way back.
+    """
+    proxy = FaultProxy(anvil.url, seed=29, name="lb")
+    await proxy.start()
+    proxy.lag_newest_logs = 0.6
+    factory = deploy_factory(anvil.url)
+    cfg = evm_chain("local", proxy.url, finality_depth=1, confirmation_blocks=confirm, poll_interval=0.05,
+                    request_timeout=5, contracts=[factory_contract(factory, head_number(anvil.url))])
+    follower = EvmFollower(make_settings(tmp_path, {"chains": [cfg]}).chains[0], pool)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    rng = random.Random(3)
+    try:
+        rounds: list[str] = []
+        for _ in range(40):
+            if not rounds or rng.random() < 0.5:
+                rounds.append(created(await asyncio.to_thread(create, anvil.url, factory, rng.randrange(3))))
+            else:
+                await asyncio.to_thread(buy, anvil.url, rng.choice(rounds), 1)
+            await asyncio.sleep(rng.choice((0, 0.02, 0.05)))
+        await asyncio.to_thread(rpc_sync, anvil.url, "anvil_mine", ["0x4"])
+        await wait_final(pool, head_number(anvil.url) - confirm, task)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await follower.close()
+        await proxy.stop()
+    assert await stored(pool) == canonical(anvil.url, factory)
+    assert proxy.stats.faults["lagging_logs"] >= 3
