@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from indexer.evm.follower import EvmFollower
@@ -9,6 +11,7 @@ from indexer.evm.native_scan import NativeTransferSource
 from indexer.evm.traces import Tracer
 from settlement.ledger.hook import LedgerHook
 from settlement.reconcile.runs import EXIT_MISMATCH, EXIT_OK, reconcile_once
+from tests.integration.indexer.evm.test_reorgs import wait_synced
 from tests.support.anvil import DEV_ACCOUNTS, rpc_sync
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import calldata, deploy, send
@@ -83,3 +86,38 @@ async def test_internal_payment_is_a_reconciliation_difference_with_traces_off(p
     assert report.exit_code == EXIT_MISMATCH
     (result,) = [r for run in report.runs for r in run.results]
     assert result.difference == PAID  # on chain, not in the books: the documented blind spot
+
+
+async def test_a_reorg_removes_the_internal_transfer_and_its_booking(anvil, pool, tmp_path):
+    url = anvil.url
+    relay, payer = deploy(url, "TestRelay"), deploy(url, "TestPayer")
+    rpc_sync(url, "anvil_mine", ["0x3"])
+    start = head(url) + 1
+    settings = make_settings(tmp_path, {"chains": [evm_chain(
+        "anvil", url, finality_depth=4, poll_interval=0.05, start_block=start, traces="callTracer",
+        wallets=[{"name": "prizes", "address": WALLET, "assets": ["native"]}])]})
+    cfg = settings.chains[0]
+    follower = EvmFollower(cfg, pool, hooks=[LedgerHook(settings)],
+                           sources=[NativeTransferSource(cfg.name, [WALLET], tracer=Tracer(cfg.name, "callTracer"))])
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    data = calldata("payVia(address,address,uint256,uint256)", ["address", "address", "uint256", "uint256"],
+                    [relay, WALLET, PAID, 0])
+    booked = """SELECT coalesce(sum(p.amount), 0) FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                WHERE a.code = $1"""
+    try:
+        rpc_sync(url, "anvil_mine", ["0x2"])  # blocks held below the one that pays: a common ancestor
+        await wait_synced(pool, url, chain="anvil")
+        send(url, PAYER, payer, data, value=PAID, gas=400_000)
+        await wait_synced(pool, url, chain="anvil")
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE event = 'InternalTransfer'") == 1
+        assert await pool.fetchval(booked, f"user:anvil:{relay.lower()}") == -PAID
+        # The block that paid is replaced by one that does not.
+        rpc_sync(url, "anvil_reorg", [1, []])
+        await wait_synced(pool, url, chain="anvil")
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE event = 'InternalTransfer'") == 0
+        assert await pool.fetchval(booked, f"user:anvil:{relay.lower()}") == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await follower.close()
