@@ -28,7 +28,8 @@ from indexer import metrics as m
 from indexer.evm.decode import EventSpec, LogDecoder
 from indexer.evm.fetch import LogFilter, fetch_exact, merge_logs
 from indexer.evm.rpc import EvmRpc
-from indexer.models import ChildRow
+from indexer.evm.verify import verify_logs
+from indexer.models import BlockRow, ChildRow
 from indexer.ranges import RangeSizer
 
 
@@ -119,7 +120,8 @@ class Factories:
 
     async def complete(self, rpc: EvmRpc, sizer: RangeSizer, filter_of: Callable[[Iterable[str]], LogFilter],
                        a: int, end: int, logs: list, fetched: LogFilter, known: set[str],
-                       upto: int | None = None) -> tuple[list, list[ChildRow], LogFilter]:
+                       upto: int | None = None, headers: Sequence[BlockRow] = ()
+                       ) -> tuple[list, list[ChildRow], LogFilter]:
         """`logs` of [a, end] completed with the logs of every child; returns (logs, new children, filter).
 
         `known` is what the caller knows at this range (configured addresses,
@@ -132,11 +134,13 @@ class Factories:
         cursor) extends a new child's logs to the cursor: the blocks between
         were indexed before it was known. New children are decoded from here
         on; they count as committed only once the caller's commit succeeds.
+        Each extra answer is checked against `headers` with its own filter.
         """
         parts = [logs]
         missing = known.difference(fetched.addresses)
         if missing:
-            parts.append(await fetch_exact(rpc, filter_of(missing), a, end, sizer))
+            flt = filter_of(missing)
+            parts.append(await verify_logs(rpc, flt, headers, await fetch_exact(rpc, flt, a, end, sizer)))
         children = self.discover(logs, known)
         if children:
             born = {}
@@ -144,7 +148,9 @@ class Factories:
                 self.alias(c.address, c.factory_address)
                 known.add(c.address)
                 born[c.address] = c.block_number
-            got = await fetch_exact(rpc, filter_of(born), min(born.values()), max(end, upto or end), sizer)
+            flt = filter_of(born)
+            got = await fetch_exact(rpc, flt, min(born.values()), max(end, upto or end), sizer)
+            got = await verify_logs(rpc, flt, [h for h in headers if h.number >= min(born.values())], got)
             parts.append([lg for lg in got if int(lg["blockNumber"], 16) >= born[str(lg["address"]).lower()]])
             m.FACTORY_CHILDREN_FOUND.labels(rpc.chain).inc(len(children))
         if len(parts) > 1:

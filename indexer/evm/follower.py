@@ -168,24 +168,26 @@ class EvmFollower:
         return LogFilter(sorted(addresses), self._topic0s)
 
     async def _with_children(self, a: int, end: int, logs: list, fetched: LogFilter, known: set[str] | None,
-                             upto: int | None = None) -> tuple[list, list[ChildRow], LogFilter]:
+                             upto: int | None = None, headers: Sequence[BlockRow] = ()
+                             ) -> tuple[list, list[ChildRow], LogFilter]:
         """`logs` of [a, end] with every child's (indexer/evm/factory.py, `Factories.complete`)."""
         if known is None:
             return logs, [], fetched
-        return await self.factories.complete(self.rpc, self.sizer, self._filter_of, a, end, logs, fetched, known, upto)
+        return await self.factories.complete(self.rpc, self.sizer, self._filter_of, a, end, logs, fetched, known,
+                                             upto, headers)
 
     async def _verified(self, a: int, end: int, headers: list[BlockRow], logs: list, fetched: LogFilter,
                         known: set[str] | None) -> tuple[list, list[ChildRow], LogFilter]:
-        """The range's logs with its children's, checked against the headers we hold."""
-        logs, children, flt = await self._with_children(a, end, logs, fetched, known)
-        checked = await verify_logs(self.rpc, flt, headers, logs)
-        if checked is not logs and known is not None:
-            # A re-query found logs the first answer lacked: they may announce children too.
-            checked, more, flt = await self._with_children(a, end, checked, flt, known)
-            if more:
-                children = children + more
-                checked = await verify_logs(self.rpc, flt, headers, checked)
-        return checked, children, flt
+        """The range's logs with its children's, each answer checked against the headers we hold.
+
+        The answer of `fetched` is checked first, so children announced in
+        logs only a re-query found are discovered too; the children's own
+        answers are checked against their own filters (a block holding the
+        factory's log but missing the child's would pass a check of the
+        whole filter).
+        """
+        logs = await verify_logs(self.rpc, fetched, headers, logs)
+        return await self._with_children(a, end, logs, fetched, known, headers=headers)
 
     def _known(self) -> set[str] | None:
         return set(self.filter.addresses) if self.factories else None
