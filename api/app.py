@@ -21,6 +21,7 @@ from . import (
     admin_replay,
     admin_routes,
     auth_routes,
+    factory_routes,
     feed,
     invoice_routes,
     ledger_routes,
@@ -102,6 +103,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
 
     app.add_routes(read_routes.probes)
     app.add_routes(read_routes.routes)
+    app.add_routes(factory_routes.routes)
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
     app.add_routes(invoice_routes.routes)

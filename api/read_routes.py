@@ -117,6 +117,7 @@ def chain_view(row: asyncpg.Record, cfg_threshold: int | None, reorgs: list[dict
         "halted_reason": row["halted_reason"],
         "last_error": status.get("last_error") if isinstance(status.get("last_error"), str) else None,
         "endpoints": endpoints if isinstance(endpoints, list) else [],
+        "factory_children": status.get("factory_children") if isinstance(status.get("factory_children"), int) else None,
         "reorg_count": row["reorg_count"],
         "recent_reorgs": reorgs,
         "head_seen_at": row["head_seen_at"],
@@ -149,6 +150,7 @@ class ChainStatus(BaseModel):
     halted_reason: str | None = None
     last_error: str | None = None
     endpoints: list[dict[str, Any]]
+    factory_children: int | None = Field(None, description="contracts the chain's factories created")
     reorg_count: int
     recent_reorgs: list[Reorg]
     head_seen_at: dt.datetime | None = None

@@ -6,6 +6,7 @@ from .secrets import Secret, mask_url, resolve_secret
 from .settings import (
     ChainConfig,
     ContractConfig,
+    FactoryConfig,
     Settings,
     WalletConfig,
     load_abi,
@@ -18,6 +19,7 @@ __all__ = [
     "ChainsettleError",
     "ConfigError",
     "ContractConfig",
+    "FactoryConfig",
     "Preset",
     "Secret",
     "SecretError",

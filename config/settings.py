@@ -72,12 +72,27 @@ class LogSettings(Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class FactoryConfig(Strict):
+    """A contract whose event announces contracts it created (the children).
+
+    `event` is the factory's announcing event, `parameter` the name of its
+    address argument; the children are indexed with `child_abi` (all its
+    events, or `child_events`) from the block that created them.
+    """
+
+    event: str
+    parameter: str
+    child_abi: str
+    child_events: list[str] | None = None
+
+
 class ContractConfig(Strict):
     name: str
     address: str
     abi: str = "erc20"
     start_block: int = Field(0, ge=0)
     events: list[str] | None = None
+    factory: FactoryConfig | None = None
 
     @field_validator("address")
     @classmethod
@@ -122,6 +137,13 @@ class ChainConfig(Strict):
     start_ledger: int | None = Field(None, ge=1)
     contracts: list[ContractConfig] = Field(default_factory=list)
     wallets: list[WalletConfig] = Field(default_factory=list)
+    # Internal value transfers from call traces (indexer/evm/traces.py):
+    # "auto" uses whichever of debug_traceBlockByHash (callTracer) and
+    # trace_block (parity) the endpoints answer, and none when neither.
+    traces: Literal["off", "auto", "callTracer", "parity"] = "off"
+    # Which blocks are traced: those with a transaction from or to a native
+    # wallet, or a log naming one ("wallets"), or every block ("all").
+    trace_blocks: Literal["wallets", "all"] = "wallets"
 
     @field_validator("name")
     @classmethod
@@ -185,6 +207,8 @@ class ChainConfig(Strict):
             raise ValueError("contract names must be unique within a chain")
         if self.kind == "xrpl" and self.contracts:
                 raise ValueError("XRPL chains have no contracts; watch accounts with [[chains.wallets]]")
+        if self.kind == "xrpl" and self.traces != "off":
+            raise ValueError("traces: call traces exist only on EVM chains")
         return self
 
     @property
@@ -385,7 +409,30 @@ def load_settings(path: str | Path | None = None) -> Settings:
                     raise ConfigError(
                         f"{source}: chains[{i}].contracts[{j}].events: {ev!r} is not an event of ABI {contract.abi!r}"
                     )
+            if contract.factory is not None:
+                _check_factory(f"{source}: chains[{i}].contracts[{j}]", contract, abi, settings.base_dir)
     return settings
+
+
+def _check_factory(where: str, contract: ContractConfig, abi: list[dict[str, Any]], base_dir: Path) -> None:
+    f = contract.factory
+    assert f is not None
+    event = next((e for e in abi if e.get("type") == "event" and e.get("name") == f.event), None)
+    if event is None:
+        raise ConfigError(f"{where}.factory.event: {f.event!r} is not an event of ABI {contract.abi!r}")
+    if contract.events is not None and f.event not in contract.events:
+        raise ConfigError(f"{where}.factory.event: {f.event!r} must be among the contract's events")
+    param = next((i for i in event.get("inputs", []) if i.get("name") == f.parameter), None)
+    if param is None or param.get("type") != "address":
+        raise ConfigError(f"{where}.factory.parameter: {f.event} has no address argument {f.parameter!r}")
+    try:
+        child = load_abi(f.child_abi, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.factory.child_abi: {exc}") from None
+    names = {e["name"] for e in child if e.get("type") == "event"}
+    for ev in f.child_events or []:
+        if ev not in names:
+            raise ConfigError(f"{where}.factory.child_events: {ev!r} is not an event of ABI {f.child_abi!r}")
 
 
 def load_abi(ref: str, base_dir: Path | None = None) -> list[dict[str, Any]]:

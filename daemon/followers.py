@@ -42,8 +42,10 @@ def make_follower(cfg: ChainConfig, pool: asyncpg.Pool, settings: Settings, hook
     if native_wallets:
         # Native transfers leave no logs: read the wallets' blocks in full.
         from indexer.evm.native_scan import NativeTransferSource
+        from indexer.evm.traces import Tracer
 
-        sources.append(NativeTransferSource(cfg.name, native_wallets))
+        tracer = Tracer(cfg.name, cfg.traces, cfg.trace_blocks) if cfg.traces != "off" else None
+        sources.append(NativeTransferSource(cfg.name, native_wallets, tracer=tracer))
     return EvmFollower(cfg, pool, hooks=hooks, base_dir=settings.base_dir, sources=sources)
 
 

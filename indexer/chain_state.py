@@ -29,3 +29,9 @@ async def heights(conn: asyncpg.Connection, chain: str) -> Heights | None:
     if row is None:
         return None
     return Heights(row["cursor_number"], row["final_number"], row["halted_reason"])
+
+
+async def factory_children(conn: asyncpg.Connection, chain: str, factory: str | None, after: str | None,
+                           limit: int) -> list[dict]:
+    """A page of the chain's factory children (indexer/evm/factory.py), by address."""
+    return [dict(r) for r in await conn.fetch(Q.factory_children, chain, factory, after, limit)]

@@ -46,3 +46,7 @@ RESCAN_DIFFERENCES = Counter(
     ["chain"],
 )
 INTEGRITY_HALTS = Counter("chainsettle_integrity_halts_total", "Follower halts on a contradiction below final", ["chain"])
+FACTORY_CHILDREN_FOUND = Counter(
+    "chainsettle_factory_children_found_total", "Contracts announced by configured factories (found in fetched ranges)",
+    ["chain"])
+TRACED_BLOCKS = Counter("chainsettle_traced_blocks_total", "Blocks whose call traces were read", ["chain", "method"])

@@ -37,6 +37,19 @@ class RawLogRow(NamedTuple):
     reason: str
 
 
+class ChildRow(NamedTuple):
+    """A contract a factory announced (factory_children, without the chain)."""
+
+    address: str
+    factory: str  # the factory's contract name
+    factory_address: str
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    tx_index: int
+    log_index: int
+
+
 class BlockRow(NamedTuple):
     number: int
     hash: str

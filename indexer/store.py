@@ -17,7 +17,7 @@ import orjson
 
 from db import Queries, audit
 from indexer.errors import ReorgBeyondFinality, ReplayRefused, StaleCursor
-from indexer.models import BlockRow, ChainState, Cursor, EventRow, RawLogRow
+from indexer.models import BlockRow, ChainState, ChildRow, Cursor, EventRow, RawLogRow
 
 Q = Queries(Path(__file__).with_name("store.sql"))
 EVENT_COLUMNS = ("chain", "block_number", "block_hash", "tx_hash", "tx_index", "log_index", "address", "event", "args")
@@ -75,6 +75,7 @@ class Store:
         final_number: int | None = None,
         prune_below: int | None = None,
         fence_final: int | None = None,
+        children: Sequence[ChildRow] = (),
     ) -> int:
         """Write one range atomically; return how many events were new.
 
@@ -83,18 +84,20 @@ class Store:
         `cursor=None` writes without moving the cursor (a replay below it).
         `fence_final=N` (replays) writes only while block N is still final
         and the chain is not halted: a rewind meanwhile fences the replay out.
+        `children` are contracts factories announced in the range (factory_children).
         """
         try:
             return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                                            final_number, prune_below, fence_final, direct=cursor is not None)
+                                            final_number, prune_below, fence_final, children,
+                                            direct=cursor is not None)
         except asyncpg.UniqueViolationError:
             # Rows above the cursor that the direct path did not expect
             # (written by hand, or by a tool): take the idempotent path.
             return await self._commit_range(from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                                            final_number, prune_below, fence_final, direct=False)
+                                            final_number, prune_below, fence_final, children, direct=False)
 
     async def _commit_range(self, from_block, to_block, events, raw_logs, blocks, expected, cursor,
-                            final_number, prune_below, fence_final, direct) -> int:
+                            final_number, prune_below, fence_final, children, direct) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(Q.lock_state, self.chain)
             stored = Cursor(row["cursor_number"], row["cursor_hash"]) if row["cursor_number"] is not None else None
@@ -118,6 +121,8 @@ class Store:
             inserted = await self._insert_events(conn, events, direct)
             if raw_logs:
                 await conn.executemany(Q.insert_raw_log, raw_logs)
+            if children:
+                await conn.executemany(Q.insert_child, [(self.chain, *c) for c in children])
             if blocks:
                 await conn.executemany(
                     Q.upsert_block, [(self.chain, b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks]
@@ -147,6 +152,11 @@ class Store:
         await conn.copy_records_to_table("events_in", records=events, columns=EVENT_COLUMNS)
         status = await conn.execute(Q.insert_events_from_staging)
         return int(status.rsplit(" ", 1)[1])
+
+    async def load_children(self) -> list[asyncpg.Record]:
+        """The stored children of this chain's factories: (address, factory_address, block_number)."""
+        async with self.pool.acquire() as conn:
+            return await conn.fetch(Q.load_children, self.chain)
 
     async def stored_blocks(self, high: int, low: int) -> list[BlockRow]:
         async with self.pool.acquire() as conn:
@@ -193,6 +203,7 @@ class Store:
                 await hook.on_rollback(conn, self.chain, ancestor.number)
             status = await conn.execute(Q.delete_events_above, self.chain, ancestor.number)
             deleted = int(status.rsplit(" ", 1)[1])
+            await conn.execute(Q.delete_children_above, self.chain, ancestor.number)
             await conn.execute(Q.delete_raw_logs_above, self.chain, ancestor.number)
             await conn.execute(Q.delete_blocks_above, self.chain, ancestor.number)
             await conn.execute(
@@ -216,6 +227,7 @@ class Store:
                 await hook.on_rollback(conn, self.chain, to.number)
             status = await conn.execute(Q.delete_events_above, self.chain, to.number)
             deleted = int(status.rsplit(" ", 1)[1])
+            await conn.execute(Q.delete_children_above, self.chain, to.number)
             await conn.execute(Q.delete_raw_logs_above, self.chain, to.number)
             await conn.execute(Q.delete_blocks_above, self.chain, to.number)
             await conn.execute(Q.upsert_block, self.chain, to.number, to.hash, to.parent_hash, to.timestamp)

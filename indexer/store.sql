@@ -137,3 +137,19 @@ UPDATE chain_state
 SET cursor_number = $2, cursor_hash = $3, final_number = LEAST(COALESCE(final_number, $2), $2),
     halted_reason = NULL, reorg_count = reorg_count + 1, updated_at = now()
 WHERE chain = $1;
+
+-- name: insert_child
+-- A contract a factory announced; the announcing event's key rides along.
+-- Replays and re-announcements of a known address insert nothing.
+INSERT INTO factory_children (chain, address, factory, factory_address, block_number, block_hash, tx_hash,
+                              tx_index, log_index)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (chain, address) DO NOTHING;
+
+-- name: load_children
+-- The children a follower fetches logs of, at start and after a rollback.
+SELECT address, factory_address, block_number FROM factory_children WHERE chain = $1 ORDER BY block_number, address;
+
+-- name: delete_children_above
+-- Children whose creation a reorg (or a rewind) removed, with their events.
+DELETE FROM factory_children WHERE chain = $1 AND block_number > $2;

@@ -20,7 +20,7 @@ from eth_hash.auto import keccak
 BLOOM_BYTES = 256
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65536)  # factory children: thousands of addresses checked per block
 def bloom_bits(item_hex: str) -> tuple[tuple[int, int], ...]:
     """(byte index, mask) of the three bloom bits of an address or topic."""
     h = keccak(bytes.fromhex(item_hex[2:] if item_hex.startswith("0x") else item_hex))

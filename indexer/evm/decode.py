@@ -266,6 +266,13 @@ class LogDecoder:
             spec = EventSpec.from_abi(item)
             specs[spec.topic0] = spec
 
+    def alias(self, address: str, specs: dict[str, EventSpec]) -> None:
+        """Decode `address` with `specs`, shared, not copied (every child of a factory)."""
+        self.by_address[address.lower()] = specs
+
+    def remove(self, address: str) -> None:
+        self.by_address.pop(address.lower(), None)
+
     @property
     def addresses(self) -> list[str]:
         return sorted(self.by_address)

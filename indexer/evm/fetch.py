@@ -88,6 +88,13 @@ async def get_headers(rpc: EvmRpc, numbers: list[int]) -> list[BlockRow]:
     return out
 
 
+# Addresses per eth_getLogs request. Factory children make the list grow
+# without bound, and providers cap it (some at 1,000 or fewer, others by
+# request size: 1,000 addresses are about 44 KB of JSON). Above this the
+# range is asked once per chunk: ceil(addresses / ADDRESS_CHUNK) requests.
+ADDRESS_CHUNK = 1000
+
+
 @dataclass
 class LogFilter:
     addresses: list[str]
@@ -95,6 +102,13 @@ class LogFilter:
 
     def params(self, a: int, b: int) -> list[dict]:
         return [{"fromBlock": hex(a), "toBlock": hex(b), "address": self.addresses, "topics": [self.topic0s]}]
+
+    def chunks(self) -> list["LogFilter"]:
+        """This filter as filters of at most ADDRESS_CHUNK addresses each."""
+        if len(self.addresses) <= ADDRESS_CHUNK:
+            return [self]
+        return [LogFilter(self.addresses[i: i + ADDRESS_CHUNK], self.topic0s)
+                for i in range(0, len(self.addresses), ADDRESS_CHUNK)]
 
     def matches(self, log: dict) -> bool:
         topics = log.get("topics") or []
@@ -127,6 +141,30 @@ def check_logs_in_range(logs: object, a: int, b: int) -> list[dict]:
     return logs
 
 
+def _block_order(log) -> tuple[int, int]:
+    return int(log["blockNumber"], 16), int(log["logIndex"], 16)
+
+
+def merge_logs(*parts: list) -> list:
+    """Log lists of one range (address chunks, children) as one, in block and log order."""
+    out = [lg for part in parts for lg in part]
+    out.sort(key=_block_order)
+    return out
+
+
+async def get_logs(rpc: EvmRpc, flt: LogFilter, a: int, b: int, ep=None) -> list:
+    """One eth_getLogs of [a, b], asked once per address chunk (of `ep` alone when given)."""
+    parts = []
+    for chunk in flt.chunks():
+        if ep is None:
+            parts.append(await rpc.call("eth_getLogs", chunk.params(a, b)))
+        else:
+            parts.append(await rpc.call_on(ep, "eth_getLogs", chunk.params(a, b)))
+    if len(parts) == 1:
+        return parts[0]
+    return merge_logs(*(check_logs_in_range(p, a, b) for p in parts))
+
+
 async def fetch_logs(rpc: EvmRpc, flt: LogFilter, a: int, b: int, sizer: RangeSizer) -> tuple[int, list[dict]]:
     """Logs of the longest prefix [a, end] the endpoints accept; returns (end, logs).
 
@@ -137,7 +175,7 @@ async def fetch_logs(rpc: EvmRpc, flt: LogFilter, a: int, b: int, sizer: RangeSi
         a, end = sizer.next_range(a, b)
         span = end - a + 1
         try:
-            logs = await rpc.call("eth_getLogs", flt.params(a, end))
+            logs = await get_logs(rpc, flt, a, end)
         except RpcError as exc:
             if exc.kind is K.RANGE_TOO_LARGE:
                 if span == 1:
@@ -153,6 +191,16 @@ async def fetch_logs(rpc: EvmRpc, flt: LogFilter, a: int, b: int, sizer: RangeSi
         logs = check_logs_in_range(logs, a, end)
         sizer.on_success(span, len(logs))
         return end, logs
+
+
+async def fetch_exact(rpc: EvmRpc, flt: LogFilter, a: int, b: int, sizer: RangeSizer) -> list:
+    """Every log of [a, b] (several requests when the endpoints refuse the whole span)."""
+    parts = []
+    while a <= b:
+        end, logs = await fetch_logs(rpc, flt, a, b, sizer)
+        parts.append(logs)
+        a = end + 1
+    return parts[0] if len(parts) == 1 else [lg for part in parts for lg in part]
 
 
 async def logs_from_receipts(rpc: EvmRpc, flt: LogFilter, number: int) -> list[dict]:

@@ -37,12 +37,14 @@ from indexer.errors import (
     StaleCursor,
 )
 from indexer.evm.decode import LogDecoder
+from indexer.evm.factory import Factories
 from indexer.evm.fetch import (
     LogFilter,
     check_logs_in_range,
     fetch_logs,
     get_header,
     get_headers,
+    get_logs,
     parse_header,
     read_tip,
     wallet_headers,
@@ -51,7 +53,7 @@ from indexer.evm.rpc import EvmRpc
 from indexer.evm.verify import InconsistentRange, verify_logs
 from indexer.follow_loop import mark_following, retry_after, sleep_or_stop
 from indexer.heads import HeadWatcher
-from indexer.models import BlockRow, Cursor, EventRow
+from indexer.models import BlockRow, ChildRow, Cursor, EventRow
 from indexer.ranges import RangeSizer
 from indexer.store import Store, StoreHook
 
@@ -68,6 +70,10 @@ KEEP_FINAL_BLOCKS = 256  # block hashes kept below finality for ancestor search
 # was (a span below its size does not grow it): the ranges after it are the
 # ones it would have chosen anyway.
 FIRST_RANGE_BLOCKS = 1
+
+
+def _event_order(row: tuple) -> tuple[int, int, int]:
+    return row[1], row[4], row[5]  # block_number, tx_index, log_index
 
 
 class RangeSource(Protocol):
@@ -106,7 +112,10 @@ class EvmFollower:
         self.decoder = LogDecoder(cfg.name)
         for c in cfg.contracts:
             self.decoder.add_contract(c.address, load_abi(c.abi, base_dir), c.events)
-        self.filter = LogFilter(self.decoder.addresses, self.decoder.topic0s)
+        self.factories = Factories(cfg, self.decoder, base_dir)
+        self._configured = frozenset(self.decoder.addresses)
+        self._topic0s = sorted(set(self.decoder.topic0s) | set(self.factories.child_topic0s))
+        self.filter = LogFilter(self.decoder.addresses, self._topic0s)
         max_range = cfg.effective_max_logs_range
         self.sizer = RangeSizer(min(100, max_range), minimum=cfg.min_logs_range, maximum=max_range)
         self.depth = cfg.effective_finality_depth
@@ -146,7 +155,44 @@ class EvmFollower:
             raise ChainHalted(f"{self.chain} is halted: {st.halted_reason} (clear it with `chainsettle chains unhalt {self.chain}`)")
         m.FOLLOWER_HALTED.labels(self.chain).set(0)
         self.cursor, self.final_number = st.cursor, st.final_number
+        await self._load_children()
         self._started = True
+
+    async def _load_children(self) -> None:
+        """The factories' children as committed (start-up, a standby taking over, after a rollback)."""
+        if not self.factories:
+            return
+        rows = await self.store.load_children()
+        self.factories.reset((r["address"], r["factory_address"]) for r in rows)
+        self.filter = self._filter_of(self._configured | set(self.factories.children))
+
+    def _filter_of(self, addresses) -> LogFilter:
+        return LogFilter(sorted(addresses), self._topic0s)
+
+    async def _with_children(self, a: int, end: int, logs: list, fetched: LogFilter, known: set[str] | None,
+                             upto: int | None = None, headers: Sequence[BlockRow] = ()
+                             ) -> tuple[list, list[ChildRow], LogFilter]:
+        """`logs` of [a, end] with every child's (indexer/evm/factory.py, `Factories.complete`)."""
+        if known is None:
+            return logs, [], fetched
+        return await self.factories.complete(self.rpc, self.sizer, self._filter_of, a, end, logs, fetched, known,
+                                             upto, headers)
+
+    async def _verified(self, a: int, end: int, headers: list[BlockRow], logs: list, fetched: LogFilter,
+                        known: set[str] | None) -> tuple[list, list[ChildRow], LogFilter]:
+        """The range's logs with its children's, each answer checked against the headers we hold.
+
+        The answer of `fetched` is checked first, so children announced in
+        logs only a re-query found are discovered too; the children's own
+        answers are checked against their own filters (a block holding the
+        factory's log but missing the child's would pass a check of the
+        whole filter).
+        """
+        logs = await verify_logs(self.rpc, fetched, headers, logs)
+        return await self._with_children(a, end, logs, fetched, known, headers=headers)
+
+    def _known(self) -> set[str] | None:
+        return set(self.filter.addresses) if self.factories else None
 
     async def close(self) -> None:
         if self._heads:
@@ -305,6 +351,7 @@ class EvmFollower:
         except ReorgBeyondFinality as exc:
             await self._halt(str(exc))
             raise ChainHalted(str(exc)) from None
+        await self._load_children()  # the rollback took the children created above the ancestor
         depth = c.number - ancestor.number
         m.REORGS.labels(self.chain).inc()
         m.REORG_DEPTH.labels(self.chain).observe(depth)
@@ -321,19 +368,26 @@ class EvmFollower:
 
     # -- indexing ---------------------------------------------------------------
 
-    async def _check_final(self, a: int, end: int,
-                           logs: list) -> tuple[int, int, list, list, BlockRow, BlockRow, list[BlockRow]]:
+    async def _check_final(self, a: int, end: int, logs: list, fetched: LogFilter,
+                           known: set[str] | None) -> tuple[tuple, LogFilter]:
         # [integrity] a range small enough for one header batch (the ranges of
         # chains final at inclusion) is checked block by block against its
         # blooms; a wide backfill range of old blocks at its two ends.
         numbers = list(range(a, end + 1)) if end - a < UNFINAL_BATCH else [a, end]
         headers = await get_headers(self.rpc, numbers)
         first, last = headers[0], headers[-1]
-        logs = await verify_logs(self.rpc, self.filter, headers, logs)
+        logs, children, flt = await self._verified(a, end, headers, logs, fetched, known)
         events, raw = self.decoder.decode_logs(logs)
-        for src in self.sources:
-            events += await src.fetch(self.rpc, a, end)
-        return a, end, events, raw, first, last, await wallet_headers(self.rpc, events, headers, last, self._wallets)
+        if self.sources:
+            held = {h.number: h.hash for h in headers}
+            for src in self.sources:
+                extra = await src.fetch(self.rpc, a, end)
+                # [integrity] rows of the blocks whose header we hold carry its hash (traces are read by hash)
+                if any(row[1] in held and row[2] != held[row[1]] for row in extra):
+                    raise InconsistentRange(f"{self.chain}: extra rows of {a}..{end} come from other blocks")
+                events += extra
+        dated = await wallet_headers(self.rpc, events, headers, last, self._wallets)
+        return (a, end, events, raw, first, last, children, dated), flt
 
     async def _index_final(self, a: int, b: int, stop: asyncio.Event | None = None) -> int:
         """Final blocks [a, b]: fetch ahead, commit in order."""
@@ -344,23 +398,30 @@ class EvmFollower:
         async def produce() -> None:
             # The next range's eth_getLogs is in flight while this one is
             # checked and decoded: the node works while this process does.
-            start = a
+            # With factories, `known` is this producer's view of the children
+            # (those of ranges not committed yet included) and `flt` follows it.
+            start, flt, known = a, self.filter, self._known()
             if first_range:
                 # Nothing is fetched ahead of the first range: its commit does
                 # not share the process with decoding the next one.
-                end, logs = await fetch_logs(self.rpc, self.filter, start, min(b, start + FIRST_RANGE_BLOCKS - 1),
+                end, logs = await fetch_logs(self.rpc, flt, start, min(b, start + FIRST_RANGE_BLOCKS - 1),
                                              self.sizer)
-                await queue.put(await self._check_final(start, end, logs))
+                item, flt = await self._check_final(start, end, logs, flt, known)
+                await queue.put(item)
                 await first_committed.wait()
                 start = end + 1
-            ahead = (asyncio.create_task(fetch_logs(self.rpc, self.filter, start, b, self.sizer))
+            ahead = (asyncio.create_task(fetch_logs(self.rpc, flt, start, b, self.sizer))
                      if start <= b else None)
+            sent = flt
             try:
                 while ahead is not None:
                     end, logs = await ahead
-                    ahead = (asyncio.create_task(fetch_logs(self.rpc, self.filter, end + 1, b, self.sizer))
+                    fetched = sent
+                    ahead = (asyncio.create_task(fetch_logs(self.rpc, flt, end + 1, b, self.sizer))
                              if end < b else None)
-                    await queue.put(await self._check_final(start, end, logs))
+                    sent = flt
+                    item, flt = await self._check_final(start, end, logs, fetched, known)
+                    await queue.put(item)
                     start = end + 1
             finally:
                 if ahead is not None and not ahead.done():
@@ -381,7 +442,7 @@ class EvmFollower:
                 item = get.result()
                 if item is None:
                     break
-                start, end, events, raw, first, last, dated = item
+                start, end, events, raw, first, last, children, dated = item
                 c = self.cursor
                 if c is not None and first.parent_hash != c.hash:
                     await self._contradiction(c, f"block {start} does not extend the cursor {c.number} {c.hash[:10]}")
@@ -390,7 +451,7 @@ class EvmFollower:
                 # indexed above finality earlier wait for the sweep.
                 contiguous = self.final_number is None or self.final_number >= start - 1
                 new += await self._commit(start, end, events, raw, [*dated, last], c, Cursor(end, last.hash),
-                                          final=end if contiguous else None)
+                                          final=end if contiguous else None, children=children)
                 self._first_range = False
                 first_committed.set()
                 if stop is not None and stop.is_set():
@@ -413,14 +474,15 @@ class EvmFollower:
         end, logs = await fetch_logs(self.rpc, self.filter, a, b, self.sizer)
         headers = headers[: end - a + 1]
         by_number = {h.number: h.hash for h in headers}
-        logs = await verify_logs(self.rpc, self.filter, headers, logs)
+        logs, children, _ = await self._verified(a, end, headers, logs, self.filter, self._known())
         events, raw = self.decoder.decode_logs(logs)
         for src in self.sources:
             extra = await src.fetch(self.rpc, a, end)
             if any(row[2] != by_number.get(row[1]) for row in extra):
                 raise InconsistentRange(f"{self.chain}: extra rows of {a}..{end} come from other blocks (reorg in progress)")
             events += extra
-        return await self._commit(a, end, events, raw, headers, c, Cursor(end, headers[-1].hash), final=None)
+        return await self._commit(a, end, events, raw, headers, c, Cursor(end, headers[-1].hash), final=None,
+                                  children=children)
 
     async def _sweep_final(self, tip: Tip) -> None:
         """Re-query blocks indexed above finality once they are final."""
@@ -439,16 +501,20 @@ class EvmFollower:
         while start <= top:
             m.GETLOGS_REQUERIES.labels(self.chain, "confirm").inc()
             end, logs = await fetch_logs(self.rpc, self.filter, start, top, self.sizer)
+            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known(),
+                                                          upto=self.cursor.number)
             # [integrity] each log's hash must be the hash we hold for its block
             # (block window, or rows stored there), else the one every answering
             # endpoint agrees on: a node on another fork adds nothing.
-            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, end)):
+            top_log = max(end, self.cursor.number) if children else end
+            if not await self._logs_canonical(logs, await self.store.canonical_hashes(start, top_log)):
                 raise InconsistentRange(f"{self.chain}: re-query of {start}..{end}: logs of a block that is "
                                         "not the canonical one we hold; re-checking")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
-            inserted = await self._commit(start, end, events, raw, [], None, None, final=end)
+            inserted = await self._commit(start, end, events, raw, [], None, None, final=end, children=children,
+                                          to_block=top_log)
             if inserted:
                 m.LATE_LOGS.labels(self.chain, "confirm").inc(inserted)
                 log.warning("follower.late_logs", chain=self.chain, from_block=start, to_block=end, events=inserted)
@@ -468,10 +534,16 @@ class EvmFollower:
         while start <= b:
             end, logs = await fetch_logs(self.rpc, self.filter, start, b, self.sizer)
             logs = await self._canonical_logs(start, end, logs)
+            top_log = max(end, self.cursor.number if self.cursor else end)
+            logs, children, _ = await self._with_children(start, end, logs, self.filter, self._known(), upto=top_log)
+            if children and not await self._logs_canonical(logs, await self.store.canonical_hashes(start, top_log)):
+                raise ReplayRefused(f"{self.chain}: replay of {start}..{end}: logs of new factory children are not "
+                                    "of the canonical blocks; nothing was written")
             events, raw = self.decoder.decode_logs(logs)
             for src in self.sources:
                 events += await src.fetch(self.rpc, start, end)
-            new += await self._commit(start, end, events, raw, [], None, None, final=None, fence_final=end)
+            new += await self._commit(start, end, events, raw, [], None, None, final=None, fence_final=end,
+                                      children=children, to_block=top_log if children else end)
             start = end + 1
         return new
 
@@ -482,7 +554,7 @@ class EvmFollower:
         log.warning("replay.non_canonical_logs", chain=self.chain, from_block=a, to_block=b)
         for ep in self.rpc.endpoints:
             try:
-                alt = check_logs_in_range(await self.rpc.call_on(ep, "eth_getLogs", self.filter.params(a, b)), a, b)
+                alt = check_logs_in_range(await get_logs(self.rpc, self.filter, a, b, ep), a, b)
             except (RpcError, BadRpcResponse):
                 continue
             if await self._logs_canonical(alt, known):
@@ -561,12 +633,29 @@ class EvmFollower:
                       missing=len(chain - stored), extra=len(stored - chain))
         return diff
 
-    async def _commit(self, a, b, events, raw, blocks, expected, cursor, final, fence_final=None) -> int:
+    async def _commit(self, a, b, events, raw, blocks, expected, cursor, final, fence_final=None,
+                      children: Sequence[ChildRow] = (), to_block: int | None = None) -> int:
         prune = (final - KEEP_FINAL_BLOCKS) if final is not None and cursor is not None else None
-        inserted = await asyncio.shield(self.store.commit_range(
-            from_block=a, to_block=b, events=events, raw_logs=raw, blocks=blocks,
-            expected=expected, cursor=cursor, final_number=final, prune_below=prune, fence_final=fence_final,
-        ))
+        if children:
+            # Rows of the children's own fetch came last: keep the range in block and log order.
+            events.sort(key=_event_order)
+        try:
+            inserted = await asyncio.shield(self.store.commit_range(
+                from_block=a, to_block=b if to_block is None else to_block, events=events, raw_logs=raw,
+                blocks=blocks, expected=expected, cursor=cursor, final_number=final, prune_below=prune,
+                fence_final=fence_final, children=children,
+            ))
+        except BaseException:
+            if children:
+                # The commit may have landed (cancelled while shielded): the next
+                # start reads cursor and children from the database, never a guess.
+                self._started = False
+            raise
+        if children:
+            self.factories.add((ch.address, ch.factory_address) for ch in children)
+            self.filter = self._filter_of(self._configured | set(self.factories.children))
+            log.info("follower.factory_children", chain=self.chain, from_block=a, to_block=b, new=len(children),
+                     total=len(self.factories.children))
         if cursor is not None:
             self.cursor = cursor
         if final is not None:
@@ -618,4 +707,6 @@ class EvmFollower:
             "head_timestamp": tip.head.timestamp if tip else None,
             "ws_connected": bool(self._heads and self._heads.connected),
         }
+        if self.factories:
+            status["factory_children"] = len(self.factories.children)
         await self.store.set_status(status, head=head, finalized=tip.finalized if tip else None)

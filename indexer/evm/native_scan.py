@@ -9,9 +9,10 @@ keeps the ones that touch a wallet:
   transaction it sent, successful or not (log_index -2).
 Both use address "native", so they never collide with a log's natural key.
 
-Not visible this way (the ledger will not book them; reconciliation shows
-them as differences): value moved by contracts through internal calls
-(needs tracing), block rewards and priority fees to a wallet that is a
+Value moved by contracts through internal calls is read from call traces
+where the chain's `traces` is on (indexer/evm/traces.py: InternalTransfer).
+Not visible either way (the ledger will not book them; reconciliation shows
+them as differences): internal calls with traces off, block rewards and priority fees to a wallet that is a
 block producer, validator withdrawals, and SELFDESTRUCT beneficiaries.
 A contract wallet (e.g. the payout batcher) pays out through internal
 calls: book those from its own events (PayoutSent) instead.
@@ -28,6 +29,7 @@ import orjson
 
 from indexer.errors import BadRpcResponse
 from indexer.evm.rpc import EvmRpc
+from indexer.evm.traces import Tracer
 from indexer.models import EventRow
 
 NATIVE_ADDRESS = "native"
@@ -117,10 +119,12 @@ class NativeTransferSource:
     configured wallet holds the native coin.
     """
 
-    def __init__(self, chain: str, wallets: Iterable[str], *, batch_size: int = 25) -> None:
+    def __init__(self, chain: str, wallets: Iterable[str], *, batch_size: int = 25, tracer: Tracer | None = None) -> None:
         self.chain = chain
         self.wallets = frozenset(w.lower() for w in wallets)
         self.batch_size = batch_size
+        # Internal value transfers (indexer/evm/traces.py), from the same full blocks.
+        self.tracer = tracer
 
     async def fetch(self, rpc: EvmRpc, from_block: int, to_block: int) -> list[EventRow]:
         if not self.wallets:
@@ -139,4 +143,6 @@ class NativeTransferSource:
                 for h, r in zip(chunk, await rpc.batch([("eth_getTransactionReceipt", [h]) for h in chunk])):
                     receipts[h] = r
             rows += native_events(self.chain, blocks, self.wallets, receipts)
+            if self.tracer is not None:
+                rows += await self.tracer.transfers(rpc, blocks, self.wallets)
         return rows

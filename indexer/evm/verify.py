@@ -20,7 +20,7 @@ from config.logs import get_logger
 from indexer import metrics as m
 from indexer.errors import BadRpcResponse, RpcError
 from indexer.evm.bloom import log_in_bloom, may_match
-from indexer.evm.fetch import LogFilter, check_logs_in_range, logs_from_receipts
+from indexer.evm.fetch import LogFilter, check_logs_in_range, get_logs, logs_from_receipts
 from indexer.evm.rpc import EvmRpc
 from indexer.models import BlockRow
 
@@ -85,7 +85,7 @@ async def requery_block(rpc: EvmRpc, flt: LogFilter, h: BlockRow) -> list[dict]:
     """One block's logs asked of each endpoint alone, then read from its receipts."""
     for ep in rpc.endpoints:
         try:
-            raw = await rpc.call_on(ep, "eth_getLogs", flt.params(h.number, h.number))
+            raw = await get_logs(rpc, flt, h.number, h.number, ep)
             got = _of_block(check_logs_in_range(raw, h.number, h.number), h)
         except (RpcError, BadRpcResponse):
             continue

@@ -30,6 +30,7 @@ from config.section_ledger import LedgerRuleConfig
 NATIVE = "native"
 NATIVE_TRANSFER = "NativeTransfer"
 NATIVE_FEE = "NativeFee"
+INTERNAL_TRANSFER = "InternalTransfer"  # indexer/evm/traces.py
 # Context roots a path may start with; anything else is an event argument.
 RESERVED = ("args", "address", "tx_hash", "chain", "block_number", "wallet", "counterparty_wallet", "funder")
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -159,27 +160,31 @@ def default_rules(settings: Settings) -> list[LedgerRuleConfig]:
         first = ["{funder}"] if funded else []
         if chain.kind == "evm":
             tokens = sorted({a for w in chain.wallets for a in w.assets if a != NATIVE})
-            sources = [(t, "Transfer", "value") for t in tokens]
+            sources = [(t, t, "Transfer", "value") for t in tokens]
             if any(NATIVE in w.assets for w in chain.wallets):
-                sources.append((NATIVE, NATIVE_TRANSFER, "value"))
+                sources.append((NATIVE, NATIVE, NATIVE_TRANSFER, "value"))
+                if chain.traces != "off":
+                    # Value contracts move in internal calls (call traces): booked as
+                    # top-level native transfers are, deposits and between wallets.
+                    sources.append(("native_internal", NATIVE, INTERNAL_TRANSFER, "value"))
                 rules.append(LedgerRuleConfig(
                     name=f"{n}.native.fee", chain=n, source=NATIVE, event=NATIVE_FEE, wallet="from",
                     amount="fee", asset=NATIVE, debit=["fee:{chain}"], credit=["{wallet}"],
                 ))
-            for src, event, amount in sources:
+            for label, src, event, amount in sources:
                 common = dict(chain=n, source=src, event=event, wallet="to", counterparty="from", amount=amount)
                 rules.append(LedgerRuleConfig(
-                    name=f"{n}.{src}.deposit", counterparty_is_wallet=False,
+                    name=f"{n}.{label}.deposit", counterparty_is_wallet=False,
                     debit=["{wallet}"], credit=[*first, "user:{chain}:{from}"], **common,
                 ))
                 if funded:
                     rules.append(LedgerRuleConfig(
-                        name=f"{n}.{src}.defunding", chain=n, source=src, event=event, wallet="from",
+                        name=f"{n}.{label}.defunding", chain=n, source=src, event=event, wallet="from",
                         counterparty="to", counterparty_is_wallet=False, counterparty_is_funder=True,
                         amount=amount, debit=["{funder}"], credit=["{wallet}"],
                     ))
                 rules.append(LedgerRuleConfig(
-                    name=f"{n}.{src}.internal", counterparty_is_wallet=True,
+                    name=f"{n}.{label}.internal", counterparty_is_wallet=True,
                     debit=["{wallet}"], credit=["{counterparty_wallet}"], **common,
                 ))
         else:
@@ -331,8 +336,9 @@ def _check_rule(settings: Settings, where: str, r: LedgerRuleConfig, chains: dic
     if r.source == NATIVE:
         if chain.kind != "evm":
             raise ConfigError(f"{where}.source: 'native' events come from the EVM native-transfer scanner")
-        if r.event not in (NATIVE_TRANSFER, NATIVE_FEE, "*"):
-            raise ConfigError(f"{where}.event: native sources emit {NATIVE_TRANSFER} and {NATIVE_FEE}")
+        if r.event not in (NATIVE_TRANSFER, NATIVE_FEE, INTERNAL_TRANSFER, "*"):
+            raise ConfigError(f"{where}.event: native sources emit {NATIVE_TRANSFER}, {NATIVE_FEE} and "
+                              f"{INTERNAL_TRANSFER}")
     elif r.source != "*":
         contract = next((c for c in chain.contracts if c.name == r.source), None)
         if contract is None:

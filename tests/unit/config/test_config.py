@@ -28,7 +28,7 @@ BAD_CONFIGS = [
     ("duplicate chains", CHAIN + CHAIN, "chain names must be unique: local"),
     ("bad address", CHAIN + CONTRACT.replace(TOKEN, "0x1234"), "chains[0].contracts[0].address"),
     ("unknown event", CHAIN + CONTRACT + 'events = ["Transfr"]\n', "chains[0].contracts[0].events: 'Transfr' is not an event"),
-    ("unknown builtin abi", CHAIN + CONTRACT + 'abi = "erc1155"\n', "chains[0].contracts[0].abi: unknown builtin ABI 'erc1155'"),
+    ("unknown builtin abi", CHAIN + CONTRACT + 'abi = "erc4626"\n', "chains[0].contracts[0].abi: unknown builtin ABI 'erc4626'"),
     ("missing abi file", CHAIN + CONTRACT + 'abi = "abis/nope.json"\n', "chains[0].contracts[0].abi: cannot read ABI file"),
     ("second chain", CHAIN + CHAIN.replace('"local"', '"other"').replace('"anvil"', '"nope"'), "chains[1].preset"),
     ("bad TOML", '[[chains]\nname = "local"\n', "not valid TOML: Expected ']]'"),
