@@ -15,7 +15,9 @@ Refusals are `AdjustmentRefused` naming the field at fault. Accounts:
   (the other side of a movement the ledger had not seen);
 - an account's code names its chain (`wallet:anvil:0x..`), which must be
   the adjustment's chain;
-- a user or app account is never taken below zero (what is owed).
+- a user or app account is never taken below its limit (zero, or an app account's
+  overdraft), counting what holds and open payouts reserve, under the balance-row
+  lock transfers and payouts take.
 
 The key makes it idempotent: the same key with the same body answers the
 stored adjustment (created = False); with another body it is a conflict.
@@ -35,8 +37,9 @@ from config.errors import FieldError
 from db import Queries
 from db.values import amount_text
 from indexer.chain_state import final_height
-from settlement.ledger.books import Posting, book_adjustment_in, shown_balance
+from settlement.ledger.books import Posting, book_adjustment_in
 from settlement.ledger.rules import asset_id as make_asset_id
+from settlement.ledger.transfers import lock_rooms, overdraft, read_rooms
 
 Q = Queries(Path(__file__).with_name("adjust.sql"))
 MAX_UNITS = 2**256 - 1
@@ -156,13 +159,21 @@ async def adjust(pool: asyncpg.Pool, settings: Settings, request: Adjustment, *,
             if row is None and code.split(":", 1)[0] not in OPENED_BY_ADJUSTMENT:
                 raise AdjustmentRefused(field, f"no ledger account {code!r} (only external: and adjustment: "
                                                "accounts are opened by an adjustment)")
-        kind = a.debit.split(":", 1)[0]
-        if kind in NEVER_NEGATIVE:
-            posted = await conn.fetchval(Q.lock_account_balance, a.debit, a.asset)
-            owed = shown_balance(kind, int(posted))
-            if owed < amount:
-                raise AdjustmentRefused("amount", f"{a.debit} is owed {amount_text(owed)} of {a.asset}; "
-                                                  "an adjustment cannot take it below zero")
+        if a.debit.split(":", 1)[0] in NEVER_NEGATIVE:
+            # The account's balance-row lock, the one transfers, holds and payout
+            # admission take: an adjustment cannot spend what a hold or an open
+            # payout reserves, nor race them for the last of it.
+            debit_id = await conn.fetchval(Q.account_id, a.debit)
+            pair = (debit_id, a.asset)
+            await lock_rooms(conn, [pair])
+            room = (await read_rooms(conn, [pair]))[pair]
+            limit = overdraft(settings, a.debit)
+            if limit is not None and room.available - amount < -limit:
+                raise AdjustmentRefused(
+                    "amount", f"{a.debit} is owed {amount_text(room.final)} of {a.asset}, of which "
+                    f"{amount_text(room.available)} is available ({amount_text(room.held)} held, "
+                    f"{amount_text(room.reserved)} reserved by open payouts); an adjustment cannot take it "
+                    "below its limit")
         final = await final_height(conn, a.chain)
         block = a.block if a.block is not None else final
         if block is None:

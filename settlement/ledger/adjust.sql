@@ -10,14 +10,8 @@ SELECT id, code, kind FROM ledger_accounts WHERE code = $1;
 -- waits here, then finds the first one's transaction.
 SELECT pg_advisory_xact_lock(hashtextextended('ledger-adjustment:' || $1, 0));
 
--- name: lock_account_balance
--- The account row is locked while its balance is checked and the adjustment
--- booked, so two adjustments cannot both take the last of what is owed.
-SELECT COALESCE((
-    SELECT sum(p.amount) FROM postings p WHERE p.account_id = a.id AND p.asset_id = $2
-), 0) AS posted
-FROM ledger_accounts a WHERE a.code = $1
-FOR UPDATE OF a;
+-- name: account_id
+SELECT id FROM ledger_accounts WHERE code = $1;
 
 -- name: adjustment_by_key
 -- A manual transaction with its two legs: the debit (positive) and the credit.

@@ -91,9 +91,11 @@ async def test_required_fields(client, missing):
 
 
 async def test_a_user_account_is_not_taken_below_zero(client):
-    status, doc = await post(client, {**BODY, "debit": U, "amount": "151", "key": "too-much"})
-    assert (status, doc["field"]) == (400, "amount") and "owed 150" in doc["message"], doc
-    status, doc = await post(client, {**BODY, "debit": U, "credit": "adjustment:anvil:goodwill", "amount": "150",
+    # U is owed 150, of which 100 at final heights, and 12 of that reserved by an open payout:
+    # an adjustment may take what is available (88), as a transfer or a payout could.
+    status, doc = await post(client, {**BODY, "debit": U, "amount": "89", "key": "too-much"})
+    assert (status, doc["field"]) == (400, "amount") and "88 is available" in doc["message"], doc
+    status, doc = await post(client, {**BODY, "debit": U, "credit": "adjustment:anvil:goodwill", "amount": "88",
                                       "key": "all-of-it"})
     assert status == 201, doc
 
@@ -101,3 +103,18 @@ async def test_a_user_account_is_not_taken_below_zero(client):
 async def test_admin_only(client):
     status, _ = await post(client, BODY, headers={})
     assert status == 401
+
+
+async def test_an_adjustment_cannot_spend_what_a_hold_reserves(client):
+    """The adjustment takes the balance-row lock transfers and holds take, and counts what they reserve."""
+    other = "user:anvil:0x" + "0c" * 20
+    resp = await client.post("/v1/admin/ledger/holds", headers=AUTH, json={
+        "id": "bet-1", "debit_account": U, "credit_account": other, "asset": "anvil:native", "amount": "60"})
+    assert resp.status == 201, await resp.text()
+    status, doc = await post(client, {**BODY, "debit": U, "amount": "29", "key": "past-the-hold"})
+    assert (status, doc["field"]) == (400, "amount") and "28 is available" in doc["message"], doc
+    status, doc = await post(client, {**BODY, "debit": U, "credit": "adjustment:anvil:goodwill", "amount": "28",
+                                      "key": "up-to-the-hold"})
+    assert status == 201, doc
+    resp = await client.post("/v1/admin/ledger/holds/bet-1/post", headers=AUTH, json={})
+    assert resp.status == 200 and (await resp.json())["hold"]["state"] == "posted"
