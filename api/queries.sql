@@ -133,7 +133,8 @@ SELECT r.id, r.chain, r.height, r.started_at, r.finished_at, r.status, r.error, 
                       'account', a.code, 'asset_id', x.asset_id,
                       'expected', x.expected::text, 'actual', x.actual::text,
                       'difference', x.difference::text, 'tolerance', x.tolerance::text,
-                      'status', x.status) ORDER BY a.code, x.asset_id)
+                      'status', x.status, 'movements', x.movements,
+                      'movements_total', x.movements_total) ORDER BY a.code, x.asset_id)
            FROM reconciliation_results x
            JOIN ledger_accounts a ON a.id = x.account_id
            WHERE x.run_id = r.id
