@@ -182,8 +182,10 @@ async def test_events_filters_and_keyset_pages(tmp_path, pool):
             "&event=Approval&chain=anvil": lambda r: r["event"] == "Approval" and r["chain"] == "anvil",
             "&chain=anvil&from_block=5&to_block=12": lambda r: r["chain"] == "anvil" and 5 <= r["block_number"] <= 12,
             "&chain=anvil&from_block=18": lambda r: r["chain"] == "anvil" and r["block_number"] >= 18,
-            "&chain=nothing": lambda r: False,
         }
+        # An unknown chain is a 400 naming `chain` (issue 30), not an empty page that reads as "nothing happened".
+        resp = await client.get("/v1/events?chain=nothing")
+        assert resp.status == 400 and (await resp.json())["field"] == "chain"
         for query, keep in cases.items():
             got = [e["id"] for e in await all_pages(client, query, 4)]
             assert got == [i for i, r in stored.items() if keep(r)], query
