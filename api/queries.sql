@@ -146,6 +146,10 @@ WHERE ($1::text IS NULL OR r.chain = $1)
 ORDER BY r.id DESC
 LIMIT $4;
 
+-- name: status_assets
+-- Symbols and decimals, so /v1/status readers (the status page) show amounts in units.
+SELECT id, chain, name, kind, contract, symbol, decimals FROM assets ORDER BY id;
+
 -- name: latest_reconciliations
 -- The newest run of each chain.
 SELECT DISTINCT ON (chain) id, chain, height, started_at, finished_at, status, error, checked, mismatches
@@ -165,7 +169,8 @@ GROUP BY chain, asset, state ORDER BY chain, asset, state;
 
 -- name: open_batches
 -- Batches not yet over, reverted ones included: they wait for an operator or their expiry.
-SELECT chain, state, count(*) AS count
+-- `ids`: the oldest few, so the status page can say which batch to approve or release.
+SELECT chain, state, count(*) AS count, (array_agg(batch_id ORDER BY created_at, batch_id))[1:5] AS ids
 FROM payout_batches WHERE NOT payout_state_terminal(state)
 GROUP BY chain, state ORDER BY chain, state;
 

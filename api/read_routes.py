@@ -154,11 +154,22 @@ class ChainStatus(BaseModel):
     updated_at: dt.datetime | None = None
 
 
+class AssetDisplay(BaseModel):
+    id: str
+    chain: str
+    name: str
+    kind: str
+    contract: str | None
+    symbol: str | None
+    decimals: int | None
+
+
 class Status(BaseModel):
     generated_at: dt.datetime
     chains: list[ChainStatus]
     payouts: PayoutSummary
     reconciliation: ReconciliationSummary
+    assets: list[AssetDisplay] = Field(description="symbol and decimals per asset, to show amounts in units")
 
 
 @routes.get("/v1/status", response=Status)
@@ -171,6 +182,7 @@ async def status(request: web.Request) -> web.Response:
         reorg_rows = await conn.fetch(Q.recent_reorgs, RECENT_REORGS)
         payouts = await payout_summary(conn)
         reconciliation = await reconciliation_summary(conn)
+        assets = [row_dict(r) for r in await conn.fetch(Q.status_assets)]
     reorgs: dict[str, list[dict]] = {}
     for r in reorg_rows:
         reorgs.setdefault(r["chain"], []).append({k: v for k, v in r.items() if k != "chain"})
@@ -186,6 +198,7 @@ async def status(request: web.Request) -> web.Response:
         "chains": chains,
         "payouts": payouts,
         "reconciliation": reconciliation,
+        "assets": assets,
     })
 
 

@@ -217,6 +217,7 @@ class OpenBatches(BaseModel):
     chain: str
     state: str
     count: int
+    ids: list[str] = Field(description="the oldest batch ids in this state (up to 5)")
 
 
 class KillSwitchRow(BaseModel):
