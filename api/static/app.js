@@ -119,6 +119,8 @@ const AMOUNT_KEYS = new Set(["value", "amount", "wad", "fee", "delivered_amount"
 const EVM_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const XRPL_ADDRESS = /^r[1-9A-HJ-NP-Za-km-z]{24,34}$/;
 const HASH = /^0x[0-9a-fA-F]{64}$|^[0-9A-F]{64}$/;
+// Bookkeeping fields of an XRPL transaction a person rarely needs: in the raw JSON, not as rows.
+const QUIET_KEYS = new Set(["role", "flags", "status", "sequence", "delivered_source", "partial_payment", "close_time_iso"]);
 
 // The unit of an amount argument: the emitting token, a `token` argument, else the chain's native asset
 // (XRPL Amount/Fee strings are drops of XRP; an EVM `fee` is in the native coin).
@@ -175,13 +177,14 @@ function argsCell(e) {
     return td;
   }
   for (const [k, v] of Object.entries(args)) {
+    if (QUIET_KEYS.has(k)) continue;
     const div = el("div", null, "field");
     div.setAttribute("data-key", k);
     div.append(el("span", k, "k"), fieldValue(e, k, v));
     td.appendChild(div);
   }
   const details = el("details");
-  details.appendChild(el("summary", "raw"));
+  details.appendChild(el("summary", Object.keys(args).some((k) => QUIET_KEYS.has(k)) ? "all fields (raw)" : "raw"));
   details.appendChild(el("pre", JSON.stringify(args)));
   td.appendChild(details);
   return td;
