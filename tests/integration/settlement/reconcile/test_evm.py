@@ -47,6 +47,17 @@ def by_key(report) -> dict:
     return {(r.wallet, r.asset): r for run in report.runs for r in run.results}
 
 
+def hot_wallet_chain(anvil, tmp_path, assets: list[str], reconcile: dict):
+    """A fresh token and settings with only the hot wallet, starting at the next block."""
+    token = deploy_token(anvil.url)
+    start = head(anvil.url) + 1
+    return token, make_settings(tmp_path, {
+        "chains": [evm_chain("anvil", anvil.url, token, finality_depth=1, start_block=start,
+                             wallets=[{"name": "hot", "address": HOT, "assets": assets}])],
+        "reconcile": reconcile,
+    })
+
+
 async def index(settings, pool) -> int:
     cfg = settings.chains[0]
     wallets = [w.address for w in cfg.wallets if "native" in w.assets]
@@ -154,13 +165,7 @@ async def test_the_unbooked_cause_of_a_difference_leads_its_stored_evidence(anvi
     from tests.support.api_data import client_for
 
     url = anvil.url
-    token = deploy_token(url)
-    start = head(url) + 1
-    settings = make_settings(tmp_path, {
-        "chains": [evm_chain("anvil", url, token, finality_depth=1, start_block=start,
-                             wallets=[{"name": "hot", "address": HOT, "assets": ["Token"]}])],
-        "reconcile": {"max_movements": 3},
-    })
+    token, settings = hot_wallet_chain(anvil, tmp_path, ["Token"], {"max_movements": 3})
     batch_transfer(url, token, [HOT], [1000])
     await index(settings, pool)
     assert (await reconcile_once(settings, pool)).exit_code == EXIT_OK
@@ -201,13 +206,7 @@ async def test_opening_balance_is_read_at_the_start_height(chain, pool):
 
 async def test_tolerance_separates_noise_from_mismatch(anvil, tmp_path, pool):
     url = anvil.url
-    token = deploy_token(url)
-    start = head(url) + 1
-    settings = make_settings(tmp_path, {
-        "chains": [evm_chain("anvil", url, token, finality_depth=1, start_block=start,
-                             wallets=[{"name": "hot", "address": HOT, "assets": ["Token", "native"]}])],
-        "reconcile": {"tolerance": 1000},
-    })
+    token, settings = hot_wallet_chain(anvil, tmp_path, ["Token", "native"], {"tolerance": 1000})
     batch_transfer(url, token, [HOT], [50])
     send(url, HOT, token, calldata("transfer(address,uint256)", ["address", "uint256"], [OUTSIDER, 7]))
     send(url, HOT, OUTSIDER, value=10**6)
