@@ -146,6 +146,10 @@ WHERE ($1::text IS NULL OR r.chain = $1)
 ORDER BY r.id DESC
 LIMIT $4;
 
+-- name: chain_known
+-- A chain with stored state (configured now or before): /v1/events answers for it.
+SELECT EXISTS (SELECT 1 FROM chain_state WHERE chain = $1);
+
 -- name: status_assets
 -- Symbols and decimals, so /v1/status readers (the status page) show amounts in units.
 SELECT id, chain, name, kind, contract, symbol, decimals FROM assets ORDER BY id;

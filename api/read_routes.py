@@ -268,8 +268,9 @@ async def events(request: web.Request, p: EventsQuery) -> web.Response:
     # [integrity] every page is an index range: these filters are only indexed
     # under a chain (0009); without one they would scan the whole table.
     names = [c.name for c in request.app[SETTINGS].chains]
-    if chain is not None and chain not in names:
+    if chain is not None and chain not in names and not await request.app[POOL].fetchval(Q.chain_known, chain):
         # An empty page would read as "nothing happened on it": a typo must not look like that.
+        # (A chain no longer configured whose rows are still stored stays readable.)
         raise RequestError("chain", f"not a configured chain (configured: {', '.join(names) or 'none'})")
     for name, value in (("address", address), ("event", event), ("from_block", from_block), ("to_block", to_block)):
         if value is not None and chain is None:

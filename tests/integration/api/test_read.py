@@ -286,7 +286,8 @@ async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool):
         status = await (await client.get("/v1/status")).json()
         queue = {(q["state"], q["count"], q["amount"]) for q in status["payouts"]["queue"]}
         assert queue == {("pending", 2, "14"), ("batched", 1, "7")}
-        assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "signed", "count": 1}]
+        assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "signed", "count": 1,
+                                                      "ids": [BATCH]}]
         latest = status["reconciliation"]["latest"]
         assert [(r["chain"], r["id"], r["status"]) for r in latest] == [("anvil", ids["run_mismatch"], "mismatch")]
 
@@ -322,8 +323,10 @@ async def test_status_queue_shows_what_is_not_over(tmp_path, pool):
         status = await (await client.get("/v1/status")).json()
     queue = {(q["state"], q["count"], q["amount"]) for q in status["payouts"]["queue"]}
     assert queue == {("pending", 2, "14"), ("batched", 1, "7"), ("held", 1, "11")}
-    assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "reverted", "count": 2},
-                                                 {"chain": "anvil", "state": "signed", "count": 1}]
+    # `ids`: the oldest batch ids of each state (issue 30: the status page says which batch to act on).
+    assert status["payouts"]["open_batches"] == [
+        {"chain": "anvil", "state": "reverted", "count": 2, "ids": [f"0x{1:064x}", f"0x{5:064x}"]},
+        {"chain": "anvil", "state": "signed", "count": 1, "ids": [BATCH]}]
 
 
 # -- CORS and rate limit ---------------------------------------------------------
