@@ -15,9 +15,11 @@ import asyncio
 import base64
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -50,9 +52,11 @@ def test_the_readme_marks_runnable_blocks():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One demo for the module (its start-up is most of the cost)."""
-    tmp_path = tmp_path_factory.mktemp("readme")
+def demo():
+    """One demo for the module (its start-up is most of the cost). Its state is in a directory of
+    its own, not pytest's base temp: a pytest run elsewhere on the machine prunes old base temps,
+    and the demo's embedded Postgres must not lose its data directory mid-run."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="chainsettle-readme-"))
     state = tmp_path / "demo"
     log = tmp_path / "demo.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSETTLE_") and k != "DATABASE_URL"}
@@ -84,6 +88,7 @@ def demo(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         out.close()
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_every_marked_readme_block_runs_against_the_demo(demo):
