@@ -48,6 +48,8 @@ class Subscription(BaseModel):
     pending: int | None = None
     dead: int | None = None
     lag_seconds: float | None = None
+    last_outcome: str | None = Field(None, description="the outcome of the last failed attempt, until the next success")
+    last_error: str | None = Field(None, description="why the last attempt failed")
     secret: str | None = Field(None, description="Only in the answer that made it (create, rotate)")
 
 
@@ -266,6 +268,9 @@ class SubscriptionSummary(BaseModel):
     dead: int
     lag_seconds: float | None
     failing_since: dt.datetime | None
+    last_outcome: Literal["http_error", "timeout", "network", "refused", "gone"] | None = Field(
+        description="the outcome of the last failed attempt, until the next success")
+    last_error: str | None = Field(description="why the last attempt failed (a refused target names the setting)")
 
 
 class DeliverySummary(BaseModel):
@@ -284,5 +289,6 @@ async def summary(request: web.Request) -> web.Response:
         out.append({"id": s["id"], "sink": s["sink"], "target": urlsplit(s["url"]).hostname,
                     "finality": s["finality"], "ordering": s["ordering"], "state": s["state"],
                     "state_reason": s["state_reason"], "pending": s["pending"], "dead": s["dead"],
-                    "lag_seconds": s["lag_seconds"], "failing_since": s["failing_since"]})
+                    "lag_seconds": s["lag_seconds"], "failing_since": s["failing_since"],
+                    "last_outcome": s["last_outcome"], "last_error": s["last_error"]})
     return json_response({"subscriptions": out, "assets": await admin.assets(request.app[POOL])})

@@ -119,7 +119,8 @@ SELECT r.id, r.chain, r.height, r.started_at, r.finished_at, r.status, r.error, 
                       'account', a.code, 'asset_id', x.asset_id,
                       'expected', x.expected::text, 'actual', x.actual::text,
                       'difference', x.difference::text, 'tolerance', x.tolerance::text,
-                      'status', x.status) ORDER BY a.code, x.asset_id)
+                      'status', x.status, 'movements', x.movements,
+                      'movements_total', x.movements_total) ORDER BY a.code, x.asset_id)
            FROM reconciliation_results x
            JOIN ledger_accounts a ON a.id = x.account_id
            WHERE x.run_id = r.id
@@ -130,6 +131,10 @@ WHERE ($1::text IS NULL OR r.chain = $1)
   AND ($3::bigint IS NULL OR r.id < $3)
 ORDER BY r.id DESC
 LIMIT $4;
+
+-- name: chain_known
+-- A chain with stored state (configured now or before): /v1/events answers for it.
+SELECT EXISTS (SELECT 1 FROM chain_state WHERE chain = $1);
 
 -- name: asset_units
 -- Symbols and decimals for showing amounts in an asset's units (public: chain configuration).
@@ -154,7 +159,8 @@ GROUP BY chain, asset, state ORDER BY chain, asset, state;
 
 -- name: open_batches
 -- Batches not yet over, reverted ones included: they wait for an operator or their expiry.
-SELECT chain, state, count(*) AS count
+-- `ids`: the oldest few, so the status page can say which batch to approve or release.
+SELECT chain, state, count(*) AS count, (array_agg(batch_id ORDER BY created_at, batch_id))[1:5] AS ids
 FROM payout_batches WHERE NOT payout_state_terminal(state)
 GROUP BY chain, state ORDER BY chain, state;
 

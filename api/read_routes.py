@@ -189,6 +189,9 @@ async def status(request: web.Request) -> web.Response:
         rows = await conn.fetch(Q.chain_states)
         reorg_rows = await conn.fetch(Q.recent_reorgs, RECENT_REORGS)
         payouts = await payout_summary(conn)
+        if not can_read(principal(request), "payouts", public_areas(request.app)):
+            for b in payouts.get("open_batches", []):
+                b["ids"] = None  # a batch id awaiting approval is no chain data yet: private
         reconciliation = await reconciliation_summary(conn, reasons=reasons)
         assets = [row_dict(r) for r in await conn.fetch(Q.asset_units)]
     reorgs: dict[str, list[dict]] = {}
@@ -275,6 +278,11 @@ async def events(request: web.Request, p: EventsQuery) -> web.Response:
         raise RequestError("to_block", f"must be at least from_block ({from_block})")
     # [integrity] every page is an index range: these filters are only indexed
     # under a chain (0009); without one they would scan the whole table.
+    names = [c.name for c in request.app[SETTINGS].chains]
+    if chain is not None and chain not in names and not await request.app[POOL].fetchval(Q.chain_known, chain):
+        # An empty page would read as "nothing happened on it": a typo must not look like that.
+        # (A chain no longer configured whose rows are still stored stays readable.)
+        raise RequestError("chain", f"not a configured chain (configured: {', '.join(names) or 'none'})")
     for name, value in (("address", address), ("event", event), ("from_block", from_block), ("to_block", to_block)):
         if value is not None and chain is None:
             raise RequestError("chain", f"is required with {name}: filter by chain too")

@@ -190,6 +190,12 @@ class ReconciliationResult(BaseModel):
     difference: Units
     tolerance: Units
     status: Literal["ok", "within_tolerance", "mismatch"]
+    movements: list[dict[str, Any]] = Field(description=(
+        "For a mismatch, the movements that explain it: events that touched the wallet since it last matched, "
+        "unbooked first (`booked` false), then the largest `amount`; each with block_number, tx_hash, "
+        "log_index, source, event, args, amount, booked, booked_by. An overpaid user has {paid, credited}."))
+    movements_total: int = Field(description="How many movements there were in all (the list keeps "
+                                             "reconcile.max_movements)")
 
 
 class ReconciliationRun(RunSummary):
@@ -218,6 +224,8 @@ class OpenBatches(BaseModel):
     chain: str
     state: str
     count: int
+    ids: list[str] | None = Field(None, description="the oldest batch ids in this state (up to 5); only to readers "
+                                                    "of payouts (README \"Read scopes\"), else null")
 
 
 class KillSwitchRow(BaseModel):

@@ -80,7 +80,8 @@ class _AssetLimits(Strict):
     """The caps every payout asset has, whatever the chain kind."""
 
     name: str
-    # Batches whose total exceeds this wait for `chainsettle payouts approve`.
+    # Batches whose total exceeds this wait for `chainsettle payouts approve`; requests at or
+    # below it are batched apart from larger ones, up to this total, and never wait (plan.next_batch).
     approval_threshold: _Threshold = None
     max_batch_total: _Limit = None
     daily_cap: _Limit = None

@@ -1,7 +1,7 @@
 """`chainsettle deliveries ...`: subscriptions, their queues and attempts (registered through daemon.cli_ext).
 
 The same functions as the admin API (delivery.admin), so both audit alike.
-Output is JSON; secrets appear only when created or rotated.
+Output is JSON (the list commands: a table, JSON with --json); secrets appear only when created or rotated.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import json
 from config import ChainsettleError, Settings
 from db.values import text_default
 
+from .cli_table import add_json_flag, emit
+
 
 def register(sub) -> None:
     p = sub.add_parser("deliveries", help="webhook and Redis stream subscriptions: list, pause, replay, inspect")
     ds = p.add_subparsers(dest="deliveries_command", required=True)
 
     ls = ds.add_parser("list", help="subscriptions with state, backlog and dead letters")
+    add_json_flag(ls)
     ls.set_defaults(func=_cmd_list)
 
     c = ds.add_parser("create", help="a subscription (a webhook secret is generated and printed once)")
@@ -73,6 +76,7 @@ def register(sub) -> None:
     a.add_argument("id")
     a.add_argument("--msg-id")
     a.add_argument("--limit", type=int, default=50)
+    add_json_flag(a)
     a.set_defaults(func=_cmd_attempts)
 
     m = ds.add_parser("messages", help="queued, delivered and dead messages in order")
@@ -80,6 +84,7 @@ def register(sub) -> None:
     m.add_argument("--state", choices=("pending", "delivered", "dead"))
     m.add_argument("--after", type=int, default=0)
     m.add_argument("--limit", type=int, default=100)
+    add_json_flag(m)
     m.set_defaults(func=_cmd_messages)
 
 
@@ -111,7 +116,8 @@ async def _run(settings: Settings, fn):
 async def _cmd_list(settings: Settings, args) -> int:
     from delivery import admin
 
-    _print({"subscriptions": await _run(settings, admin.list_all)})
+    emit({"subscriptions": await _run(settings, admin.list_all)}, args.json, {"subscriptions": [
+        "id", "sink", "url", "state", "state_reason", "pending", "dead", "lag_seconds", "last_outcome", "last_error"]})
     return 0
 
 
@@ -179,14 +185,15 @@ async def _cmd_redeliver(settings: Settings, args) -> int:
 async def _cmd_attempts(settings: Settings, args) -> int:
     from delivery import admin
 
-    _print({"attempts": await _run(settings, lambda pool: admin.attempts(pool, args.id, msg_id=args.msg_id,
-                                                                         limit=args.limit))})
+    emit({"attempts": await _run(settings, lambda pool: admin.attempts(pool, args.id, msg_id=args.msg_id,
+                                                                       limit=args.limit))}, args.json, {"attempts": None})
     return 0
 
 
 async def _cmd_messages(settings: Settings, args) -> int:
     from delivery import admin
 
-    _print({"messages": await _run(settings, lambda pool: admin.messages(pool, args.id, after=args.after,
-                                                                         state=args.state, limit=args.limit))})
+    emit({"messages": await _run(settings, lambda pool: admin.messages(pool, args.id, after=args.after,
+                                                                       state=args.state, limit=args.limit))},
+         args.json, {"messages": None})
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 from config import ChainsettleError, Settings
 from db.values import text_default
 
+from .cli_table import add_json_flag, emit
+
 
 def register(sub) -> None:
     p = sub.add_parser("intents", help="scheduled, conditional payouts (payment intents)")
@@ -24,6 +26,7 @@ def register(sub) -> None:
 
     ls = ps.add_parser("list", help="intents and their state")
     ls.add_argument("--state", choices=["active", "paused", "cancelled"])
+    add_json_flag(ls)
     ls.set_defaults(func=_cmd_list)
 
     sh = ps.add_parser("show", help="one intent with every version")
@@ -53,6 +56,7 @@ def register(sub) -> None:
     o.add_argument("id", type=int)
     o.add_argument("--state")
     o.add_argument("--limit", type=int, default=100)
+    add_json_flag(o)
     o.set_defaults(func=_cmd_occurrences)
 
     ap = ps.add_parser("approve", help="approve a catch-up occurrence above the intent's approval amount")
@@ -91,7 +95,8 @@ async def _cmd_list(settings: Settings, args) -> int:
     from settlement.intents.store import list_intents
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        return _print({"intents": await list_intents(conn, args.state)})
+        emit({"intents": await list_intents(conn, args.state)}, args.json, {"intents": None})
+    return 0
 
 
 async def _cmd_show(settings: Settings, args) -> int:
@@ -133,7 +138,9 @@ async def _cmd_preview(settings: Settings, args) -> int:
     for r in rows:
         verdict = "would pass" if r["would_pass"] else f"would wait: {r['reason']}"
         units = f" ({r['units']})" if r.get("units") else ""
-        print(f"{r['local']}  ({r['scheduled_at']})  amount {r['amount']}{units}  {verdict}")
+        at = r["scheduled_at"]
+        at = at.isoformat() if hasattr(at, "isoformat") else at
+        print(f"{r['local']}  ({at})  amount {r['amount']}{units}  {verdict}")
     return 0
 
 
@@ -142,7 +149,9 @@ async def _cmd_occurrences(settings: Settings, args) -> int:
     from settlement.intents.store import occurrences
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        return _print({"occurrences": await occurrences(conn, args.id, args.state, args.limit)})
+        emit({"occurrences": await occurrences(conn, args.id, args.state, args.limit)}, args.json,
+             {"occurrences": None})
+    return 0
 
 
 async def _cmd_approve(settings: Settings, args) -> int:

@@ -7,6 +7,10 @@ import json
 from config import ChainsettleError, Settings
 from db.values import text_default
 
+from .cli_table import add_json_flag, emit
+
+INVOICE_COLUMNS = ["id", "app_ref", "chain", "asset", "wallet", "amount", "received", "state", "reason", "expires_at"]
+
 
 def register(sub) -> None:
     p = sub.add_parser("invoices", help="incoming-payment invoices: create, show, list, cancel")
@@ -36,6 +40,7 @@ def register(sub) -> None:
     ls.add_argument("--chain")
     ls.add_argument("--state")
     ls.add_argument("--limit", type=int, default=100)
+    add_json_flag(ls)
     ls.set_defaults(func=_cmd_list)
 
     x = ps.add_parser("cancel", help="mark a waiting (new or expired) invoice invalid")
@@ -84,7 +89,7 @@ async def _cmd_list(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         rows = await list_invoices(pool, args.chain, args.state, args.limit)
-    print(json.dumps(rows, default=text_default))
+    emit(rows, args.json, {"": INVOICE_COLUMNS})
     return 0
 
 

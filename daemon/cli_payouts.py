@@ -7,6 +7,21 @@ import json
 from config import ChainsettleError, Settings
 from db.values import text_default
 
+from .cli_table import add_json_flag, emit
+
+LIST_COLUMNS = {
+    "requests": ["id", "idempotency_key", "chain", "asset", "recipient", "amount", "state", "reason", "batch_id",
+                 "created_at"],
+    "batches": ["batch_id", "chain", "asset", "state", "item_count", "total", "approved_by", "executed_block",
+                "created_at"],
+    "transactions": ["id", "chain", "nonce", "attempt", "purpose", "batch_id", "tx_hash", "state", "mined_block",
+                     "last_error"],
+    "xrpl_payments": ["id", "chain", "sequence", "destination", "amount", "state", "result", "tx_hash", "last_error"],
+    "controls": ["scope", "killed", "reason", "changed_by", "changed_at"],
+}
+HELD_COLUMNS = {"held": ["id", "idempotency_key", "chain", "asset", "recipient", "amount", "reason", "batch_id",
+                         "batch_state", "updated_at"]}
+
 
 def register(sub) -> None:
     p = sub.add_parser("payouts", help="payout requests, approvals, kill switch, listing")
@@ -42,12 +57,13 @@ def register(sub) -> None:
     ls = ps.add_parser("list", help="requests, batches, transactions and their states")
     ls.add_argument("--chain")
     ls.add_argument("--limit", type=int, default=1000)
-    ls.add_argument("--json", action="store_true", help="JSON output (the default; kept for scripts)")
+    add_json_flag(ls)
     ls.set_defaults(func=_cmd_list)
 
     h = ps.add_parser("held", help="held payout requests with their reasons")
     h.add_argument("--chain")
     h.add_argument("--limit", type=int, default=1000)
+    add_json_flag(h)
     h.set_defaults(func=_cmd_held)
     rl = ps.add_parser("release", help="requeue a batch's held requests (once nothing signed can pay them)")
     rl.add_argument("batch", help="batch id (0x + 64 hex)")
@@ -113,7 +129,10 @@ async def _cmd_list(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         out = await list_payouts(pool, args.chain, args.limit)
-    print(json.dumps(out, default=text_default, indent=2))
+    emit(out, args.json, LIST_COLUMNS)
+    waiting = [b["batch_id"] for b in out["batches"] if b["state"] == "awaiting_approval"]
+    if waiting and not args.json:
+        print(f"\n{len(waiting)} batch(es) await approval: chainsettle payouts approve <batch_id> --by <name>")
     return 0
 
 
@@ -123,7 +142,9 @@ async def _cmd_held(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
         out = await held_payouts(conn, args.chain, args.limit)
-    print(json.dumps({"held": out}, default=text_default, indent=2))
+    emit({"held": out}, args.json, HELD_COLUMNS)
+    if out and not args.json:
+        print("\nonce nothing signed can pay them: chainsettle payouts release|cancel <batch_id> --reason ...")
     return 0
 
 

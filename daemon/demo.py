@@ -4,6 +4,13 @@ on embedded defaults, with no manual steps.
 It starts an embedded Postgres and a local anvil chain, deploys a token,
 keeps users depositing into the hot wallet, runs the daemon against it and
 prints where to look. Ctrl-C stops everything and leaves nothing running.
+
+Everything a newcomer needs to try the admin API, sign-in, invoices, intents
+and webhooks is printed and written to `<state>/demo.env` (daemon/demo_tools.py):
+a generated admin token, a webhook receiver on loopback (loopback targets are
+allowed in the demo's config only), an approver that approves batches above
+the threshold after a few seconds. The state (`.state/demo`, or
+CHAINSETTLE_DEMO_STATE) is wiped at every start: a fresh chain needs fresh books.
 """
 
 from __future__ import annotations
@@ -14,15 +21,27 @@ import random
 import shutil
 import signal
 import threading
+from pathlib import Path
 
 from config import load_settings
 from config.logs import get_logger
 
 from . import devchain
+from .demo_tools import (
+    ADMIN_ENV,
+    APPROVE_AFTER,
+    PAYER,
+    SIGNIN_ENV,
+    WEBHOOK_ENV,
+    Receiver,
+    approve_waiting,
+    demo_secrets,
+    write_env,
+)
 from .runtime import setup_logging
 
 log = get_logger("demo")
-STATE = devchain.ROOT / ".state" / "demo"
+STATE = Path(os.environ.get("CHAINSETTLE_DEMO_STATE") or devchain.ROOT / ".state" / "demo").resolve()
 
 
 SIGNER_ENV = "CHAINSETTLE_DEMO_SIGNER_KEY"
@@ -30,7 +49,7 @@ SENDER_ENV = "CHAINSETTLE_DEMO_SENDER_KEY"
 
 
 def demo_config(anvil_url: str, token: str, wallet: str, api_port: int, xrpl_url: str, xrpl_hot: str,
-                batcher: str, sender: str, deployer: str) -> str:
+                batcher: str, sender: str, deployer: str, receiver: str) -> str:
     return f"""# Written by `chainsettle demo`; regenerated on every run.
 [database]
 embedded_dir = "pg"
@@ -41,6 +60,26 @@ format = "console"
 
 [api]
 listen = "127.0.0.1:{api_port}"
+admin_token = "env:{ADMIN_ENV}"   # generated at every start; printed, and in demo.env
+
+[invoices.signin]
+domain = "127.0.0.1:{api_port}"
+uri = "http://127.0.0.1:{api_port}"
+token_key = "env:{SIGNIN_ENV}"
+chains = ["local"]
+
+# Demo only: the receiver the demo starts runs on loopback, which a real
+# deployment refuses (SSRF); see delivery.allow_loopback in the README.
+[delivery]
+allow_loopback = true
+poll_interval = 0.5
+
+[[deliveries]]
+id = "demo-receiver"
+sink = "webhook"
+url = "{receiver}/hook"
+secrets = ["env:{WEBHOOK_ENV}"]
+filter = {{ types = ["invoice", "payout", "batch"] }}
 
 [[chains]]
 name = "local"
@@ -66,6 +105,12 @@ start_block = 0
 name = "hot"
 address = "{wallet}"
 assets = ["native", "Token"]
+
+[[ledger.assets]]   # a symbol and decimals: amounts shown as "1.5 TST" beside the base units
+chain = "local"
+name = "Token"
+symbol = "TST"
+decimals = 18
 
 [[chains.wallets]]
 name = "batcher"
@@ -191,8 +236,11 @@ async def run_demo(api_port: int = 8080) -> int:
 
     from .supervisor import run_daemon
 
-    shutil.rmtree(STATE, ignore_errors=True)  # a fresh chain needs fresh books
+    shutil.rmtree(STATE, ignore_errors=True)  # a fresh chain needs fresh books (said in the banner)
     STATE.mkdir(parents=True)
+    made = demo_secrets()
+    receiver = Receiver()
+    receiver_url = await receiver.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -208,7 +256,7 @@ async def run_demo(api_port: int = 8080) -> int:
         # the demo's first 120 s).
         signer_addr, signer_key = devchain.DEV_ACCOUNTS[3]
         users = [a for a, _ in devchain.DEV_ACCOUNTS[2:] if a != signer_addr]
-        devchain.batch_transfer(anvil.url, token, users, [10**24] * len(users))
+        devchain.batch_transfer(anvil.url, token, [*users, PAYER[0]], [10**24] * (len(users) + 1))
         batcher = devchain.deploy(anvil.url, "PayoutBatcher", devchain.DEPLOYER, signer_addr).lower()
         devchain.token_transfer(anvil.url, token, devchain.DEPLOYER, batcher, 10**24)
         os.environ[SIGNER_ENV] = signer_key  # anvil's public dev key, for the local chain only
@@ -217,26 +265,49 @@ async def run_demo(api_port: int = 8080) -> int:
             api_port = devchain.free_port()
         config = STATE / "chainsettle.toml"
         config.write_text(demo_config(anvil.url, token, wallet, api_port, xrpl_url, xrpl.hot.classic_address,
-                                      batcher, signer_addr, devchain.DEPLOYER))
+                                      batcher, signer_addr, devchain.DEPLOYER, receiver_url))
         settings = load_settings(config)
+        base = f"http://127.0.0.1:{api_port}"
+        env_file = STATE / "demo.env"
+        write_env(env_file, {
+            **made, SIGNER_ENV: signer_key, SENDER_ENV: signer_key,
+            "CHAINSETTLE_CONFIG": str(config), "PATH": f"{devchain.ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+            "CS_URL": base, "CS_ADMIN_TOKEN": made[ADMIN_ENV], "CS_TOKEN_CONTRACT": token, "CS_HOT": wallet,
+            "CS_USER": users[0], "CS_PAYER": PAYER[0], "CS_RECEIVER": receiver_url,
+            "CS_XRPL_HOT": xrpl.hot.classic_address})
         setup_logging(settings)
         depositors = Depositors(anvil.url, token, wallet, users)
         depositors.start()
         xrpl_task = asyncio.create_task(xrpl.run(stop))
         withdrawals = asyncio.create_task(request_withdrawals(settings, users, stop))
-        base = f"http://127.0.0.1:{api_port}"
+        approver = asyncio.create_task(approve_waiting(settings, stop))
+        token_value = made[ADMIN_ENV]
         print(f"""
 chainsettle demo is running (Ctrl-C stops everything)
+  state        {STATE} (wiped at every start: the chains are new, so are the books)
   chain        anvil at {anvil.url} (chain id 31337, a block per second)
-  token        {token}
+  token        {token} (TST, 18 decimals)
   hot wallet   {wallet}
-  payouts      PayoutBatcher {batcher}; depositors withdraw every few seconds (above 100 TST waits for
-               `chainsettle --config {config} payouts approve BATCH --by NAME`)
+  payouts      PayoutBatcher {batcher}; depositors withdraw every few seconds. Batches above
+               100 TST wait for approval; the demo approves them after {int(APPROVE_AFTER)} s as demo-approver
+               (by hand: chainsettle payouts approve BATCH --by NAME)
   XRPL         test ledger at {xrpl_url} (a validated ledger every 2 s), hot wallet {xrpl.hot.classic_address}
+  webhooks     a receiver on loopback at {receiver_url}/ (subscription demo-receiver)
   config       {config}
   status page  {base}/
-  API          {base}/v1/status   {base}/v1/events?chain=local
+  API          {base}/v1/status   {base}/v1/events?chain=local   {base}/openapi.json
   metrics      {base}/metrics
+  admin token  {token_value}
+
+Try it (in another shell; README "Trying the demo" has more):
+  . {env_file}
+  curl -s -H "Authorization: Bearer $CS_ADMIN_TOKEN" $CS_URL/v1/admin/payouts/held
+  chainsettle payouts list
+  chainsettle invoices create --chain local --asset Token --amount 5000000000000000000 \\
+      --wallet $CS_HOT --app-ref first-invoice --account user:demo-buyer --match payer --payer $CS_PAYER
+  chainsettle demo pay first-invoice                      # pays it from anvil dev account 4
+  chainsettle demo sign-in                                # a wallet session token (EIP-4361)
+  curl -s $CS_RECEIVER/                                   # what the webhook receiver got
 """, flush=True)
         try:
             await run_daemon(settings, stop)
@@ -244,10 +315,13 @@ chainsettle demo is running (Ctrl-C stops everything)
             depositors.halt.set()
             depositors.join(5)
             await xrpl_task
-            made = await withdrawals
+            made_requests = await withdrawals
+            approved = await approver
             await xrpl_server.stop()
+            await receiver.stop()
         print(f"demo stopped: {depositors.count} token deposits, {xrpl.count} XRP deposits, "
-              f"{made} withdrawal requests", flush=True)
+              f"{made_requests} withdrawal requests, {approved} batches approved by the demo, "
+              f"{receiver.count} webhooks received", flush=True)
     return 0
 
 

@@ -19,3 +19,7 @@ FANNED_OUT = Counter("chainsettle_delivery_fanned_out_total", "Messages queued f
 LATENCY = Histogram("chainsettle_delivery_attempt_seconds", "Time per delivery attempt", ["sink"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30))
 RELAY_ERRORS = Counter("chainsettle_delivery_relay_errors_total", "Relay loop errors (database unreachable)")
+FAILURE_OUTCOMES = ("http_error", "timeout", "network", "refused", "gone")
+FAILING = Gauge("chainsettle_delivery_subscription_failing",
+                "1 while a subscription's last attempt failed, by its outcome (the reason is in /v1/deliveries)",
+                ["subscription", "outcome"])

@@ -116,6 +116,7 @@ FROM delivery_secrets WHERE subscription_id = $1 ORDER BY id;
 -- All subscriptions with their backlog, for the relay and the status views.
 SELECT s.id, s.origin, s.sink, s.url, s.stream, s.filter, s.finality, s.ordering, s.state, s.state_reason,
        s.cursor_tx::text AS cursor_tx, s.cursor_source, s.cursor_id, s.failing_since, s.created_at, s.updated_at,
+       s.last_outcome, s.last_error,
        (SELECT count(*) FROM delivery_messages m WHERE m.subscription_id = s.id AND m.state = 'pending') AS pending,
        (SELECT count(*) FROM delivery_messages m WHERE m.subscription_id = s.id AND m.state = 'dead') AS dead,
        (SELECT extract(epoch FROM now() - min(m.committed_at))::float8 FROM delivery_messages m
@@ -127,6 +128,7 @@ ORDER BY s.id;
 -- One subscription by id.
 SELECT s.id, s.origin, s.sink, s.url, s.stream, s.filter, s.finality, s.ordering, s.state, s.state_reason,
        s.cursor_tx::text AS cursor_tx, s.cursor_source, s.cursor_id, s.failing_since, s.created_at, s.updated_at,
+       s.last_outcome, s.last_error,
        (SELECT count(*) FROM delivery_messages m WHERE m.subscription_id = s.id AND m.state = 'pending') AS pending,
        (SELECT count(*) FROM delivery_messages m WHERE m.subscription_id = s.id AND m.state = 'dead') AS dead,
        (SELECT extract(epoch FROM now() - min(m.committed_at))::float8 FROM delivery_messages m
@@ -148,7 +150,9 @@ WHERE id = $1;
 -- Pause, resume, disable; resuming clears the failure clock.
 UPDATE delivery_subscriptions
 SET state = $2, state_reason = $3, updated_at = now(),
-    failing_since = CASE WHEN $2 = 'active' THEN NULL ELSE failing_since END
+    failing_since = CASE WHEN $2 = 'active' THEN NULL ELSE failing_since END,
+    last_outcome = CASE WHEN $2 = 'active' THEN NULL ELSE last_outcome END,
+    last_error = CASE WHEN $2 = 'active' THEN NULL ELSE last_error END
 WHERE id = $1
 RETURNING id, state, state_reason;
 
@@ -199,14 +203,21 @@ WHERE seq = $1 AND generation = $3 AND state = 'pending'
 RETURNING seq, msg_id, event_id, type;
 
 -- name: sub_succeeded
--- A success stops the failure clock.
-UPDATE delivery_subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL;
+-- A success stops the failure clock and clears the reason; returns a row only if it was failing.
+UPDATE delivery_subscriptions SET failing_since = NULL, last_outcome = NULL, last_error = NULL
+WHERE id = $1 AND (failing_since IS NOT NULL OR last_outcome IS NOT NULL)
+RETURNING id;
 
 -- name: sub_failed
--- A failure starts the clock; returns how long it has run.
-UPDATE delivery_subscriptions SET failing_since = COALESCE(failing_since, now())
-WHERE id = $1
-RETURNING extract(epoch FROM now() - failing_since)::float8 AS failing_for, state;
+-- A failure starts the clock and records its outcome and reason ($2, $3); returns how long it
+-- has run and whether the outcome or reason changed (the relay logs only then).
+WITH before AS (SELECT id, last_outcome, last_error FROM delivery_subscriptions WHERE id = $1 FOR NO KEY UPDATE)
+UPDATE delivery_subscriptions s
+SET failing_since = COALESCE(s.failing_since, now()), last_outcome = $2, last_error = left($3, 1000)
+FROM before b
+WHERE s.id = b.id
+RETURNING extract(epoch FROM now() - s.failing_since)::float8 AS failing_for, s.state,
+          (b.last_outcome IS DISTINCT FROM $2 OR b.last_error IS DISTINCT FROM left($3, 1000)) AS changed;
 
 -- name: redeliver
 -- Back to pending, due now, with a new generation: one message, or a range.

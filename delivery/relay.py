@@ -156,7 +156,14 @@ class Sender:
                 (self.sub.id, o.seq, o.msg_id, attempts + 1, out.outcome, out.status_code, out.latency_ms,
                  out.response_head, out.error) for o, attempts, out in done])
             await conn.executemany(Q.mark_delivered, [(o.seq, o.generation) for o, _, _ in done])
-            await conn.execute(Q.sub_succeeded, self.sub.id)
+            recovered = await conn.fetchval(Q.sub_succeeded, self.sub.id)
+        if recovered:
+            self._recovered()
+
+    def _recovered(self) -> None:
+        log.info("delivery.recovered", subscription=self.sub.id)
+        for outcome in m.FAILURE_OUTCOMES:
+            m.FAILING.labels(self.sub.id, outcome).set(0)
 
     async def _send(self, o: Outgoing, msg_type: str) -> Outcome:
         assert self.sink is not None
@@ -176,7 +183,8 @@ class Sender:
                                out.latency_ms, out.response_head, out.error)
             if out.ok:
                 await conn.execute(Q.mark_delivered, o.seq, o.generation)
-                await conn.execute(Q.sub_succeeded, self.sub.id)
+                if await conn.fetchval(Q.sub_succeeded, self.sub.id):
+                    self._recovered()
                 return
             disable_reason = None
             if out.outcome == "gone":
@@ -197,7 +205,14 @@ class Sender:
                                     attempts=attempt, error=out.error)
                 else:
                     await conn.execute(Q.mark_retry, o.seq, delay, out.error, o.generation)
-            failing = await conn.fetchrow(Q.sub_failed, self.sub.id)
+            failing = await conn.fetchrow(Q.sub_failed, self.sub.id, out.outcome, out.error or out.outcome)
+            if failing is not None and failing["changed"]:
+                # Once per change of outcome or reason, not once per attempt: a refused
+                # target (delivery.allow_loopback, allow_private) says so at its first try.
+                log.warning("delivery.failing", subscription=self.sub.id, outcome=out.outcome, reason=out.error,
+                            status_code=out.status_code, msg_id=o.msg_id)
+                for outcome in m.FAILURE_OUTCOMES:
+                    m.FAILING.labels(self.sub.id, outcome).set(1 if outcome == out.outcome else 0)
             if disable_reason is None and failing and failing["failing_for"] >= settings.disable_after:
                 disable_reason = f"failing for {int(failing['failing_for'])}s (delivery.disable_after)"
             if disable_reason and failing and failing["state"] == "active":
@@ -307,6 +322,9 @@ class Relay:
             m.DEAD.labels(sub.id).set(row["dead"])
             m.DISABLED.labels(sub.id).set(1 if sub.state == "disabled" else 0)
             m.PAUSED.labels(sub.id).set(1 if sub.state == "paused" else 0)
+            # From the rows, so every process (and a restarted one) reports a stuck subscription.
+            for outcome in m.FAILURE_OUTCOMES:
+                m.FAILING.labels(sub.id, outcome).set(1 if row["last_outcome"] == outcome else 0)
         for gone in set(self.senders) - seen:
             sender = self.senders.pop(gone)
             sender.active = False

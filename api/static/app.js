@@ -2,26 +2,33 @@
 // batch changes, reconciliation runs, pauses and kill switches over
 // /v1/stream (server-sent events). Everything from the API is rendered with
 // textContent: event arguments come from the chain, i.e. from anyone.
-// Without a token the page shows what is public (README "Read scopes"): chain
-// status and events, aggregate payout and reconciliation figures; a panel
-// whose data needs the admin token says so. An operator may type the token:
-// it is kept in sessionStorage (this tab only) and sent as a bearer token; the
-// stream is then read with fetch, as EventSource cannot send a header.
+// Events are listed in commit order (newest first), amounts in asset units
+// (the exact base units in each amount's title), with what to run where a
+// person must act. An admin token pasted in the header (sessionStorage, this
+// tab only) adds the private panels; the page works without one.
 "use strict";
 
-const MAX_EVENTS = 50;
+const MAX_EVENTS = 50; // the live list; "older" pages add below it
+const MAX_PAGED = 500;
 const MAX_ACTIVITY = 20;
 const STATUS_EVERY_MS = 2000;
 const REFRESH_DEBOUNCE_MS = 150;
-const events = new Map(); // id -> event, newest first when rendered
+// Events newest commit first, as /v1/events?order=desc pages them and the
+// stream delivers them (commit order, never id order: ids are not commit order).
+let eventList = [];
+const eventIds = new Set();
+let olderCursor = null; // `next` of the last page loaded, for "older"
+let pagedOlder = 0; // how many rows "older" added (kept beyond MAX_EVENTS)
+const finalized = new Map(); // chain -> finalized height, from /v1/status: finality of shown rows stays current
 const reorgCounts = new Map();
 const activity = []; // payout and batch changes seen on the stream, newest first
 let payouts = null; // the last /v1/status payouts, patched by stream messages
 let reconciliation = null; // the same for reconciliation
 let refreshTimer = null;
-const TOKEN_KEY = "chainsettle.admin_token";
-const token = sessionStorage.getItem(TOKEN_KEY) || "";
-const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/status
+let unitsLoaded = false; // /v1/status brought the assets (public): units from the first render on
+let deliveries = [];
+let chainRows = [];
+const assetUnits = new Map(); // "chain:contract" and asset id -> {symbol, decimals}, from /v1/deliveries
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -50,9 +57,7 @@ function fmt(v) {
 }
 
 async function getJSON(url) {
-  const headers = { Accept: "application/json" };
-  if (token) headers.Authorization = "Bearer " + token;
-  const res = await fetch(url, { headers });
+  const res = await fetch(url, { headers: { Accept: "application/json" } });
   if (!res.ok) throw Object.assign(new Error(url + ": HTTP " + res.status), { status: res.status });
   return res.json();
 }
@@ -108,35 +113,98 @@ function amountCell(raw, unit) {
   return td;
 }
 
-// A cell with the amounts in units and the raw JSON one click away; plain JSON when no unit is known.
+// ---- event fields -----------------------------------------------------------
+
+const AMOUNT_KEYS = new Set(["value", "amount", "wad", "fee", "delivered_amount", "total", "amount_in", "amount_out"]);
+const EVM_ADDRESS = /^0x[0-9a-fA-F]{40}$/;
+const XRPL_ADDRESS = /^r[1-9A-HJ-NP-Za-km-z]{24,34}$/;
+const HASH = /^0x[0-9a-fA-F]{64}$|^[0-9A-F]{64}$/;
+// Bookkeeping fields of an XRPL transaction a person rarely needs: in the raw JSON, not as rows.
+const QUIET_KEYS = new Set(["role", "flags", "status", "sequence", "delivered_source", "partial_payment", "close_time_iso"]);
+
+// The unit of an amount argument: the emitting token, a `token` argument, else the chain's native asset
+// (XRPL Amount/Fee strings are drops of XRP; an EVM `fee` is in the native coin).
+function unitForArg(e, key) {
+  const chain = e.chain;
+  const contract = unitsOf(chain + ":" + String(e.address || "").toLowerCase());
+  if (contract && key !== "fee") return contract;
+  const token = e.args && typeof e.args.token === "string" ? unitsOf(chain + ":" + e.args.token.toLowerCase()) : null;
+  if (token && key !== "fee") return token;
+  return unitsOf(chain + ":native");
+}
+
+// A value a person can copy whole, shown shortened: an address, a hash.
+function copyable(full, cls) {
+  const span = el("span", short(full), "copyable " + (cls || "mono"));
+  span.title = full;
+  span.setAttribute("data-full", full);
+  const btn = el("button", "copy", "copy");
+  btn.type = "button";
+  btn.title = "copy " + full;
+  btn.setAttribute("aria-label", "copy " + full);
+  btn.addEventListener("click", () => {
+    const done = () => { btn.textContent = "copied"; setTimeout(() => { btn.textContent = "copy"; }, 1200); };
+    if (navigator.clipboard) navigator.clipboard.writeText(full).then(done, () => {});
+  });
+  const wrap = el("span", null, "copywrap");
+  wrap.append(span, btn);
+  return wrap;
+}
+
+function fieldValue(e, key, v) {
+  if (typeof v === "string" && (EVM_ADDRESS.test(v) || XRPL_ADDRESS.test(v) || HASH.test(v))) return copyable(v);
+  if (AMOUNT_KEYS.has(key) && exactAmount(v) !== null) {
+    const unit = unitForArg(e, key);
+    const span = el("span", amountText(v, unit), "amount");
+    span.title = exactAmount(v) + " base units";
+    span.setAttribute("data-base-units", exactAmount(v));
+    return span;
+  }
+  if (v && typeof v === "object" && typeof v.value === "string" && (v.currency || v.mpt_issuance_id)) {
+    return el("span", v.value + " " + (v.currency || "MPT"), "amount"); // an XRPL issued amount: already in units
+  }
+  if (v !== null && typeof v === "object") return el("span", JSON.stringify(v), "mono");
+  return el("span", fmt(v));
+}
+
+// The arguments as labelled fields (amounts in units, addresses shortened with a copy control),
+// the raw JSON one click away.
 function argsCell(e) {
-  const raw = JSON.stringify(e.args);
-  const unit = unitsOf(e.chain + ":" + String(e.address || "").toLowerCase());
-  const amounts = unit && e.args && typeof e.args === "object"
-    ? Object.entries(e.args).filter(([k, v]) => ["value", "amount", "wad"].includes(k) && formatUnits(v, unit.decimals) !== null)
-    : [];
-  if (!amounts.length) return el("td", raw, "args");
   const td = el("td", null, "args");
-  td.appendChild(el("span", amounts.map(([k, v]) => k + " " + amountText(v, unit)).join(", "), "amount"));
+  const args = e.args && typeof e.args === "object" && !Array.isArray(e.args) ? e.args : null;
+  if (!args) {
+    td.appendChild(el("span", JSON.stringify(e.args), "mono"));
+    return td;
+  }
+  for (const [k, v] of Object.entries(args)) {
+    if (QUIET_KEYS.has(k)) continue;
+    const div = el("div", null, "field");
+    div.setAttribute("data-key", k);
+    div.append(el("span", k, "k"), fieldValue(e, k, v));
+    td.appendChild(div);
+  }
   const details = el("details");
-  details.appendChild(el("summary", "raw"));
-  details.appendChild(el("pre", raw));
+  details.appendChild(el("summary", Object.keys(args).some((k) => QUIET_KEYS.has(k)) ? "all fields (raw)" : "raw"));
+  details.appendChild(el("pre", JSON.stringify(args)));
   td.appendChild(details);
   return td;
 }
 
-// ---- deliveries -------------------------------------------------------------
-
-function setAssets(assets) {
+// A unit for an asset id ("local:Token"): its symbol, else its name, so a converted amount never stands bare.
+function setUnits(assets) {
   assetUnits.clear();
   for (const a of assets || []) {
-    const unit = { symbol: a.symbol, decimals: a.decimals };
+    const unit = { symbol: a.symbol || a.name, decimals: a.decimals };
     assetUnits.set(a.id, unit);
     if (a.contract) assetUnits.set(a.chain + ":" + a.contract.toLowerCase(), unit);
   }
 }
 
+// ---- deliveries -------------------------------------------------------------
+
 function renderDeliveries(data) {
+  if (!unitsLoaded) setUnits(data.assets);
+  deliveries = data.subscriptions || [];
   const rows = (data.subscriptions || []).map((s) => {
     const bad = s.state !== "active" || s.dead > 0;
     const state = s.state_reason ? s.state + ": " + s.state_reason : s.state;
@@ -145,27 +213,32 @@ function renderDeliveries(data) {
       el("td", state, s.state === "active" ? "" : "bad"), el("td", fmt(s.pending)),
       el("td", s.lag_seconds === null || s.lag_seconds === undefined ? "–" : Math.round(s.lag_seconds)),
       el("td", fmt(s.dead), s.dead > 0 ? "bad" : ""),
-    ], { "data-delivery": s.id, "data-state": s.state, class: bad ? "warn" : "" });
+      el("td", s.last_outcome ? s.last_outcome + ": " + fmt(s.last_error) : "–", s.last_outcome ? "bad why" : "why"),
+    ], { "data-delivery": s.id, "data-state": s.state, class: bad || s.last_outcome ? "warn" : "" });
   });
-  fill(document.querySelector("#deliveries tbody"), rows, "no subscriptions", 8);
+  fill(document.querySelector("#deliveries tbody"), rows, "no subscriptions", 9);
+  renderGlance();
 }
 
 async function refreshDeliveries() {
   try {
-    renderDeliveries(await getJSON("/v1/deliveries"));
+    renderDeliveries(await (adminToken() ? adminGet("/v1/deliveries") : getJSON("/v1/deliveries")));
+    renderEvents();
   } catch (err) {
+    // Private without the token (README "Read scopes"); anything else: the status poll reports it.
     if (err.status === 401 || err.status === 403) {
       const note = row([Object.assign(el("td", "private: needs the admin token (or api.public = [\"deliveries\"])"),
         { colSpan: 8 })], { class: "empty", "data-needs-token": "deliveries" });
       document.querySelector("#deliveries tbody").replaceChildren(note);
     }
-    /* otherwise the status poll reports the API as unavailable */
   }
 }
 
 // ---- chains, payouts, reconciliation ------------------------------------
 
 function renderChains(chains) {
+  chainRows = chains;
+  for (const c of chains) if (c.finalized !== null && c.finalized !== undefined) finalized.set(c.chain, c.finalized);
   const rows = chains.map((c) => {
     const healthy = (c.endpoints || []).filter((e) => e && e.healthy).length;
     const lagCls = c.lag_threshold_blocks !== null && c.lag_blocks > c.lag_threshold_blocks ? "bad" : "";
@@ -178,6 +251,7 @@ function renderChains(chains) {
     ], { "data-chain": c.chain });
   });
   fill(document.querySelector("#chains tbody"), rows, "no chains configured", 10);
+  renderGlance();
 }
 
 function renderActivity() {
@@ -210,9 +284,8 @@ function renderPayouts() {
   } else {
     parts.push(el("div", "no unpaid payout requests", "muted"));
   }
-  for (const b of payouts.open_batches || []) {
-    parts.push(el("div", b.chain + ": " + b.count + " batch(es) " + b.state));
-  }
+  for (const b of payouts.open_batches || []) parts.push(openBatchLine(b));
+  for (const q of queue.filter((x) => x.state === "held")) parts.push(heldLine(q));
   for (const k of payouts.kill_switches || []) {
     const div = el("div", "payouts stopped (" + k.scope + "): " + k.reason, "bad");
     div.setAttribute("data-kill-switch", k.scope);
@@ -221,13 +294,14 @@ function renderPayouts() {
   const recent = renderActivity();
   if (recent) {
     parts.push(el("h3", "recent changes"), recent);
-  } else {
+  } else if (!adminToken()) {
     const note = el("div", "each payout's changes: private (admin token, or api.public = [\"payouts\"])", "muted");
     note.setAttribute("data-needs-token", "payouts");
     parts.push(note);
   }
   box.className = "";
   box.replaceChildren(...parts);
+  renderGlance();
 }
 
 function renderReconciliation() {
@@ -239,27 +313,31 @@ function renderReconciliation() {
   for (const r of rec.latest || []) {
     const cls = r.status === "ok" ? "good" : "bad";
     table.appendChild(row([el("td", r.chain), el("td", fmt(r.height)), el("td", r.status, cls),
-      el("td", r.checked), el("td", r.mismatches), el("td", r.finished_at)],
+      el("td", r.checked), el("td", r.mismatches), el("td", when(r.finished_at), "when")],
       { "data-reconciliation-chain": r.chain, "data-run-id": String(r.id) }));
   }
   const parts = [(rec.latest || []).length ? table : el("span", "no reconciliation runs yet", "muted")];
   for (const p of rec.paused_assets || []) {
-    // The reason names an account and amounts: only shown to a reader of reconciliation details.
     const div = el("div", "paused: " + p.asset_id + (p.reason ? " (" + p.reason + ")" : ""), "bad");
     div.setAttribute("data-paused-asset", p.asset_id);
     parts.push(div);
   }
+  const evidence = renderEvidence();
+  if (evidence) parts.push(evidence);
   box.className = "";
   box.replaceChildren(...parts);
+  renderGlance();
 }
 
 async function refreshStatus() {
   try {
-    const status = await getJSON("/v1/status");
-    const unitsBefore = JSON.stringify([...assetUnits]);
-    setAssets(status.assets);
-    if (JSON.stringify([...assetUnits]) !== unitsBefore) renderEvents();
+    const status = await (adminToken() ? adminGet("/v1/status") : getJSON("/v1/status"));
+    if (status.assets) {
+      setUnits(status.assets);
+      if (!unitsLoaded) { unitsLoaded = true; renderEvents(); }
+    }
     renderChains(status.chains || []);
+    refreshEvidence(status.reconciliation);
     payouts = status.payouts;
     reconciliation = status.reconciliation;
     renderPayouts();
@@ -279,34 +357,74 @@ async function refreshStatus() {
 
 // ---- events ----------------------------------------------------------------
 
+// A live event (from the stream): committed after everything shown, so it goes on top.
 function addEvent(ev, fresh) {
-  if (!ev || typeof ev.id !== "number" || events.has(ev.id)) return false;
+  if (!ev || typeof ev.id !== "number" || eventIds.has(ev.id)) return false;
   ev._fresh = fresh;
-  events.set(ev.id, ev);
+  eventIds.add(ev.id);
+  eventList.unshift(ev);
+  const keep = MAX_EVENTS + pagedOlder;
+  for (const gone of eventList.splice(keep)) eventIds.delete(gone.id);
   return true;
 }
 
+function isFinal(e) {
+  return Boolean(e.final) || (finalized.has(e.chain) && e.block_number <= finalized.get(e.chain));
+}
+
+function eventRow(e) {
+  const fin = isFinal(e);
+  const where = el("td", null, "where");
+  where.append(el("span", e.chain, "chain"), el("span", "#" + e.block_number, "block"),
+    el("span", fin ? "final" : "not final", fin ? "fin good" : "fin warn"));
+  const tr = row([
+    el("td", e.id, "id"), where, el("td", e.event, "event"), el("td", null, "addr"),
+    argsCell(e), el("td", null, "tx"),
+  ], { "data-event-id": String(e.id), "data-chain": e.chain, "data-block": String(e.block_number),
+       "data-final": fin ? "yes" : "no" });
+  tr.cells[3].appendChild(copyable(String(e.address || "")));
+  if (e.tx_hash) tr.cells[5].appendChild(copyable(e.tx_hash));
+  if (!fin) tr.classList.add("unfinal");
+  if (e._fresh) tr.classList.add("new");
+  e._fresh = false;
+  return tr;
+}
+
 function renderEvents() {
-  const sorted = [...events.values()].sort((a, b) => b.id - a.id).slice(0, MAX_EVENTS);
-  for (const id of [...events.keys()]) if (!sorted.some((e) => e.id === id)) events.delete(id);
-  const rows = sorted.map((e) => {
-    const tr = row([
-      el("td", e.id), el("td", e.chain), el("td", e.block_number), el("td", e.event),
-      el("td", short(e.address), "mono"), el("td", short(e.tx_hash), "mono"),
-      argsCell(e), el("td", e.final ? "yes" : "no"),
-    ], { "data-event-id": String(e.id), "data-chain": e.chain });
-    if (e._fresh) tr.classList.add("new");
-    e._fresh = false;
-    return tr;
-  });
-  fill(document.querySelector("#events tbody"), rows, "no events yet", 8);
+  fill(document.querySelector("#events tbody"), eventList.map(eventRow), "no events yet", 6);
+  const more = document.getElementById("events-older");
+  if (more) more.hidden = !olderCursor || eventList.length >= MAX_EVENTS + MAX_PAGED;
 }
 
 async function loadRecentEvents(replace) {
   try {
     const page = await getJSON("/v1/events?order=desc&limit=" + MAX_EVENTS);
-    if (replace) events.clear();
-    for (const ev of page.events || []) addEvent(ev, false);
+    // Stream arrivals not in the page committed after it was read: they stay on top.
+    const pageIds = new Set((page.events || []).map((e) => e.id));
+    const live = replace ? [] : eventList.filter((e) => !pageIds.has(e.id) && e._live);
+    eventList = [...live, ...(page.events || [])];
+    eventIds.clear();
+    for (const e of eventList) eventIds.add(e.id);
+    olderCursor = page.next;
+    pagedOlder = 0;
+    renderEvents();
+  } catch (err) {
+    /* the next status poll reports the API as unavailable */
+  }
+}
+
+// "older": the next page below the list, in the same order.
+async function loadOlderEvents() {
+  if (!olderCursor) return;
+  try {
+    const page = await getJSON("/v1/events?order=desc&limit=" + MAX_EVENTS + "&cursor=" + encodeURIComponent(olderCursor));
+    for (const e of page.events || []) {
+      if (eventIds.has(e.id)) continue;
+      eventIds.add(e.id);
+      eventList.push(e);
+      pagedOlder += 1;
+    }
+    olderCursor = page.next;
     renderEvents();
   } catch (err) {
     /* the next status poll reports the API as unavailable */
@@ -356,7 +474,7 @@ function onPayoutControl(c) {
 }
 
 const streamHandlers = {
-  chain_event: (ev) => { if (addEvent(ev, true)) renderEvents(); },
+  chain_event: (ev) => { ev._live = true; if (addEvent(ev, true)) renderEvents(); },
   payout: (p) => noteActivity("payout", p),
   batch: (b) => noteActivity("batch", b),
   reconciliation: onReconciliation,
@@ -382,7 +500,7 @@ function streamState(live) {
 }
 
 function connectStream() {
-  if (token) return connectStreamWithToken();
+  if (adminToken()) return connectStreamWithToken();
   // EventSource reconnects by itself and sends Last-Event-ID, so nothing is missed.
   const source = new EventSource("/v1/stream");
   source.onopen = () => streamState(true);
@@ -391,14 +509,19 @@ function connectStream() {
   window.chainsettleStream = source;
 }
 
-// The same protocol over fetch, with the token: parse the event stream, resume with Last-Event-ID.
+// The same protocol over fetch, with the admin token (EventSource cannot send a header):
+// parse the event stream, resume with Last-Event-ID.
+let streamControl = null; // aborts the token stream when the token changes
+
 async function connectStreamWithToken() {
+  const control = new AbortController();
+  streamControl = control;
   let lastId = null;
-  for (;;) {
+  while (!control.signal.aborted) {
     try {
-      const headers = { Accept: "text/event-stream", Authorization: "Bearer " + token };
+      const headers = { Accept: "text/event-stream", Authorization: "Bearer " + adminToken() };
       if (lastId !== null) headers["Last-Event-ID"] = lastId;
-      const res = await fetch("/v1/stream", { headers, cache: "no-store" });
+      const res = await fetch("/v1/stream", { headers, cache: "no-store", signal: control.signal });
       if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
       streamState(true);
       const reader = res.body.getReader();
@@ -425,27 +548,221 @@ async function connectStreamWithToken() {
         }
       }
     } catch (err) {
-      /* reconnect below */
+      /* reconnect below, unless the token changed */
     }
+    if (control.signal.aborted) return;
     streamState(false);
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
 
-function setupToken() {
-  const input = document.getElementById("token");
-  const forget = document.getElementById("token-forget");
-  forget.hidden = !token;
-  input.placeholder = token ? "admin token in use" : "admin token (optional)";
-  document.getElementById("token-use").addEventListener("click", () => {
-    if (!input.value.trim()) return;
-    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-    location.reload();
-  });
-  forget.addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
+// A token set or forgotten: the stream is read again with (or without) it.
+function reconnectStream() {
+  if (window.chainsettleStream) window.chainsettleStream.close();
+  window.chainsettleStream = null;
+  if (streamControl) streamControl.abort();
+  streamControl = null;
+  connectStream();
 }
 
-setupToken();
+// ---- payouts: what to run ---------------------------------------------------
+
+const BATCH_ACTIONS = {
+  awaiting_approval: "chainsettle payouts approve BATCH --by NAME",
+  reverted: "chainsettle payouts release BATCH --reason ... (or cancel)",
+  ready: null, signed: null, dry_run: null,
+};
+
+// An open batch state as a line, with the command it needs (if any) and its oldest batch ids.
+function openBatchLine(b) {
+  const div = el("div", null, "batchline");
+  div.setAttribute("data-open-batches", b.state);
+  div.setAttribute("data-chain", b.chain);
+  const waiting = b.state === "awaiting_approval";
+  div.appendChild(el("span", b.chain + ": " + b.count + (b.count === 1 ? " batch " : " batches ") +
+    b.state.replace(/_/g, " "), waiting ? "warn" : ""));
+  const action = BATCH_ACTIONS[b.state];
+  if (action) div.appendChild(el("code", action, "action"));
+  for (const id of b.ids || []) div.appendChild(copyable(id));
+  return div;
+}
+
+function heldLine(q) {
+  const div = el("div", null, "batchline");
+  div.setAttribute("data-held", q.chain + ":" + q.asset);
+  div.append(el("span", q.chain + ": " + q.count + " held " + q.asset + " request(s)", "bad"),
+    el("code", "chainsettle payouts held  (then release or cancel their batch)", "action"));
+  return div;
+}
+
+// ---- reconciliation: the causes of a difference ------------------------------
+
+let evidenceRuns = []; // the newest mismatch runs of chains whose latest run is a mismatch
+let evidenceKey = "";
+
+async function refreshEvidence(rec) {
+  const wanted = ((rec && rec.latest) || []).filter((r) => r.status === "mismatch").map((r) => r.id);
+  const key = wanted.join(",");
+  if (key === evidenceKey) return;
+  evidenceKey = key;
+  if (!wanted.length) { evidenceRuns = []; renderReconciliation(); return; }
+  try {
+    const url = "/v1/reconciliation?status=mismatch&limit=" + Math.min(wanted.length * 2, 20);
+    const page = await (adminToken() ? adminGet(url) : getJSON(url)); // a private read once scopes say so
+    evidenceRuns = (page.runs || []).filter((r) => wanted.includes(r.id));
+  } catch (err) {
+    evidenceRuns = []; // a private read without the token: the table still says where to look
+  }
+  renderReconciliation();
+}
+
+function renderEvidence() {
+  if (!evidenceRuns.length) return null;
+  const box = el("div", null, "evidence");
+  box.appendChild(el("h3", "why it differs"));
+  for (const run of evidenceRuns) {
+    for (const r of (run.results || []).filter((x) => x.status === "mismatch")) {
+      const unit = unitsOf(r.asset_id);
+      const head = el("div", null, "mismatch");
+      head.setAttribute("data-mismatch", r.account + " " + r.asset_id);
+      head.append(el("strong", r.account.replace(/0x[0-9a-fA-F]{40}/, (a) => short(a)) + " " + r.asset_id),
+        el("span", " ledger " + amountText(r.expected, unit) + ", chain " + amountText(r.actual, unit) +
+          ", difference " + amountText(r.difference, unit), "bad"));
+      box.appendChild(head);
+      const moves = r.movements || [];
+      if (!moves.length) continue;
+      const table = el("table", null, "movements");
+      table.appendChild(row(["booked", "block", "event", "amount", "tx"].map((h) => el("th", h))));
+      for (const m of moves) {
+        if (m.paid !== undefined) { // an overpaid user: what was paid against what was credited
+          table.appendChild(row(["–", "–", "overpaid", amountCell(m.paid, unit), "credited " + amountText(m.credited, unit)]));
+          continue;
+        }
+        const tr = row([el("td", m.booked ? "yes" : "NO", m.booked ? "" : "bad"), el("td", fmt(m.block_number)),
+          el("td", m.event), amountCell(m.amount, unit), el("td")], { "data-booked": m.booked ? "yes" : "no" });
+        if (m.tx_hash) tr.cells[4].appendChild(copyable(m.tx_hash));
+        table.appendChild(tr);
+      }
+      box.appendChild(table);
+      const total = r.movements_total || moves.length;
+      box.appendChild(el("div", moves.length + " of " + total + " movements since it last matched, unbooked first, " +
+        "then the largest. Book what explains it (chainsettle ledger adjust), then chainsettle ledger resolve " +
+        r.asset_id + " --reason ...", "muted"));
+    }
+  }
+  return box;
+}
+
+// ---- at a glance ----------------------------------------------------------------
+
+function badge(text, cls, attr) {
+  const span = el("span", text, "pill " + (cls || ""));
+  if (attr) span.setAttribute("data-glance", attr);
+  return span;
+}
+
+function renderGlance() {
+  const box = document.getElementById("glance");
+  if (!box) return;
+  const parts = [];
+  const halted = chainRows.filter((c) => c.halted_reason);
+  parts.push(badge(chainRows.length + " chain(s)" + (halted.length ? ", " + halted.length + " halted" : " following"),
+    halted.length ? "bad" : "good", "chains"));
+  const kills = (payouts && payouts.kill_switches) || [];
+  parts.push(badge(kills.length ? "kill switch on: " + kills.map((k) => k.scope).join(", ") : "no kill switch",
+    kills.length ? "bad" : "good", "kill"));
+  const paused = (reconciliation && reconciliation.paused_assets) || [];
+  parts.push(badge(paused.length ? "paused: " + paused.map((p) => p.asset_id).join(", ") : "no asset paused",
+    paused.length ? "bad" : "good", "pauses"));
+  const waiting = ((payouts && payouts.open_batches) || []).filter((b) => b.state === "awaiting_approval")
+    .reduce((n, b) => n + b.count, 0);
+  parts.push(badge(waiting + " batch(es) awaiting approval", waiting ? "warn" : "good", "approval"));
+  const held = ((payouts && payouts.queue) || []).filter((q) => q.state === "held").reduce((n, q) => n + q.count, 0);
+  parts.push(badge(held + " held payout(s)", held ? "bad" : "good", "held"));
+  const stuck = deliveries.filter((d) => d.state !== "active" || d.last_outcome || d.dead > 0);
+  parts.push(badge(stuck.length ? stuck.length + " delivery subscription(s) need a look" : "deliveries flowing",
+    stuck.length ? "warn" : "good", "deliveries"));
+  parts.push(badge("frozen accounts: not tracked yet", "muted", "frozen")); // issue 27 adds freezing
+  box.replaceChildren(...parts);
+}
+
+// ---- admin token (optional): private panels --------------------------------------
+
+const TOKEN_KEY = "chainsettle.admin_token";
+
+function adminToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (err) { return ""; }
+}
+
+async function adminGet(url) {
+  const res = await fetch(url, { headers: { Accept: "application/json", Authorization: "Bearer " + adminToken() } });
+  if (!res.ok) throw new Error(url + ": HTTP " + res.status);
+  return res.json();
+}
+
+// The operator may paste the admin token (kept for this tab only, in sessionStorage) to see held payouts
+// with their reasons; the page works without it.
+function setupAdminToken() {
+  const form = document.getElementById("token-form");
+  if (!form) return;
+  const input = form.querySelector("input");
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    try {
+      if (input.value) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) { /* storage refused: the token is not kept */ }
+    input.value = "";
+    // The private panels and the stream are read again with (or without) the token.
+    refreshPrivate();
+    refreshDeliveries();
+    renderPayouts();
+    reconnectStream();
+  });
+  refreshPrivate();
+  setInterval(refreshPrivate, STATUS_EVERY_MS * 5);
+}
+
+async function refreshPrivate() {
+  const box = document.getElementById("private");
+  const state = document.getElementById("token-state");
+  if (!box) return;
+  if (!adminToken()) {
+    box.hidden = true;
+    if (state) state.textContent = "no admin token: public view";
+    return;
+  }
+  try {
+    const held = await adminGet("/v1/admin/payouts/held");
+    const rows = (held.held || []).slice(0, 20).map((h) => {
+      const tr = row([el("td", h.id), el("td", h.chain), amountCell(h.amount, unitsOf(h.chain + ":" + h.asset)),
+        el("td", null), el("td", fmt(h.reason), "bad"), el("td", null)], { "data-held-id": String(h.id) });
+      tr.cells[3].appendChild(copyable(h.recipient));
+      if (h.batch_id) tr.cells[5].appendChild(copyable(h.batch_id));
+      return tr;
+    });
+    fill(document.querySelector("#held tbody"), rows, "no held payouts", 6);
+    box.hidden = false;
+    if (state) state.textContent = "admin token set for this tab";
+  } catch (err) {
+    box.hidden = true;
+    if (state) state.textContent = "admin token refused (" + err.message + ")";
+  }
+}
+
+// ---- small helpers ----------------------------------------------------------------
+
+// An ISO 8601 time as a person reads it on a status page: the time today, else the date and time.
+function when(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toISOString().slice(0, 16).replace("T", " ") + "Z";
+}
+
+document.getElementById("events-older").addEventListener("click", loadOlderEvents);
+setupAdminToken();
 connectStream();
 refreshStatus();
 refreshDeliveries();

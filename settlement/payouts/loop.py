@@ -56,9 +56,17 @@ async def choose_requests(conn: asyncpg.Connection, rows: list[asyncpg.Record], 
         # asset, whatever process it runs in (released at commit).
         await conn.execute(Q.lock_name, f"daily:{chain}:{asset}")
         daily_left = cfg.daily_cap - int(await conn.fetchval(Q.daily_total, chain, asset))
+    threshold = cfg.approval_threshold
+    if threshold is not None and len(rows) >= max_recipients:
+        above = {int(r["amount"]) > threshold for r in rows}
+        if len(above) == 1:
+            # The fetched head is all one lane (plan.next_batch): read the other lane's head too,
+            # so small requests queued behind a page of large ones are not held back by them.
+            rows = sorted([*rows, *await conn.fetch(Q.pending_lane, chain, asset, max_recipients, threshold,
+                                                    not above.pop())], key=lambda r: r["id"])
     pending = [Pending(r["id"], r["recipient"], int(r["amount"]), r["age"]) for r in rows]
     return next_batch(pending, max_recipients=max_recipients, max_total=cfg.max_batch_total,
-                      daily_left=daily_left, wait_seconds=wait_seconds)
+                      daily_left=daily_left, wait_seconds=wait_seconds, approval_threshold=threshold)
 
 
 def batch_state(cfg: AssetLimits, total: int) -> str:

@@ -29,6 +29,16 @@ ORDER BY id
 LIMIT $3
 FOR UPDATE SKIP LOCKED;
 
+-- name: pending_lane
+-- The head of one approval lane of a queue: amounts above $4 when $5, at or below it otherwise.
+SELECT id, recipient, amount, extract(epoch FROM now() - created_at)::float8 AS age
+FROM payout_requests
+WHERE chain = $1 AND asset = $2 AND state = 'pending' AND (retry_after IS NULL OR retry_after <= now())
+  AND (amount > $4::numeric) = $5
+ORDER BY id
+LIMIT $3
+FOR UPDATE SKIP LOCKED;
+
 -- name: daily_total
 SELECT COALESCE((SELECT total FROM payout_daily_totals
                  WHERE chain = $1 AND asset = $2 AND day = (now() AT TIME ZONE 'utc')::date), 0);

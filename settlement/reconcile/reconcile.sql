@@ -12,10 +12,13 @@ VALUES ($1, $2, $3, now(), $4, $5, $6, $7)
 RETURNING id;
 
 -- name: insert_results
-INSERT INTO reconciliation_results (run_id, account_id, asset_id, expected, actual, difference, tolerance, status)
-SELECT $1, r.account_id, r.asset_id, r.expected, r.actual, r.actual - r.expected, r.tolerance, r.status
-FROM unnest($2::bigint[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[])
-    AS r(account_id, asset_id, expected, actual, tolerance, status);
+-- $8: each result's movements as a JSON array text, $9 how many there were in all.
+INSERT INTO reconciliation_results (run_id, account_id, asset_id, expected, actual, difference, tolerance, status,
+                                    movements, movements_total)
+SELECT $1, r.account_id, r.asset_id, r.expected, r.actual, r.actual - r.expected, r.tolerance, r.status,
+       r.movements::jsonb, r.movements_total
+FROM unnest($2::bigint[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[], $8::text[], $9::int[])
+    AS r(account_id, asset_id, expected, actual, tolerance, status, movements, movements_total);
 
 -- name: last_good_height
 -- The last height at which this wallet asset matched: movements after it explain a difference.
@@ -27,15 +30,25 @@ WHERE r.chain = $1 AND x.account_id = $2 AND x.asset_id = $3 AND x.status <> 'mi
 -- name: movements
 -- Events in ($2, $3] that touch wallet $4 through one of the sources $5 (or
 -- that the wallet itself emitted), with the rules that booked them (an XRPL
--- payment out may have only its fee booked).
-SELECT e.block_number, e.tx_hash, e.log_index, e.address, e.event, e.args,
-       ARRAY(SELECT t.cause ->> 'rule' FROM ledger_transactions t WHERE t.event_id = e.id ORDER BY 1) AS booked_by
-FROM events e
-WHERE e.chain = $1 AND e.block_number > $2 AND e.block_number <= $3
-  AND (e.address = $4
-       OR (e.address = ANY ($5::text[])
-           AND EXISTS (SELECT 1 FROM jsonb_each_text(e.args) kv WHERE ledger_addr(kv.value) = $4)))
-ORDER BY e.block_number DESC, e.tx_index DESC, e.log_index DESC
+-- payment out may have only its fee booked): unbooked first, then the
+-- largest amount, then the newest; `total` counts them all before LIMIT $6.
+WITH found AS (
+    SELECT e.block_number, e.tx_index, e.tx_hash, e.log_index, e.address, e.event, e.args,
+           ARRAY(SELECT t.cause ->> 'rule' FROM ledger_transactions t WHERE t.event_id = e.id ORDER BY 1) AS booked_by,
+           (SELECT a.v::numeric
+            FROM (VALUES (1, e.args ->> 'value'), (2, e.args ->> 'amount'),
+                         (3, e.args ->> 'delivered_amount'), (4, e.args -> 'delivered_amount' ->> 'value')) AS a(n, v)
+            WHERE a.v ~ '^[0-9]+(\.[0-9]+)?$' ORDER BY a.n LIMIT 1) AS amount
+    FROM events e
+    WHERE e.chain = $1 AND e.block_number > $2 AND e.block_number <= $3
+      AND (e.address = $4
+           OR (e.address = ANY ($5::text[])
+               AND EXISTS (SELECT 1 FROM jsonb_each_text(e.args) kv WHERE ledger_addr(kv.value) = $4)))
+)
+SELECT block_number, tx_hash, log_index, address, event, args, booked_by, amount::text AS amount,
+       count(*) OVER () AS total
+FROM found
+ORDER BY cardinality(booked_by) = 0 DESC, amount DESC NULLS LAST, block_number DESC, tx_index DESC, log_index DESC
 LIMIT $6;
 
 -- name: paused_assets

@@ -66,7 +66,8 @@ class Result:
     difference: int  # actual - expected
     tolerance: int
     status: str  # ok | within_tolerance | mismatch
-    movements: list[dict] = field(default_factory=list)
+    movements: list[dict] = field(default_factory=list)  # unbooked first, then the largest (reconcile.sql)
+    movements_total: int = 0  # how many there were in all; `movements` keeps reconcile.max_movements
     check: str = "balance"  # balance (on chain vs ledger) | overpaid (a user owed less than zero)
 
 
@@ -115,7 +116,8 @@ class Report:
 
 def _amounts_as_text(d: dict) -> dict:
     # Base units overflow JSON numbers' safe range: amounts travel as strings.
-    return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in d.items()}
+    return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) and k != "movements_total" else v
+            for k, v in d.items()}
 
 
 # -- one run -------------------------------------------------------------------
@@ -221,7 +223,8 @@ async def _compare(settings: Settings, pool: asyncpg.Pool, cfg: ChainConfig, rea
         owed = int(o["owed"])
         run.results.append(Result(o["code"].split(":", 2)[2], "overpaid user", o["code"], o["asset_id"], 0, owed,
                                   owed, 0, "mismatch", check="overpaid",
-                                  movements=[{"paid": str(int(o["paid"] or 0)), "credited": str(int(o["credited"]))}]))
+                                  movements=[{"paid": str(int(o["paid"] or 0)), "credited": str(int(o["credited"]))}],
+                                  movements_total=1))
     if any(x.status == "mismatch" for x in run.results):
         run.status = "mismatch"
     else:
@@ -231,19 +234,23 @@ async def _compare(settings: Settings, pool: asyncpg.Pool, cfg: ChainConfig, rea
         async with pool.acquire() as conn:
             for res in run.results:
                 if res.status == "mismatch" and res.check == "balance":
-                    res.movements = await _movements(conn, settings, cfg, assets[res.asset], res,
-                                                     account_ids[res.account], rows, height)
+                    res.movements, res.movements_total = await _movements(
+                        conn, settings, cfg, assets[res.asset], res, account_ids[res.account], rows, height)
 
 
-async def _movements(conn, settings: Settings, cfg: ChainConfig, asset, res: Result, account_id: int, rows, height: int) -> list[dict]:
-    """Events touching the wallet since it last matched: where to look for the difference."""
+async def _movements(conn, settings: Settings, cfg: ChainConfig, asset, res: Result, account_id: int, rows,
+                     height: int) -> tuple[list[dict], int]:
+    """Events touching the wallet since it last matched, unbooked first, then the largest: where to
+    look for the difference; and how many there were in all."""
     since = await conn.fetchval(Q.last_good_height, cfg.name, account_id, res.asset)
     if since is None:
         since = next(r["tracked_from"] for r in rows if r["account"] == res.account)
     sources = [asset["contract"]] if asset["kind"] == "erc20" else ["native"]
     found = await conn.fetch(Q.movements, cfg.name, since, height, res.wallet, sources, settings.reconcile.max_movements)
-    return [{"block_number": f["block_number"], "tx_hash": f["tx_hash"], "source": f["address"], "event": f["event"],
-             "args": f["args"], "booked": bool(f["booked_by"]), "booked_by": list(f["booked_by"])} for f in found]
+    shown = [{"block_number": f["block_number"], "tx_hash": f["tx_hash"], "log_index": f["log_index"],
+              "source": f["address"], "event": f["event"], "args": f["args"], "amount": f["amount"],
+              "booked": bool(f["booked_by"]), "booked_by": list(f["booked_by"])} for f in found]
+    return shown, int(found[0]["total"]) if found else 0
 
 
 async def _store(pool: asyncpg.Pool, run: ChainRun, started: dt.datetime) -> None:
@@ -258,6 +265,7 @@ async def _store(pool: asyncpg.Pool, run: ChainRun, started: dt.datetime) -> Non
                 Q.insert_results, run.run_id, [ids[r.account] for r in run.results], [r.asset for r in run.results],
                 [r.expected for r in run.results], [r.actual for r in run.results],
                 [r.tolerance for r in run.results], [r.status for r in run.results],
+                [orjson.dumps(r.movements).decode() for r in run.results], [r.movements_total for r in run.results],
             )
         for r in mismatches:
             details = _amounts_as_text({

@@ -171,3 +171,8 @@ async def seed_settlement(pool) -> dict[str, int]:
                 " tolerance, status) VALUES ($1, $2, 'anvil:native', 100, $3::numeric, $3::numeric - 100, 0, $4)",
                 run, ids["wallet"], 100 + mismatches, status)
     return ids
+
+
+def published(settings, *areas: str):
+    """The settings with private read areas published (`[api] public`, README "Read scopes")."""
+    return settings.model_copy(update={"api": settings.api.model_copy(update={"public": [*settings.api.public, *areas]})})

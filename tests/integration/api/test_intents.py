@@ -110,5 +110,5 @@ async def test_intents_cli(tmp_path, monkeypatch, pool, db_url):
     assert r.returncode == 1 and r.stderr.startswith("error: cron:"), r.stderr
     r = _cli(config, "pause", str(iid), "--reason", "test")
     assert r.returncode == 0 and json.loads(r.stdout)["intent"]["state"] == "paused"
-    r = _cli(config, "occurrences", str(iid))
+    r = _cli(config, "occurrences", str(iid), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["occurrences"] == []

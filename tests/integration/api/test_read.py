@@ -24,6 +24,7 @@ from tests.support.api_data import (
     client_for,
     commit_blocks,
     event_row,
+    published,
     read_sse,
     register_chain,
     seed_settlement,
@@ -189,8 +190,10 @@ async def test_events_filters_and_keyset_pages(tmp_path, pool):
             "&event=Approval&chain=anvil": lambda r: r["event"] == "Approval" and r["chain"] == "anvil",
             "&chain=anvil&from_block=5&to_block=12": lambda r: r["chain"] == "anvil" and 5 <= r["block_number"] <= 12,
             "&chain=anvil&from_block=18": lambda r: r["chain"] == "anvil" and r["block_number"] >= 18,
-            "&chain=nothing": lambda r: False,
         }
+        # An unknown chain is a 400 naming `chain` (issue 30), not an empty page that reads as "nothing happened".
+        resp = await client.get("/v1/events?chain=nothing")
+        assert resp.status == 400 and (await resp.json())["field"] == "chain"
         for query, keep in cases.items():
             got = [e["id"] for e in await all_pages(client, query, 4)]
             assert got == [i for i, r in stored.items() if keep(r)], query
@@ -293,7 +296,8 @@ async def test_balances_payouts_batches_and_reconciliation(tmp_path, pool, monke
         status = await (await client.get("/v1/status")).json()
         queue = {(q["state"], q["count"], q["amount"]) for q in status["payouts"]["queue"]}
         assert queue == {("pending", 2, "14"), ("batched", 1, "7")}
-        assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "signed", "count": 1}]
+        assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "signed", "count": 1,
+                                                      "ids": [BATCH]}]
         latest = status["reconciliation"]["latest"]
         assert [(r["chain"], r["id"], r["status"]) for r in latest] == [("anvil", ids["run_mismatch"], "mismatch")]
 
@@ -325,12 +329,14 @@ async def test_status_queue_shows_what_is_not_over(tmp_path, pool):
             await conn.execute(
                 "INSERT INTO payout_requests (idempotency_key, chain, asset, recipient, amount, requested_by, state,"
                 " reason) VALUES ($1, 'anvil', 'native', $2, 11, 'test', $3, 'test')", key, USER, state)
-    async with client_for(settings, pool) as client:
+    async with client_for(published(settings, "payouts"), pool) as client:
         status = await (await client.get("/v1/status")).json()
     queue = {(q["state"], q["count"], q["amount"]) for q in status["payouts"]["queue"]}
     assert queue == {("pending", 2, "14"), ("batched", 1, "7"), ("held", 1, "11")}
-    assert status["payouts"]["open_batches"] == [{"chain": "anvil", "state": "reverted", "count": 2},
-                                                 {"chain": "anvil", "state": "signed", "count": 1}]
+    # `ids`: the oldest batch ids of each state (issue 30: the status page says which batch to act on).
+    assert status["payouts"]["open_batches"] == [
+        {"chain": "anvil", "state": "reverted", "count": 2, "ids": [f"0x{1:064x}", f"0x{5:064x}"]},
+        {"chain": "anvil", "state": "signed", "count": 1, "ids": [BATCH]}]
 
 
 # -- CORS and rate limit ---------------------------------------------------------

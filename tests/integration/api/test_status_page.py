@@ -173,8 +173,8 @@ async def test_status_page_renders_live_data(tmp_path, pool):
                 const rows = document.querySelectorAll('#events tr[data-event-id]');
                 return rows.length && [...rows].map((r) => Number(r.dataset.eventId));
             })()""")
-            stored = [r["id"] for r in await pool.fetch("SELECT id FROM events ORDER BY id DESC")]
-            assert shown == stored  # newest first, all 24
+            stored = [r["id"] for r in await pool.fetch("SELECT id FROM events ORDER BY tx DESC, id DESC")]
+            assert shown == stored  # newest commit first (issue 30: commit order, as /v1/events?order=desc), all 24
             await wait_for(tools, page, "document.querySelector('#payouts [data-payout-state=\"pending\"]') !== null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")
             await wait_for(tools, page, "document.getElementById('sse-state').textContent === 'live'")
@@ -193,11 +193,16 @@ async def test_status_page_renders_live_data(tmp_path, pool):
             cells = await wait_for(tools, page, f"""(() => {{
                 const tr = document.querySelector('#events tr[data-event-id="{new_id}"]');
                 return tr && {{cells: [...tr.cells].map((c) => c.textContent), fresh: tr.classList.contains('new'),
-                               first: tr === document.querySelector('#events tbody tr')}};
+                               first: tr === document.querySelector('#events tbody tr'),
+                               chain: tr.dataset.chain, block: tr.dataset.block,
+                               probe: tr.querySelector('.field[data-key="probe"] span:last-child').textContent,
+                               raw: tr.querySelector('td.args pre').textContent}};
             }})()""")
             assert cells["fresh"] and cells["first"]
-            assert cells["cells"][1:4] == ["anvil", "13", "LiveProbe"]
-            assert cells["cells"][6] == '{"probe":"<b>not html</b>"}'  # shown as text, never parsed as markup
+            assert (cells["chain"], cells["block"], cells["cells"][2]) == ("anvil", "13", "LiveProbe")
+            assert cells["cells"][1].startswith("anvil#13")
+            assert cells["probe"] == "<b>not html</b>"  # shown as text, never parsed as markup
+            assert cells["raw"] == '{"probe":"<b>not html</b>"}'
             bold = await tools.send("Runtime.evaluate", {"expression": "document.querySelectorAll('#events b').length",
                                                          "returnByValue": True}, session=page)
             assert bold["result"]["value"] == 0
@@ -228,9 +233,10 @@ async def test_status_page_updates_payouts_and_reconciliation_from_the_stream(tm
             page = await open_page(tools, str(server.make_url("/")))
             await wait_for(tools, page, "document.querySelector('#deliveries [data-needs-token]') !== null")
             await tools.send("Runtime.evaluate", {"expression": f"""
-                document.getElementById('token').value = '{ADMIN_TOKEN}';
-                document.getElementById('token-use').click();""", "returnByValue": True}, session=page)
-            await wait_for(tools, page, "document.getElementById('token').placeholder === 'admin token in use'")
+                document.querySelector('#token-form input').value = '{ADMIN_TOKEN}';
+                document.querySelector('#token-form button').click();""", "returnByValue": True}, session=page)
+            await wait_for(tools, page,
+                           "document.getElementById('token-state').textContent === 'admin token set for this tab'")
             await wait_for(tools, page, "document.querySelector('#deliveries tr.empty td') !== null && "
                                         "document.querySelector('#deliveries [data-needs-token]') === null")
             await wait_for(tools, page, "document.querySelector('[data-reconciliation-chain=\"anvil\"]') !== null")

@@ -27,15 +27,17 @@ def test_deliveries_cli(db_url, tmp_path):
     assert out.returncode == 0, out.stderr
     created = json.loads(out.stdout)["subscription"]
     assert created["secret"].startswith("whsec_") and created["filter"]["types"] == ["payout"]
-    listed = json.loads(cli(config, db_url, "list").stdout)["subscriptions"]
+    listed = json.loads(cli(config, db_url, "list", "--json").stdout)["subscriptions"]
+    table = cli(config, db_url, "list").stdout.splitlines()  # a person's view: an aligned table
+    assert table[1].split()[:2] == ["id", "sink"] and table[2].split()[:2] == ["app", "webhook"]
     assert [s["id"] for s in listed] == ["app"] and created["secret"] not in json.dumps(listed)
     paused = json.loads(cli(config, db_url, "pause", "app", "--reason", "deploy").stdout)["subscription"]
     assert paused["state"] == "paused" and paused["state_reason"] == "deploy"
     assert json.loads(cli(config, db_url, "ping", "app").stdout)["ping"]["msg_id"].startswith("ping_")
-    msgs = json.loads(cli(config, db_url, "messages", "app").stdout)["messages"]
+    msgs = json.loads(cli(config, db_url, "messages", "app", "--json").stdout)["messages"]
     assert [m["type"] for m in msgs] == ["ping"]
     assert json.loads(cli(config, db_url, "redeliver", "app", "--from-seq", "1").stdout)["redelivered"] == 1
-    assert json.loads(cli(config, db_url, "attempts", "app").stdout)["attempts"] == []
+    assert json.loads(cli(config, db_url, "attempts", "app", "--json").stdout)["attempts"] == []
     bad = cli(config, db_url, "redeliver", "app", "--from-time", "yesterday")
     assert bad.returncode != 0 and "from-time" in bad.stderr
     missing = cli(config, db_url, "pause", "nope")

@@ -45,10 +45,10 @@ async def test_deliveries_panel_and_amounts_in_units(tmp_path, pool):
                 const cell = document.querySelector('#events tr[data-event-id] td.args .amount');
                 const rows = [...document.querySelectorAll('#events tr[data-event-id]')];
                 const last = rows[rows.length - 1];
-                const a = last.querySelector('td.args .amount');
+                const a = last.querySelector('td.args .field[data-key="value"] .amount');
                 return a && {shown: a.textContent, raw: last.querySelector('td.args pre').textContent};
             })()""")
-            assert amount["shown"] == "value 1 TST"
+            assert amount["shown"] == "1 TST"          # the field `value`, in units with the symbol
             assert '"value":"1000"' in amount["raw"]      # raw JSON one click away
     finally:
         await server.close()

@@ -47,6 +47,17 @@ def by_key(report) -> dict:
     return {(r.wallet, r.asset): r for run in report.runs for r in run.results}
 
 
+def hot_wallet_chain(anvil, tmp_path, assets: list[str], reconcile: dict):
+    """A fresh token and settings with only the hot wallet, starting at the next block."""
+    token = deploy_token(anvil.url)
+    start = head(anvil.url) + 1
+    return token, make_settings(tmp_path, {
+        "chains": [evm_chain("anvil", anvil.url, token, finality_depth=1, start_block=start,
+                             wallets=[{"name": "hot", "address": HOT, "assets": assets}])],
+        "reconcile": reconcile,
+    })
+
+
 async def index(settings, pool) -> int:
     cfg = settings.chains[0]
     wallets = [w.address for w in cfg.wallets if "native" in w.assets]
@@ -149,6 +160,32 @@ async def test_deposits_reconcile_then_back_door_transfers_are_caught(chain, poo
         assert not await is_paused(conn, tok)
 
 
+async def test_the_unbooked_cause_of_a_difference_leads_its_stored_evidence(anvil, tmp_path, pool):
+    # Issue 30: on a busy wallet the newest 20 movements were all booked and the cause fell out of the list.
+    from tests.support.api_data import client_for, published
+
+    url = anvil.url
+    token, settings = hot_wallet_chain(anvil, tmp_path, ["Token"], {"max_movements": 3})
+    batch_transfer(url, token, [HOT], [1000])
+    await index(settings, pool)
+    assert (await reconcile_once(settings, pool)).exit_code == EXIT_OK
+    send(url, HOT, token, calldata("transfer(address,uint256)", ["address", "uint256"], [OUTSIDER, 7]))
+    for amount in (10, 500, 20, 30, 40):  # newer, booked, and most of them larger than the cause
+        batch_transfer(url, token, [HOT], [amount])
+    await index(settings, pool)
+    report = await reconcile_once(settings, pool)
+    res = by_key(report)[(HOT, "anvil:Token")]
+    assert (res.difference, res.movements_total) == (-7, 6)
+    assert [(mv["booked"], mv["amount"]) for mv in res.movements] == [(False, "7"), (True, "500"), (True, "40")]
+    assert res.movements[0]["args"]["to"] == OUTSIDER
+    async with client_for(published(settings, "reconciliation"), pool) as client:
+        body = await (await client.get("/v1/reconciliation", params={"status": "mismatch"})).json()
+    shown = body["runs"][0]["results"][0]
+    assert shown["movements_total"] == 6 and shown["movements"] == orjson.loads(orjson.dumps(res.movements))
+    out = orjson.loads(report.to_json())  # what `chainsettle reconcile --once` prints
+    assert out["chains"][0]["results"][0]["movements"][0]["amount"] == "7"
+
+
 async def test_opening_balance_is_read_at_the_start_height(chain, pool):
     url, token, settings, start = chain
     before = native(url, HOT, start - 1)
@@ -169,13 +206,7 @@ async def test_opening_balance_is_read_at_the_start_height(chain, pool):
 
 async def test_tolerance_separates_noise_from_mismatch(anvil, tmp_path, pool):
     url = anvil.url
-    token = deploy_token(url)
-    start = head(url) + 1
-    settings = make_settings(tmp_path, {
-        "chains": [evm_chain("anvil", url, token, finality_depth=1, start_block=start,
-                             wallets=[{"name": "hot", "address": HOT, "assets": ["Token", "native"]}])],
-        "reconcile": {"tolerance": 1000},
-    })
+    token, settings = hot_wallet_chain(anvil, tmp_path, ["Token", "native"], {"tolerance": 1000})
     batch_transfer(url, token, [HOT], [50])
     send(url, HOT, token, calldata("transfer(address,uint256)", ["address", "uint256"], [OUTSIDER, 7]))
     send(url, HOT, OUTSIDER, value=10**6)

@@ -46,6 +46,31 @@ def test_queue_order_is_kept_and_young_partial_batches_wait():
     assert len(next_batch(reqs(1, 1, age=31.0), max_recipients=10, max_total=None, daily_left=None, wait_seconds=30)) == 2
 
 
+def test_requests_under_the_approval_threshold_never_wait_behind_one_above_it():
+    def ids(pending, **kw):
+        args = {"max_recipients": 10, "max_total": None, "daily_left": None, "wait_seconds": 0, **kw}
+        return [p.id for p in next_batch(pending, **args)]
+
+    # A 150-token request first, then a 2-token one and a 0.001-token one (threshold 100):
+    # the large one goes alone (it needs approval), the small ones form their own batch.
+    pending = reqs(150_000, 2_000, 1)
+    assert ids(pending, approval_threshold=100_000) == [1]
+    assert ids(pending[1:], approval_threshold=100_000) == [2, 3]
+    # Small ones first: they never take the large one with them.
+    assert ids(reqs(2, 150, 1, 200), approval_threshold=100) == [1, 3]
+    # A small lane stays at or below the threshold (so it is `ready`); the cap still binds below it.
+    assert ids(reqs(60, 60, 60), approval_threshold=100) == [1]
+    assert ids(reqs(40, 40, 40), approval_threshold=100, max_total=50) == [1]
+    assert ids(reqs(100, 1), approval_threshold=100) == [1]  # at the threshold is not above it
+    # Large ones batch together; a young small lane waits while an old large lane is cut.
+    assert ids(reqs(150, 200), approval_threshold=100) == [1, 2]
+    young_small = [Pending(1, "0x1", 1, 1.0), Pending(2, "0x2", 500, 60.0)]
+    assert ids(young_small, approval_threshold=100, wait_seconds=30) == [2]
+    assert ids(reqs(1, 2, age=1.0), approval_threshold=100, wait_seconds=30) == []
+    # Without a threshold nothing changes: one lane in queue order.
+    assert ids(reqs(150, 2), max_total=None) == [1, 2]
+
+
 def test_gas_share_bounds_recipients():
     n = max_recipients_for_gas(native=True, treasury=False, block_gas_limit=30_000_000, gas_share=0.3, cap=1000)
     assert batcher_abi.gas_limit(True, n) <= 9_000_000 < batcher_abi.gas_limit(True, n + 1)

@@ -84,6 +84,30 @@ async def test_expiry_counts_from_the_approval_not_from_creation(anvil, pool, tm
         await e.close()
 
 
+async def test_small_requests_are_batched_apart_from_one_that_needs_approval(anvil, pool, tmp_path):
+    # Issue 30: a 2-unit request and a tiny one were batched with a 150-unit request and waited with it.
+    e = Env(anvil, pool, tmp_path, max_recipients=2, assets=[{"name": "native", "approval_threshold": 100 * UNIT}])
+    await e.start()
+    try:
+        big, big2, small, tiny = (fresh_address().lower() for _ in range(4))
+        await credit_users(pool, "anvil", {big: 150 * UNIT, big2: 150 * UNIT, small: 2 * UNIT, tiny: 1})
+        for key, to, amount in (("big", big, 150 * UNIT), ("big2", big2, 150 * UNIT), ("small", small, 2 * UNIT),
+                                ("tiny", tiny, 1)):
+            await request_payout(pool, e.settings, chain="anvil", asset="native", to=to, amount=amount, key=key)
+        for _ in range(3):
+            await e.worker.step()
+        batches = await e.fetch("SELECT b.state, array_agg(i.recipient ORDER BY i.recipient) AS to "
+                                "FROM payout_batches b JOIN payout_items i USING (batch_id) GROUP BY b.batch_id, b.state")
+        got = {tuple(b["to"]): b["state"] for b in batches}
+        # The queue's head (max_recipients rows) is all large: the small lane is still read and batched.
+        assert got[tuple(sorted([big, big2]))] == "awaiting_approval"
+        assert got[tuple(sorted([small, tiny]))] in ("ready", "signed")
+        await e.index()
+        assert balance(anvil, small) == 2 * UNIT and balance(anvil, tiny) == 1 and balance(anvil, big) == 0
+    finally:
+        await e.close()
+
+
 async def test_dead_batch_gives_its_total_back_to_the_days_cap(anvil, pool, tmp_path):
     e = Env(anvil, pool, tmp_path, dry_run=True, batch_expiry_seconds=120,
             assets=[{"name": "native", "daily_cap": 2 * UNIT}])

@@ -56,7 +56,7 @@ async def test_held_release_and_cancel_through_cli_and_api(anvil, pool, db_url, 
         assert await e.val("SELECT state FROM payout_batches") == "confirmed"
         assert balance(anvil, plain) == UNIT
 
-        code, out, err = cli(tmp_path, db_url, "payouts", "held")
+        code, out, err = cli(tmp_path, db_url, "payouts", "held", "--json")
         assert code == 0, err
         held = json.loads(out)["held"]
         assert [(h["recipient"], h["reason"], h["batch_state"]) for h in held] == [(refuser, FAILED_REASON, "confirmed")]
