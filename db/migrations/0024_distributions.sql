@@ -1,0 +1,89 @@
+-- Distributions: snapshots of who holds what at a final height (or an
+-- app's explicit weights), exact pro-rata shares booked as a liability of a
+-- per-distribution app account, paid by push (payouts from that account).
+-- settlement/distributions/ explains the design.
+
+-- A snapshot is immutable once stored: its id is client-chosen (the same
+-- id with the same body replays; a different body is a conflict).
+-- kind: 'list' (weights given by the app) or 'erc20' / 'erc721' (holders
+-- from final Transfer events of an indexed contract at `height`).
+CREATE TABLE distribution_snapshots (
+    id            TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL CHECK (kind IN ('list', 'erc20', 'erc721')),
+    chain         TEXT,
+    contract      TEXT,
+    height        BIGINT,
+    body          JSONB NOT NULL,
+    holders       INT NOT NULL CHECK (holders >= 0),
+    total_weight  NUMERIC(78, 0) NOT NULL CHECK (total_weight >= 0),
+    created_by    TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CHECK ((kind = 'list') = (contract IS NULL AND height IS NULL))
+);
+
+CREATE TABLE distribution_snapshot_weights (
+    snapshot_id  TEXT NOT NULL REFERENCES distribution_snapshots (id),
+    recipient    TEXT NOT NULL,
+    weight       NUMERIC(78, 0) NOT NULL CHECK (weight > 0),
+    PRIMARY KEY (snapshot_id, recipient)
+);
+
+CREATE FUNCTION distribution_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is immutable', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+END $$;
+CREATE TRIGGER distribution_snapshots_immutable BEFORE UPDATE OR DELETE ON distribution_snapshots
+    FOR EACH ROW EXECUTE FUNCTION distribution_immutable();
+CREATE TRIGGER distribution_snapshot_weights_immutable BEFORE UPDATE OR DELETE ON distribution_snapshot_weights
+    FOR EACH ROW EXECUTE FUNCTION distribution_immutable();
+
+-- A distribution: `total` of `asset_id` from `pool_account` over a
+-- snapshot. Creating it books, in one transaction, total - remainder from
+-- the pool to `account` (app:dist.<id>, the liability: what is still owed
+-- to its recipients) and the remainder (shares below `minimum`) to
+-- `remainder_account`, and writes every share.
+CREATE TABLE distributions (
+    id                 TEXT PRIMARY KEY,
+    snapshot_id        TEXT NOT NULL REFERENCES distribution_snapshots (id),
+    asset_id           TEXT NOT NULL REFERENCES assets (id),
+    pool_account       TEXT NOT NULL,
+    account            TEXT NOT NULL UNIQUE,
+    total              NUMERIC(78, 0) NOT NULL CHECK (total > 0),
+    minimum            NUMERIC(78, 0) NOT NULL DEFAULT 0 CHECK (minimum >= 0),
+    remainder          NUMERIC(78, 0) NOT NULL CHECK (remainder >= 0 AND remainder <= total),
+    remainder_account  TEXT NOT NULL,
+    mode               TEXT NOT NULL CHECK (mode IN ('push', 'pull')),
+    body               JSONB NOT NULL,
+    recipients         INT NOT NULL,
+    state              TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'paid', 'closed')),
+    created_by         TEXT NOT NULL,
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- One row per paid share. idx is the share's position in recipient order
+-- (the Merkle leaf index); state moves owed -> requested (a payout request
+-- exists, key `distribution:<id>:<idx>`) -> paid, once.
+CREATE TABLE distribution_shares (
+    distribution_id  TEXT NOT NULL REFERENCES distributions (id),
+    idx              INT NOT NULL CHECK (idx >= 0),
+    recipient        TEXT NOT NULL,
+    amount           NUMERIC(78, 0) NOT NULL CHECK (amount > 0),
+    state            TEXT NOT NULL DEFAULT 'owed' CHECK (state IN ('owed', 'requested', 'paid', 'claimed', 'expired')),
+    payout_key       TEXT UNIQUE,
+    updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (distribution_id, idx),
+    UNIQUE (distribution_id, recipient)
+);
+CREATE INDEX distribution_shares_open ON distribution_shares (distribution_id, idx) WHERE state IN ('owed', 'requested');
+
+-- Who, how much and for which distribution never change after creation.
+CREATE FUNCTION distribution_shares_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.recipient <> OLD.recipient OR NEW.amount <> OLD.amount
+       OR NEW.distribution_id <> OLD.distribution_id OR NEW.idx <> OLD.idx THEN
+        RAISE EXCEPTION 'a distribution share is immutable but for its state' USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER distribution_shares_fixed BEFORE UPDATE OR DELETE ON distribution_shares
+    FOR EACH ROW EXECUTE FUNCTION distribution_shares_fixed();

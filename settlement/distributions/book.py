@@ -1,0 +1,184 @@
+"""Creating a distribution: allocate, then book it all in one transaction.
+
+`{id, snapshot, pool_account, asset, total, minimum, remainder_account,
+mode}`: `total` base units of `asset` from `pool_account`, split over the
+snapshot's weights by `allocate` (largest remainder, tie-break seeded with
+the distribution id). In ONE transaction, through the ledger's transfer
+machinery (so the pool's limits are checked under its balance-row lock,
+and a refusal writes nothing):
+
+- transfer `distribution:<id>` moves `total - remainder` from the pool to
+  the distribution's own account `app:dist.<id>`: the liability, what is
+  still owed to the recipients (its balance is the sum of the open shares);
+- transfer `distribution:<id>:remainder` moves the remainder (shares below
+  `minimum`) to `remainder_account` (when it differs from the pool);
+- one `distribution_shares` row per recipient: its claimable entitlement,
+  owed until paid (push) or claimed (pull).
+
+Idempotent on the client's id: the same body replays the stored
+distribution; a different one is a conflict naming the first differing
+field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from config import Settings
+from config.errors import FieldError
+from db import audit
+from settlement.distributions.allocate import MAX_AMOUNT, AllocationError, allocate
+from settlement.distributions.snapshots import NotFound, Q, SnapshotConflict, SnapshotRefused, check_id
+from settlement.ledger.transfers import (
+    ACCOUNTS,
+    Request,
+    Transfer,
+    TransferRefused,
+    book_requests,
+    check_account,
+    normalize_account,
+    prepare,
+    retrying,
+)
+
+MODES = ("push", "pull")
+
+
+class DistributionRefused(SnapshotRefused):
+    """distribution refused"""
+
+
+class DistributionConflict(SnapshotConflict):
+    """the id was used for a different distribution"""
+
+
+@dataclass(frozen=True)
+class DistributionRequest:
+    id: str
+    snapshot: str
+    pool_account: str
+    asset: str
+    total: int
+    minimum: int = 0
+    remainder_account: str | None = None
+    mode: str = "push"
+
+    def body(self) -> dict:
+        return {"id": self.id, "snapshot": self.snapshot, "pool_account": self.pool_account, "asset": self.asset,
+                "total": str(self.total), "minimum": str(self.minimum),
+                "remainder_account": self.remainder_account or self.pool_account, "mode": self.mode}
+
+
+def account_of(distribution_id: str) -> str:
+    return f"app:dist.{distribution_id}"
+
+
+def distribution_view(row, totals: dict | None = None) -> dict:
+    out = {"id": row["id"], "snapshot": row["snapshot_id"], "asset": row["asset_id"],
+           "pool_account": row["pool_account"], "account": row["account"], "total": str(row["total"]),
+           "minimum": str(row["minimum"]), "remainder": str(row["remainder"]),
+           "remainder_account": row["remainder_account"], "mode": row["mode"], "recipients": row["recipients"],
+           "state": row["state"], "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
+    if totals is not None:
+        out["shares"] = totals
+    return out
+
+
+def _check(req: DistributionRequest) -> DistributionRequest:
+    check_id(req.id)
+    check_id(req.snapshot, "snapshot")
+    if req.mode not in MODES:
+        raise DistributionRefused("mode", f"one of {', '.join(MODES)}")
+    for name, v in (("total", req.total), ("minimum", req.minimum)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_AMOUNT:
+            raise DistributionRefused(name, "an integer in base units")
+    if req.total <= 0:
+        raise DistributionRefused("total", "must be above zero")
+    return DistributionRequest(req.id, req.snapshot, normalize_account(req.pool_account), req.asset, req.total,
+                               req.minimum, normalize_account(req.remainder_account or req.pool_account), req.mode)
+
+
+async def share_totals(conn: asyncpg.Connection, distribution_id: str) -> dict:
+    return {r["state"]: {"count": r["n"], "amount": str(r["amount"])}
+            for r in await conn.fetch(Q.share_totals, distribution_id)}
+
+
+async def create_distribution(pool: asyncpg.Pool, settings: Settings, req: DistributionRequest,
+                              actor: str) -> tuple[dict, bool]:
+    """Allocate and book; return (the distribution, created now)."""
+    req = _check(req)
+    body = req.body()
+    account = account_of(req.id)
+
+    async def work(conn: asyncpg.Connection) -> tuple[dict, bool]:
+        row = await conn.fetchrow(Q.find_distribution, req.id)
+        if row is not None:
+            diff = next((k for k in body if row["body"].get(k) != body[k]), None)
+            if diff is not None:
+                raise DistributionConflict(diff, f"{req.id!r} was already used with a different {diff}")
+            return distribution_view(row, await share_totals(conn, req.id)), False
+        if await conn.fetchval("SELECT 1 FROM distribution_snapshots WHERE id = $1", req.snapshot) is None:
+            raise NotFound("snapshot", f"no snapshot {req.snapshot!r}")
+        chain, _ = await ACCOUNTS.asset(conn, req.asset, "asset")
+        for name, code in (("pool_account", req.pool_account), ("remainder_account", req.remainder_account)):
+            check_account(settings, code, chain, name)
+        weights = [(r["recipient"], int(r["weight"])) for r in await conn.fetch(Q.snapshot_weights, req.snapshot)]
+        try:
+            alloc = allocate(req.total, weights, minimum=req.minimum, seed=req.id)
+        except AllocationError as exc:
+            raise DistributionRefused("snapshot", exc.reason) from exc
+        owed = req.total - alloc.remainder
+        transfers = []
+        if owed:
+            transfers.append(Transfer(f"distribution:{req.id}", req.pool_account, account, req.asset, owed,
+                                      memo=f"distribution {req.id}: {len(alloc.shares)} shares"))
+        if alloc.remainder and req.remainder_account != req.pool_account:
+            transfers.append(Transfer(f"distribution:{req.id}:remainder", req.pool_account, req.remainder_account,
+                                      req.asset, alloc.remainder, memo=f"distribution {req.id}: shares below minimum"))
+        if not alloc.shares:
+            raise DistributionRefused("total", "every share is below the minimum: nothing to distribute")
+        if await conn.fetchval(Q.insert_distribution, req.id, req.snapshot, req.asset, req.pool_account, account,
+                               req.total, req.minimum, alloc.remainder, req.remainder_account, req.mode, body,
+                               len(alloc.shares), actor) is None:
+            raise asyncpg.UniqueViolationError("raced")  # retried whole: the next attempt replays
+        if transfers:
+            r = Request(prepare(transfers), actor)
+            await book_requests(conn, settings, [r])
+            if r.error is not None:
+                raise r.error  # rolls the whole transaction back
+        await conn.execute(Q.insert_shares, req.id, list(range(len(alloc.shares))),
+                           [s[0] for s in alloc.shares], [s[1] for s in alloc.shares])
+        await audit(conn, actor, "distribution.created", f"distribution:{req.id}",
+                    {"total": str(req.total), "remainder": str(alloc.remainder), "recipients": len(alloc.shares)})
+        row = await conn.fetchrow(Q.find_distribution, req.id)
+        return distribution_view(row, await share_totals(conn, req.id)), True
+
+    # The distribution's account exists before the booking transaction (an
+    # account without entries if that is refused): the ledger's account
+    # cache only keeps accounts that committed.
+    async with pool.acquire() as conn:
+        await conn.execute(Q.ensure_app_account, account, f"distribution {req.id}")
+    try:
+        return await retrying(pool, work)
+    except TransferRefused as exc:
+        raise DistributionRefused("pool_account" if exc.result == "exceeds_available" else exc.field,
+                                  exc.reason) from exc
+
+
+async def get_distribution(conn: asyncpg.Connection, distribution_id: str) -> dict:
+    row = await conn.fetchrow(Q.find_distribution, distribution_id)
+    if row is None:
+        raise NotFound("id", f"no distribution {distribution_id!r}")
+    return distribution_view(row, await share_totals(conn, distribution_id))
+
+
+async def shares_page(conn: asyncpg.Connection, distribution_id: str, after: int = -1, limit: int = 500) -> list[dict]:
+    return [{"index": r["idx"], "recipient": r["recipient"], "amount": str(r["amount"]), "state": r["state"],
+             "payout_key": r["payout_key"]}
+            for r in await conn.fetch(Q.shares_page, distribution_id, after, limit)]
+
+
+__all__ = ["DistributionConflict", "DistributionRefused", "DistributionRequest", "FieldError", "account_of",
+           "create_distribution", "get_distribution", "shares_page"]

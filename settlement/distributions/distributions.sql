@@ -1,0 +1,102 @@
+-- Snapshots and distributions (settlement/distributions/).
+
+-- name: final_height
+-- The chain's final height (NULL before there is one).
+SELECT final_number FROM chain_state WHERE chain = $1;
+
+-- name: erc20_holders
+-- Balances of an ERC-20 at height $3 from its final Transfer events, plus
+-- opening balances ($4 addresses, $5 amounts) at the contract's start block;
+-- excluded addresses ($6) left out. Only positive balances.
+WITH moves AS (
+    SELECT lower(args ->> 'to') AS holder, (args ->> 'value')::numeric AS v
+    FROM final_events WHERE chain = $1 AND address = $2 AND event = 'Transfer' AND block_number <= $3
+    UNION ALL
+    SELECT lower(args ->> 'from'), -(args ->> 'value')::numeric
+    FROM final_events WHERE chain = $1 AND address = $2 AND event = 'Transfer' AND block_number <= $3
+    UNION ALL
+    SELECT lower(o.holder), o.v FROM unnest($4::text[], $5::numeric[]) AS o(holder, v)
+)
+SELECT holder AS recipient, sum(v) AS weight
+FROM moves
+WHERE holder <> ALL ($6::text[])
+GROUP BY holder
+HAVING sum(v) > 0
+ORDER BY holder;
+
+-- name: erc721_holders
+-- Token counts per owner of an ERC-721 at height $3: each token's last final
+-- Transfer at or below it (opening owners $4 token ids, $5 owners, come
+-- first); excluded addresses ($6) left out.
+WITH moves AS (
+    SELECT args ->> 'tokenId' AS token, lower(args ->> 'to') AS owner, block_number, tx_index, log_index
+    FROM final_events WHERE chain = $1 AND address = $2 AND event = 'Transfer' AND block_number <= $3
+    UNION ALL
+    SELECT o.token, lower(o.owner), -1, 0, 0 FROM unnest($4::text[], $5::text[]) AS o(token, owner)
+), owners AS (
+    SELECT DISTINCT ON (token) token, owner
+    FROM moves ORDER BY token, block_number DESC, tx_index DESC, log_index DESC
+)
+SELECT owner AS recipient, count(*)::numeric AS weight
+FROM owners
+WHERE owner <> ALL ($6::text[])
+GROUP BY owner
+ORDER BY owner;
+
+-- name: find_snapshot
+SELECT id, kind, chain, contract, height, body, holders, total_weight, created_by, created_at
+FROM distribution_snapshots WHERE id = $1;
+
+-- name: insert_snapshot
+-- A new snapshot (nothing when the id exists: the caller compares bodies).
+INSERT INTO distribution_snapshots (id, kind, chain, contract, height, body, holders, total_weight, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: insert_weights
+INSERT INTO distribution_snapshot_weights (snapshot_id, recipient, weight)
+SELECT $1, r, w FROM unnest($2::text[], $3::numeric[]) AS x(r, w);
+
+-- name: snapshot_weights
+SELECT recipient, weight FROM distribution_snapshot_weights WHERE snapshot_id = $1 ORDER BY recipient;
+
+-- name: snapshot_weights_page
+SELECT recipient, weight FROM distribution_snapshot_weights
+WHERE snapshot_id = $1 AND recipient > $2 ORDER BY recipient LIMIT $3;
+
+-- name: find_distribution
+SELECT id, snapshot_id, asset_id, pool_account, account, total, minimum, remainder, remainder_account, mode,
+       body, recipients, state, created_by, created_at
+FROM distributions WHERE id = $1;
+
+-- name: insert_distribution
+INSERT INTO distributions (id, snapshot_id, asset_id, pool_account, account, total, minimum, remainder,
+                           remainder_account, mode, body, recipients, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: insert_shares
+INSERT INTO distribution_shares (distribution_id, idx, recipient, amount)
+SELECT $1, i, r, a FROM unnest($2::int[], $3::text[], $4::numeric[]) AS x(i, r, a);
+
+-- name: ensure_app_account
+-- The distribution's own app account (created whatever ledger.create_app_accounts says).
+INSERT INTO ledger_accounts (code, kind, label) VALUES ($1, 'app', $2)
+ON CONFLICT (code) DO NOTHING;
+
+-- name: shares_page
+SELECT idx, recipient, amount, state, payout_key FROM distribution_shares
+WHERE distribution_id = $1 AND idx > $2 ORDER BY idx LIMIT $3;
+
+-- name: share_of
+SELECT idx, recipient, amount, state, payout_key FROM distribution_shares
+WHERE distribution_id = $1 AND recipient = $2;
+
+-- name: all_shares
+SELECT idx, recipient, amount, state FROM distribution_shares WHERE distribution_id = $1 ORDER BY idx;
+
+-- name: share_totals
+SELECT state, count(*) AS n, COALESCE(sum(amount), 0) AS amount
+FROM distribution_shares WHERE distribution_id = $1 GROUP BY state;
