@@ -100,3 +100,30 @@ SELECT idx, recipient, amount, state FROM distribution_shares WHERE distribution
 -- name: share_totals
 SELECT state, count(*) AS n, COALESCE(sum(amount), 0) AS amount
 FROM distribution_shares WHERE distribution_id = $1 GROUP BY state;
+
+-- name: owed_shares
+-- Shares not yet requested, in index order, from index $2 on.
+SELECT idx, recipient, amount FROM distribution_shares
+WHERE distribution_id = $1 AND state = 'owed' AND idx > $2 ORDER BY idx LIMIT $3;
+
+-- name: mark_requested
+-- The share's payout request exists (key $3); at most once.
+UPDATE distribution_shares SET state = 'requested', payout_key = $3, updated_at = now()
+WHERE distribution_id = $1 AND idx = $2 AND state = 'owed';
+
+-- name: sync_paid
+-- Shares follow their payout requests: paid when the payout is, back to
+-- requested if a reorg un-confirms it. Returns the shares that changed.
+UPDATE distribution_shares s
+SET state = CASE WHEN p.state = 'paid' THEN 'paid' ELSE 'requested' END, updated_at = now()
+FROM payout_requests p
+WHERE s.distribution_id = $1 AND p.idempotency_key = s.payout_key AND s.state IN ('requested', 'paid')
+  AND (p.state = 'paid') <> (s.state = 'paid')
+RETURNING s.idx, s.state;
+
+-- name: set_paid_if_done
+-- A push distribution is paid once no share is open; returns its id when it changed now.
+UPDATE distributions d SET state = 'paid'
+WHERE d.id = $1 AND d.state = 'open'
+  AND NOT EXISTS (SELECT 1 FROM distribution_shares s WHERE s.distribution_id = d.id AND s.state <> 'paid')
+RETURNING id;
