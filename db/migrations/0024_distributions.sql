@@ -57,8 +57,19 @@ CREATE TABLE distributions (
     recipients         INT NOT NULL,
     state              TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'paid', 'closed')),
     created_by         TEXT NOT NULL,
-    created_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- pull: the ClaimDistributor epoch its tree is claimed from (set once),
+    -- the tree's root and the claim deadline (unix seconds, block time).
+    claim_contract     TEXT,
+    epoch              NUMERIC(78, 0),
+    root               TEXT,
+    deadline           BIGINT,
+    closed_at          TIMESTAMPTZ,
+    CHECK ((claim_contract IS NULL) = (epoch IS NULL) AND (epoch IS NULL) = (root IS NULL)
+           AND (root IS NULL) = (deadline IS NULL)),
+    CHECK (mode = 'pull' OR claim_contract IS NULL)
 );
+CREATE UNIQUE INDEX distributions_epoch ON distributions (asset_id, claim_contract, epoch) WHERE epoch IS NOT NULL;
 
 -- One row per paid share. idx is the share's position in recipient order
 -- (the Merkle leaf index); state moves owed -> requested (a payout request
@@ -70,6 +81,7 @@ CREATE TABLE distribution_shares (
     amount           NUMERIC(78, 0) NOT NULL CHECK (amount > 0),
     state            TEXT NOT NULL DEFAULT 'owed' CHECK (state IN ('owed', 'requested', 'paid', 'claimed', 'expired')),
     payout_key       TEXT UNIQUE,
+    claim_event_id   BIGINT,  -- the final Claimed event that settled it
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (distribution_id, idx),
     UNIQUE (distribution_id, recipient)

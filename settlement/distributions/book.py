@@ -29,6 +29,7 @@ import asyncpg
 from config import Settings
 from config.errors import FieldError
 from db import audit
+from db.values import amount_text
 from settlement.distributions.allocate import MAX_AMOUNT, AllocationError, allocate
 from settlement.distributions.snapshots import NotFound, Q, SnapshotConflict, SnapshotRefused, check_id
 from settlement.ledger.transfers import (
@@ -77,8 +78,8 @@ def account_of(distribution_id: str) -> str:
 
 def distribution_view(row, totals: dict | None = None) -> dict:
     out = {"id": row["id"], "snapshot": row["snapshot_id"], "asset": row["asset_id"],
-           "pool_account": row["pool_account"], "account": row["account"], "total": str(row["total"]),
-           "minimum": str(row["minimum"]), "remainder": str(row["remainder"]),
+           "pool_account": row["pool_account"], "account": row["account"], "total": amount_text(row["total"]),
+           "minimum": amount_text(row["minimum"]), "remainder": amount_text(row["remainder"]),
            "remainder_account": row["remainder_account"], "mode": row["mode"], "recipients": row["recipients"],
            "state": row["state"], "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
     if totals is not None:
@@ -101,7 +102,7 @@ def _check(req: DistributionRequest) -> DistributionRequest:
 
 
 async def share_totals(conn: asyncpg.Connection, distribution_id: str) -> dict:
-    return {r["state"]: {"count": r["n"], "amount": str(r["amount"])}
+    return {r["state"]: {"count": r["n"], "amount": amount_text(r["amount"])}
             for r in await conn.fetch(Q.share_totals, distribution_id)}
 
 
@@ -175,7 +176,7 @@ async def get_distribution(conn: asyncpg.Connection, distribution_id: str) -> di
 
 
 async def shares_page(conn: asyncpg.Connection, distribution_id: str, after: int = -1, limit: int = 500) -> list[dict]:
-    return [{"index": r["idx"], "recipient": r["recipient"], "amount": str(r["amount"]), "state": r["state"],
+    return [{"index": r["idx"], "recipient": r["recipient"], "amount": amount_text(r["amount"]), "state": r["state"],
              "payout_key": r["payout_key"]}
             for r in await conn.fetch(Q.shares_page, distribution_id, after, limit)]
 

@@ -67,7 +67,7 @@ WHERE snapshot_id = $1 AND recipient > $2 ORDER BY recipient LIMIT $3;
 
 -- name: find_distribution
 SELECT id, snapshot_id, asset_id, pool_account, account, total, minimum, remainder, remainder_account, mode,
-       body, recipients, state, created_by, created_at
+       body, recipients, state, created_by, created_at, claim_contract, epoch, root, deadline, closed_at
 FROM distributions WHERE id = $1;
 
 -- name: insert_distribution
@@ -127,3 +127,58 @@ UPDATE distributions d SET state = 'paid'
 WHERE d.id = $1 AND d.state = 'open'
   AND NOT EXISTS (SELECT 1 FROM distribution_shares s WHERE s.distribution_id = d.id AND s.state <> 'paid')
 RETURNING id;
+
+-- name: lock_distribution
+SELECT id, snapshot_id, asset_id, pool_account, account, total, remainder, mode, state, claim_contract, epoch,
+       root, deadline
+FROM distributions WHERE id = $1 FOR UPDATE;
+
+-- name: set_epoch
+-- The epoch a pull distribution is claimed from; once.
+UPDATE distributions SET claim_contract = $2, epoch = $3, root = $4, deadline = $5
+WHERE id = $1 AND mode = 'pull' AND epoch IS NULL
+RETURNING id;
+
+-- name: final_claims
+-- Final Claimed events of one epoch of one contract, first per leaf index.
+SELECT DISTINCT ON ((args ->> 'index')::numeric) id, block_number, tx_hash, (args ->> 'index')::numeric AS idx,
+       lower(args ->> 'account') AS account, (args ->> 'amount')::numeric AS amount
+FROM final_events
+WHERE chain = $1 AND address = $2 AND event = 'Claimed' AND (args ->> 'epochId')::numeric = $3
+ORDER BY (args ->> 'index')::numeric, block_number, log_index;
+
+-- name: pending_claims
+-- Claimed events of the epoch above the final height: seen, not settled.
+SELECT count(*) FROM events e JOIN chain_state s ON s.chain = e.chain
+WHERE e.chain = $1 AND e.address = $2 AND e.event = 'Claimed' AND (e.args ->> 'epochId')::numeric = $3
+  AND e.block_number > s.final_number;
+
+-- name: settle_share
+UPDATE distribution_shares SET state = 'claimed', claim_event_id = $3, updated_at = now()
+WHERE distribution_id = $1 AND idx = $2 AND state = 'owed'
+RETURNING idx, recipient, amount;
+
+-- name: unsettle_shares
+-- Claimed shares whose event is no longer final (it cannot happen to final
+-- data; kept so the share state is derived both ways).
+UPDATE distribution_shares SET state = 'owed', claim_event_id = NULL, updated_at = now()
+WHERE distribution_id = $1 AND state = 'claimed' AND NOT (claim_event_id = ANY ($2::bigint[]))
+RETURNING idx;
+
+-- name: final_block_time
+-- The time of the newest final block whose header is kept (NULL before there is one).
+SELECT b.timestamp FROM blocks b JOIN chain_state s ON s.chain = b.chain
+WHERE b.chain = $1 AND b.number <= s.final_number AND b.timestamp IS NOT NULL
+ORDER BY b.number DESC LIMIT 1;
+
+-- name: expire_shares
+UPDATE distribution_shares SET state = 'expired', updated_at = now()
+WHERE distribution_id = $1 AND state = 'owed'
+RETURNING idx, recipient, amount;
+
+-- name: close_distribution
+UPDATE distributions SET state = 'closed', closed_at = now() WHERE id = $1 AND state = 'open' RETURNING id;
+
+-- name: wallet_account
+SELECT a.code FROM ledger_wallets w JOIN ledger_accounts a ON a.id = w.account_id
+WHERE w.chain = $1 AND w.address = $2;

@@ -35,6 +35,7 @@ import asyncpg
 from config import Settings
 from config.errors import FieldError
 from db import Queries, audit
+from db.values import amount_text
 from settlement.distributions.allocate import MAX_AMOUNT, check_weights
 from settlement.ledger.transfers import retrying
 
@@ -176,7 +177,7 @@ async def _holders(conn: asyncpg.Connection, settings: Settings, req: SnapshotRe
 
 def snapshot_view(row) -> dict:
     return {"id": row["id"], "kind": row["kind"], "chain": row["chain"], "contract": row["contract"],
-            "height": row["height"], "holders": row["holders"], "total_weight": str(row["total_weight"]),
+            "height": row["height"], "holders": row["holders"], "total_weight": amount_text(row["total_weight"]),
             "label": row["body"].get("label"), "exclude": row["body"].get("exclude"),
             "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
 
