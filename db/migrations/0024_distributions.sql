@@ -99,3 +99,33 @@ BEGIN
 END $$;
 CREATE TRIGGER distribution_shares_fixed BEFORE UPDATE OR DELETE ON distribution_shares
     FOR EACH ROW EXECUTE FUNCTION distribution_shares_fixed();
+
+-- Signed claim vouchers (EIP-712, redeemed at the ClaimDistributor): the
+-- amount moves from the pool to its voucher account (app:vouchers.<pool
+-- name>) when issued, and leaves 'issued' exactly once, from final data:
+-- used (a final VoucherRedeemed event), expired (a final block at or past
+-- valid_before), revoked (a final VoucherRevoked event); expired and revoked
+-- move it back to the pool.
+CREATE TABLE distribution_vouchers (
+    id                TEXT PRIMARY KEY,  -- the client's id: the same body replays the same voucher
+    nonce             TEXT NOT NULL UNIQUE CHECK (nonce ~ '^0x[0-9a-f]{64}$'),
+    chain             TEXT NOT NULL,
+    contract          TEXT NOT NULL,
+    pool_account      TEXT NOT NULL,
+    account           TEXT NOT NULL,
+    asset_id          TEXT NOT NULL REFERENCES assets (id),
+    recipient         TEXT NOT NULL,
+    amount            NUMERIC(78, 0) NOT NULL CHECK (amount > 0),
+    valid_after       BIGINT NOT NULL,
+    valid_before      BIGINT NOT NULL CHECK (valid_before > valid_after),
+    signature         TEXT NOT NULL,
+    body              JSONB NOT NULL,
+    state             TEXT NOT NULL DEFAULT 'issued' CHECK (state IN ('issued', 'used', 'expired', 'revoked')),
+    revoke_requested  BOOLEAN NOT NULL DEFAULT false,
+    event_id          BIGINT,
+    created_by        TEXT NOT NULL,
+    created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+    resolved_at       TIMESTAMPTZ,
+    CHECK ((state = 'issued') = (resolved_at IS NULL))
+);
+CREATE INDEX distribution_vouchers_open ON distribution_vouchers (pool_account, asset_id) WHERE state = 'issued';

@@ -27,7 +27,7 @@ UNIT = 10**15
 
 
 class ClaimEnv:
-    def __init__(self, anvil, pool, tmp_path) -> None:
+    def __init__(self, anvil, pool, tmp_path, accounts=({"code": POOL},)) -> None:
         self.anvil, self.pool = anvil, pool
         self.contract = deploy(anvil.url, "ClaimDistributor", DEV_ACCOUNTS[1][0], frm=OWNER).lower()
         start = int(anvil.rpc("eth_blockNumber", []), 16)
@@ -37,7 +37,7 @@ class ClaimEnv:
                                  contracts=[{"name": "claims", "address": self.contract, "abi": "claim_distributor",
                                              "start_block": start}],
                                  wallets=[{"name": "hot", "address": "0x" + "a1" * 20, "assets": ["native"]}])],
-            "ledger": {"accounts": [{"code": POOL}]}})
+            "ledger": {"accounts": list(accounts)}})
         self.follower = make_follower(self.settings.chain("anvil"), pool, self.settings)
 
     async def index(self, mine: int = 0) -> None:
