@@ -129,3 +129,73 @@ CREATE TABLE distribution_vouchers (
     CHECK ((state = 'issued') = (resolved_at IS NULL))
 );
 CREATE INDEX distribution_vouchers_open ON distribution_vouchers (pool_account, asset_id) WHERE state = 'issued';
+
+-- Feed kinds 'distribution' (created, paid, claimed, expired) and 'voucher'
+-- (issued, used, expired, revoked): written by triggers in the transaction
+-- of the change. The allowed list is extended, not replaced.
+DO $$
+DECLARE
+    def TEXT;
+    kinds TEXT[];
+BEGIN
+    SELECT pg_get_constraintdef(c.oid) INTO def FROM pg_constraint c
+    WHERE c.conrelid = 'feed_outbox'::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) LIKE '%kind%';
+    IF def IS NULL THEN
+        RETURN;
+    END IF;
+    -- The list reads either 'a', 'b' (IN) or '{a,b}' (= ANY, as 0012 writes it).
+    SELECT array_agg(DISTINCT k) INTO kinds
+    FROM regexp_matches(def, '''\{?([a-z_,]+)\}?''', 'g') AS m, unnest(string_to_array(m[1], ',')) AS k;
+    kinds := array(SELECT DISTINCT unnest(kinds || ARRAY['distribution', 'voucher']));
+    EXECUTE (SELECT 'ALTER TABLE feed_outbox DROP CONSTRAINT ' || quote_ident(c.conname) FROM pg_constraint c
+             WHERE c.conrelid = 'feed_outbox'::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) = def);
+    EXECUTE 'ALTER TABLE feed_outbox ADD CONSTRAINT feed_outbox_kind_check CHECK (kind = ANY ('
+            || quote_literal(kinds::text) || '::text[]))';
+END $$;
+
+CREATE FUNCTION feed_distribution() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.state IS NOT DISTINCT FROM OLD.state THEN
+        RETURN NEW;
+    END IF;
+    INSERT INTO feed_outbox (kind, subject, chain, payload)
+    VALUES ('distribution', NEW.id, split_part(NEW.asset_id, ':', 1), jsonb_build_object(
+        'event', 'distribution.' || CASE WHEN TG_OP = 'INSERT' THEN 'created'
+                                         WHEN NEW.state = 'closed' THEN 'expired' ELSE NEW.state END,
+        'state', CASE WHEN TG_OP = 'INSERT' THEN 'created' WHEN NEW.state = 'closed' THEN 'expired'
+                      ELSE NEW.state END,
+        'id', NEW.id, 'asset', NEW.asset_id, 'mode', NEW.mode, 'total', NEW.total::text,
+        'recipients', NEW.recipients, 'pool_account', NEW.pool_account));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER feed_distribution AFTER INSERT OR UPDATE OF state ON distributions
+    FOR EACH ROW EXECUTE FUNCTION feed_distribution();
+
+CREATE FUNCTION feed_distribution_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'claimed' AND OLD.state <> 'claimed' THEN
+        INSERT INTO feed_outbox (kind, subject, chain, payload)
+        SELECT 'distribution', NEW.distribution_id, split_part(d.asset_id, ':', 1), jsonb_build_object(
+            'event', 'distribution.claimed', 'state', 'claimed', 'id', NEW.distribution_id, 'index', NEW.idx,
+            'account', NEW.recipient, 'amount', NEW.amount::text, 'asset', d.asset_id)
+        FROM distributions d WHERE d.id = NEW.distribution_id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER feed_distribution_claim AFTER UPDATE OF state ON distribution_shares
+    FOR EACH ROW EXECUTE FUNCTION feed_distribution_claim();
+
+CREATE FUNCTION feed_voucher() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.state IS NOT DISTINCT FROM OLD.state THEN
+        RETURN NEW;
+    END IF;
+    INSERT INTO feed_outbox (kind, subject, chain, payload)
+    VALUES ('voucher', NEW.id, NEW.chain, jsonb_build_object(
+        'event', 'voucher.' || NEW.state, 'state', NEW.state, 'id', NEW.id, 'nonce', NEW.nonce,
+        'recipient', NEW.recipient, 'asset', NEW.asset_id, 'amount', NEW.amount::text,
+        'pool_account', NEW.pool_account, 'valid_before', NEW.valid_before));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER feed_voucher AFTER INSERT OR UPDATE OF state ON distribution_vouchers
+    FOR EACH ROW EXECUTE FUNCTION feed_voucher();

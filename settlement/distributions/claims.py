@@ -67,8 +67,10 @@ async def tree_of(conn: asyncpg.Connection, distribution_id: str) -> StandardMer
     return claim_tree([(r["idx"], r["recipient"], int(r["amount"])) for r in rows])
 
 
-async def proof_of(conn: asyncpg.Connection, distribution_id: str, account: str) -> dict:
-    tree = await tree_of(conn, distribution_id)
+async def proof_of(conn: asyncpg.Connection, distribution_id: str, account: str,
+                   tree: StandardMerkleTree | None = None) -> dict:
+    """One account's leaf and proof (`tree`: the distribution's, when the caller has it already)."""
+    tree = tree or await tree_of(conn, distribution_id)
     share = await conn.fetchrow(Q.share_of, distribution_id, account.lower())
     if share is None:
         raise NotFound("account", f"{account} has no share in {distribution_id}")

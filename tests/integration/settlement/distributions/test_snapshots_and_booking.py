@@ -134,3 +134,21 @@ async def test_refused_distribution_writes_nothing(pool, settings):
     await fund(pool, POOL, 1)
     view, created = await create_distribution(pool, settings, DistributionRequest("big", "s", POOL, ASSET, 6), "t")
     assert created and view["shares"]["owed"]["amount"] == "6"
+
+
+async def test_feed_kinds_are_extended_not_replaced(pool):
+    async with pool.acquire() as conn:
+        definition = await conn.fetchval(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'feed_outbox_kind_check'")
+    for kind in ("payout", "batch", "reconciliation", "asset_pause", "payout_control", "invoice", "intent",
+                 "distribution", "voucher"):
+        assert kind in definition, (kind, definition)
+
+
+async def test_feed_rows_for_created_and_claimed(pool, settings):
+    await create_snapshot(pool, settings, SnapshotRequest("s", "list", ((A, 1), (B, 1))), "t")
+    await fund(pool, POOL, 10)
+    await create_distribution(pool, settings, DistributionRequest("d", "s", POOL, ASSET, 10), "t")
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT kind, subject, payload FROM feed_outbox WHERE kind = 'distribution'")
+    assert [(r["subject"], r["payload"]["event"]) for r in rows] == [("d", "distribution.created")]
