@@ -182,3 +182,14 @@ UPDATE distributions SET state = 'closed', closed_at = now() WHERE id = $1 AND s
 -- name: wallet_account
 SELECT a.code FROM ledger_wallets w JOIN ledger_accounts a ON a.id = w.account_id
 WHERE w.chain = $1 AND w.address = $2;
+
+-- name: open_distributions
+-- What the background task settles: open push distributions with requested shares, pull ones with an epoch.
+SELECT id, mode FROM distributions d
+WHERE state = 'open' AND (mode = 'pull' AND epoch IS NOT NULL
+   OR mode = 'push' AND EXISTS (SELECT 1 FROM distribution_shares s WHERE s.distribution_id = d.id
+                                AND s.state = 'requested'))
+ORDER BY id;
+
+-- name: voucher_chains
+SELECT DISTINCT chain FROM distribution_vouchers WHERE state = 'issued';

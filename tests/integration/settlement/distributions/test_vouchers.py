@@ -95,3 +95,22 @@ async def test_vouchers_issue_cap_use_revoke_expire_once(env):
         assert await conn.fetchval("SELECT count(*) FROM ledger_transfers WHERE id LIKE 'voucher:%:release'") == 2
     # the cap counts outstanding vouchers only: room again
     await issue(req("v5", c, 9 * UNIT))
+
+
+async def test_the_background_pass_settles_like_the_calls(env):
+    """settle_once (the daemon task's pass) resolves an expired voucher once, run twice."""
+    from settlement.distributions.loop import settle_once
+
+    signer = LocalKeySigner(bytes.fromhex(DEV_ACCOUNTS[1][1].removeprefix("0x")))
+    chain_id = int(env.anvil.rpc("eth_chainId", []), 16)
+    now = latest_timestamp(env.anvil)
+    await issue_voucher(env.pool, env.settings, signer, VoucherRequest(
+        "w", POOL, ASSET, fresh_address(), UNIT, now - 60, now + 30, env.contract), chain_id=chain_id, actor="t")
+    warp(env.anvil, 100)
+    await env.index(mine=4)
+    await settle_once(env.pool, env.settings)
+    await settle_once(env.pool, env.settings)
+    async with env.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT state FROM distribution_vouchers WHERE id = 'w'") == "expired"
+        assert await conn.fetchval("SELECT count(*) FROM feed_outbox WHERE kind = 'voucher'") == 2
+    assert (await balance_parts(env.pool, POOL, ASSET))["available"] == 100 * UNIT
