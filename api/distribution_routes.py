@@ -24,6 +24,7 @@ from settlement.distributions.book import DistributionRequest, create_distributi
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot, get_snapshot
 from settlement.ledger.transfers import TransferConflict, TransferRefused
 from settlement.payouts.evm.config import load_key
+from settlement.payouts.evm.signer import SignerError
 
 from .http import RequestError, json_response
 from .routing import Address, Ident, QueryInt, Routes, Text, Units, UnitsIn
@@ -418,13 +419,21 @@ async def post_voucher(request: web.Request, body: VoucherBody) -> web.Response:
     if pc is None:
         raise RequestError("asset", f"{chain} has no payout signer configured ([[payouts.chains]])", status=422,
                            code="refused")
-    signer = load_key(pc.signer, "signer")
+    req = vouchers.VoucherRequest(body.id, body.pool_account, body.asset, body.recipient, body.amount,
+                                  body.valid_after, body.valid_before, body.contract)
+    try:
+        vouchers.check_request(req)
+    except FieldError as exc:
+        raise refused(exc) from None
+    try:
+        signer = load_key(pc.signer, f"payouts.chains[{chain}].signer")
+    except SignerError as exc:
+        raise RequestError("asset", f"the payout signer of {chain} is not usable: {exc}", status=422,
+                           code="refused") from None
     async with pool.acquire() as conn:
         chain_id = await conn.fetchval("SELECT chain_id FROM chain_state WHERE chain = $1", chain)
     if chain_id is None:
         raise RequestError("asset", f"{chain} is not followed yet", status=422, code="refused")
-    req = vouchers.VoucherRequest(body.id, body.pool_account, body.asset, body.recipient, body.amount,
-                                  body.valid_after, body.valid_before, body.contract)
     try:
         out, created = await vouchers.issue_voucher(pool, settings, signer, req, chain_id=chain_id,
                                                     actor=request.app[ADMIN_ACTOR])

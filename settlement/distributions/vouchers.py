@@ -99,7 +99,8 @@ def voucher_view(row) -> dict:
             "resolved_at": row["resolved_at"].isoformat() if row["resolved_at"] else None}
 
 
-def _check(req: VoucherRequest) -> VoucherRequest:
+def check_request(req: VoucherRequest) -> VoucherRequest:
+    """Checks that need no database or key; addresses normalized."""
     check_id(req.id)
     pool_account = normalize_account(req.pool_account)
     if not pool_account.startswith("app:") or len(voucher_account(pool_account)) > 67:
@@ -129,7 +130,7 @@ def _asset_address(settings: Settings, chain: str, name: str) -> str:
 
 async def issue_voucher(pool: asyncpg.Pool, settings: Settings, signer: Signer, req: VoucherRequest, *,
                         chain_id: int, actor: str) -> tuple[dict, bool]:
-    req = _check(req)
+    req = check_request(req)
     body = req.body()
     async with pool.acquire() as conn:
         stored = await conn.fetchrow(Q.find_voucher, req.id)
