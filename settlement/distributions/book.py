@@ -76,6 +76,21 @@ def account_of(distribution_id: str) -> str:
     return f"app:dist.{distribution_id}"
 
 
+async def book_linked(conn: asyncpg.Connection, settings: Settings, transfers: list[Transfer], actor: str) -> None:
+    """Book linked transfers in the caller's transaction through the ledger's machinery (the debited
+    accounts' row locks and limits); a refusal raises, rolling the caller's transaction back."""
+    r = Request(prepare(transfers), actor)
+    await book_requests(conn, settings, [r])
+    if r.error is not None:
+        raise r.error
+
+
+async def contract_account(conn: asyncpg.Connection, chain: str, contract: str) -> str:
+    """The ledger account of a ClaimDistributor: its wallet account when it is a configured wallet
+    (funding it from another wallet is then an internal move), else external:<chain>:<contract>."""
+    return await conn.fetchval(Q.wallet_account, chain, contract) or f"external:{chain}:{contract}"
+
+
 def distribution_view(row, totals: dict | None = None) -> dict:
     out = {"id": row["id"], "snapshot": row["snapshot_id"], "asset": row["asset_id"],
            "pool_account": row["pool_account"], "account": row["account"], "total": amount_text(row["total"]),
@@ -145,10 +160,7 @@ async def create_distribution(pool: asyncpg.Pool, settings: Settings, req: Distr
                                len(alloc.shares), actor) is None:
             raise asyncpg.UniqueViolationError("raced")  # retried whole: the next attempt replays
         if transfers:
-            r = Request(prepare(transfers), actor)
-            await book_requests(conn, settings, [r])
-            if r.error is not None:
-                raise r.error  # rolls the whole transaction back
+            await book_linked(conn, settings, transfers, actor)  # a refusal rolls it all back
         await conn.execute(Q.insert_shares, req.id, list(range(len(alloc.shares))),
                            [s[0] for s in alloc.shares], [s[1] for s in alloc.shares])
         await audit(conn, actor, "distribution.created", f"distribution:{req.id}",

@@ -40,10 +40,11 @@ from config.logs import get_logger
 from db import audit
 from db.values import amount_text
 from settlement.distributions import claim_abi
+from settlement.distributions.book import book_linked, contract_account
 from settlement.distributions.merkle import StandardMerkleTree, claim_tree
 from settlement.distributions.snapshots import NotFound, Q, SnapshotRefused
 from settlement.ledger.books import Posting, post_transaction
-from settlement.ledger.transfers import Request, Transfer, book_requests, prepare, retrying
+from settlement.ledger.transfers import Transfer, retrying
 
 log = get_logger("settlement.distributions.claims")
 _HEX = "0123456789abcdef"
@@ -113,10 +114,6 @@ def _token_address(settings: Settings, chain: str, name: str) -> str:
     raise ClaimsRefused("asset", f"{chain}:{name} is not a configured token contract")
 
 
-async def _contract_account(conn: asyncpg.Connection, chain: str, contract: str) -> str:
-    return await conn.fetchval(Q.wallet_account, chain, contract) or f"external:{chain}:{contract}"
-
-
 async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, actor: str = "claims") -> dict:
     """Settle final claims, un-settle vanished ones, expire after the deadline: one transaction."""
 
@@ -131,7 +128,7 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
         contract, epoch = d["claim_contract"], d["epoch"]
         shares = {r["idx"]: r for r in await conn.fetch(Q.all_shares, distribution_id)}
         events = await conn.fetch(Q.final_claims, chain, contract, epoch)
-        counter = await _contract_account(conn, chain, contract)
+        counter = await contract_account(conn, chain, contract)
         for e in events:
             s = shares.get(int(e["idx"]))
             if s is None or s["recipient"] != e["account"] or int(s["amount"]) != int(e["amount"]):
@@ -154,13 +151,9 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
             expired = await conn.fetch(Q.expire_shares, distribution_id)
             rest = sum(int(r["amount"]) for r in expired)
             if rest:
-                r = Request(prepare([Transfer(f"distribution:{distribution_id}:expired", d["account"],
-                                              d["pool_account"], d["asset_id"], rest,
-                                              memo=f"distribution {distribution_id}: unclaimed at the deadline")]),
-                            actor)
-                await book_requests(conn, settings, [r])
-                if r.error is not None:
-                    raise r.error
+                await book_linked(conn, settings, [Transfer(
+                    f"distribution:{distribution_id}:expired", d["account"], d["pool_account"], d["asset_id"], rest,
+                    memo=f"distribution {distribution_id}: unclaimed at the deadline")], actor)
             out["expired"] = len(expired)
             out["closed"] = await conn.fetchval(Q.close_distribution, distribution_id) is not None
             await audit(conn, actor, "distribution.expired", f"distribution:{distribution_id}",

@@ -40,18 +40,16 @@ from db import Queries, audit
 from db.values import amount_text
 from settlement.distributions import claim_abi
 from settlement.distributions.allocate import MAX_AMOUNT
+from settlement.distributions.book import book_linked, contract_account
 from settlement.distributions.snapshots import NotFound, SnapshotConflict, SnapshotRefused, check_id
 from settlement.distributions.snapshots import Q as DQ
 from settlement.ledger.books import Posting, post_transaction
 from settlement.ledger.transfers import (
     ACCOUNTS,
-    Request,
     Transfer,
     TransferRefused,
-    book_requests,
     lock_rooms,
     normalize_account,
-    prepare,
     retrying,
 )
 from settlement.payouts.evm.signer import Signer
@@ -161,11 +159,8 @@ async def issue_voucher(pool: asyncpg.Pool, settings: Settings, signer: Signer, 
             if outstanding + req.amount > cap:
                 raise VoucherRefused("amount", f"{req.pool_account}: outstanding vouchers {outstanding} + "
                                                f"{req.amount} exceed its voucher_cap {cap}")
-        r = Request(prepare([Transfer(f"voucher:{req.id}", req.pool_account, account, req.asset, req.amount,
-                                      memo=f"voucher {req.id} to {req.recipient}")]), actor)
-        await book_requests(conn, settings, [r])
-        if r.error is not None:
-            raise r.error
+        await book_linked(conn, settings, [Transfer(f"voucher:{req.id}", req.pool_account, account, req.asset,
+                                                    req.amount, memo=f"voucher {req.id} to {req.recipient}")], actor)
         row = await conn.fetchrow(Q.insert_voucher, req.id, "0x" + nonce.hex(), chain, req.contract,
                                   req.pool_account, account, req.asset, req.recipient, req.amount, req.valid_after,
                                   req.valid_before, signature, body, actor)
@@ -215,8 +210,7 @@ async def settle(pool: asyncpg.Pool, settings: Settings, chain: str, actor: str 
             amount = int(v["amount"])
             if e is not None and e["event"] == "VoucherRedeemed":
                 await conn.fetchval(Q.resolve_voucher, v["id"], "used", e["id"])
-                counter = await conn.fetchval(DQ.wallet_account, chain, v["contract"]) or \
-                    f"external:{chain}:{v['contract']}"
+                counter = await contract_account(conn, chain, v["contract"])
                 await post_transaction(
                     conn, key=f"voucher:{v['id']}:used:{e['id']}", cause_kind="event",
                     cause={"voucher": v["id"], "nonce": v["nonce"]}, chain=chain, block_number=e["block_number"],
@@ -231,11 +225,9 @@ async def settle(pool: asyncpg.Pool, settings: Settings, chain: str, actor: str 
             else:
                 continue
             await conn.fetchval(Q.resolve_voucher, v["id"], state, None if e is None else e["id"])
-            r = Request(prepare([Transfer(f"voucher:{v['id']}:release", v["account"], v["pool_account"],
-                                          v["asset_id"], amount, memo=f"voucher {v['id']} {state}")]), actor)
-            await book_requests(conn, settings, [r])
-            if r.error is not None:
-                raise r.error
+            await book_linked(conn, settings, [Transfer(f"voucher:{v['id']}:release", v["account"],
+                                                        v["pool_account"], v["asset_id"], amount,
+                                                        memo=f"voucher {v['id']} {state}")], actor)
             out[state].append(v["id"])
         for state, ids in out.items():
             for i in ids:

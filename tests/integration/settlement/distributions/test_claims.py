@@ -13,13 +13,12 @@ from settlement.distributions import claim_abi as ca
 from settlement.distributions.book import DistributionRequest, create_distribution, get_distribution
 from settlement.distributions.claims import ClaimsRefused, open_epoch, proof_of, settle, tree_of
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
-from settlement.ledger.books import Posting, post_transaction
 from tests.integration.contracts.test_claim_distributor import OWNER, rejected, tx, warp
 from tests.support.anvil import DEV_ACCOUNTS, rpc_sync
 from tests.support.batcher import balance, fresh_address, latest_timestamp
 from tests.support.config import evm_chain, make_settings
 from tests.support.evm import deploy, send
-from tests.support.ledger import balance_parts
+from tests.support.ledger import balance_parts, fund
 
 POOL = "app:pool"
 ASSET = "anvil:native"
@@ -53,12 +52,7 @@ class ClaimEnv:
 async def env(anvil, pool, tmp_path):
     e = ClaimEnv(anvil, pool, tmp_path)
     await e.index(mine=4)
-    async with pool.acquire() as conn:
-        final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = 'anvil'")
-        await post_transaction(conn, key="seed-pool", cause_kind="manual", cause={"why": "test"}, chain="anvil",
-                               block_number=final, postings=[Posting(POOL, ASSET, -100 * UNIT),
-                                                             Posting("adjustment:anvil:seed", ASSET, 100 * UNIT)],
-                               author="test", reason="fund the pool")
+    await fund(pool, POOL, 100 * UNIT, asset="anvil:native")
     yield e
     await e.follower.close()
 

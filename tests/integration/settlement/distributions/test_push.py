@@ -17,12 +17,12 @@ from daemon.followers import make_follower
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.push import push, sync
 from settlement.distributions.snapshots import SnapshotRefused, SnapshotRequest, create_snapshot
-from settlement.ledger.books import Posting, post_transaction
 from settlement.payouts.evm.worker import EvmPayoutWorker
 from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, deploy_funded_batcher, head, payout_config
 from tests.support.batcher import balance, fresh_address
 from tests.support.config import make_settings
 from tests.support.evm import send
+from tests.support.ledger import fund
 
 ROOT = Path(__file__).resolve().parents[4]
 POOL = "app:pool"
@@ -42,13 +42,7 @@ class PushEnv:
     async def start(self) -> None:
         send(self.anvil.url, OWNER, OWNER, value=1)
         await self.follower.backfill()
-        async with self.pool.acquire() as conn:
-            final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = 'anvil'")
-            await post_transaction(conn, key="seed-pool", cause_kind="manual", cause={"why": "test"},
-                                   chain="anvil", block_number=final,
-                                   postings=[Posting(POOL, "anvil:native", -10**6 * UNIT),
-                                             Posting("adjustment:anvil:seed", "anvil:native", 10**6 * UNIT)],
-                                   author="test", reason="fund the pool")
+        await fund(self.pool, POOL, 10**6 * UNIT, asset="anvil:native")
 
     async def val(self, sql: str, *args):
         async with self.pool.acquire() as conn:

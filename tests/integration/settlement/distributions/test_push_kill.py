@@ -13,7 +13,6 @@ import signal
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.push import push
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
-from settlement.ledger.books import Posting, post_transaction
 from tests.integration.settlement.payouts.evm.test_kill import (
     executed_on_chain,
     kill,
@@ -24,7 +23,7 @@ from tests.integration.settlement.payouts.evm.test_kill import (
 from tests.integration.settlement.payouts.evm.test_pipeline import deploy_funded_batcher, head, payout_config
 from tests.support.batcher import balance, fresh_address
 from tests.support.config import make_settings, write_config
-from tests.support.ledger import balance_parts
+from tests.support.ledger import balance_parts, fund
 
 HOLDERS = 500
 ETHER = 10**18
@@ -45,13 +44,7 @@ async def test_push_500_holders_once_across_daemon_sigkills(anvil, pool, db_url,
         await wait_for(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = 'anvil'", 60)
     finally:
         kill(proc)
-    async with pool.acquire() as conn:
-        final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = 'anvil'")
-        await post_transaction(conn, key="seed-pool", cause_kind="manual", cause={"why": "test"}, chain="anvil",
-                               block_number=final, postings=[Posting("app:pool", "anvil:native", -10 * ETHER),
-                                                             Posting("adjustment:anvil:seed", "anvil:native",
-                                                                     10 * ETHER)],
-                               author="test", reason="fund the pool")
+    await fund(pool, "app:pool", 10 * ETHER, asset="anvil:native")
     holders = {fresh_address().lower(): rng.randrange(1, 10_000) for _ in range(HOLDERS)}
     await create_snapshot(pool, settings, SnapshotRequest("h", "list", tuple(holders.items())), "t")
     total = ETHER + 499

@@ -20,21 +20,14 @@ from tests.integration.contracts.test_claim_distributor import OWNER, rejected, 
 from tests.integration.settlement.distributions.test_claims import ASSET, POOL, UNIT, ClaimEnv
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import balance, fresh_address, latest_timestamp
-from tests.support.ledger import balance_parts
+from tests.support.ledger import balance_parts, fund
 
 
 @pytest.fixture
 async def env(anvil, pool, tmp_path):
-    from settlement.ledger.books import Posting, post_transaction
-
     e = ClaimEnv(anvil, pool, tmp_path, accounts=[{"code": POOL, "voucher_cap": str(10 * UNIT)}])
     await e.index(mine=4)
-    async with pool.acquire() as conn:
-        final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = 'anvil'")
-        await post_transaction(conn, key="seed-pool", cause_kind="manual", cause={"why": "test"}, chain="anvil",
-                               block_number=final, postings=[Posting(POOL, ASSET, -100 * UNIT),
-                                                             Posting("adjustment:anvil:seed", ASSET, 100 * UNIT)],
-                               author="test", reason="fund the pool")
+    await fund(pool, POOL, 100 * UNIT, asset="anvil:native")
     yield e
     await e.follower.close()
 
