@@ -23,8 +23,6 @@ from settlement.distributions import claims, push, vouchers
 from settlement.distributions.book import DistributionRequest, create_distribution, get_distribution, shares_page
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot, get_snapshot
 from settlement.ledger.transfers import TransferConflict, TransferRefused
-from settlement.payouts.evm.config import load_key
-from settlement.payouts.evm.signer import SignerError
 
 from .http import RequestError, json_response
 from .routing import Address, Ident, QueryInt, Routes, Text, Units, UnitsIn
@@ -53,6 +51,15 @@ def refused(exc: FieldError) -> RequestError:
     if exc.code == "not_found":
         return RequestError(exc.field, exc.reason, status=404, code="not_found")
     return RequestError(exc.field, exc.reason, status=422, code="refused")
+
+
+async def _read(request: web.Request, read, *args) -> web.Response:
+    """`read(conn, *args)` as the answer; its refusals as their HTTP errors."""
+    async with request.app[POOL].acquire() as conn:
+        try:
+            return json_response(await read(conn, *args))
+        except FieldError as exc:
+            raise refused(exc) from None
 
 
 ERRORS = {404: "No such snapshot or distribution", 409: "The id was used with a different body",
@@ -135,11 +142,7 @@ class IdParam(BaseModel):
 @routes.get("/v1/snapshots/{id}", params=IdParam, response=Snapshot, errors={404: "No such snapshot"})
 async def snapshot(request: web.Request, p: IdParam) -> web.Response:
     """A stored snapshot"""
-    async with request.app[POOL].acquire() as conn:
-        try:
-            return json_response(await get_snapshot(conn, p.id))
-        except FieldError as exc:
-            raise refused(exc) from None
+    return await _read(request, get_snapshot, p.id)
 
 
 # -- distributions ---------------------------------------------------------------------------
@@ -202,11 +205,7 @@ async def post_distribution(request: web.Request, body: DistributionBody) -> web
 @routes.get("/v1/distributions/{id}", params=IdParam, response=Distribution, errors={404: "No such distribution"})
 async def distribution(request: web.Request, p: IdParam) -> web.Response:
     """A distribution and its share totals per state"""
-    async with request.app[POOL].acquire() as conn:
-        try:
-            return json_response(await get_distribution(conn, p.id))
-        except FieldError as exc:
-            raise refused(exc) from None
+    return await _read(request, get_distribution, p.id)
 
 
 class SharesQuery(BaseModel):
@@ -414,26 +413,13 @@ class VoucherIssued(BaseModel):
 async def post_voucher(request: web.Request, body: VoucherBody) -> web.Response:
     """Issue a signed claim voucher: the amount is reserved from the pool (within its voucher_cap)"""
     pool, settings = request.app[POOL], request.app[SETTINGS]
-    chain = body.asset.split(":", 1)[0]
-    pc = next((c for c in settings.payouts.chains if c.chain == chain), None)
-    if pc is None:
-        raise RequestError("asset", f"{chain} has no payout signer configured ([[payouts.chains]])", status=422,
-                           code="refused")
     req = vouchers.VoucherRequest(body.id, body.pool_account, body.asset, body.recipient, body.amount,
                                   body.valid_after, body.valid_before, body.contract)
     try:
         vouchers.check_request(req)
+        signer, chain_id = await vouchers.voucher_signer(pool, settings, body.asset.split(":", 1)[0])
     except FieldError as exc:
         raise refused(exc) from None
-    try:
-        signer = load_key(pc.signer, f"payouts.chains[{chain}].signer")
-    except SignerError as exc:
-        raise RequestError("asset", f"the payout signer of {chain} is not usable: {exc}", status=422,
-                           code="refused") from None
-    async with pool.acquire() as conn:
-        chain_id = await conn.fetchval("SELECT chain_id FROM chain_state WHERE chain = $1", chain)
-    if chain_id is None:
-        raise RequestError("asset", f"{chain} is not followed yet", status=422, code="refused")
     try:
         out, created = await vouchers.issue_voucher(pool, settings, signer, req, chain_id=chain_id,
                                                     actor=request.app[ADMIN_ACTOR])

@@ -160,20 +160,12 @@ async def _cmd_epoch(settings: Settings, args) -> int:
 
 async def _cmd_issue(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
-    from settlement.distributions.vouchers import VoucherRequest, issue_voucher
-    from settlement.payouts.evm.config import load_key
+    from settlement.distributions.vouchers import VoucherRequest, check_request, issue_voucher, voucher_signer
 
-    chain = args.asset.split(":", 1)[0]
-    pc = next((c for c in settings.payouts.chains if c.chain == chain), None)
-    if pc is None:
-        raise ChainsettleError(f"--asset: {chain} has no payout signer configured ([[payouts.chains]])")
-    signer = load_key(pc.signer, f"payouts.chains[{chain}].signer")
-    req = VoucherRequest(args.id, args.pool, args.asset, args.recipient, _units(args.amount, "amount"),
-                         args.valid_after, args.valid_before, args.contract)
+    req = check_request(VoucherRequest(args.id, args.pool, args.asset, args.recipient, _units(args.amount, "amount"),
+                                       args.valid_after, args.valid_before, args.contract))
     async with open_pool(settings) as pool:
-        chain_id = await pool.fetchval("SELECT chain_id FROM chain_state WHERE chain = $1", chain)
-        if chain_id is None:
-            raise ChainsettleError(f"--asset: {chain} is not followed yet")
+        signer, chain_id = await voucher_signer(pool, settings, args.asset.split(":", 1)[0])
         out, created = await issue_voucher(pool, settings, signer, req, chain_id=chain_id, actor=args.actor)
     _print({"voucher": out, "created": created})
     return 0

@@ -52,7 +52,8 @@ from settlement.ledger.transfers import (
     normalize_account,
     retrying,
 )
-from settlement.payouts.evm.signer import Signer
+from settlement.payouts.evm.config import load_key
+from settlement.payouts.evm.signer import Signer, SignerError
 
 Q = Queries(Path(__file__).with_name("vouchers.sql"))
 log = get_logger("settlement.distributions.vouchers")
@@ -115,6 +116,23 @@ def check_request(req: VoucherRequest) -> VoucherRequest:
         raise VoucherRefused("valid_before", "must be after valid_after")
     return VoucherRequest(req.id, pool_account, req.asset, req.recipient.lower(), req.amount, req.valid_after,
                           req.valid_before, req.contract.lower())
+
+
+async def voucher_signer(pool: asyncpg.Pool, settings: Settings, chain: str) -> tuple[Signer, int]:
+    """The key that signs vouchers on `chain` (its payout signer: the contract's voucherSigner) and the
+    chain id; refused (field `asset`) when the chain has none usable or is not followed yet."""
+    pc = next((c for c in settings.payouts.chains if c.chain == chain), None)
+    if pc is None:
+        raise VoucherRefused("asset", f"{chain} has no payout signer configured ([[payouts.chains]])")
+    try:
+        signer = load_key(pc.signer, f"payouts.chains[{chain}].signer")
+    except SignerError as exc:
+        raise VoucherRefused("asset", f"the payout signer of {chain} is not usable: {exc}") from None
+    async with pool.acquire() as conn:
+        chain_id = await conn.fetchval("SELECT chain_id FROM chain_state WHERE chain = $1", chain)
+    if chain_id is None:
+        raise VoucherRefused("asset", f"{chain} is not followed yet")
+    return signer, chain_id
 
 
 def _asset_address(settings: Settings, chain: str, name: str) -> str:
