@@ -158,6 +158,11 @@ class DistributionBody(BaseModel):
     minimum: UnitsIn(0) = Field(0, description="Shares below it are not paid; they go to remainder_account")
     remainder_account: Ident | None = Field(None, description="default: the pool account")
     mode: Text(r"^(push|pull)$", "push or pull") = "push"
+    unclaimed: Text(r"^(pool|rollover)$", "pool or rollover") = Field(
+        "pool", description="pull: unclaimed shares at the deadline return to the pool, or roll over into a later "
+                            "distribution that names this one in carry_from")
+    carry_from: DistId | None = Field(None, description="a closed 'rollover' distribution whose expired shares "
+                                                        "this one adds to the same recipients (once)")
 
 
 class ShareTotals(BaseModel):
@@ -178,9 +183,13 @@ class Distribution(BaseModel):
     mode: str
     recipients: int
     state: str = Field(description="open, paid (push) or closed (pull, after its deadline)")
+    unclaimed: str
+    carried_from: str | None
+    carried: Units = Field(description="the expired shares of carried_from added to this one's")
     created_by: str
     created_at: str = Field(json_schema_extra={"format": "date-time"})
-    shares: dict[str, ShareTotals] = Field(description="per share state: owed, requested, paid, claimed, expired")
+    shares: dict[str, ShareTotals] = Field(description="per share state: owed, requested, paid, claimed, expired, "
+                                                       "rolled")
 
 
 class DistributionCreated(BaseModel):
@@ -193,7 +202,7 @@ class DistributionCreated(BaseModel):
 async def post_distribution(request: web.Request, body: DistributionBody) -> web.Response:
     """Allocate `total` over a snapshot (largest remainder) and book it and every share in one transaction"""
     req = DistributionRequest(body.id, body.snapshot, body.pool_account, body.asset, body.total, body.minimum,
-                              body.remainder_account, body.mode)
+                              body.remainder_account, body.mode, body.unclaimed, body.carry_from)
     try:
         out, created = await create_distribution(request.app[POOL], request.app[SETTINGS], req,
                                                  request.app[ADMIN_ACTOR])

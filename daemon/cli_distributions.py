@@ -33,6 +33,9 @@ def register(sub) -> None:
     c.add_argument("--minimum", default="0", help="shares below it go to --remainder-account")
     c.add_argument("--remainder-account", dest="remainder_account")
     c.add_argument("--mode", choices=("push", "pull"), default="push")
+    c.add_argument("--unclaimed", choices=("pool", "rollover"), default="pool",
+                   help="pull: unclaimed shares at the deadline go back to the pool or roll over")
+    c.add_argument("--carry-from", dest="carry_from", help="a closed rollover distribution to carry shares from")
     c.add_argument("--actor", default="cli")
     c.set_defaults(func=_cmd_create)
     for name, helptext in (("show", "a distribution and its share totals"),
@@ -110,7 +113,8 @@ async def _cmd_create(settings: Settings, args) -> int:
     from settlement.distributions.book import DistributionRequest, create_distribution
 
     req = DistributionRequest(args.id, args.snapshot, args.pool, args.asset, _units(args.total, "total"),
-                              _units(args.minimum, "minimum"), args.remainder_account, args.mode)
+                              _units(args.minimum, "minimum"), args.remainder_account, args.mode, args.unclaimed,
+                              args.carry_from)
     async with open_pool(settings) as pool:
         out, created = await create_distribution(pool, settings, req, args.actor)
     _print({"distribution": out, "created": created})

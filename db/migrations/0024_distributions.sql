@@ -65,6 +65,12 @@ CREATE TABLE distributions (
     root               TEXT,
     deadline           BIGINT,
     closed_at          TIMESTAMPTZ,
+    -- pull: what the shares still owed at the deadline do: return to the
+    -- pool, or roll over into the next distribution that names this one in
+    -- carried_from (once: the column is unique), added to the same recipients.
+    unclaimed          TEXT NOT NULL DEFAULT 'pool' CHECK (unclaimed IN ('pool', 'rollover')),
+    carried_from       TEXT UNIQUE REFERENCES distributions (id),
+    carried            NUMERIC(78, 0) NOT NULL DEFAULT 0 CHECK (carried >= 0),
     CHECK ((claim_contract IS NULL) = (epoch IS NULL) AND (epoch IS NULL) = (root IS NULL)
            AND (root IS NULL) = (deadline IS NULL)),
     CHECK (mode = 'pull' OR claim_contract IS NULL)
@@ -73,13 +79,15 @@ CREATE UNIQUE INDEX distributions_epoch ON distributions (asset_id, claim_contra
 
 -- One row per paid share. idx is the share's position in recipient order
 -- (the Merkle leaf index); state moves owed -> requested (a payout request
--- exists, key `distribution:<id>:<idx>`) -> paid, once.
+-- exists, key `distribution:<id>:<idx>`) -> paid (push), owed -> claimed or
+-- expired (pull), expired -> rolled (carried into the next distribution); once each.
 CREATE TABLE distribution_shares (
     distribution_id  TEXT NOT NULL REFERENCES distributions (id),
     idx              INT NOT NULL CHECK (idx >= 0),
     recipient        TEXT NOT NULL,
     amount           NUMERIC(78, 0) NOT NULL CHECK (amount > 0),
-    state            TEXT NOT NULL DEFAULT 'owed' CHECK (state IN ('owed', 'requested', 'paid', 'claimed', 'expired')),
+    state            TEXT NOT NULL DEFAULT 'owed'
+                     CHECK (state IN ('owed', 'requested', 'paid', 'claimed', 'expired', 'rolled')),
     payout_key       TEXT UNIQUE,
     claim_event_id   BIGINT,  -- the final Claimed event that settled it
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -65,11 +65,14 @@ class DistributionRequest:
     minimum: int = 0
     remainder_account: str | None = None
     mode: str = "push"
+    unclaimed: str = "pool"  # pull: 'pool' (back at the deadline) or 'rollover' (into a later distribution)
+    carry_from: str | None = None  # a closed 'rollover' distribution whose expired shares this one adds
 
     def body(self) -> dict:
         return {"id": self.id, "snapshot": self.snapshot, "pool_account": self.pool_account, "asset": self.asset,
                 "total": str(self.total), "minimum": str(self.minimum),
-                "remainder_account": self.remainder_account or self.pool_account, "mode": self.mode}
+                "remainder_account": self.remainder_account or self.pool_account, "mode": self.mode,
+                "unclaimed": self.unclaimed, "carry_from": self.carry_from}
 
 
 def account_of(distribution_id: str) -> str:
@@ -96,7 +99,9 @@ def distribution_view(row, totals: dict | None = None) -> dict:
            "pool_account": row["pool_account"], "account": row["account"], "total": amount_text(row["total"]),
            "minimum": amount_text(row["minimum"]), "remainder": amount_text(row["remainder"]),
            "remainder_account": row["remainder_account"], "mode": row["mode"], "recipients": row["recipients"],
-           "state": row["state"], "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
+           "state": row["state"], "unclaimed": row["unclaimed"], "carried_from": row["carried_from"],
+           "carried": amount_text(row["carried"]),
+           "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
     if totals is not None:
         out["shares"] = totals
     return out
@@ -112,8 +117,32 @@ def _check(req: DistributionRequest) -> DistributionRequest:
             raise DistributionRefused(name, "an integer in base units")
     if req.total <= 0:
         raise DistributionRefused("total", "must be above zero")
+    if req.unclaimed not in ("pool", "rollover") or req.unclaimed == "rollover" and req.mode != "pull":
+        raise DistributionRefused("unclaimed", "'pool', or 'rollover' for a pull distribution")
+    if req.carry_from is not None:
+        check_id(req.carry_from, "carry_from")
     return DistributionRequest(req.id, req.snapshot, normalize_account(req.pool_account), req.asset, req.total,
-                               req.minimum, normalize_account(req.remainder_account or req.pool_account), req.mode)
+                               req.minimum, normalize_account(req.remainder_account or req.pool_account), req.mode,
+                               req.unclaimed, req.carry_from)
+
+
+async def _carried(conn: asyncpg.Connection, req: DistributionRequest) -> tuple[dict[str, int], str | None]:
+    """The expired shares of `carry_from` per recipient (marked rolled, once) and its account."""
+    if req.carry_from is None:
+        return {}, None
+    src = await conn.fetchrow(Q.lock_distribution, req.carry_from)
+    if src is None:
+        raise NotFound("carry_from", f"no distribution {req.carry_from!r}")
+    if src["unclaimed"] != "rollover" or src["state"] != "closed" or src["asset_id"] != req.asset:
+        raise DistributionRefused("carry_from", f"{req.carry_from} is not a closed 'rollover' distribution of "
+                                                f"{req.asset}")
+    into = await conn.fetchval(Q.carried_into, req.carry_from)
+    if into is not None:
+        raise DistributionRefused("carry_from", f"{req.carry_from} was carried into {into} already")
+    carried: dict[str, int] = {}
+    for r in await conn.fetch(Q.roll_shares, req.carry_from):
+        carried[r["recipient"]] = carried.get(r["recipient"], 0) + int(r["amount"])
+    return carried, src["account"]
 
 
 async def share_totals(conn: asyncpg.Connection, distribution_id: str) -> dict:
@@ -153,18 +182,27 @@ async def create_distribution(pool: asyncpg.Pool, settings: Settings, req: Distr
         if alloc.remainder and req.remainder_account != req.pool_account:
             transfers.append(Transfer(f"distribution:{req.id}:remainder", req.pool_account, req.remainder_account,
                                       req.asset, alloc.remainder, memo=f"distribution {req.id}: shares below minimum"))
-        if not alloc.shares:
+        carried, source = await _carried(conn, req)
+        if carried:  # the liability moves with the shares: the old distribution's account to this one's
+            transfers.append(Transfer(f"distribution:{req.id}:carried", source, account, req.asset,
+                                      sum(carried.values()), memo=f"distribution {req.id}: carried from "
+                                                                   f"{req.carry_from}"))
+        shares = alloc.as_dict()
+        for recipient, amount in carried.items():
+            shares[recipient] = shares.get(recipient, 0) + amount
+        if not shares:
             raise DistributionRefused("total", "every share is below the minimum: nothing to distribute")
         if await conn.fetchval(Q.insert_distribution, req.id, req.snapshot, req.asset, req.pool_account, account,
                                req.total, req.minimum, alloc.remainder, req.remainder_account, req.mode, body,
-                               len(alloc.shares), actor) is None:
+                               len(shares), actor, req.unclaimed, req.carry_from, sum(carried.values())) is None:
             raise asyncpg.UniqueViolationError("raced")  # retried whole: the next attempt replays
         if transfers:
             await book_linked(conn, settings, transfers, actor)  # a refusal rolls it all back
-        await conn.execute(Q.insert_shares, req.id, list(range(len(alloc.shares))),
-                           [s[0] for s in alloc.shares], [s[1] for s in alloc.shares])
+        order = sorted(shares)
+        await conn.execute(Q.insert_shares, req.id, list(range(len(order))), order, [shares[r] for r in order])
         await audit(conn, actor, "distribution.created", f"distribution:{req.id}",
-                    {"total": str(req.total), "remainder": str(alloc.remainder), "recipients": len(alloc.shares)})
+                    {"total": str(req.total), "remainder": str(alloc.remainder), "recipients": len(shares),
+                     "carried": str(sum(carried.values()))})
         row = await conn.fetchrow(Q.find_distribution, req.id)
         return distribution_view(row, await share_totals(conn, req.id)), True
 

@@ -25,10 +25,14 @@ owed.
 
 Expiry. Once a final block's time is past the deadline no claim can still
 come (the contract refuses them), and every claim made in time is final: in
-the same transaction the remaining owed shares become expired and their sum
-moves back from `app:dist.<id>` to the pool account (transfer
-`distribution:<id>:expired`), exactly once (the distribution closes). The
-owner's `sweep` returns the same amount on chain to its `sweepTo`.
+the same transaction the remaining owed shares become expired and the
+distribution closes, once. With `unclaimed = 'pool'` their sum moves back
+from `app:dist.<id>` to the pool account (transfer
+`distribution:<id>:expired`); with 'rollover' it stays owed there until a
+later distribution names this one in `carry_from`: that one adds each
+expired share to the same recipient's share and takes the liability over
+(transfer `distribution:<new>:carried`), once. The owner's `sweep` moves the
+same amount on chain (to `sweepTo`, or into the next epoch's funding).
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ async def open_epoch(pool: asyncpg.Pool, settings: Settings, distribution_id: st
                                          f"{d['claim_contract']} until {d['deadline']}")
     chain, name = d["asset_id"].split(":", 1)
     asset = claim_abi.NATIVE if name == "native" else _token_address(settings, chain, name)
-    owed = int(d["total"]) - int(d["remainder"])
+    owed = int(d["total"]) - int(d["remainder"]) + int(d["carried"])
     return {"contract": contract, "epoch": str(epoch), "root": tree.root, "total": str(owed), "deadline": deadline,
             "create_epoch": "0x" + claim_abi.create_epoch(epoch, tree.root, asset, owed, deadline, sweep_to).hex(),
             "fund_epoch": "0x" + claim_abi.fund_epoch(epoch, owed).hex(),
@@ -150,14 +154,15 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
         if final_time is not None and final_time > d["deadline"]:
             expired = await conn.fetch(Q.expire_shares, distribution_id)
             rest = sum(int(r["amount"]) for r in expired)
-            if rest:
+            # 'rollover': the rest stays owed in this account until a later distribution carries it.
+            if rest and d["unclaimed"] == "pool":
                 await book_linked(conn, settings, [Transfer(
                     f"distribution:{distribution_id}:expired", d["account"], d["pool_account"], d["asset_id"], rest,
                     memo=f"distribution {distribution_id}: unclaimed at the deadline")], actor)
             out["expired"] = len(expired)
             out["closed"] = await conn.fetchval(Q.close_distribution, distribution_id) is not None
             await audit(conn, actor, "distribution.expired", f"distribution:{distribution_id}",
-                        {"shares": len(expired), "amount": str(rest)})
+                        {"shares": len(expired), "amount": str(rest), "unclaimed": d["unclaimed"]})
         return out
 
     out = await retrying(pool, work)

@@ -67,13 +67,14 @@ WHERE snapshot_id = $1 AND recipient > $2 ORDER BY recipient LIMIT $3;
 
 -- name: find_distribution
 SELECT id, snapshot_id, asset_id, pool_account, account, total, minimum, remainder, remainder_account, mode,
-       body, recipients, state, created_by, created_at, claim_contract, epoch, root, deadline, closed_at
+       body, recipients, state, created_by, created_at, claim_contract, epoch, root, deadline, closed_at,
+       unclaimed, carried_from, carried
 FROM distributions WHERE id = $1;
 
 -- name: insert_distribution
 INSERT INTO distributions (id, snapshot_id, asset_id, pool_account, account, total, minimum, remainder,
-                           remainder_account, mode, body, recipients, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                           remainder_account, mode, body, recipients, created_by, unclaimed, carried_from, carried)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
@@ -130,7 +131,7 @@ RETURNING id;
 
 -- name: lock_distribution
 SELECT id, snapshot_id, asset_id, pool_account, account, total, remainder, mode, state, claim_contract, epoch,
-       root, deadline
+       root, deadline, unclaimed, carried
 FROM distributions WHERE id = $1 FOR UPDATE;
 
 -- name: set_epoch
@@ -193,3 +194,13 @@ ORDER BY id;
 
 -- name: voucher_chains
 SELECT DISTINCT chain FROM distribution_vouchers WHERE state = 'issued';
+
+-- name: carried_into
+-- The distribution that carried this one's expired shares (NULL: none yet).
+SELECT id FROM distributions WHERE carried_from = $1;
+
+-- name: roll_shares
+-- The expired shares of a distribution, carried into the next one: once.
+UPDATE distribution_shares SET state = 'rolled', updated_at = now()
+WHERE distribution_id = $1 AND state = 'expired'
+RETURNING recipient, amount;

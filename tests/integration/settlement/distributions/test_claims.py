@@ -10,7 +10,12 @@ import pytest
 
 from daemon.followers import make_follower
 from settlement.distributions import claim_abi as ca
-from settlement.distributions.book import DistributionRequest, create_distribution, get_distribution
+from settlement.distributions.book import (
+    DistributionRefused,
+    DistributionRequest,
+    create_distribution,
+    get_distribution,
+)
 from settlement.distributions.claims import ClaimsRefused, open_epoch, proof_of, settle, tree_of
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
 from tests.integration.contracts.test_claim_distributor import OWNER, rejected, tx, warp
@@ -140,3 +145,54 @@ async def test_pull_claims_settle_once_reorg_and_expiry(env):
     assert balance(env.anvil, env.contract) == 0
     for h in holders[:9]:
         assert balance(env.anvil, h) == int(proofs[h]["amount"])
+
+
+async def test_unclaimed_shares_roll_over_into_the_next_epoch_once(env):
+    a, b, c, n = (fresh_address().lower() for _ in range(4))
+    await create_snapshot(env.pool, env.settings, SnapshotRequest("s1", "list", ((a, 1), (b, 1), (c, 1))), "t")
+    await create_distribution(env.pool, env.settings, DistributionRequest(
+        "e1", "s1", POOL, ASSET, 3 * UNIT, mode="pull", unclaimed="rollover"), "t")
+    deadline = latest_timestamp(env.anvil) + 600
+    calls = await open_epoch(env.pool, env.settings, "e1", contract=env.contract, epoch=11, deadline=deadline,
+                             sweep_to=OWNER, actor="t")
+    send(env.anvil.url, OWNER, env.contract, calls["create_epoch"])
+    send(env.anvil.url, OWNER, env.contract, calls["fund_epoch"], value=int(calls["fund_value"]))
+    async with env.pool.acquire() as conn:
+        pa = await proof_of(conn, "e1", a)
+    tx(env.anvil, env.contract, ca.claim(11, pa["index"], a, int(pa["amount"]), pa["proof"]))
+    warp(env.anvil, 601)
+    pool_before = (await balance_parts(env.pool, POOL, ASSET))["available"]
+    await env.index(mine=4)
+    out = await settle(env.pool, env.settings, "e1")
+    assert out["expired"] == 2 and out["closed"]
+    # rolled over: nothing returns to the pool; the liability stays with e1 until carried
+    assert (await balance_parts(env.pool, POOL, ASSET))["available"] == pool_before
+    assert (await balance_parts(env.pool, "app:dist.e1", ASSET))["final"] == 2 * UNIT
+    tx(env.anvil, env.contract, ca.sweep(11), frm=OWNER)  # the owner takes the rest back on chain
+
+    await create_snapshot(env.pool, env.settings, SnapshotRequest("s2", "list", ((b, 1), (n, 1))), "t")
+    view, _ = await create_distribution(env.pool, env.settings, DistributionRequest(
+        "e2", "s2", POOL, ASSET, 2 * UNIT, mode="pull", carry_from="e1"), "t")
+    assert view["carried"] == str(2 * UNIT) and view["recipients"] == 3  # b, n, and c only carried
+    async with env.pool.acquire() as conn:
+        owed = {r["recipient"]: int(r["amount"]) for r in await conn.fetch(
+            "SELECT recipient, amount FROM distribution_shares WHERE distribution_id = 'e2'")}
+        rolled = await conn.fetchval("SELECT count(*) FROM distribution_shares WHERE distribution_id = 'e1' "
+                                     "AND state = 'rolled'")
+    assert owed == {b: 2 * UNIT, n: UNIT, c: UNIT} and rolled == 2
+    assert (await balance_parts(env.pool, "app:dist.e1", ASSET))["final"] == 0
+    assert (await balance_parts(env.pool, "app:dist.e2", ASSET))["final"] == 4 * UNIT
+    with pytest.raises(DistributionRefused) as exc:  # carried once only
+        await create_distribution(env.pool, env.settings, DistributionRequest(
+            "e3", "s2", POOL, ASSET, UNIT, mode="pull", carry_from="e1"), "t")
+    assert exc.value.field == "carry_from" and "already" in exc.value.reason
+    # the next epoch pays the carried share on chain
+    calls = await open_epoch(env.pool, env.settings, "e2", contract=env.contract, epoch=12,
+                             deadline=latest_timestamp(env.anvil) + 600, sweep_to=OWNER, actor="t")
+    assert calls["total"] == str(4 * UNIT)
+    send(env.anvil.url, OWNER, env.contract, calls["create_epoch"])
+    send(env.anvil.url, OWNER, env.contract, calls["fund_epoch"], value=int(calls["fund_value"]))
+    async with env.pool.acquire() as conn:
+        pb = await proof_of(conn, "e2", b)
+    tx(env.anvil, env.contract, ca.claim(12, pb["index"], b, int(pb["amount"]), pb["proof"]))
+    assert balance(env.anvil, b) == 2 * UNIT
