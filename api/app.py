@@ -21,6 +21,7 @@ from . import (
     admin_replay,
     admin_routes,
     auth_routes,
+    distribution_routes,
     factory_routes,
     feed,
     invoice_routes,
@@ -114,6 +115,7 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(openapi.routes)
     app.add_routes(metrics.routes)
     ledger_routes.register(app, admin=token is not None)
+    distribution_routes.register(app, admin=token is not None)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)

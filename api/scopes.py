@@ -61,6 +61,8 @@ FEED_AREAS: dict[str, str | None] = {
     "batch": "payouts",
     "invoice": "invoices",
     "intent": "intents",
+    "distribution": "distributions",
+    "voucher": "distributions",
 }
 # Kinds anonymous clients get in part: the fields dropped for them.
 REDACTED: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,7 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$|^https?://\[[0-9A-Fa
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
 # Read areas that are private unless the operator publishes them in `[api] public`
 # (README "Read scopes"); everything under /v1/admin/ stays behind the admin token.
-ReadArea = Literal["accounts", "payouts", "reconciliation", "deliveries", "intents", "invoices"]
+ReadArea = Literal["accounts", "payouts", "reconciliation", "deliveries", "intents", "invoices", "distributions"]
 
 
 def split_listen(value: str) -> tuple[str, int]:

@@ -206,11 +206,15 @@ class LedgerAccountConfig(Strict):
 
     overdraft: how far below zero transfers, holds and payouts may take it,
     in base units of any asset, or "unlimited" (a treasury that issues).
+    voucher_cap: the most its outstanding (issued, not yet used, expired or
+    revoked) claim vouchers may add up to, per asset; unset: no cap beyond
+    what the account has available.
     """
 
     code: str
     overdraft: int | None = 0  # None: unlimited
     label: str | None = None
+    voucher_cap: int | None = Field(None, ge=0, le=_MAX_UNITS)
 
     @field_validator("code")
     @classmethod

@@ -8,6 +8,7 @@ import contextlib
 
 from config import ConfigError, Settings
 from config.logs import get_logger
+from settlement.distributions.loop import run_distributions
 from settlement.ledger.holds import run_hold_expiry
 from settlement.reconcile.runs import run_reconcile_loop
 
@@ -76,6 +77,8 @@ async def run_daemon(settings: Settings, stop: asyncio.Event) -> None:
         jobs["reconcile"] = lambda: run_reconcile_loop(settings, pool, stop)
         # Holds past their timeout expire (every process sweeps; each hold resolves once).
         jobs["ledger-holds"] = lambda: run_hold_expiry(pool, stop)
+        # Distributions settle from final data: paid payouts, claims, expiry, vouchers (each once).
+        jobs["distributions"] = lambda: run_distributions(pool, settings, stop)
         # Admin replays (POST /v1/admin/replay) are recorded by the API and run here.
         jobs["replay"] = lambda: run_replay_worker(settings, pool, stop)
         if settings.delivery.enabled:  # webhooks and Redis streams (delivery/)

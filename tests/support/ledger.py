@@ -14,9 +14,11 @@ BATCHER = "0x" + "b7" * 20
 
 
 def ledger_settings(tmp_path, *, accounts=(), create_app_accounts=False, payouts=False, api=None,
-                    require_balance=True, **ledger):
+                    require_balance=True, contracts=(), **ledger):
     chain = {"name": CHAIN, "preset": "anvil", "rpc": ["http://127.0.0.1:1"],
              "wallets": [{"name": "hot", "address": "0x" + "a1" * 20, "assets": ["native"]}]}
+    if contracts:
+        chain["contracts"] = list(contracts)
     data: dict = {"chains": [chain], "ledger": {"accounts": list(accounts),
                                                  "create_app_accounts": create_app_accounts, **ledger}}
     if api is not None:

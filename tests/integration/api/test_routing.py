@@ -57,8 +57,9 @@ async def test_declared_routes_share_one_error_contract(tmp_path, pool, monkeypa
 
 # Readable without a token (README "Read scopes"); every other route needs one.
 PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/", "/static/app.js", "/static/style.css",
-                "/v1/status", "/v1/events", "/v1/chains/{chain}/children", "/v1/stream", "/v1/verify-payment", "/v1/auth/challenge",
-                "/v1/auth/verify"}
+                "/v1/status", "/v1/events", "/v1/chains/{chain}/children", "/v1/stream", "/v1/verify-payment",
+                "/v1/auth/challenge", "/v1/auth/verify", "/v1/distributions/{id}/tree",
+                "/v1/distributions/{id}/proof/{account}"}
 
 
 async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatch):

@@ -88,6 +88,10 @@ include-path-regex = "intent"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 429]
 
 [[operations]]
+include-path-regex = "^/v1/(admin/)?(distributions|snapshots|vouchers)"
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409, 422, 429]
+
+[[operations]]
 include-path-regex = "^/v1/(accounts|payouts|batches)/"
 parameters = {{ "path.id" = {{ dictionary = "seeded", probability = 0.5 }} }}
 """

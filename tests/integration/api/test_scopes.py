@@ -22,6 +22,7 @@ from settlement.signin.tokens import sign_token
 from tests.integration.api.test_admin import AUTH, BATCHER, USER, admin_settings, recon_run
 from tests.integration.api.test_intents import body as intent_body
 from tests.integration.api.test_routing import PUBLIC_PATHS
+from tests.integration.settlement.distributions.support import seed_rows as seed_distribution_rows
 from tests.support.api_data import (
     BATCH,
     address,
@@ -66,6 +67,7 @@ def wallet_token() -> dict[str, str]:
 async def seed_private(client, pool, settings) -> dict[str, str]:
     """One of each private thing, made the way the app makes them; the concrete path of each private GET."""
     ids = await seed_settlement(pool)
+    await seed_distribution_rows(pool, "anvil")  # id "1": what the walk's default path id reads
     r = await client.post("/v1/admin/invoices", json=INVOICE, headers=AUTH)
     assert r.status == 201, await r.text()
     invoice = (await r.json())["invoice"]["id"]

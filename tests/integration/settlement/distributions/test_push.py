@@ -1,0 +1,125 @@
+"""A pushed distribution on anvil: every share paid once through the payout pipeline from the
+distribution's account, with the pushing process SIGKILLed at random points."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.followers import make_follower
+from settlement.distributions.book import DistributionRequest, create_distribution
+from settlement.distributions.push import push, sync
+from settlement.distributions.snapshots import SnapshotRefused, SnapshotRequest, create_snapshot
+from settlement.payouts.evm.worker import EvmPayoutWorker
+from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, deploy_funded_batcher, head, payout_config
+from tests.support.batcher import balance, fresh_address
+from tests.support.config import make_settings
+from tests.support.evm import send
+from tests.support.ledger import fund
+
+ROOT = Path(__file__).resolve().parents[4]
+POOL = "app:pool"
+UNIT = 10**12
+
+
+class PushEnv:
+    def __init__(self, anvil, pool, tmp_path: Path) -> None:
+        self.anvil, self.pool, self.tmp = anvil, pool, tmp_path
+        batcher = deploy_funded_batcher(anvil)
+        cfg = payout_config(anvil.url, batcher, head(anvil) + 1, max_recipients=120)
+        cfg["ledger"] = {"accounts": [{"code": POOL}]}
+        self.settings = make_settings(tmp_path, cfg)
+        self.follower = make_follower(self.settings.chain("anvil"), pool, self.settings)
+        self.worker = EvmPayoutWorker(self.settings, pool, self.settings.payouts.chains[0])
+
+    async def start(self) -> None:
+        send(self.anvil.url, OWNER, OWNER, value=1)
+        await self.follower.backfill()
+        await fund(self.pool, POOL, 10**6 * UNIT, asset="anvil:native")
+
+    async def val(self, sql: str, *args):
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def close(self) -> None:
+        await self.follower.close()
+        await self.worker.close()
+
+
+@pytest.fixture
+async def env(anvil, pool, tmp_path):
+    e = PushEnv(anvil, pool, tmp_path)
+    await e.start()
+    yield e
+    await e.close()
+
+
+async def pay_all(env: PushEnv, n: int) -> None:
+    for _ in range(40):
+        if await env.val("SELECT count(*) FROM payout_requests WHERE state = 'paid'") == n:
+            return
+        await env.worker.step()
+        await env.worker.step()
+        send(env.anvil.url, OWNER, OWNER, value=1)  # a block above, so the batch's is final
+        await env.follower.backfill()
+    raise AssertionError("payouts did not all confirm")
+
+
+async def test_push_500_holders_once_across_sigkills(env, db_url):
+    rng = random.Random(int(os.environ.get("CS_KILL_SEED", "28")))
+    holders = {fresh_address().lower(): rng.randrange(1, 1000) for _ in range(500)}
+    await create_snapshot(env.pool, env.settings, SnapshotRequest("h", "list", tuple(holders.items())), "t")
+    total = 500 * UNIT + 17
+    view, _ = await create_distribution(env.pool, env.settings, DistributionRequest("d", "h", POOL, "anvil:native",
+                                                                                    total), "t")
+    assert view["recipients"] == 500
+    args = [sys.executable, "-m", "tests.integration.settlement.distributions.push_child", db_url,
+            str(env.tmp / "chainsettle.toml"), "d"]
+    kills = 0
+    for _ in range(30):
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout=rng.uniform(0.3, 1.5))
+        except asyncio.TimeoutError:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+        break
+    assert kills >= 1
+    again = await push(env.pool, env.settings, "d", "t")  # nothing left to request
+    assert again.requested == 0 and again.refused == []
+    assert await env.val("SELECT count(*) FROM payout_requests") == 500
+    assert await env.val("SELECT count(*) FROM distribution_shares WHERE state = 'requested'") == 500
+    await pay_all(env, 500)
+    assert await sync(env.pool, "d")
+    async with env.pool.acquire() as conn:
+        shares = {r["recipient"]: int(r["amount"]) for r in await conn.fetch(
+            "SELECT recipient, amount FROM distribution_shares WHERE state = 'paid'")}
+        owed = await conn.fetchval(
+            "SELECT COALESCE(-sum(p.amount), 0) FROM postings p JOIN ledger_accounts a ON a.id = p.account_id "
+            "WHERE a.code = 'app:dist.d'")
+    assert len(shares) == 500 and sum(shares.values()) == total and owed == 0
+    for to in rng.sample(sorted(holders), 25):
+        assert balance(env.anvil, to) == shares[to]
+    assert await env.val("SELECT state FROM distributions WHERE id = 'd'") == "paid"
+
+
+async def test_push_refuses_pull_mode_and_bad_recipients(env):
+    await create_snapshot(env.pool, env.settings, SnapshotRequest("s", "list", (("not-an-address", 1),
+                                                                                (fresh_address(), 1))), "t")
+    await create_distribution(env.pool, env.settings, DistributionRequest("p", "s", POOL, "anvil:native", 10,
+                                                                          mode="pull"), "t")
+    with pytest.raises(SnapshotRefused):
+        await push(env.pool, env.settings, "p", "t")
+    await create_distribution(env.pool, env.settings, DistributionRequest("q", "s", POOL, "anvil:native", 10), "t")
+    out = await push(env.pool, env.settings, "q", "t")
+    assert out.requested == 1 and [r["recipient"] for r in out.refused] == ["not-an-address"]
