@@ -28,6 +28,7 @@ from . import (
     openapi,
     read_routes,
     settlement_routes,
+    wallet_routes,
 )
 from .middleware import (
     CorsPolicy,
@@ -87,9 +88,9 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     cors = CorsPolicy(api.cors_origins)
     limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.trusted_proxies,
                           max_inflight=api.max_inflight_per_client)
-    signin_key = auth_routes.token_key(settings) if settings.invoices.signin is not None else None
+    signin_keys = auth_routes.token_keys(settings) if settings.invoices.signin is not None else None
     middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware(),
-                   principal_middleware(token, signin_key)]
+                   principal_middleware(token, signin_keys)]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
     app[CLIENT_KEY] = limiter.client_key  # the stream slots count per client as the limiter does
@@ -105,13 +106,14 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     app.add_routes(feed.routes)
     app.add_routes(settlement_routes.routes)
     app.add_routes(invoice_routes.routes)
-    if signin_key is not None:  # an unresolvable key failed above, naming the field
+    if signin_keys is not None:  # an unresolvable key failed above, naming the field
         app.add_routes(auth_routes.routes)
     app.add_routes(admin_deliveries.public_routes)
     app.add_routes(admin_intents.read_routes)
     app.add_routes(openapi.routes)
     app.add_routes(metrics.routes)
     ledger_routes.register(app, admin=token is not None)
+    wallet_routes.register(app, admin=token is not None, wallet=signin_keys is not None)
     if token is not None:
         app[ADMIN_ACTOR] = admin_routes.admin_actor(token)
         app.add_routes(admin_routes.routes)
