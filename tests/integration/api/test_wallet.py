@@ -271,6 +271,8 @@ async def test_freeze_stops_withdrawals_transfers_and_holds(tmp_path, pool, monk
         assert [x["account"] for x in listed["accounts"]] == [code]
         metrics = await (await client.get("/metrics")).text()
         assert "chainsettle_frozen_accounts 1.0" in metrics
+        status = await (await client.get("/v1/status")).json()  # the status page shows the count
+        assert status["payouts"]["frozen_accounts"] == 1
         r = await client.post(f"/v1/admin/users/{code}/unfreeze", json={"reason": "resolved"}, headers=AUTH)
         assert r.status == 200 and (await r.json())["changed"] is True
         assert (await withdraw(client, t, 50, "f1"))[0] == 201
