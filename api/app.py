@@ -29,6 +29,7 @@ from . import (
     read_routes,
     settlement_routes,
     wallet_routes,
+    ws,
 )
 from .middleware import (
     CorsPolicy,
@@ -89,21 +90,25 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
     limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst, api.trusted_proxies,
                           max_inflight=api.max_inflight_per_client)
     signin_keys = auth_routes.token_keys(settings) if settings.invoices.signin is not None else None
-    middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware(),
-                   principal_middleware(token, signin_keys)]
+    principals = principal_middleware(token, signin_keys)
+    middlewares = [metrics_middleware, cors.middleware(), error_middleware, limiter.middleware(), principals]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[SETTINGS] = settings
+    app[ws.RESOLVE] = principals.resolve  # the WebSocket's token, sent in its subscribe message
     app[CLIENT_KEY] = limiter.client_key  # the stream slots count per client as the limiter does
     app[POOL] = BoundedPool(pool, api.acquire_timeout)
     app[openapi.SPEC] = {}
     app.on_response_prepare.append(cors.on_prepare)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(feed.feed_context)
+    app.cleanup_ctx.append(ws.ws_feed_context)
     app.on_shutdown.append(feed.close_streams)
+    app.on_shutdown.append(ws.close_ws)
 
     app.add_routes(read_routes.probes)
     app.add_routes(read_routes.routes)
     app.add_routes(feed.routes)
+    app.add_routes(ws.routes)
     app.add_routes(settlement_routes.routes)
     app.add_routes(invoice_routes.routes)
     if signin_keys is not None:  # an unresolvable key failed above, naming the field

@@ -234,16 +234,18 @@ class Feed:
                 for w in waits:
                     w.cancel()
 
-    def subscribe(self) -> Subscriber:
+    clients_gauge = m.SSE_CLIENTS
+
+    def subscribe(self, limit: int = QUEUE_LIMIT) -> Subscriber:
         assert self.position is not None, "subscribe after the feed is ready"
-        sub = Subscriber(self.position)
+        sub = Subscriber(self.position, limit)
         self.subscribers.add(sub)
-        m.SSE_CLIENTS.set(len(self.subscribers))
+        self.clients_gauge.set(len(self.subscribers))
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
-        m.SSE_CLIENTS.set(len(self.subscribers))
+        self.clients_gauge.set(len(self.subscribers))
 
     def close(self) -> None:
         self._closing.set()
