@@ -63,23 +63,27 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 page = Routes("ops", auth=None)
+# The wallet example (issue 27): sign in, balance, history, withdraw, live account channel.
+example = Routes("ops", auth=None)
 
 
-def _file(url: str, name: str, content_type: str, summary: str) -> None:
+def _file(url: str, name: str, content_type: str, summary: str, table: Routes = page) -> None:
     path = STATIC / name
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
 
-    handler.__name__ = "page_" + name.replace(".", "_")
+    handler.__name__ = "page_" + name.replace(".", "_").replace("/", "_")
     media = content_type.split(";")[0]
-    page.get(url, summary=summary, response={"description": name, "content": {media: {"schema": {"type": "string"}}}})(
+    table.get(url, summary=summary, response={"description": name, "content": {media: {"schema": {"type": "string"}}}})(
         handler)
 
 
 _file("/", "index.html", "text/html; charset=utf-8", "The status page")
 _file("/static/app.js", "app.js", "text/javascript; charset=utf-8", "Status page script")
 _file("/static/style.css", "style.css", "text/css; charset=utf-8", "Status page style")
+_file("/example/", "example/index.html", "text/html; charset=utf-8", "The wallet example page", example)
+_file("/example/example.js", "example/example.js", "text/javascript; charset=utf-8", "Wallet example script", example)
 
 
 def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
@@ -129,4 +133,6 @@ def make_app(settings: Settings, pool: asyncpg.Pool) -> web.Application:
         app.add_routes(adjust_routes.routes)
     if api.status_page:
         app.add_routes(page)
+        if signin_keys is not None:
+            app.add_routes(example)
     return app

@@ -58,7 +58,8 @@ async def test_declared_routes_share_one_error_contract(tmp_path, pool, monkeypa
 # Readable without a token (README "Read scopes"); every other route needs one.
 PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/", "/static/app.js", "/static/style.css",
                 "/v1/status", "/v1/events", "/v1/stream", "/v1/verify-payment", "/v1/auth/challenge",
-                "/v1/auth/verify", "/v1/auth/refresh", "/v1/auth/logout", "/v1/ws"}
+                "/v1/auth/verify", "/v1/auth/refresh", "/v1/auth/logout", "/v1/ws", "/example/",
+                "/example/example.js"}
 # The signed-in wallet's own routes (issue 27): its token, never the admin's (test_wallet.py).
 WALLET_PATHS = {"/v1/me", "/v1/me/balances", "/v1/me/entries", "/v1/me/payouts", "/v1/me/invoices",
                 "/v1/me/withdrawals"}
