@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-transfers bench-report lint contracts clean
+.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-transfers bench-wallet bench-report lint contracts clean
 
 setup: $(STAMP) $(NODE_STAMP) bytecode
 
@@ -50,7 +50,7 @@ PAYOUT_ARGS ?=
 PAYOUT_PIPELINE_ARGS ?=
 TRANSFER_ARGS ?=
 
-bench: bench-backfill bench-live bench-api bench-payouts bench-transfers bench-report
+bench: bench-backfill bench-live bench-api bench-payouts bench-transfers bench-wallet bench-report
 
 bench-backfill: setup
 	$(PY) bench/backfill.py $(BACKFILL_ARGS)
@@ -72,6 +72,9 @@ bench-payouts: setup
 # Ledger transfers through the admin API (issue 25): single, linked x100, hot and spread, hold/post.
 bench-transfers: setup
 	$(PY) bench/transfers.py $(TRANSFER_ARGS)
+
+bench-wallet: setup
+	ulimit -n 8192; $(PY) bench/wallet.py $(WALLET_ARGS)
 
 bench-report:
 	$(PY) bench/results.py
