@@ -244,3 +244,66 @@ async def test_a_slow_client_is_cut_off_and_the_others_get_everything(tmp_path, 
         dropped = [line for line in metrics.splitlines() if line.startswith("chainsettle_api_ws_dropped_clients_total")]
         assert dropped and float(dropped[0].split()[-1]) >= 1
         await fast.close()
+
+
+async def test_a_reorg_on_anvil_reaches_a_resuming_client_as_reverted(tmp_path, pool, monkeypatch):
+    """A follower on anvil, a reorg (anvil_reorg), then finality: a client that disconnects at random
+    points and resumes sees exactly what a client that stayed connected saw: every event observed,
+    then `reverted` for the removed ones and `final` for the rest, once each, in order."""
+    from indexer.evm.follower import EvmFollower
+    from tests.integration.indexer.evm.test_reorgs import transfer_tx, wait_synced
+    from tests.support.anvil import Anvil, rpc_sync
+    from tests.support.config import evm_chain
+    from tests.support.evm import batch_transfer, deploy_token
+
+    rng = random.Random(11)
+    with Anvil() as node:
+        token = deploy_token(node.url)
+        base = ws_settings(tmp_path, monkeypatch, sse_poll_interval=0.05)
+        cfg = base.model_copy(update={"chains": [
+            type(base.chains[0]).model_validate(evm_chain("anvil", node.url, token, finality_depth=6,
+                                                          poll_interval=0.05))]})
+        follower = EvmFollower(cfg.chains[0], pool)
+        stop = asyncio.Event()
+        task = asyncio.create_task(follower.run(stop))
+        try:
+            async with client_for(cfg, pool) as client:
+                steady, hello = await open_ws(client, ["feed"])
+                start = hello["cursor"]
+                for _ in range(4):
+                    batch_transfer(node.url, token, ["0x" + rng.randbytes(20).hex() for _ in range(3)], [1, 2, 3])
+                await wait_synced(pool, node.url, "anvil")
+                before = set(await pool.fetchval("SELECT array_agg(id) FROM events"))
+                phase1: list[dict] = []
+                while {int(f["id"].split("_")[2]) for f in phase1 if f["finality"] == "observed"} < before:
+                    await read_until_quiet(steady, phase1)
+                resumed = await resume_randomly(client, ["feed"], start, len(phase1), rng)
+                assert [key(f) for f in resumed] == [key(f) for f in phase1]
+                mid = phase1[-1]["cursor"]
+
+                rpc_sync(node.url, "anvil_reorg", [2, [[transfer_tx(token, rng), 0]]])
+                await wait_synced(pool, node.url, "anvil")
+                for _ in range(8):
+                    rpc_sync(node.url, "evm_mine", [])
+                await wait_synced(pool, node.url, "anvil")
+                after = set(await pool.fetchval("SELECT array_agg(id) FROM events"))
+                removed = before - after
+                assert removed, "the reorg removed nothing"
+                phase2: list[dict] = []
+
+                def ids(frames, finality):
+                    return {int(f["id"].split("_")[2]) for f in frames if f["finality"] == finality}
+
+                while ids(phase2, "reverted") < removed or ids(phase1 + phase2, "final") < after:
+                    await read_until_quiet(steady, phase2)
+                resumed = await resume_randomly(client, ["feed"], mid, len(phase2), rng)
+                assert [key(f) for f in resumed] == [key(f) for f in phase2]
+                everything = phase1 + phase2
+                assert len({key(f) for f in everything}) == len(everything)       # once each
+                assert ids(everything, "reverted") == removed                        # exactly the removed ones
+                assert not (ids(everything, "final") & removed)                      # never final
+                assert ids(everything, "observed") == after | removed
+                await steady.close()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
