@@ -22,7 +22,7 @@ import heapq
 import itertools
 import re
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -289,21 +289,28 @@ class Feed:
 FEED = web.AppKey("feed", Feed)
 
 
-async def feed_context(app: web.Application) -> AsyncIterator[None]:
-    feed = Feed(app[POOL], app[SETTINGS].api.sse_poll_interval)
-    app[FEED] = feed
-    task = asyncio.create_task(feed.run(), name="api-feed")
-    yield
-    feed.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def running(kind: type[Feed], key: web.AppKey, name: str) -> tuple[Callable, Callable]:
+    """(cleanup context, on_shutdown hook) that run one `kind` of feed per app under `key`."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        feed = kind(app[POOL], app[SETTINGS].api.sse_poll_interval)
+        app[key] = feed
+        task = asyncio.create_task(feed.run(), name=name)
+        yield
+        feed.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def close(app: web.Application) -> None:
+        # on_shutdown runs before the server waits for open connections: ending
+        # the streams here is what lets a shutdown finish promptly.
+        app[key].close()
+
+    return context, close
 
 
-async def close_streams(app: web.Application) -> None:
-    # on_shutdown runs before the server waits for open connections: ending
-    # the streams here is what lets a shutdown finish promptly.
-    app[FEED].close()
+feed_context, close_streams = running(Feed, FEED, "api-feed")
 
 
 PositionText = Text(POSITION_PATTERN, "a position as sent in the stream's id: field, e.g. 7351.1042 or 7351.o12")

@@ -110,22 +110,26 @@ def _unauthorized(request: web.Request, who: Principal) -> RequestError:
         resource = request.match_info.route.resource
         log.warning("api.admin_auth_failed", peer=request.remote,
                     route=resource.canonical if resource is not None else "unmatched")
-        return RequestError("Authorization", "invalid bearer token", status=401, code="unauthorized",
-                            headers=CHALLENGE)
-    return RequestError("Authorization", "a bearer token is required", status=401, code="unauthorized",
-                        headers=CHALLENGE)
+        return unauthorized("invalid bearer token")
+    return unauthorized("a bearer token is required")
+
+
+def unauthorized(message: str) -> RequestError:
+    return RequestError("Authorization", message, status=401, code="unauthorized", headers=CHALLENGE)
+
+
+def forbidden(message: str) -> RequestError:
+    return RequestError("Authorization", message, status=403, code="forbidden")
 
 
 async def require_session(request: web.Request) -> Principal:
     """The wallet principal of a `auth="wallet"` route, its session checked open in Postgres (else 401)."""
     who = principal(request)
     if who.session is None:
-        raise RequestError("Authorization", "this token has no session; sign in again", status=401,
-                           code="unauthorized", headers=CHALLENGE)
+        raise unauthorized("this token has no session; sign in again")
     async with request.app[POOL].acquire() as conn:
         if not await session_live(conn, who.session):
-            raise RequestError("Authorization", "the session was revoked or has expired; sign in again", status=401,
-                               code="unauthorized", headers=CHALLENGE)
+            raise unauthorized("the session was revoked or has expired; sign in again")
     return who
 
 
@@ -138,8 +142,8 @@ def allowed(request: web.Request, auth: str | None, area: str | None) -> None:
         if who.kind == "wallet":
             return
         if who.kind == "admin":
-            raise RequestError("Authorization", "this route reads the signed-in wallet's own account; the admin "
-                               "token has none (read /v1/accounts/{id}/... instead)", status=403, code="forbidden")
+            raise forbidden("this route reads the signed-in wallet's own account; the admin token has none "
+                            "(read /v1/accounts/{id}/... instead)")
         raise _unauthorized(request, who)
     if area is not None and can_read(who, area, public_areas(request.app)):
         return
@@ -147,8 +151,8 @@ def allowed(request: web.Request, auth: str | None, area: str | None) -> None:
         return
     if who.kind == "wallet":
         # A wallet reads its own account under /v1/me/..., never through these routes.
-        raise RequestError("Authorization", "this token's scope (wallet) cannot read this; it needs the admin token "
-                           "(a wallet reads its own account under /v1/me)", status=403, code="forbidden")
+        raise forbidden("this token's scope (wallet) cannot read this; it needs the admin token "
+                        "(a wallet reads its own account under /v1/me)")
     raise _unauthorized(request, who)
 
 

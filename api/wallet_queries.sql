@@ -13,18 +13,6 @@ WHERE ((r.chain = $1 AND r.recipient = $2) OR r.from_account = $3) AND ($4::bigi
 ORDER BY r.id DESC
 LIMIT $5;
 
--- name: payout_by_id
-SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount::text AS amount, r.state, r.reason,
-       r.batch_id, r.requested_by, r.created_at, r.updated_at, r.from_account,
-       b.state AS batch_state, b.executed_block, b.executed_tx, i.outcome
-FROM payout_requests r
-LEFT JOIN payout_batches b ON b.batch_id = r.batch_id
-LEFT JOIN payout_items i ON i.batch_id = r.batch_id AND i.request_id = r.id
-WHERE r.id = $1;
-
--- name: request_by_key
-SELECT id FROM payout_requests WHERE idempotency_key = $1;
-
 -- name: withdrawn_recently
 -- Run under the payer's lock: the wallet's withdrawals of this asset (not cancelled) in the last 24 hours.
 SELECT now() AS now,

@@ -43,6 +43,7 @@ from .ledger_routes import EntriesPage
 from .routing import ADDRESS_PATTERN, Ident, QueryInt, Routes, Runtime, Text, Units, UnitsIn
 from .scopes import Principal, principal, user_account
 from .settlement_routes import PageLimit, PayoutRequest, page_limit, payout_view
+from .settlement_routes import Q as READS
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
 Q = Queries(Path(__file__).with_name("wallet_queries.sql"))
@@ -247,7 +248,7 @@ async def withdraw(request: web.Request, body: WithdrawalBody) -> web.Response:
     amount = body.amount
     pool = request.app[POOL]
     async with pool.acquire() as conn:
-        stored = await conn.fetchval(Q.request_by_key, key)
+        stored = await conn.fetchrow(READS.payout_by_ref, key, None)
     if stored is None:
         if amount < limit.min:
             raise RequestError("amount", f"below the minimum withdrawal {limit.min}")
@@ -279,7 +280,7 @@ async def withdraw(request: web.Request, body: WithdrawalBody) -> web.Response:
             err.field = None
         raise err from None
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(Q.payout_by_id, out["id"])
+        row = await conn.fetchrow(READS.payout_by_ref, None, out["id"])
     view = payout_view(row)
     view["from_account"] = row["from_account"]
     view["direction"] = "withdrawal"

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -63,7 +62,7 @@ from settlement.ledger.transfers import account_balances
 from settlement.signin.sessions import session_live
 
 from . import metrics as m
-from .feed import DB_ERRORS, FEED, READY_WAIT, Feed, Position
+from .feed import DB_ERRORS, FEED, READY_WAIT, Feed, Position, running
 from .http import RequestError
 from .routing import Routes
 from .scopes import REDACTED, Principal, can_read, feed_area, principal, public_areas, user_account
@@ -91,19 +90,7 @@ WS_FEED = web.AppKey("ws_feed", LifecycleFeed)
 RESOLVE = web.AppKey("ws_resolve", object)
 
 
-async def ws_feed_context(app: web.Application) -> AsyncIterator[None]:
-    feed = LifecycleFeed(app[POOL], app[SETTINGS].api.sse_poll_interval)
-    app[WS_FEED] = feed
-    task = asyncio.create_task(feed.run(), name="api-ws-feed")
-    yield
-    feed.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def close_ws(app: web.Application) -> None:
-    app[WS_FEED].close()
+ws_feed_context, close_ws = running(LifecycleFeed, WS_FEED, "api-ws-feed")
 
 
 def finality(msg: Any) -> str:
