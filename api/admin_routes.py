@@ -61,13 +61,18 @@ def payout_refused(exc: PayoutError, fields: set[str]) -> RequestError:
     return RequestError(None, str(exc), status=status, code=exc.code)
 
 
-class PayoutBody(BaseModel):
+class PayoutAssetBody(BaseModel):
+    """Which payout asset: the fields a payout request and a wallet's withdrawal share."""
+
     model_config = ConfigDict(extra="forbid")
 
     chain: Annotated[StrictStr, Runtime("payout_chains")] = Field(max_length=64,
                                                                  description="A chain of [[payouts.chains]]")
     asset: Annotated[StrictStr, Runtime("payout_assets")] = Field(max_length=64,
                                                                  description="'native' or a contract name")
+
+
+class PayoutBody(PayoutAssetBody):
     to: StrictStr = Field(max_length=128, json_schema_extra={"pattern": ADDRESS_PATTERN},
                           description="The recipient: a 0x address (EVM) or a classic r-address (XRPL)")
     amount: UnitsIn(1)

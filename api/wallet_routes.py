@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
@@ -36,11 +36,11 @@ from settlement.ledger.freeze import frozen_among, frozen_count, list_frozen, se
 from settlement.ledger.transfers import account_balances, entries_page, normalize_account
 from settlement.payouts.requests import PayoutError, request_payout
 
-from .admin_routes import payout_refused
+from .admin_routes import PayoutAssetBody, payout_refused
 from .http import RequestError, json_response
 from .invoice_routes import Invoice
 from .ledger_routes import EntriesPage
-from .routing import ADDRESS_PATTERN, Ident, QueryInt, Routes, Runtime, Text, Units, UnitsIn
+from .routing import ADDRESS_PATTERN, Ident, QueryInt, Routes, Text, Units, UnitsIn
 from .scopes import Principal, principal, user_account
 from .settlement_routes import PageLimit, PayoutRequest, page_limit, payout_view
 from .settlement_routes import Q as READS
@@ -194,13 +194,9 @@ async def my_invoices(request: web.Request, p: MyInvoicesQuery) -> web.Response:
 # -- withdrawals -----------------------------------------------------------------------------
 
 
-class WithdrawalBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WithdrawalBody(PayoutAssetBody):
+    """`chain`: the one the wallet signed in on."""
 
-    chain: Annotated[StrictStr, Runtime("payout_chains")] = Field(max_length=64,
-                                                                 description="The chain the wallet signed in on")
-    asset: Annotated[StrictStr, Runtime("payout_assets")] = Field(max_length=64,
-                                                                 description="'native' or a contract name")
     amount: UnitsIn(1)
     to: StrictStr | None = Field(None, max_length=128, json_schema_extra={"pattern": ADDRESS_PATTERN},
                                  description="Default: the wallet's own address; else one of the allowed addresses")

@@ -154,3 +154,4 @@ async function logout() {
 $("connect").addEventListener("click", () => signIn().catch(showError));
 $("logout").addEventListener("click", () => logout().catch(showError));
 $("withdraw").addEventListener("submit", withdraw);
+document.body.dataset.ready = "1"; // the handlers are attached

@@ -72,7 +72,7 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
             await tools.send("Page.addScriptToEvaluateOnNewDocument",
                              {"source": PROVIDER % {"address": alice.address, "signer": signer}}, session=page)
             await tools.send("Page.navigate", {"url": str(server.make_url("/example/"))}, session=page)
-            await wait_for(tools, page, "document.getElementById('connect') !== null && !!window.ethereum")
+            await wait_for(tools, page, "document.body.dataset.ready === '1' && !!window.ethereum")
             await tools.send("Runtime.evaluate", {"expression": "document.getElementById('connect').click()"},
                              session=page)
             who = await wait_for(tools, page, "document.getElementById('who').dataset.address")
