@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-transfers bench-distributions bench-report lint contracts clean
+.PHONY: setup bytecode test test-slow demo bench bench-backfill bench-live bench-api bench-payouts bench-transfers bench-distributions bench-wallet bench-report lint contracts clean
 
 setup: $(STAMP) $(NODE_STAMP) bytecode
 
@@ -50,7 +50,7 @@ PAYOUT_ARGS ?=
 PAYOUT_PIPELINE_ARGS ?=
 TRANSFER_ARGS ?=
 
-bench: bench-backfill bench-live bench-api bench-payouts bench-transfers bench-distributions bench-report
+bench: bench-backfill bench-live bench-api bench-payouts bench-transfers bench-distributions bench-wallet bench-report
 
 bench-backfill: setup
 	$(PY) bench/backfill.py $(BACKFILL_ARGS)
@@ -76,6 +76,9 @@ bench-transfers: setup
 # Distributions (issue 28): gas per claim / voucher / pushed recipient, tree build, snapshot time.
 bench-distributions: setup
 	$(PY) bench/distributions.py $(DISTRIBUTION_ARGS)
+
+bench-wallet: setup
+	ulimit -n 8192; $(PY) bench/wallet.py $(WALLET_ARGS)
 
 bench-report:
 	$(PY) bench/results.py

@@ -50,10 +50,10 @@ def admin_actor(token: Secret) -> str:
     return f"api:{digest[:8]}"
 
 
-_STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409}
+_STATUS = {"invalid_parameter": 400, "not_found": 404, "conflict": 409, "account_frozen": 403}
 
 
-def _refused(exc: PayoutError, fields: set[str]) -> RequestError:
+def payout_refused(exc: PayoutError, fields: set[str]) -> RequestError:
     """The refusal under the field it names, when that field is one of the request's."""
     status = _STATUS.get(exc.code, 400)
     if exc.field in fields:
@@ -61,13 +61,18 @@ def _refused(exc: PayoutError, fields: set[str]) -> RequestError:
     return RequestError(None, str(exc), status=status, code=exc.code)
 
 
-class PayoutBody(BaseModel):
+class PayoutAssetBody(BaseModel):
+    """Which payout asset: the fields a payout request and a wallet's withdrawal share."""
+
     model_config = ConfigDict(extra="forbid")
 
     chain: Annotated[StrictStr, Runtime("payout_chains")] = Field(max_length=64,
                                                                  description="A chain of [[payouts.chains]]")
     asset: Annotated[StrictStr, Runtime("payout_assets")] = Field(max_length=64,
                                                                  description="'native' or a contract name")
+
+
+class PayoutBody(PayoutAssetBody):
     to: StrictStr = Field(max_length=128, json_schema_extra={"pattern": ADDRESS_PATTERN},
                           description="The recipient: a 0x address (EVM) or a classic r-address (XRPL)")
     amount: UnitsIn(1)
@@ -99,7 +104,7 @@ async def create_payout(request: web.Request, body: PayoutBody) -> web.Response:
             key=body.key, actor=request.app[ADMIN_ACTOR], destination_tag=body.destination_tag,
             from_account=body.from_account)
     except PayoutError as exc:
-        raise _refused(exc, set(PayoutBody.model_fields)) from None
+        raise payout_refused(exc, set(PayoutBody.model_fields)) from None
     async with pool.acquire() as conn:
         row = await conn.fetchrow(Q.payout_by_ref, None, stored["id"])
     return json_response({"payout": payout_view(row), "created": created}, status=201 if created else 200)

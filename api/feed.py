@@ -22,7 +22,7 @@ import heapq
 import itertools
 import re
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -170,19 +170,23 @@ class Feed:
                 return
             self._listener = conn
 
-    async def fetch_after(self, pos: Position, limit: int) -> list[Item]:
-        """Up to `limit` items after `pos` in feed order, complete up to the last one returned."""
+    async def read(self, conn: asyncpg.Connection, pos: Position, horizon: str, limit: int) -> list[Item]:
+        """The sources of this feed: events and the outbox (the WebSocket feed, api/ws.py, reads four)."""
         (etx, eid), (otx, oid) = _bounds(pos)
-        async with self.pool.acquire() as conn:
-            # One horizon for both reads: with two, a transaction finishing in
-            # between could show its outbox rows before its events.
-            horizon = await conn.fetchval(Q.feed_horizon)
-            events = [event_item(r) for r in await conn.fetch(Q.feed_events_after, etx, eid, horizon, limit)]
-            outbox = [outbox_item(r) for r in await conn.fetch(Q.feed_outbox_after, otx, oid, horizon, limit)]
+        events = [event_item(r) for r in await conn.fetch(Q.feed_events_after, etx, eid, horizon, limit)]
+        outbox = [outbox_item(r) for r in await conn.fetch(Q.feed_outbox_after, otx, oid, horizon, limit)]
         # A full page of one source is complete only up to its last row; the
         # first `limit` of the merge never pass it, as that page alone fills them.
         merged = heapq.merge(events, outbox, key=lambda item: item.position)
         return list(itertools.islice(merged, limit))
+
+    async def fetch_after(self, pos: Position, limit: int) -> list[Item]:
+        """Up to `limit` items after `pos` in feed order, complete up to the last one returned."""
+        async with self.pool.acquire() as conn:
+            # One horizon for every source: with two, a transaction finishing in
+            # between could show its outbox rows before its events.
+            horizon = await conn.fetchval(Q.feed_horizon)
+            return await self.read(conn, pos, horizon, limit)
 
     async def poll_once(self) -> int:
         if self.position is None:
@@ -230,52 +234,83 @@ class Feed:
                 for w in waits:
                     w.cancel()
 
-    def subscribe(self) -> Subscriber:
+    clients_gauge = m.SSE_CLIENTS
+
+    def subscribe(self, limit: int = QUEUE_LIMIT) -> Subscriber:
         assert self.position is not None, "subscribe after the feed is ready"
-        sub = Subscriber(self.position)
+        sub = Subscriber(self.position, limit)
         self.subscribers.add(sub)
-        m.SSE_CLIENTS.set(len(self.subscribers))
+        self.clients_gauge.set(len(self.subscribers))
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
-        m.SSE_CLIENTS.set(len(self.subscribers))
+        self.clients_gauge.set(len(self.subscribers))
 
     def close(self) -> None:
         self._closing.set()
         for sub in self.subscribers:
             sub.close()
 
-    async def catch_up(self, after: Position, until: Position) -> AsyncIterator[Item]:
-        """Stored events after `after`, until the live queue takes over at `until`."""
+    async def catch_up(self, after: Position, until: Position) -> AsyncIterator[list[Item]]:
+        """Stored items after `after`, a page at a time, until the live queue takes over at `until`."""
         pos = after
         while pos < until:
             items = await self.fetch_after(pos, CATCH_UP_BATCH)
-            for item in items:
-                yield item
+            if items:
+                yield items
             if len(items) < CATCH_UP_BATCH:
                 return
             pos = items[-1].position
+
+    async def follow(self, sub: Subscriber, resume: Position | None, heartbeat: float) -> AsyncIterator[list[Item]]:
+        """What one connection sends, shared by SSE and WebSocket: the stored items after `resume`
+        (catch-up), then the live queue, each item once and in order: an item is passed on only if
+        its position is past the last one passed, so the switch-over neither skips nor repeats.
+        An empty list is a heartbeat tick (nothing for `heartbeat` seconds). Ends when the
+        subscription is closed or dropped (`sub.dropped`: the client fell too far behind)."""
+        last = sub.start
+        if resume is not None:
+            last = resume
+            async for page in self.catch_up(resume, sub.start):
+                last = page[-1].position
+                yield page
+        while not (sub.closed or sub.dropped):
+            items = await sub.take(heartbeat)
+            if not items and not (sub.closed or sub.dropped):
+                yield []
+                continue
+            fresh = [item for item in items if item.position > last]
+            if fresh:
+                last = fresh[-1].position
+                yield fresh
 
 
 FEED = web.AppKey("feed", Feed)
 
 
-async def feed_context(app: web.Application) -> AsyncIterator[None]:
-    feed = Feed(app[POOL], app[SETTINGS].api.sse_poll_interval)
-    app[FEED] = feed
-    task = asyncio.create_task(feed.run(), name="api-feed")
-    yield
-    feed.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def running(kind: type[Feed], key: web.AppKey, name: str) -> tuple[Callable, Callable]:
+    """(cleanup context, on_shutdown hook) that run one `kind` of feed per app under `key`."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        feed = kind(app[POOL], app[SETTINGS].api.sse_poll_interval)
+        app[key] = feed
+        task = asyncio.create_task(feed.run(), name=name)
+        yield
+        feed.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def close(app: web.Application) -> None:
+        # on_shutdown runs before the server waits for open connections: ending
+        # the streams here is what lets a shutdown finish promptly.
+        app[key].close()
+
+    return context, close
 
 
-async def close_streams(app: web.Application) -> None:
-    # on_shutdown runs before the server waits for open connections: ending
-    # the streams here is what lets a shutdown finish promptly.
-    app[FEED].close()
+feed_context, close_streams = running(Feed, FEED, "api-feed")
 
 
 PositionText = Text(POSITION_PATTERN, "a position as sent in the stream's id: field, e.g. 7351.1042 or 7351.o12")
@@ -359,25 +394,12 @@ async def _stream(request: web.Request, feed: Feed, settings: ApiSettings, chain
     try:
         await response.prepare(request)
         await response.write(b"retry: 2000\n: connected\n\n")
-        last = sub.start
-        if resume is not None:
-            last = resume
-            async for item in feed.catch_up(resume, sub.start):
-                last = item.position
-                message = item.for_reader(who, public)
-                if message is not None and (chain is None or item.chain in (None, chain)):
-                    await response.write(message)
-                    m.SSE_SENT.inc()
-        while not (sub.closed or sub.dropped):
-            items = await sub.take(settings.sse_heartbeat)
-            if not items and not (sub.closed or sub.dropped):
+        async for items in feed.follow(sub, resume, settings.sse_heartbeat):
+            if not items:
                 await response.write(b": ping\n\n")
                 continue
             out = bytearray()
             for item in items:
-                if item.position <= last:
-                    continue
-                last = item.position
                 message = item.for_reader(who, public)
                 if message is not None and (chain is None or item.chain in (None, chain)):
                     out += message

@@ -22,6 +22,9 @@ ADMIN_AUTH_FAILURES = Counter("chainsettle_api_admin_auth_failures_total", "Admi
 SSE_CLIENTS = Gauge("chainsettle_api_sse_clients", "Connected /v1/stream clients")
 SSE_SENT = Counter("chainsettle_api_sse_events_total", "Events written to /v1/stream clients")
 SSE_DROPPED = Counter("chainsettle_api_sse_dropped_clients_total", "Stream clients cut off because they fell behind")
+WS_CLIENTS = Gauge("chainsettle_api_ws_clients", "Connected /v1/ws clients")
+WS_SENT = Counter("chainsettle_api_ws_messages_total", "Messages written to /v1/ws clients", ["channel"])
+WS_DROPPED = Counter("chainsettle_api_ws_dropped_clients_total", "WebSocket clients cut off because they fell behind")
 FEED_POLL_ERRORS = Counter("chainsettle_api_feed_poll_errors_total", "Failed polls of the event feed")
 routes = Routes("ops", auth=None)
 

@@ -28,7 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Probes and scrapes come from a few fixed peers; limiting them would turn
 # a busy API into a failing health check.
 UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
-STREAM_PATHS = frozenset({"/v1/stream"})
+STREAM_PATHS = frozenset({"/v1/stream", "/v1/ws"})
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 

@@ -96,11 +96,12 @@ LIMIT $4;
 
 -- name: feed_outbox_after
 -- Payout, batch, reconciliation, pause and kill-switch changes after ($1 tx, $2 id), below horizon $3.
-SELECT tx::text AS tx, id, kind, chain, payload
-FROM feed_outbox
-WHERE (tx, id) > ($1::text::xid8, $2::bigint)
-  AND tx < $3::text::xid8
-ORDER BY tx, id
+-- Qualified: an unqualified `tx` in ORDER BY is the text output column (999 after 1000).
+SELECT o.tx::text AS tx, o.id, o.kind, o.chain, o.payload
+FROM feed_outbox o
+WHERE (o.tx, o.id) > ($1::text::xid8, $2::bigint)
+  AND o.tx < $3::text::xid8
+ORDER BY o.tx, o.id
 LIMIT $4;
 
 -- name: account_by_ref
@@ -170,7 +171,7 @@ SELECT scope, reason, changed_by, changed_at FROM payout_controls WHERE killed O
 -- name: payout_by_ref
 -- A payout request by numeric id, else by idempotency key, with where its batch stands.
 SELECT r.id, r.idempotency_key, r.chain, r.asset, r.recipient, r.amount::text AS amount, r.state, r.reason,
-       r.batch_id, r.requested_by, r.created_at, r.updated_at,
+       r.batch_id, r.requested_by, r.created_at, r.updated_at, r.from_account,
        b.state AS batch_state, b.executed_block, b.executed_tx, i.outcome
 FROM payout_requests r
 LEFT JOIN payout_batches b ON b.batch_id = r.batch_id

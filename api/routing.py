@@ -40,7 +40,9 @@ Scopes (api/scopes.py, README "Read scopes"): a route is private unless it
 says otherwise. `Routes(tag)` (auth="admin") needs the admin token;
 `auth=None` makes a table (or one route) public; `area="payouts"` names
 the read area of a private read, which the operator may publish with
-`[api] public = ["payouts"]`. The wrapper refuses before reading any
+`[api] public = ["payouts"]`. `auth="wallet"` (the `/v1/me` routes) needs a
+wallet access token whose session is open; the handler reads the token's
+own account (`scopes.user_account`), never one named in the request. The wrapper refuses before reading any
 parameter: 401 without a usable token, 403 when the token's scope is not
 enough. The document shows `security` on every route that needs a token.
 
@@ -88,7 +90,7 @@ from .http import (
     field_error,
     json_body,
 )
-from .scopes import allowed
+from .scopes import allowed, require_session
 
 JSON = "application/json"
 REF = "#/components/schemas/{model}"
@@ -316,6 +318,8 @@ def _wrap(route: Route) -> Handler:
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         allowed(request, auth, area)  # 401/403 before anything of the request is read
+        if auth == "wallet":
+            await require_session(request)  # a logout or a reused refresh token ends it everywhere
         p = read_params(request)  # also refuses unknown query parameters where none are declared
         args: list[Any] = [p] if takes_params else []
         if body is not None:
@@ -336,14 +340,15 @@ TAGS = {
     "public": "Readable without a token: status, chain events, the stream (filtered by scope), verify-payment",
     "private": "Reads of accounts, payouts, batches, reconciliation details, intents and deliveries: the admin "
                "token, unless `api.public` publishes the area",
-    "auth": "Wallet sign-in: a challenge to sign, then a short-lived token",
+    "auth": "Wallet sign-in: a challenge to sign, then a short-lived access token and a rotating refresh token",
+    "wallet": "The signed-in wallet's own account: balances, entries, payouts, invoices, withdrawals",
     "admin": "Writes and operator reads; only served with `api.admin_token`, behind its bearer token",
     "ops": "Probes, metrics, this document and the status page",
 }
 SECURITY = {
     "admin": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <api.admin_token>`"},
     "wallet": {"type": "http", "scheme": "bearer",
-               "description": "The token `POST /v1/auth/verify` returned for a signed challenge"},
+               "description": "The access token `POST /v1/auth/verify` (or `/v1/auth/refresh`) returned"},
 }
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from config.section_api import ApiSettings
 from db import Queries
+from settlement.ledger.freeze import frozen_count
 from settlement.ledger.transfers import account_balances as ledger_balances
 
 from .http import RequestError, json_response, row_dict
@@ -239,6 +240,7 @@ class PayoutSummary(BaseModel):
     queue: list[QueueRow]
     open_batches: list[OpenBatches]
     kill_switches: list[KillSwitchRow]
+    frozen_accounts: int = Field(0, description="user accounts an operator froze (nothing is paid from them)")
 
 
 class PausedAsset(BaseModel):
@@ -375,6 +377,7 @@ async def payout_summary(conn: asyncpg.Connection) -> dict[str, Any]:
         "queue": [row_dict(r) for r in await conn.fetch(Q.payout_queue)],
         "open_batches": [row_dict(r) for r in await conn.fetch(Q.open_batches)],
         "kill_switches": [row_dict(r) for r in await conn.fetch(Q.payout_kill_switches)],
+        "frozen_accounts": await frozen_count(conn),
     }
 
 

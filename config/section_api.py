@@ -55,6 +55,11 @@ class ApiSettings(BaseModel):
     # One client (the rate limiter's client key) holds at most this many streams
     # at once; default: a tenth of sse_max_clients, at least 1.
     stream_slots_per_client: int | None = Field(None, ge=1)
+    # The WebSocket feed (/v1/ws): messages queued for one client before it is cut
+    # off as too slow (never buffered for ever), and how far back a cursor may
+    # resume (beyond: the server says `cursor_too_old` and the client refetches).
+    ws_send_queue: int = Field(2000, ge=10, le=1_000_000)
+    ws_max_catch_up: int = Field(100_000, ge=100)
     # Read areas anyone may read without a token (default: none; see README "Read scopes").
     public: list[ReadArea] = Field(default_factory=list)
     # The API cannot starve the followers and payout workers: `chainsettle run`

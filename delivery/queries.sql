@@ -14,11 +14,12 @@ LIMIT $4;
 
 -- name: source_feed_after
 -- Every feed_outbox kind (payouts, batches, reconciliation, pauses, and kinds added later).
-SELECT tx::text AS tx, id, kind, subject, chain, payload, at
-FROM feed_outbox
-WHERE (tx, id) > ($1::text::xid8, $2::bigint)
-  AND tx < $3::text::xid8
-ORDER BY tx, id
+-- Qualified: an unqualified `tx` in ORDER BY is the text output column (999 after 1000).
+SELECT o.tx::text AS tx, o.id, o.kind, o.subject, o.chain, o.payload, o.at
+FROM feed_outbox o
+WHERE (o.tx, o.id) > ($1::text::xid8, $2::bigint)
+  AND o.tx < $3::text::xid8
+ORDER BY o.tx, o.id
 LIMIT $4;
 
 -- name: source_lifecycle_after

@@ -291,6 +291,11 @@ function renderPayouts() {
     div.setAttribute("data-kill-switch", k.scope);
     parts.push(div);
   }
+  if (payouts.frozen_accounts) {
+    const div = el("div", payouts.frozen_accounts + " account(s) frozen: no withdrawal or transfer out of them", "bad");
+    div.setAttribute("data-frozen-accounts", String(payouts.frozen_accounts));
+    parts.push(div);
+  }
   const recent = renderActivity();
   if (recent) {
     parts.push(el("h3", "recent changes"), recent);

@@ -37,6 +37,7 @@ from settlement.ledger.transfers import (
     TransferRefused,
     check_account,
     check_transfer,
+    frozen_debits,
     lock_rooms,
     normalize_account,
     read_rooms,
@@ -98,6 +99,9 @@ async def create_hold(pool: asyncpg.Pool, settings: Settings, hold: Hold, actor:
         debit, credit = accounts[hold.debit_account], accounts[hold.credit_account]
         pairs = [(debit.id, hold.asset), (credit.id, hold.asset)]
         await lock_rooms(conn, pairs)
+        if await frozen_debits(conn, [debit.code]):
+            raise TransferRefused("debit_account", "account_frozen", f"{debit.code} is frozen: nothing is debited "
+                                  "from it until an operator unfreezes it", account=debit.code)
         room = (await read_rooms(conn, pairs[:1]))[pairs[0]]
         refuse_exceeding(settings, debit, room, hold.amount, "debit_account", what="hold")
         row = await conn.fetchrow(Q.insert_hold, hold.id, hold.body(), debit.id, credit.id, hold.asset, hold.amount,

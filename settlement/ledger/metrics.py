@@ -65,3 +65,6 @@ LEDGER_TRANSFERS = Counter(
 LEDGER_RETRIES = Counter(
     "chainsettle_ledger_transfer_retries_total", "Transfer transactions retried after a deadlock or serialization failure"
 )
+
+FROZEN_ACCOUNTS = Gauge("chainsettle_frozen_accounts", "Accounts an operator froze (no withdrawal, transfer or hold "
+                        "debits them)")

@@ -396,6 +396,22 @@ async def book_requests(conn: asyncpg.Connection, settings: Settings, reqs: Sequ
     if not pairs:
         return
     await lock_rooms(conn, pairs)
+    # Frozen accounts (settlement/ledger/freeze.py) are debited by nothing new.
+    frozen = await frozen_debits(conn, [t.debit_account for r in valid for t in r.transfers])
+    if frozen:
+        still = []
+        for r in valid:
+            hit = next(((i, t) for i, t in enumerate(r.transfers) if t.debit_account in frozen), None)
+            if hit is None:
+                still.append(r)
+            else:
+                i, t = hit
+                r.error = TransferRefused(f"transfers[{i}].debit_account", "account_frozen",
+                                          f"{t.debit_account} is frozen: nothing is debited from it until an "
+                                          "operator unfreezes it", account=t.debit_account, index=i)
+        valid = still
+        if not valid:
+            return
     # Availability of the debited pairs only: a pair that is only credited
     # needs its lock (its row is updated) but no check.
     rooms = await read_rooms(conn, [(accounts[t.debit_account].id, t.asset) for r in valid for t in r.transfers])
@@ -523,6 +539,14 @@ class TransferBatcher:
                         fut.set_result(None)
         finally:
             self._active -= 1
+
+
+async def frozen_debits(conn: asyncpg.Connection, accounts: Sequence[str]) -> set[str]:
+    """The frozen ones among accounts about to be debited, their freeze locks taken shared."""
+    from .freeze import frozen_among, lock_debits
+
+    await lock_debits(conn, accounts)
+    return await frozen_among(conn, accounts)
 
 
 # -- reading --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ The confirmation hooks debit that same account when the payout is final.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -29,6 +30,7 @@ from settlement.ledger.transfers import (
     ACCOUNTS,
     TransferRefused,
     check_account,
+    frozen_debits,
     lock_rooms,
     normalize_account,
     overdraft,
@@ -51,6 +53,12 @@ class IdempotencyConflict(PayoutError):
     """the idempotency key was used for a different payout"""
 
     code = "conflict"
+
+
+class AccountFrozen(PayoutError):
+    """the paying account is frozen (settlement/ledger/freeze.py)"""
+
+    code = "account_frozen"
 
 
 class BatchNotFound(PayoutError):
@@ -159,9 +167,13 @@ def _check_from(settings: Settings, chain: str, from_account: object) -> str:
 
 async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, asset: str, to: str, amount: int,
                          key: str, actor: str = "cli", destination_tag: int | None = None,
-                         from_account: str | None = None) -> tuple[dict, bool]:
+                         from_account: str | None = None,
+                         admission: Callable[[asyncpg.Connection, str], Awaitable[None]] | None = None
+                         ) -> tuple[dict, bool]:
     """Store one payout request; return (request, created_now). `destination_tag`: XRPL only.
-    `from_account`: the account paying (default: the recipient's user account)."""
+    `from_account`: the account paying (default: the recipient's user account).
+    `admission(conn, payer)`: more checks (a wallet's withdrawal limits), run under the payer's
+    lock in the admitting transaction; it raises a PayoutError to refuse (nothing is stored)."""
     tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
@@ -182,6 +194,11 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
                 raise IdempotencyConflict("key", f"{key!r} was already used for a different payout")
             raise PayoutError(first["field"], f"{first['reason']} (the first answer for key {key!r}, replayed)")
         await lock_payers(conn, chain, asset, [payer])
+        if await frozen_debits(conn, [payer]):
+            raise AccountFrozen("from_account", f"{payer} is frozen: no payout is paid from it until an operator "
+                                "unfreezes it")
+        if admission is not None:
+            await admission(conn, payer)
         if payer.startswith("app:") or settings.payouts.require_balance:
             try:
                 account = (await ACCOUNTS.resolve(conn, settings, {payer: ("from_account", None)}))[payer]

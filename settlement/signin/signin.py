@@ -10,8 +10,9 @@ signature (EIP-191 recovery for EOAs, EIP-1271 `isValidSignature` by
 `eth_call` at the chain's final block for contract wallets, the answer
 exactly the magic value; for XRPL accounts a signature by the master key,
 unless disabled, or the RegularKey, read from the validated ledger with
-`account_info`). The answer is a short-lived HS256 token naming the
-verified address.
+`account_info`). The answer starts a session (sessions.py): a short-lived
+access token (a JWT, HS256) naming the verified address and the session,
+and a refresh token.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import string
-import uuid
 from pathlib import Path
 
 import asyncpg
 
-from config import ChainConfig, Secret, Settings, resolve_secret
+from config import ChainConfig, Settings
 from config.section_invoices import SigninSettings
 from db import Queries
 from db.audit import audit
@@ -39,7 +39,7 @@ from .messages import (
     xrpl_key_address,
     xrpl_signature_ok,
 )
-from .tokens import sign_token
+from .sessions import start_session
 
 Q = Queries(Path(__file__).with_name("signin.sql"))
 EIP1271_MAGIC = "0x1626ba7e"
@@ -57,10 +57,6 @@ def signin_settings(settings: Settings) -> SigninSettings:
     if cfg is None:
         raise SigninRefused("not_configured", "wallet sign-in is not configured ([invoices.signin])")
     return cfg
-
-
-def token_key(settings: Settings) -> Secret:
-    return resolve_secret(signin_settings(settings).token_key, "invoices.signin.token_key")
 
 
 def _chain(settings: Settings, name: str) -> ChainConfig:
@@ -208,12 +204,7 @@ async def verify_signin(pool: asyncpg.Pool, settings: Settings, *, chain: str, m
         method = "xrpl"
     if method is None:
         raise SigninRefused("bad_signature", "the signature is not the account's")
-    async with pool.acquire() as conn:
-        await audit(conn, "signin", "signin.verified", msg.address, {"chain": chain, "method": method})
-    issued = int(now.timestamp())
-    exp = issued + cfg.token_ttl_seconds
     address = msg.address.lower() if msg.kind == "siwe" else msg.address
-    token = sign_token(token_key(settings), {"iss": cfg.domain, "sub": address, "chain": chain, "method": method,
-                                             "iat": issued, "exp": exp, "jti": uuid.uuid4().hex})
-    return {"address": address, "chain": chain, "method": method, "token": token,
-            "expires_at": dt.datetime.fromtimestamp(exp, dt.UTC).isoformat()}
+    async with pool.acquire() as conn, conn.transaction():
+        await audit(conn, "signin", "signin.verified", msg.address, {"chain": chain, "method": method})
+        return await start_session(conn, settings, address=address, chain=chain, method=method)

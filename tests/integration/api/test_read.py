@@ -88,7 +88,7 @@ async def test_status_reports_each_chain_from_the_database(tmp_path, pool):
         == [(8, 10, 2, deleted)]
     assert deleted == 4
     assert chains["later"]["state"] == "not_started" and chains["later"]["configured"] is True
-    assert body["payouts"] == {"queue": [], "open_batches": [], "kill_switches": []}
+    assert body["payouts"] == {"queue": [], "open_batches": [], "kill_switches": [], "frozen_accounts": 0}
     assert body["reconciliation"] == {"latest": [], "paused_assets": []}
 
 

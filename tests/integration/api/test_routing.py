@@ -58,8 +58,12 @@ async def test_declared_routes_share_one_error_contract(tmp_path, pool, monkeypa
 # Readable without a token (README "Read scopes"); every other route needs one.
 PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/", "/static/app.js", "/static/style.css",
                 "/v1/status", "/v1/events", "/v1/chains/{chain}/children", "/v1/stream", "/v1/verify-payment",
-                "/v1/auth/challenge", "/v1/auth/verify", "/v1/distributions/{id}/tree",
+                "/v1/auth/challenge", "/v1/auth/verify", "/v1/auth/refresh", "/v1/auth/logout", "/v1/ws",
+                "/example/", "/example/example.js", "/v1/distributions/{id}/tree",
                 "/v1/distributions/{id}/proof/{account}"}
+# The signed-in wallet's own routes (issue 27): its token, never the admin's (test_wallet.py).
+WALLET_PATHS = {"/v1/me", "/v1/me/balances", "/v1/me/entries", "/v1/me/payouts", "/v1/me/invoices",
+                "/v1/me/withdrawals"}
 
 
 async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatch):
@@ -89,6 +93,9 @@ async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatc
                 assert op["tags"] == ["admin"], path
             elif path in PUBLIC_PATHS:
                 assert "security" not in op and "401" not in op["responses"], path
+            elif path in WALLET_PATHS:
+                assert op["security"] == [{"wallet": []}], path
+                assert {"401", "403"} <= set(op["responses"]), path
             else:  # read scopes (issue 26): a private read says which token reads it
                 assert op["security"] == [{"admin": []}], path
                 assert {"401", "403"} <= set(op["responses"]), path

@@ -2,7 +2,7 @@
 
 Public: status, chain events, the stream's public kinds, what the operator
 publishes in `[api] public`. The admin token: everything. A signed-in
-wallet: nothing private yet (issue 27 gives it its own accounts): 403.
+wallet: its own account under /v1/me (test_wallet.py), elsewhere a 403.
 Every private route is found by walking the served /openapi.json, so a new
 route cannot forget its scope.
 """
@@ -21,7 +21,7 @@ from settlement.ledger.pauses import pause_asset
 from settlement.signin.tokens import sign_token
 from tests.integration.api.test_admin import AUTH, BATCHER, USER, admin_settings, recon_run
 from tests.integration.api.test_intents import body as intent_body
-from tests.integration.api.test_routing import PUBLIC_PATHS
+from tests.integration.api.test_routing import PUBLIC_PATHS, WALLET_PATHS
 from tests.integration.settlement.distributions.support import seed_rows as seed_distribution_rows
 from tests.support.api_data import (
     BATCH,
@@ -50,7 +50,7 @@ def last(message: dict) -> bool:
 
 
 def scoped_settings(tmp_path, monkeypatch, **api):
-    """Admin token, payouts, and wallet sign-in (whose tokens read nothing private yet)."""
+    """Admin token, payouts, and wallet sign-in (whose tokens read only their own account, under /v1/me)."""
     monkeypatch.setenv("CS_SCOPES_SIGNIN_KEY", SIGNIN_KEY)
     settings = admin_settings(tmp_path, monkeypatch, **api)
     signin = SigninSettings(domain="shop.example", uri="https://shop.example", token_key="env:CS_SCOPES_SIGNIN_KEY")
@@ -109,6 +109,11 @@ async def test_every_private_route_refuses_without_the_right_token(tmp_path, poo
             for method, op in ops.items():
                 if path in PUBLIC_PATHS:
                     assert "security" not in op, (method, path)
+                    continue
+                if path in WALLET_PATHS:  # the wallet's own account (test_wallet.py walks these with tokens)
+                    assert op["security"] == [{"wallet": []}], (method, path)
+                    assert (await client.request(method.upper(), path)).status == 401, path
+                    assert (await client.request(method.upper(), path, headers=AUTH)).status == 403, path
                     continue
                 assert op["security"] == [{"admin": []}], (method, path)
                 assert {"401", "403"} <= set(op["responses"]), (method, path)

@@ -14,6 +14,6 @@ def test_build_installs_data_directories_without_warnings(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "please list it in `packages`" not in out.stderr and "is absent from the `packages`" not in out.stderr
-    for path in ("api/static/index.html", "api/static/app.js", "config/abis/erc20.json",
+    for path in ("api/static/index.html", "api/static/app.js", "api/static/example/index.html", "config/abis/erc20.json",
                  "db/migrations/0001_core.sql", "settlement/payouts/payouts.sql"):
         assert (tmp_path / path).is_file(), path
