@@ -687,7 +687,8 @@ function renderGlance() {
   const stuck = deliveries.filter((d) => d.state !== "active" || d.last_outcome || d.dead > 0);
   parts.push(badge(stuck.length ? stuck.length + " delivery subscription(s) need a look" : "deliveries flowing",
     stuck.length ? "warn" : "good", "deliveries"));
-  parts.push(badge("frozen accounts: not tracked yet", "muted", "frozen")); // issue 27 adds freezing
+  const frozen = (payouts && payouts.frozen_accounts) || 0;
+  parts.push(badge(frozen ? frozen + " account(s) frozen" : "no account frozen", frozen ? "bad" : "good", "frozen"));
   box.replaceChildren(...parts);
 }
 
