@@ -4,22 +4,25 @@ signs in, sees its balance and history, requests a withdrawal, and watches the l
 channel bring the payout and the new balance.
 
 The daemon is the app as `chainsettle run` builds it, on a real database with a seeded ledger
-(the wallet is owed 5000 base units)."""
+(the wallet is owed 5000 base units, then
+credited 100 by a transfer)."""
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from eth_account.messages import encode_defunct
 
 from api.app import make_app
 from daemon.devchain import free_port
-from tests.integration.api.test_admin import credit
+from tests.integration.api.test_admin import AUTH, credit
 from tests.integration.api.test_status_page import chromium, pytestmark, wait_for  # noqa: F401 (skip w/o chromium)
 from tests.integration.api.test_ws import ws_settings
 from tests.support.api_data import seeded
 from tests.support.wallet import new_account
 
+FUNDER = "0x" + "12" * 20
 PROVIDER = """
 window.ethereum = {
   isTestWallet: true,
@@ -57,6 +60,7 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
     alice = new_account()
     address = alice.address.lower()
     await credit(pool, address, 5000)
+    await credit(pool, FUNDER, 1000)
     runner, signer = await signer_server(alice)
     server = TestServer(make_app(settings, pool), host="127.0.0.1")
     await server.start_server()
@@ -84,6 +88,22 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
             entries = await wait_for(tools, page, "document.querySelectorAll('#entries tbody tr').length")
             assert entries == 1
             await wait_for(tools, page, "document.getElementById('live').textContent === 'live'")
+            # A prize credited by a transfer: its `balance` change, then the new figures, arrive live.
+            async with aiohttp.ClientSession() as http:
+                r = await http.post(str(server.make_url("/v1/admin/ledger/transfers")), headers=AUTH, json={
+                    "transfers": [{"id": "prize-1", "debit_account": f"user:anvil:{FUNDER}",
+                                   "credit_account": f"user:anvil:{address}", "asset": "anvil:native",
+                                   "amount": "100"}]})
+                assert r.status in (200, 201), await r.text()
+            change = await wait_for(tools, page, """(() => {
+                const li = [...document.querySelectorAll('#feed li[data-type="balance"]')]
+                    .find((x) => x.textContent.includes('transfer'));
+                return li && li.textContent; })()""")
+            assert change == "balance transfer (final) 100"
+            available = await wait_for(tools, page, """(() => {
+                const tr = document.querySelector('#balances tr[data-available]');
+                return tr && tr.dataset.available === '5100' && tr.dataset.available; })()""")
+            assert available == "5100"
             # Withdraw 40: the request is stored, and the live account channel brings the payout and the balance.
             await tools.send("Runtime.evaluate", {"expression": """
                 document.getElementById('w-amount').value = '40';
@@ -96,8 +116,8 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
             await wait_for(tools, page, "document.querySelector('#feed li[data-type=\"payout\"]') !== null")
             available = await wait_for(tools, page, """(() => {
                 const tr = document.querySelector('#balances tr[data-available]');
-                return tr && tr.dataset.available === '4960' && tr.dataset.available; })()""")
-            assert available == "4960"
+                return tr && tr.dataset.available === '5060' && tr.dataset.available; })()""")
+            assert available == "5060"
             # A refusal is shown with the field it names.
             await tools.send("Runtime.evaluate", {"expression": """
                 document.getElementById('w-amount').value = '999999';
