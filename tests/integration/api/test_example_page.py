@@ -54,6 +54,31 @@ async def signer_server(account) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def open_signed_in(tools, url: str, account, signer: str) -> str:
+    """A page session on the example page at `url` with `account` injected as the wallet, signed in."""
+    target = await tools.send("Target.createTarget", {"url": "about:blank"})
+    page = (await tools.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
+    await tools.send("Page.enable", session=page)
+    # The injected wallet talks to the test's signer: the page's own CSP (connect-src 'self')
+    # is for the page, not for a wallet extension, so the test lifts it for the provider.
+    await tools.send("Page.setBypassCSP", {"enabled": True}, session=page)
+    await tools.send("Page.addScriptToEvaluateOnNewDocument",
+                     {"source": PROVIDER % {"address": account.address, "signer": signer}}, session=page)
+    await tools.send("Page.navigate", {"url": url}, session=page)
+    await wait_for(tools, page, "document.body.dataset.ready === '1' && !!window.ethereum")
+    await tools.send("Runtime.evaluate", {"expression": "document.getElementById('connect').click()"}, session=page)
+    who = await wait_for(tools, page, "document.getElementById('who').dataset.address")
+    assert who == account.address.lower()
+    return page
+
+
+def available_is(value: str) -> str:
+    """A page expression: the first balance row's available figure once it reads `value`."""
+    return f"""(() => {{
+        const tr = document.querySelector('#balances tr[data-available]');
+        return tr && tr.dataset.available === '{value}' && tr.dataset.available; }})()"""
+
+
 async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_account(tmp_path, pool, monkeypatch):
     settings = ws_settings(tmp_path, monkeypatch, sse_poll_interval=0.05)
     await seeded(pool, "anvil", blocks=10)
@@ -66,21 +91,7 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
     await server.start_server()
     try:
         async with chromium(tmp_path) as tools:
-            target = await tools.send("Target.createTarget", {"url": "about:blank"})
-            page = (await tools.send("Target.attachToTarget", {"targetId": target["targetId"],
-                                                               "flatten": True}))["sessionId"]
-            await tools.send("Page.enable", session=page)
-            # The injected wallet talks to the test's signer: the page's own CSP (connect-src 'self')
-            # is for the page, not for a wallet extension, so the test lifts it for the provider.
-            await tools.send("Page.setBypassCSP", {"enabled": True}, session=page)
-            await tools.send("Page.addScriptToEvaluateOnNewDocument",
-                             {"source": PROVIDER % {"address": alice.address, "signer": signer}}, session=page)
-            await tools.send("Page.navigate", {"url": str(server.make_url("/example/"))}, session=page)
-            await wait_for(tools, page, "document.body.dataset.ready === '1' && !!window.ethereum")
-            await tools.send("Runtime.evaluate", {"expression": "document.getElementById('connect').click()"},
-                             session=page)
-            who = await wait_for(tools, page, "document.getElementById('who').dataset.address")
-            assert who == address
+            page = await open_signed_in(tools, str(server.make_url("/example/")), alice, signer)
             available = await wait_for(tools, page, """(() => {
                 const tr = document.querySelector('#balances tr[data-available]');
                 return tr && tr.dataset.available; })()""")
@@ -100,9 +111,7 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
                     .find((x) => x.textContent.includes('transfer'));
                 return li && li.textContent; })()""")
             assert change == "balance transfer (final) 100"
-            available = await wait_for(tools, page, """(() => {
-                const tr = document.querySelector('#balances tr[data-available]');
-                return tr && tr.dataset.available === '5100' && tr.dataset.available; })()""")
+            available = await wait_for(tools, page, available_is("5100"))
             assert available == "5100"
             # Withdraw 40: the request is stored, and the live account channel brings the payout and the balance.
             await tools.send("Runtime.evaluate", {"expression": """
@@ -114,9 +123,7 @@ async def test_example_page_signs_in_shows_balance_withdraws_and_follows_the_acc
             assert (int(stored["amount"]), stored["recipient"], stored["from_account"]) == (
                 40, address, f"user:anvil:{address}")
             await wait_for(tools, page, "document.querySelector('#feed li[data-type=\"payout\"]') !== null")
-            available = await wait_for(tools, page, """(() => {
-                const tr = document.querySelector('#balances tr[data-available]');
-                return tr && tr.dataset.available === '5060' && tr.dataset.available; })()""")
+            available = await wait_for(tools, page, available_is("5060"))
             assert available == "5060"
             # A refusal is shown with the field it names.
             await tools.send("Runtime.evaluate", {"expression": """
