@@ -69,6 +69,7 @@ FEED_AREAS: dict[str, str | None] = {
     "intent": "intents",
     "distribution": "distributions",
     "voucher": "distributions",
+    "balance": "accounts",  # an account's balance changed by a transfer or a hold (0025)
 }
 # Kinds anonymous clients get in part: the fields dropped for them.
 REDACTED: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,8 @@ WebSocket; the header works too); `cursor` is optional (from now). Channels:
   `[api] public` names); with the admin token, every area;
 - `account`: a wallet token's own account (`user:<chain>:<address>`): its
   payouts and withdrawals, its invoices, chain events naming its address,
-  each followed by a `balance` message (final, pending, available);
+  the `balance` outbox rows (0025) of transfers and holds naming exactly its
+  account, then a `balance` snapshot (final, pending, available);
 - `admin`: the admin token only: everything the SSE feed carries.
 
 The server answers `{"type": "subscribed", "cursor": ...}`, then messages
@@ -108,6 +109,8 @@ class Reader:
     def _mine(self, msg: Any) -> bool:
         if self.account is None or msg.chain != self.who.chain:
             return False
+        if msg.kind == "balance":  # exactly the account it names: never a counterparty's
+            return isinstance(msg.data, dict) and str(msg.data.get("account", "")).lower() == self.account.lower()
         if self.account.lower() in msg.accounts or self.address in msg.accounts:
             return True
         return isinstance(msg.data, dict) and msg.data.get("from_account") == self.account

@@ -68,6 +68,13 @@ uri = "http://127.0.0.1:{api_port}"
 token_key = "env:{SIGNIN_ENV}"
 chains = ["local"]
 
+# What a signed-in wallet may withdraw from its own account (the example page, /example/).
+[[invoices.signin.withdrawals.limits]]
+chain = "local"
+asset = "Token"
+per_request = "100000000000000000000"   # 100 TST
+per_day = "1000000000000000000000"
+
 # Demo only: the receiver the demo starts runs on loopback, which a real
 # deployment refuses (SSRF); see delivery.allow_loopback in the README.
 [delivery]

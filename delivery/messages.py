@@ -140,7 +140,7 @@ def outbox_stage(kind: str, payload: dict[str, Any]) -> str:
     batch failed and it waits again: `reason` says why); batch: sent (signed
     and broadcast), confirmed, failed (reverted, expired), or its state;
     reconciliation: mismatch or its status; pause: paused or resolved; kill
-    switch: killed or released; any other kind: its state or status.
+    switch: killed or released; balance: its reason; any other kind: its state or status.
     """
     if kind == "payout":
         if payload.get("previous_state") is None:
@@ -157,6 +157,8 @@ def outbox_stage(kind: str, payload: dict[str, Any]) -> str:
         return "paused" if payload.get("paused") else "resolved"
     if kind == "payout_control":
         return "killed" if payload.get("killed") else "released"
+    if kind == "balance" and isinstance(payload.get("reason"), str):
+        return payload["reason"]
     for field in ("state", "status"):
         if isinstance(payload.get(field), str):
             return payload[field]

@@ -131,7 +131,7 @@ function connectFeed() {
       if (msg.error === "cursor_too_old") cursor = null; // refetch, then follow from now
       return;
     }
-    if (msg.type === "balance") showBalances(msg.data.balances);
+    if (msg.type === "balance" && msg.data.balances) showBalances(msg.data.balances); // a snapshot; a change has `amount`
     const li = document.createElement("li");
     li.textContent = msg.type + " " + msg.stage + " (" + msg.finality + ")" + (msg.data.amount ? " " + msg.data.amount : "");
     li.setAttribute("data-type", msg.type);

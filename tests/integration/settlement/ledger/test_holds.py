@@ -69,6 +69,11 @@ async def test_void_and_expiry_return_the_reservation(pool, settings):
     assert await expire_due(pool) == 0
     parts = await balance_parts(pool, A)
     assert (parts["final"], parts["held"], parts["available"]) == (10, 0, 10)
+    # One `balance` feed row per change of A (migration 0025), in order, each with its change.
+    rows = await pool.fetch("SELECT payload FROM feed_outbox WHERE kind = 'balance' AND payload->>'account' = $1 "
+                            "ORDER BY id", A)
+    assert [(r["payload"]["reason"], r["payload"]["hold_id"], r["payload"]["amount"]) for r in rows] == [
+        ("hold", "v", "-3"), ("void", "v", "3"), ("hold", "e", "-4"), ("expire", "e", "4")]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -110,3 +115,9 @@ async def test_a_hold_resolves_once_under_racing_post_void_and_expiry(pool, sett
     pending = sum(10 for r in rows if r["state"] == "pending")
     assert parts["final"] == 1000 - posted and parts["held"] == pending
     assert (await balance_parts(pool, B))["final"] == posted
+    # Each resolution wrote its `balance` rows once: the debit side always, the credit side if posted.
+    reasons = {"posted": "post", "voided": "void", "expired": "expire"}
+    feed = await pool.fetch("SELECT payload FROM feed_outbox WHERE kind = 'balance' AND payload->>'reason' <> 'hold'")
+    got = sorted((f["payload"]["hold_id"], f["payload"]["account"], f["payload"]["reason"]) for f in feed)
+    assert got == sorted([(r["id"], A, reasons[r["state"]]) for r in rows if r["state"] != "pending"]
+                         + [(r["id"], B, "post") for r in rows if r["state"] == "posted"])
