@@ -141,7 +141,9 @@ CREATE INDEX distribution_vouchers_open ON distribution_vouchers (pool_account, 
 -- Feed kinds 'distribution' (created, paid, claimed, expired) and 'voucher'
 -- (issued, used, expired, revoked): written by triggers in the transaction
 -- of the change. The allowed list is extended, not replaced.
-DO $$
+-- Later migrations add their kinds the same way: SELECT feed_outbox_allow_kinds(ARRAY[...]).
+CREATE FUNCTION feed_outbox_allow_kinds(extra TEXT[]) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
     def TEXT;
     kinds TEXT[];
@@ -154,12 +156,14 @@ BEGIN
     -- The list reads either 'a', 'b' (IN) or '{a,b}' (= ANY, as 0012 writes it).
     SELECT array_agg(DISTINCT k) INTO kinds
     FROM regexp_matches(def, '''\{?([a-z_,]+)\}?''', 'g') AS m, unnest(string_to_array(m[1], ',')) AS k;
-    kinds := array(SELECT DISTINCT unnest(kinds || ARRAY['distribution', 'voucher']));
+    kinds := array(SELECT DISTINCT unnest(kinds || extra));
     EXECUTE (SELECT 'ALTER TABLE feed_outbox DROP CONSTRAINT ' || quote_ident(c.conname) FROM pg_constraint c
              WHERE c.conrelid = 'feed_outbox'::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) = def);
     EXECUTE 'ALTER TABLE feed_outbox ADD CONSTRAINT feed_outbox_kind_check CHECK (kind = ANY ('
             || quote_literal(kinds::text) || '::text[]))';
 END $$;
+
+SELECT feed_outbox_allow_kinds(ARRAY['distribution', 'voucher']);
 
 CREATE FUNCTION feed_distribution() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

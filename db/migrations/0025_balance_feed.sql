@@ -8,25 +8,7 @@
 -- in its natural sign (a credit to a user account is positive), as an exact
 -- integer string. The WebSocket `account` channel forwards a row to the
 -- wallet whose account it names (api/ws.py), followed by its figures.
-DO $$
-DECLARE
-    def TEXT;
-    kinds TEXT[];
-BEGIN
-    SELECT pg_get_constraintdef(c.oid) INTO def FROM pg_constraint c
-    WHERE c.conrelid = 'feed_outbox'::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) LIKE '%kind%';
-    IF def IS NULL THEN
-        RETURN;
-    END IF;
-    -- The list reads either 'a', 'b' (IN) or '{a,b}' (= ANY, as 0012 writes it).
-    SELECT array_agg(DISTINCT k) INTO kinds
-    FROM regexp_matches(def, '''\{?([a-z_,]+)\}?''', 'g') AS m, unnest(string_to_array(m[1], ',')) AS k;
-    kinds := array(SELECT DISTINCT unnest(kinds || ARRAY['balance']));
-    EXECUTE (SELECT 'ALTER TABLE feed_outbox DROP CONSTRAINT ' || quote_ident(c.conname) FROM pg_constraint c
-             WHERE c.conrelid = 'feed_outbox'::regclass AND c.contype = 'c' AND pg_get_constraintdef(c.oid) = def);
-    EXECUTE 'ALTER TABLE feed_outbox ADD CONSTRAINT feed_outbox_kind_check CHECK (kind = ANY ('
-            || quote_literal(kinds::text) || '::text[]))';
-END $$;
+SELECT feed_outbox_allow_kinds(ARRAY['balance']);  -- 0024
 
 -- changes: (account id, asset, reason, id field, id, change in natural sign), any number of rows;
 -- the accounts that are not user or app accounts are left out.
