@@ -3,7 +3,8 @@
 Admin: POST /v1/admin/snapshots, /v1/admin/distributions, .../{id}/push,
 .../{id}/epoch, .../{id}/settle, /v1/admin/vouchers, .../{id}/revoke.
 Private reads (area `distributions`): GET /v1/snapshots/{id},
-/v1/distributions/{id}, .../{id}/shares, /v1/vouchers/{id}.
+/v1/distributions/{id}, .../{id}/shares, /v1/entitlements/{account} (what
+one recipient is owed, from its entitlement accounts), /v1/vouchers/{id}.
 Public: GET /v1/distributions/{id}/tree (the OpenZeppelin `standard-v1`
 dump) and .../{id}/proof/{account}: a claimant needs its proof, and the
 tree is public on chain anyway once claimed from. Handlers are thin:
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from config.errors import FieldError
 from settlement.distributions import claims, push, vouchers
 from settlement.distributions.book import DistributionRequest, create_distribution, get_distribution, shares_page
+from settlement.distributions.entitlements import owed_to
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot, get_snapshot
 from settlement.ledger.transfers import TransferConflict, TransferRefused
 
@@ -241,6 +243,39 @@ async def shares(request: web.Request, p: SharesQuery) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await shares_page(conn, p.id, -1 if p.after is None else p.after, p.limit)
     return json_response({"shares": rows})
+
+
+class EntitlementsQuery(BaseModel):
+    account: Text(r"^(0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34})$", "an EVM (0x...) or XRPL (r...) address")
+    after: DistId | None = Field(None, description="the last distribution id of the previous page")
+    limit: QueryInt(1, 1000) = 100
+
+
+class Entitlement(BaseModel):
+    distribution: str
+    index: int = Field(description="the share's index (its Merkle leaf index in a pull distribution)")
+    asset: str
+    mode: str = Field(description="push: paid by payout; pull: claimed with a proof")
+    share: Units
+    state: str = Field(description="owed, requested, paid, claimed, expired or rolled")
+    account: str | None = Field(description="the ledger account holding it: entitlement:<distribution>:<account>")
+    owed: Units = Field(description="what that account still holds for the recipient")
+
+
+class Entitlements(BaseModel):
+    entitlements: list[Entitlement]
+
+
+def entitlements_answer(rows: list[dict]) -> web.Response:
+    return json_response({"entitlements": rows})
+
+
+@routes.get("/v1/entitlements/{account}", params=EntitlementsQuery, response=Entitlements)
+async def entitlements(request: web.Request, p: EntitlementsQuery) -> web.Response:
+    """What one recipient is owed, per distribution (keyset pages by distribution id)"""
+    account = p.account.lower() if p.account.startswith("0x") else p.account
+    async with request.app[POOL].acquire() as conn:
+        return entitlements_answer(await owed_to(conn, account, p.after, p.limit))
 
 
 class PushResult(BaseModel):

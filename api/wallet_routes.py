@@ -31,12 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from config.section_invoices import WithdrawalSettings
 from db import Queries
 from db.values import units_text
+from settlement.distributions.entitlements import owed_to
 from settlement.invoices.invoices import invoice_view
 from settlement.ledger.freeze import frozen_among, frozen_count, list_frozen, set_frozen
 from settlement.ledger.transfers import account_balances, entries_page, normalize_account
 from settlement.payouts.requests import PayoutError, request_payout
 
 from .admin_routes import PayoutAssetBody, payout_refused
+from .distribution_routes import Entitlements, entitlements_answer
 from .http import RequestError, json_response
 from .invoice_routes import Invoice
 from .ledger_routes import EntriesPage
@@ -116,6 +118,20 @@ async def my_balances(request: web.Request) -> web.Response:
                     **{k: str(v) for k, v in amounts.items()},
                     "units": {k: units_text(v, r["decimals"], r["symbol"]) for k, v in amounts.items()}})
     return json_response({"account": code, "frozen": frozen, "balances": out})
+
+
+class MyEntitlementsQuery(BaseModel):
+    after: Text(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,57}$", "a distribution id") | None = Field(
+        None, description="the last distribution id of the previous page")
+    limit: QueryInt(1, 1000) = 100
+
+
+@routes.get("/v1/me/entitlements", params=MyEntitlementsQuery, response=Entitlements)
+async def my_entitlements(request: web.Request, p: MyEntitlementsQuery) -> web.Response:
+    """The wallet's shares in distributions of its chain, with what each still owes it"""
+    who, _ = _me(request)
+    async with request.app[POOL].acquire() as conn:
+        return entitlements_answer(await owed_to(conn, who.address, p.after, p.limit, chain=who.chain))
 
 
 class MyEntriesQuery(BaseModel):

@@ -8,12 +8,14 @@ machinery (so the pool's limits are checked under its balance-row lock,
 and a refusal writes nothing):
 
 - transfer `distribution:<id>` moves `total - remainder` from the pool to
-  the distribution's own account `app:dist.<id>`: the liability, what is
-  still owed to the recipients (its balance is the sum of the open shares);
+  the distribution's own account `app:dist.<id>` (the liability);
 - transfer `distribution:<id>:remainder` moves the remainder (shares below
   `minimum`) to `remainder_account` (when it differs from the pool);
-- one `distribution_shares` row per recipient: its claimable entitlement,
-  owed until paid (push) or claimed (pull).
+- ledger transaction `distribution:<id>:shares` moves each share from
+  `app:dist.<id>` to its recipient's entitlement account
+  `entitlement:<id>:<recipient>` (entitlements.py): what the ledger says
+  each recipient is owed, until paid (push) or claimed (pull);
+- one `distribution_shares` row per recipient: the share's state.
 
 Idempotent on the client's id: the same body replays the stored
 distribution; a different one is a conflict naming the first differing
@@ -31,6 +33,7 @@ from config.errors import FieldError
 from db import audit
 from db.values import amount_text
 from settlement.distributions.allocate import MAX_AMOUNT, AllocationError, allocate
+from settlement.distributions.entitlements import fan
 from settlement.distributions.snapshots import NotFound, Q, SnapshotConflict, SnapshotRefused, check_id
 from settlement.ledger.transfers import (
     ACCOUNTS,
@@ -142,6 +145,11 @@ async def _carried(conn: asyncpg.Connection, req: DistributionRequest) -> tuple[
     carried: dict[str, int] = {}
     for r in await conn.fetch(Q.roll_shares, req.carry_from):
         carried[r["recipient"]] = carried.get(r["recipient"], 0) + int(r["amount"])
+    # The expired entitlements go back to their hub, which the caller's
+    # transfer `distribution:<id>:carried` empties into this distribution's.
+    await fan(conn, key=f"distribution:{req.carry_from}:carried-out", hub=src["account"], asset=req.asset,
+              distribution_id=req.carry_from, amounts=sorted(carried.items()), direction=-1, actor="distributions",
+              memo=f"carried into {req.id}")
     return carried, src["account"]
 
 
@@ -199,6 +207,9 @@ async def create_distribution(pool: asyncpg.Pool, settings: Settings, req: Distr
         if transfers:
             await book_linked(conn, settings, transfers, actor)  # a refusal rolls it all back
         order = sorted(shares)
+        await fan(conn, key=f"distribution:{req.id}:shares", hub=account, asset=req.asset, distribution_id=req.id,
+                  amounts=[(r, shares[r]) for r in order], direction=1, actor=actor,
+                  memo=f"distribution {req.id}: {len(order)} shares")
         await conn.execute(Q.insert_shares, req.id, list(range(len(order))), order, [shares[r] for r in order])
         await audit(conn, actor, "distribution.created", f"distribution:{req.id}",
                     {"total": str(req.total), "remainder": str(alloc.remainder), "recipients": len(shares),

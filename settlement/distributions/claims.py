@@ -10,11 +10,12 @@ and the claim deadline (block time), and returns the owner's calls:
 sum of the tree (the contract refuses every claim until that exact total is
 funded) and `fundEpoch`.
 
-Ledger. The liability stays in the distribution's account (`app:dist.<id>`)
-until a claim is FINAL: `settle` reads the contract's final `Claimed` events
-of the epoch and, per share, in one transaction, marks it claimed and books
-(cause 'event', keyed to the Claimed event, so the indexer's reorg delete
-would remove it with the event) debit `app:dist.<id>` / credit the account
+Ledger. Each share stays in its recipient's entitlement account
+(`entitlement:<id>:<recipient>`, entitlements.py) until its claim is FINAL:
+`settle` reads the contract's final `Claimed` events of the epoch and, per
+share, in one transaction, marks it claimed and books (cause 'event', keyed
+to the Claimed event, so the indexer's reorg delete would remove it with the
+event) debit the entitlement / credit the account
 of the contract: its wallet account when the ClaimDistributor is a configured
 wallet (so funding it from another wallet is an internal move), else
 `external:<chain>:<contract>`. Claims above the final height are shown as
@@ -26,12 +27,13 @@ owed.
 Expiry. Once a final block's time is past the deadline no claim can still
 come (the contract refuses them), and every claim made in time is final: in
 the same transaction the remaining owed shares become expired and the
-distribution closes, once. With `unclaimed = 'pool'` their sum moves back
-from `app:dist.<id>` to the pool account (transfer
-`distribution:<id>:expired`); with 'rollover' it stays owed there until a
-later distribution names this one in `carry_from`: that one adds each
-expired share to the same recipient's share and takes the liability over
-(transfer `distribution:<new>:carried`), once. The owner's `sweep` moves the
+distribution closes, once. With `unclaimed = 'pool'` the expired
+entitlements go back to `app:dist.<id>` and their sum from there to the pool
+account (transfer `distribution:<id>:expired`); with 'rollover' they stay
+owed in the entitlements until a later distribution names this one in
+`carry_from`: that one adds each expired share to the same recipient's share
+and takes the liability over (through both hubs: transfer
+`distribution:<new>:carried`), once. The owner's `sweep` moves the
 same amount on chain (to `sweepTo`, or into the next epoch's funding).
 """
 
@@ -45,6 +47,7 @@ from db import audit
 from db.values import amount_text
 from settlement.distributions import claim_abi
 from settlement.distributions.book import book_linked, contract_account
+from settlement.distributions.entitlements import entitlement_account, fan
 from settlement.distributions.merkle import StandardMerkleTree, claim_tree
 from settlement.distributions.snapshots import NotFound, Q, SnapshotRefused
 from settlement.ledger.books import Posting, post_transaction
@@ -145,7 +148,8 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
                 conn, key=f"claim:{distribution_id}:{s['idx']}:{e['id']}", cause_kind="event",
                 cause={"distribution": distribution_id, "index": s["idx"], "epoch": str(epoch)}, chain=chain,
                 block_number=e["block_number"], event_id=e["id"], tx_hash=e["tx_hash"],
-                postings=[Posting(d["account"], d["asset_id"], amount), Posting(counter, d["asset_id"], -amount)])
+                postings=[Posting(entitlement_account(distribution_id, s["recipient"]), d["asset_id"], amount),
+                          Posting(counter, d["asset_id"], -amount)])
             out["settled"].append(s["idx"])
         out["unsettled"] = [r["idx"] for r in await conn.fetch(Q.unsettle_shares, distribution_id,
                                                                 [e["id"] for e in events])]
@@ -156,6 +160,10 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
             rest = sum(int(r["amount"]) for r in expired)
             # 'rollover': the rest stays owed in this account until a later distribution carries it.
             if rest and d["unclaimed"] == "pool":
+                await fan(conn, key=f"distribution:{distribution_id}:expired-shares", hub=d["account"],
+                          asset=d["asset_id"], distribution_id=distribution_id,
+                          amounts=[(r["recipient"], int(r["amount"])) for r in expired], direction=-1, actor=actor,
+                          memo="unclaimed at the deadline")
                 await book_linked(conn, settings, [Transfer(
                     f"distribution:{distribution_id}:expired", d["account"], d["pool_account"], d["asset_id"], rest,
                     memo=f"distribution {distribution_id}: unclaimed at the deadline")], actor)

@@ -107,6 +107,9 @@ FROM distribution_shares WHERE distribution_id = $1 GROUP BY state;
 SELECT idx, recipient, amount FROM distribution_shares
 WHERE distribution_id = $1 AND state = 'owed' AND idx > $2 ORDER BY idx LIMIT $3;
 
+-- name: payer_of
+SELECT from_account FROM payout_requests WHERE idempotency_key = $1;
+
 -- name: mark_requested
 -- The share's payout request exists (key $3); at most once.
 UPDATE distribution_shares SET state = 'requested', payout_key = $3, updated_at = now()

@@ -25,6 +25,7 @@ import asyncpg
 from config import Settings
 from config.logs import get_logger
 from db import audit
+from settlement.distributions.entitlements import entitlement_account
 from settlement.distributions.snapshots import NotFound, Q, SnapshotRefused
 from settlement.payouts.requests import PayoutError, request_payout
 
@@ -64,10 +65,13 @@ async def push(pool: asyncpg.Pool, settings: Settings, distribution_id: str, act
         for r in rows:
             after = r["idx"]
             key = payout_key(distribution_id, r["idx"])
+            async with pool.acquire() as conn:
+                # A request written before entitlements existed paid from the hub: its replay names it.
+                payer = await conn.fetchval(Q.payer_of, key) or entitlement_account(distribution_id, r["recipient"])
             try:
                 _, created = await request_payout(pool, settings, chain=chain, asset=asset, to=r["recipient"],
                                                   amount=int(r["amount"]), key=key, actor=actor,
-                                                  from_account=d["account"])
+                                                  from_account=payer)
             except PayoutError as exc:
                 out.refused.append({"index": r["idx"], "recipient": r["recipient"], "field": exc.field,
                                     "reason": exc.reason})

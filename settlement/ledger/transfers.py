@@ -149,6 +149,19 @@ def normalize_account(code: str) -> str:
     return code
 
 
+ENTITLEMENT = "entitlement:"
+
+
+def entitlement_recipient(code: str) -> str | None:
+    """The one recipient an `entitlement:<distribution>:<recipient>` account pays (None: not one).
+    Entitlements (settlement/distributions/entitlements.py) take no transfers: only their
+    distribution's booking, its payouts to that recipient, claims and expiry move them."""
+    if not code.startswith(ENTITLEMENT):
+        return None
+    parts = code.split(":")
+    return parts[2] if len(parts) == 3 and parts[1] and parts[2] else None
+
+
 def overdraft(settings: Settings, account: str) -> int | None:
     """How far below zero the account may go; None: unlimited."""
     if account.startswith("app:"):

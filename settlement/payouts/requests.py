@@ -28,8 +28,10 @@ from db.values import amount_text
 from settlement.ledger.rules import asset_id
 from settlement.ledger.transfers import (
     ACCOUNTS,
+    ENTITLEMENT,
     TransferRefused,
     check_account,
+    entitlement_recipient,
     frozen_debits,
     lock_rooms,
     normalize_account,
@@ -154,10 +156,16 @@ def request_dict(row) -> dict:
     return d
 
 
-def _check_from(settings: Settings, chain: str, from_account: object) -> str:
+def _check_from(settings: Settings, chain: str, from_account: object, recipient: str) -> str:
     if not isinstance(from_account, str) or not 0 < len(from_account) <= 200:
         raise PayoutError("from_account", "a ledger account code such as app:prizes or user:<chain>:<address>")
     code = normalize_account(from_account)
+    owner = entitlement_recipient(code)
+    if code.startswith(ENTITLEMENT):
+        # A share owed to one recipient pays that recipient only.
+        if owner != recipient:
+            raise PayoutError("from_account", f"{code} is an entitlement of {owner}: it pays only {owner}")
+        return code
     try:
         check_account(settings, code, chain, "from_account")
     except TransferRefused as exc:
@@ -177,7 +185,7 @@ async def request_payout(pool: asyncpg.Pool, settings: Settings, *, chain: str, 
     tag = destination_tag
     pc, _ = _check(settings, chain, asset, to, amount, key, tag)
     recipient = to if pc.kind == "xrpl" else to.lower()
-    payer = user_account(chain, recipient) if from_account is None else _check_from(settings, chain, from_account)
+    payer = user_account(chain, recipient) if from_account is None else _check_from(settings, chain, from_account, recipient)
     refused: PayoutError | None = None
     async with pool.acquire() as conn, conn.transaction():
         # One decision per key: a concurrent request with the same key waits

@@ -64,6 +64,17 @@ async def test_distribution_lifecycle_over_http(client):
     status, body = await post(client, "/v1/admin/distributions/p/push")
     assert status == 200 and body["requested"] == 5
     assert (await client.get("/v1/distributions/p/tree")).status == 422
+    # what one recipient is owed, per distribution, from its entitlement accounts
+    assert (await client.get(f"/v1/entitlements/{HOLDERS[2]}")).status == 401
+    r = await client.get(f"/v1/entitlements/{HOLDERS[2].upper().replace('0X', '0x')}", headers=AUTH)
+    owed = {e["distribution"]: e for e in (await r.json())["entitlements"]}
+    assert set(owed) == {"d", "p"}
+    assert (owed["d"]["share"], owed["d"]["owed"], owed["d"]["state"]) == ("20", "20", "owed")
+    assert owed["d"]["account"] == f"entitlement:d:{HOLDERS[2]}"
+    assert (owed["p"]["share"], owed["p"]["state"]) == ("6", "requested")  # 30 * 3/15; paid when it confirms
+    page = await (await client.get(f"/v1/entitlements/{HOLDERS[2]}?limit=1&after=d", headers=AUTH)).json()
+    assert [e["distribution"] for e in page["entitlements"]] == ["p"]
+    assert (await client.get("/v1/entitlements/user:anvil:x", headers=AUTH)).status == 400
 
 
 async def test_vouchers_over_http(client, pool):

@@ -63,7 +63,7 @@ PUBLIC_PATHS = {"/health", "/ready", "/metrics", "/openapi.json", "/", "/static/
                 "/v1/distributions/{id}/proof/{account}"}
 # The signed-in wallet's own routes (issue 27): its token, never the admin's (test_wallet.py).
 WALLET_PATHS = {"/v1/me", "/v1/me/balances", "/v1/me/entries", "/v1/me/payouts", "/v1/me/invoices",
-                "/v1/me/withdrawals"}
+                "/v1/me/withdrawals", "/v1/me/entitlements"}
 
 
 async def test_the_document_covers_every_served_route(tmp_path, pool, monkeypatch):

@@ -13,6 +13,9 @@ import hashlib
 import time
 
 from config import Secret
+from settlement.distributions.book import DistributionRequest, create_distribution
+from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
+from settlement.ledger.books import Posting, post_transaction
 from settlement.signin.tokens import sign_token
 from tests.integration.api.test_admin import AUTH, admin_settings, credit
 from tests.support.api_data import client_for, seeded
@@ -21,6 +24,14 @@ from tests.support.wallet import OLD_KEY, SIGNIN_KEY, bearer, new_account, sign_
 UNIT = 1000
 LIMITS = {"cooldown_seconds": 0, "limits": [{"chain": "anvil", "asset": "native", "min": "10", "per_request": "400",
                                              "per_day": "1000"}]}
+
+
+async def credit_app(pool, account: str, amount: int) -> None:
+    async with pool.acquire() as conn:
+        await post_transaction(conn, key=f"seed:{account}", cause_kind="manual", cause={"why": "test"}, chain="anvil",
+                               block_number=0, author="test", reason="seed",
+                               postings=[Posting(account, "anvil:native", -amount),
+                                         Posting("adjustment:anvil:seed", "anvil:native", amount)])
 
 
 def wallet_settings(tmp_path, monkeypatch, *, withdrawals=None, **signin):
@@ -181,10 +192,20 @@ async def test_every_me_route_reads_only_the_tokens_account(tmp_path, pool, monk
         assert len(entries["entries"]) == 1 and entries["account"]["code"] == mine["account"]
         payouts = await (await client.get("/v1/me/payouts", headers=bearer(sa["token"]))).json()
         assert [(p["amount"], p["direction"]) for p in payouts["payouts"]] == [("100", "withdrawal")]
-        for path in ("/v1/me/balances", "/v1/me/entries", "/v1/me/payouts", "/v1/me/invoices"):
+        # a share owed to Alice: hers to see, with what her entitlement holds; not Bob's
+        await create_snapshot(pool, settings, SnapshotRequest("s", "list", ((alice.address.lower(), 1),
+                                                                            (bob.address.lower(), 3))), "t")
+        await credit_app(pool, "app:pool", 40)
+        await create_distribution(pool, settings, DistributionRequest("d", "s", "app:pool", "anvil:native", 40), "t")
+        ents = await (await client.get("/v1/me/entitlements", headers=bearer(sa["token"]))).json()
+        assert [(e["distribution"], e["share"], e["owed"]) for e in ents["entitlements"]] == [("d", "10", "10")]
+        for path in ("/v1/me/balances", "/v1/me/entries", "/v1/me/payouts", "/v1/me/invoices", "/v1/me/entitlements"):
             theirs = await (await client.get(path, headers=bearer(sb["token"]))).json()
             assert alice.address.lower() not in str(theirs), (path, theirs)
             assert not any(theirs.get(k) for k in ("balances", "entries", "payouts", "invoices")), (path, theirs)
+        theirs = await (await client.get("/v1/me/entitlements", headers=bearer(sb["token"]))).json()
+        assert [(e["share"], e["account"]) for e in theirs["entitlements"]] == [
+            ("30", f"entitlement:d:{bob.address.lower()}")]
 
 
 # -- withdrawals and freezing ------------------------------------------------------------------

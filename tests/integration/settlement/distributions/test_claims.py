@@ -135,6 +135,8 @@ async def test_pull_claims_settle_once_reorg_and_expiry(env):
     rest = total - claimed
     assert (await balance_parts(env.pool, POOL, ASSET))["available"] == pool_before + rest
     assert (await balance_parts(env.pool, "app:dist.d", ASSET))["final"] == 0
+    for h in holders:  # the ledger per recipient: claimed and expired entitlements are all settled
+        assert (await balance_parts(env.pool, f"entitlement:d:{h}", ASSET))["final"] == 0
     async with env.pool.acquire() as conn:
         view = await get_distribution(conn, "d")
     assert view["state"] == "closed" and view["shares"]["claimed"]["count"] == 9
@@ -167,7 +169,10 @@ async def test_unclaimed_shares_roll_over_into_the_next_epoch_once(env):
     assert out["expired"] == 2 and out["closed"]
     # rolled over: nothing returns to the pool; the liability stays with e1 until carried
     assert (await balance_parts(env.pool, POOL, ASSET))["available"] == pool_before
-    assert (await balance_parts(env.pool, "app:dist.e1", ASSET))["final"] == 2 * UNIT
+    # ... in the entitlements of b and c (a's was claimed), the hub is empty
+    assert [(await balance_parts(env.pool, f"entitlement:e1:{r}", ASSET))["final"] for r in (a, b, c)] == \
+        [0, UNIT, UNIT]
+    assert (await balance_parts(env.pool, "app:dist.e1", ASSET))["final"] == 0
     tx(env.anvil, env.contract, ca.sweep(11), frm=OWNER)  # the owner takes the rest back on chain
 
     await create_snapshot(env.pool, env.settings, SnapshotRequest("s2", "list", ((b, 1), (n, 1))), "t")
@@ -180,8 +185,11 @@ async def test_unclaimed_shares_roll_over_into_the_next_epoch_once(env):
         rolled = await conn.fetchval("SELECT count(*) FROM distribution_shares WHERE distribution_id = 'e1' "
                                      "AND state = 'rolled'")
     assert owed == {b: 2 * UNIT, n: UNIT, c: UNIT} and rolled == 2
-    assert (await balance_parts(env.pool, "app:dist.e1", ASSET))["final"] == 0
-    assert (await balance_parts(env.pool, "app:dist.e2", ASSET))["final"] == 4 * UNIT
+    for r in (b, c):  # carried: e1's entitlements moved to e2's, added to the new shares
+        assert (await balance_parts(env.pool, f"entitlement:e1:{r}", ASSET))["final"] == 0
+    assert {r: (await balance_parts(env.pool, f"entitlement:e2:{r}", ASSET))["final"] for r in (b, n, c)} == owed
+    for hub in ("app:dist.e1", "app:dist.e2"):
+        assert (await balance_parts(env.pool, hub, ASSET))["final"] == 0
     with pytest.raises(DistributionRefused) as exc:  # carried once only
         await create_distribution(env.pool, env.settings, DistributionRequest(
             "e3", "s2", POOL, ASSET, UNIT, mode="pull", carry_from="e1"), "t")

@@ -1,5 +1,5 @@
 """A pushed distribution on anvil: every share paid once through the payout pipeline from the
-distribution's account, with the pushing process SIGKILLed at random points."""
+recipients' entitlement accounts, with the pushing process SIGKILLed at random points."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from daemon.followers import make_follower
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.push import push, sync
 from settlement.distributions.snapshots import SnapshotRefused, SnapshotRequest, create_snapshot
+from settlement.ledger.transfers import Transfer, TransferRefused, create_transfers
 from settlement.payouts.evm.worker import EvmPayoutWorker
+from settlement.payouts.requests import PayoutError, request_payout
 from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, deploy_funded_batcher, head, payout_config
 from tests.support.batcher import balance, fresh_address
 from tests.support.config import make_settings
 from tests.support.evm import send
-from tests.support.ledger import fund
+from tests.support.ledger import balance_parts, fund
 
 ROOT = Path(__file__).resolve().parents[4]
 POOL = "app:pool"
@@ -106,8 +108,10 @@ async def test_push_500_holders_once_across_sigkills(env, db_url):
             "SELECT recipient, amount FROM distribution_shares WHERE state = 'paid'")}
         owed = await conn.fetchval(
             "SELECT COALESCE(-sum(p.amount), 0) FROM postings p JOIN ledger_accounts a ON a.id = p.account_id "
-            "WHERE a.code = 'app:dist.d'")
-    assert len(shares) == 500 and sum(shares.values()) == total and owed == 0
+            "WHERE a.code = 'app:dist.d' OR a.code LIKE 'entitlement:d:%'")
+        debited = await conn.fetchval(  # each payout was paid from its recipient's own entitlement
+            "SELECT count(*) FROM payout_requests WHERE from_account = 'entitlement:d:' || recipient")
+    assert len(shares) == 500 and sum(shares.values()) == total and owed == 0 and debited == 500
     for to in rng.sample(sorted(holders), 25):
         assert balance(env.anvil, to) == shares[to]
     assert await env.val("SELECT state FROM distributions WHERE id = 'd'") == "paid"
@@ -123,3 +127,30 @@ async def test_push_refuses_pull_mode_and_bad_recipients(env):
     await create_distribution(env.pool, env.settings, DistributionRequest("q", "s", POOL, "anvil:native", 10), "t")
     out = await push(env.pool, env.settings, "q", "t")
     assert out.requested == 1 and [r["recipient"] for r in out.refused] == ["not-an-address"]
+
+
+async def test_an_entitlement_pays_its_own_share_to_its_own_recipient_once(env):
+    a, b = fresh_address().lower(), fresh_address().lower()
+    await create_snapshot(env.pool, env.settings, SnapshotRequest("s2", "list", ((a, 1), (b, 3))), "t")
+    await create_distribution(env.pool, env.settings, DistributionRequest("e", "s2", POOL, "anvil:native", 400), "t")
+    ent = f"entitlement:e:{a}"
+    assert (await balance_parts(env.pool, ent, "anvil:native"))["available"] == 100
+    with pytest.raises(PayoutError) as exc:  # a share pays its own recipient only
+        await request_payout(env.pool, env.settings, chain="anvil", asset="native", to=b, amount=1, key="x1",
+                             from_account=ent)
+    assert exc.value.field == "from_account" and a in exc.value.reason
+    with pytest.raises(TransferRefused) as texc:  # and takes no app transfer
+        await create_transfers(env.pool, env.settings, [Transfer("t1", ent, POOL, "anvil:native", 1)], "t")
+    assert texc.value.result == "account_kind"
+    await push(env.pool, env.settings, "e", "t")
+    assert (await balance_parts(env.pool, ent, "anvil:native"))["available"] == 0
+    with pytest.raises(PayoutError) as exc:  # the same share again under another key: nothing is left
+        await request_payout(env.pool, env.settings, chain="anvil", asset="native", to=a, amount=100, key="x2",
+                             from_account=ent)
+    assert exc.value.field == "amount" and ent in exc.value.reason
+    await pay_all(env, 2)
+    assert await sync(env.pool, "e")
+    assert balance(env.anvil, a) == 100 and balance(env.anvil, b) == 300
+    for r in (a, b):
+        parts = await balance_parts(env.pool, f"entitlement:e:{r}", "anvil:native")
+        assert parts["final"] == 0 and parts["reserved"] == 0

@@ -104,7 +104,11 @@ async def test_distribution_books_total_and_shares_in_one_transaction(pool, sett
     assert created and view["remainder"] == "3" and view["recipients"] == 1
     assert view["shares"] == {"owed": {"count": 1, "amount": "97"}}
     assert (await balance_parts(pool, POOL))["available"] == 900
-    assert (await balance_parts(pool, "app:dist.d1"))["final"] == 97
+    # the hub passes each share on to its recipient's entitlement, in the same ledger transaction set
+    assert (await balance_parts(pool, "app:dist.d1"))["final"] == 0
+    assert (await balance_parts(pool, f"entitlement:d1:{D}"))["final"] == 97
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM ledger_accounts WHERE code LIKE 'entitlement:d1:%'") == 1
     assert (await balance_parts(pool, "app:dust"))["final"] == 3
     again, created = await create_distribution(pool, settings, req, "t")
     assert not created and again == view
