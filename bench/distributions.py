@@ -6,6 +6,9 @@
 - gas per pushed recipient: one PayoutBatcher batch of --push recipients / n;
 - allocation and StandardMerkleTree build time for --recipients (default 100,000),
   plus the proof of one leaf;
+- booking time of a distribution to --recipients (one transaction: the pool
+  to the hub, the hub to one entitlement account per recipient), against
+  the time of its list snapshot;
 - snapshot time of an ERC-20 with --transfers final Transfer events (default
   1,000,000, COPYed into a fresh database on this box's Postgres) and of an
   ERC-721 with the same number of transfers.
@@ -166,13 +169,58 @@ async def snapshot_figures(transfers: int) -> list[tuple]:
     return rows
 
 
+async def booking_figures(n: int) -> list[tuple]:
+    from settlement.distributions.book import DistributionRequest, create_distribution
+    from settlement.ledger.books import Posting, post_transaction
+
+    cluster = PgCluster()
+    await cluster.setup_template()
+    try:
+        db_url = await cluster.new_database()
+        pool = await create_pool(db_url, min_size=1, max_size=2)
+        try:
+            await Store(pool, CHAIN, []).ensure_chain("evm", 31337)
+            async with pool.acquire() as conn:
+                await conn.execute("INSERT INTO assets (id, chain, name, kind) VALUES ($1, $2, 'native', 'native')",
+                                   f"{CHAIN}:native", CHAIN)
+                await conn.execute("UPDATE chain_state SET final_number = 1, cursor_number = 1 WHERE chain = $1",
+                                   CHAIN)
+                await post_transaction(conn, key="seed", cause_kind="manual", cause={}, chain=CHAIN, block_number=0,
+                                       author="bench", reason="seed",
+                                       postings=[Posting("app:pool", f"{CHAIN}:native", -(10**30)),
+                                                 Posting(f"adjustment:{CHAIN}:seed", f"{CHAIN}:native", 10**30)])
+            rng = random.Random(2)
+            weights = tuple(("0x" + rng.randbytes(20).hex(), rng.randrange(1, 10**6)) for _ in range(n))
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = make_settings(Path(tmp), {"chains": [{
+                    "name": CHAIN, "preset": "anvil", "rpc": ["http://127.0.0.1:9"]}],
+                    "ledger": {"accounts": [{"code": "app:pool"}]}})
+                t0 = time.perf_counter()
+                await create_snapshot(pool, settings, SnapshotRequest("s", "list", weights), "bench")
+                t1 = time.perf_counter()
+                view, _ = await create_distribution(pool, settings, DistributionRequest(
+                    "d", "s", "app:pool", f"{CHAIN}:native", 10**24), "bench")
+                t2 = time.perf_counter()
+            async with pool.acquire() as conn:
+                accounts = await conn.fetchval("SELECT count(*) FROM ledger_accounts WHERE kind = 'entitlement'")
+            return [(f"list snapshot, {n:,} recipients", t1 - t0, "s", ""),
+                    (f"distribution booked, {n:,} shares", t2 - t1, "s",
+                     f"{accounts:,} entitlement accounts in one transaction; "
+                     f"{(t2 - t1) / max(t1 - t0, 1e-9):.2f}x the snapshot")]
+        finally:
+            await pool.close()
+            await cluster.drop_database(db_url)
+    finally:
+        await cluster.teardown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--recipients", type=int, default=100_000)
     ap.add_argument("--transfers", type=int, default=1_000_000)
     ap.add_argument("--claims", type=int, default=40)
     ap.add_argument("--push", type=int, default=100)
-    ap.add_argument("--skip", default="", help="comma list of gas,tree,snapshot to leave out")
+    ap.add_argument("--skip", default="", help="comma list of gas,tree,booking,snapshot to leave out")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     rows = []
@@ -180,6 +228,8 @@ def main() -> None:
         rows += gas_figures(args.claims, args.push)
     if "tree" not in skip:
         rows += tree_figures(args.recipients)
+    if "booking" not in skip:
+        rows += asyncio.run(booking_figures(args.recipients))
     if "snapshot" not in skip:
         rows += asyncio.run(snapshot_figures(args.transfers))
     record("distributions", rows)
