@@ -1,7 +1,7 @@
 """A pushed distribution on XRPL: the standalone test ledger, real Postgres, the real follower
 (daemon hooks) and the XRPL payout worker.
 
-The pool is funded on chain: the issuer is a [[ledger.funders]] address whose XRP and USD
+The pool is funded on chain: the USD issuer is a [[ledger.funders]] address whose XRP and USD
 payments to the hot wallet are booked to `app:pool`. Shares of an explicit list of r-addresses
 are paid as payout requests (key `distribution:<id>:<idx>`), one Payment each, and checked on
 the ledger's own balances; pushing again (twice at once, too) and restarting the worker pays
@@ -22,11 +22,18 @@ from settlement.distributions.push import push, sync
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
 from settlement.payouts.operator import held_payouts, release_batch
 from settlement.reconcile.runs import reconcile_once
-from tests.integration.settlement.payouts.xrpl.test_pipeline import CHAIN, HOT, ISSUER, running, until, xrp_of
+from tests.integration.settlement.payouts.xrpl.test_pipeline import (  # noqa: F401 (ledger: a fixture)
+    CHAIN,
+    HOT,
+    ISSUER,
+    ledger,
+    running,
+    until,
+    xrp_of,
+)
 from tests.support.config import make_settings
 from tests.support.ledger import balance_parts
-from tests.support.xrpl import ASF_DEFAULT_RIPPLE, XRP, Driver, usd, wallet
-from tests.xrpl_ledger import start_ledger_server
+from tests.support.xrpl import XRP, Driver, wallet
 
 POOL = "app:pool"
 NATIVE, USD = f"{CHAIN}:native", f"{CHAIN}:USD"
@@ -49,24 +56,13 @@ def settings_for(tmp_path, url: str):
 
 
 @pytest.fixture
-async def ledger(monkeypatch):
-    monkeypatch.setenv("TEST_XRPL_HOT_SEED", HOT.seed)
-    server, _ = await start_ledger_server(close_interval=0.2)
-    d = Driver(server)
-    d.fund(HOT, drops=100 * XRP)  # a user's deposit (genesis is no funder): not the pool's
-    d.fund(ISSUER, drops=10_000 * XRP)
-    d.close()
-    d.account_set(ISSUER, SetFlag=ASF_DEFAULT_RIPPLE)
-    d.trust(HOT, ISSUER.classic_address, "1000000")
-    d.close()
-    # The funder's payments to the hot wallet: what the pool holds, booked from validated ledgers.
+def funded(ledger):
+    """test_pipeline's ledger (its issuer's 1000 USD to the hot wallet, booked to the pool here: the
+    issuer is this config's funder), plus the funder's XRP for the pool."""
+    server, d = ledger
     d.pay(ISSUER, HOT.classic_address, str(POOL_XRP))
-    d.pay(ISSUER, HOT.classic_address, usd(ISSUER.classic_address, "1000"))
     d.close()
-    try:
-        yield server, d
-    finally:
-        await server.stop()
+    return server, d
 
 
 async def pool_funded(pool) -> None:
@@ -101,8 +97,8 @@ def usd_of(d: Driver, address: str) -> Decimal:
     return sum((Decimal(str(ln.holds(address))) for ln in d.ledger.validated.state.lines_of(address)), Decimal(0))
 
 
-async def test_xrp_and_usd_shares_are_paid_once_on_the_ledger(ledger, pool, tmp_path):
-    server, d = ledger
+async def test_xrp_and_usd_shares_are_paid_once_on_the_ledger(funded, pool, tmp_path):
+    server, d = funded
     settings = settings_for(tmp_path, server.http_url)
     alice, bob, carol, dave = (wallet(n) for n in (101, 102, 103, 104))
     d.fund(alice, bob, carol, drops=50 * XRP)
@@ -182,8 +178,8 @@ async def test_xrp_and_usd_shares_are_paid_once_on_the_ledger(ledger, pool, tmp_
     assert all(r.difference == 0 for r in report.runs[0].results), report.to_json()
 
 
-async def test_a_share_below_the_reserve_is_held_with_the_reason_then_paid_once(ledger, pool, tmp_path):
-    server, d = ledger
+async def test_a_share_below_the_reserve_is_held_with_the_reason_then_paid_once(funded, pool, tmp_path):
+    server, d = funded
     settings = settings_for(tmp_path, server.http_url)
     alice, erin = wallet(111), wallet(112)  # erin has no account on the ledger
     d.fund(alice, drops=50 * XRP)
