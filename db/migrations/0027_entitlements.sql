@@ -5,6 +5,11 @@ ALTER TABLE ledger_accounts DROP CONSTRAINT ledger_accounts_kind_check;
 ALTER TABLE ledger_accounts ADD CONSTRAINT ledger_accounts_kind_check
     CHECK (kind IN ('wallet', 'user', 'fee', 'external', 'equity', 'adjustment', 'app', 'entitlement'));
 
+-- A pushed share whose payout an operator cancelled (proven never to
+-- execute) is owed again and pushed under a new key: `attempts` counts the
+-- cancelled ones (key distribution:<id>:<idx>, then ...:<idx>:<attempts>).
+ALTER TABLE distribution_shares ADD COLUMN attempts INT NOT NULL DEFAULT 0 CHECK (attempts >= 0);
+
 -- What one recipient is owed across distributions.
 CREATE INDEX distribution_shares_recipient ON distribution_shares (recipient, distribution_id);
 

@@ -104,7 +104,7 @@ FROM distribution_shares WHERE distribution_id = $1 GROUP BY state;
 
 -- name: owed_shares
 -- Shares not yet requested, in index order, from index $2 on.
-SELECT idx, recipient, amount FROM distribution_shares
+SELECT idx, recipient, amount, attempts FROM distribution_shares
 WHERE distribution_id = $1 AND state = 'owed' AND idx > $2 ORDER BY idx LIMIT $3;
 
 -- name: payer_of
@@ -124,6 +124,17 @@ FROM payout_requests p
 WHERE s.distribution_id = $1 AND p.idempotency_key = s.payout_key AND s.state IN ('requested', 'paid')
   AND (p.state = 'paid') <> (s.state = 'paid')
 RETURNING s.idx, s.state;
+
+-- name: reopen_cancelled
+-- Shares whose payout request an operator cancelled: owed again (the
+-- entitlement was never debited), to be pushed under the next key. Once per
+-- cancellation: the key is cleared with the state.
+UPDATE distribution_shares s
+SET state = 'owed', payout_key = NULL, attempts = s.attempts + 1, updated_at = now()
+FROM payout_requests p
+WHERE s.distribution_id = $1 AND s.state = 'requested' AND p.idempotency_key = s.payout_key
+  AND p.state = 'cancelled'
+RETURNING s.idx, s.recipient, s.amount, p.idempotency_key AS cancelled_key;
 
 -- name: set_paid_if_done
 -- A push distribution is paid once no share is open; returns its id when it changed now.

@@ -8,6 +8,10 @@ most once, under its caps, approvals and kill switches; the request is
 admitted against the distribution account's available balance under its
 balance-row lock, and the confirmation debits that account.
 
+A share whose payout an operator cancels (a held request: the way out of
+a stuck payout) goes back to owed in `sync` and is pushed again by the next
+`push`, under key `distribution:<id>:<idx>:<n>`.
+
 `push(...)` is safe to run again at any instant (after a SIGKILL, or from
 two processes): a share whose request exists is found by its key and
 marked; the share's state update is a conditional UPDATE, so it happens
@@ -42,8 +46,9 @@ class PushResult:
         return {"requested": self.requested, "replayed": self.replayed, "refused": self.refused}
 
 
-def payout_key(distribution_id: str, idx: int) -> str:
-    return f"distribution:{distribution_id}:{idx}"
+def payout_key(distribution_id: str, idx: int, attempts: int = 0) -> str:
+    """The share's payout key; a new one after each payout an operator cancelled."""
+    return f"distribution:{distribution_id}:{idx}" + (f":{attempts}" if attempts else "")
 
 
 async def push(pool: asyncpg.Pool, settings: Settings, distribution_id: str, actor: str,
@@ -64,7 +69,7 @@ async def push(pool: asyncpg.Pool, settings: Settings, distribution_id: str, act
             break
         for r in rows:
             after = r["idx"]
-            key = payout_key(distribution_id, r["idx"])
+            key = payout_key(distribution_id, r["idx"], r["attempts"])
             async with pool.acquire() as conn:
                 # A request written before entitlements existed paid from the hub: its replay names it.
                 payer = await conn.fetchval(Q.payer_of, key) or entitlement_account(distribution_id, r["recipient"])
@@ -91,7 +96,16 @@ async def push(pool: asyncpg.Pool, settings: Settings, distribution_id: str, act
 
 
 async def sync(pool: asyncpg.Pool, distribution_id: str) -> bool:
-    """Shares follow their payouts; True when the distribution became paid now."""
+    """Shares follow their payouts; True when the distribution became paid now.
+
+    A share whose payout an operator cancelled is owed again (audited): the
+    next `push` requests it under a new key, from the same entitlement."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.fetch(Q.sync_paid, distribution_id)
+        reopened = await conn.fetch(Q.reopen_cancelled, distribution_id)
+        if reopened:
+            await audit(conn, "distributions", "distribution.reopened", f"distribution:{distribution_id}",
+                        {"shares": [{"index": r["idx"], "cancelled_key": r["cancelled_key"]} for r in reopened],
+                         "amount": str(sum(int(r["amount"]) for r in reopened))})
+            log.warning("distribution.reopened", id=distribution_id, shares=len(reopened))
         return await conn.fetchval(Q.set_paid_if_done, distribution_id) is not None

@@ -19,7 +19,8 @@ from settlement.distributions.push import push, sync
 from settlement.distributions.snapshots import SnapshotRefused, SnapshotRequest, create_snapshot
 from settlement.ledger.transfers import Transfer, TransferRefused, create_transfers
 from settlement.payouts.evm.worker import EvmPayoutWorker
-from settlement.payouts.requests import PayoutError, request_payout
+from settlement.payouts.operator import cancel_batch
+from settlement.payouts.requests import PayoutError, approve_batch, request_payout
 from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, deploy_funded_batcher, head, payout_config
 from tests.support.batcher import balance, fresh_address
 from tests.support.config import make_settings
@@ -32,10 +33,10 @@ UNIT = 10**12
 
 
 class PushEnv:
-    def __init__(self, anvil, pool, tmp_path: Path) -> None:
+    def __init__(self, anvil, pool, tmp_path: Path, **payouts) -> None:
         self.anvil, self.pool, self.tmp = anvil, pool, tmp_path
         batcher = deploy_funded_batcher(anvil)
-        cfg = payout_config(anvil.url, batcher, head(anvil) + 1, max_recipients=120)
+        cfg = payout_config(anvil.url, batcher, head(anvil) + 1, max_recipients=120, **payouts)
         cfg["ledger"] = {"accounts": [{"code": POOL}]}
         self.settings = make_settings(tmp_path, cfg)
         self.follower = make_follower(self.settings.chain("anvil"), pool, self.settings)
@@ -154,3 +155,35 @@ async def test_an_entitlement_pays_its_own_share_to_its_own_recipient_once(env):
     for r in (a, b):
         parts = await balance_parts(env.pool, f"entitlement:e:{r}", "anvil:native")
         assert parts["final"] == 0 and parts["reserved"] == 0
+
+
+async def test_a_share_whose_payout_was_cancelled_is_owed_again_and_paid_once(anvil, pool, tmp_path):
+    env = PushEnv(anvil, pool, tmp_path, assets=[{"name": "native", "approval_threshold": 0}])
+    await env.start()
+    try:
+        a = fresh_address().lower()
+        await create_snapshot(pool, env.settings, SnapshotRequest("s3", "list", ((a, 1),)), "t")
+        await create_distribution(pool, env.settings, DistributionRequest("c", "s3", POOL, "anvil:native", 50), "t")
+        assert (await push(pool, env.settings, "c", "t")).requested == 1
+        await env.worker.step()  # a batch that waits for approval: the operator cancels it instead
+        first = await env.val("SELECT batch_id FROM payout_batches WHERE state = 'awaiting_approval'")
+        await cancel_batch(pool, env.settings, first, "op", reason="wrong batch")
+        assert not await sync(pool, "c")
+        assert not await sync(pool, "c")  # once
+        async with pool.acquire() as conn:
+            share = await conn.fetchrow("SELECT state, attempts, payout_key FROM distribution_shares")
+            reopened = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'distribution.reopened'")
+        assert (share["state"], share["attempts"], share["payout_key"], reopened) == ("owed", 1, None, 1)
+        assert (await balance_parts(pool, f"entitlement:c:{a}", "anvil:native"))["available"] == 50
+        out = await push(pool, env.settings, "c", "t")  # the next key, from the same entitlement
+        assert out.requested == 1
+        assert await env.val("SELECT payout_key FROM distribution_shares") == "distribution:c:0:1"
+        await env.worker.step()
+        second = await env.val("SELECT batch_id FROM payout_batches WHERE state = 'awaiting_approval'")
+        await approve_batch(pool, second, "op")
+        await pay_all(env, 1)
+        assert await sync(pool, "c")
+        assert balance(anvil, a) == 50  # paid once
+        assert (await balance_parts(pool, f"entitlement:c:{a}", "anvil:native"))["final"] == 0
+    finally:
+        await env.close()
