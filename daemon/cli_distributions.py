@@ -50,6 +50,9 @@ def register(sub) -> None:
     pr.add_argument("id")
     pr.add_argument("account")
     pr.set_defaults(func=_cmd_proof)
+    ow = ds.add_parser("owed", help="what one recipient is owed, per distribution (its entitlement accounts)")
+    ow.add_argument("account", help="the recipient's address")
+    ow.set_defaults(func=_cmd_owed)
     e = ds.add_parser("epoch", help="fix the ClaimDistributor epoch of a pull distribution; prints the owner's calls")
     e.add_argument("id")
     e.add_argument("--contract", required=True)
@@ -149,6 +152,16 @@ async def _cmd_proof(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
         _print(await proof_of(conn, args.id, args.account))
+    return 0
+
+
+async def _cmd_owed(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+    from settlement.distributions.entitlements import owed_to
+
+    account = args.account.lower() if args.account.startswith("0x") else args.account
+    async with open_pool(settings) as pool, pool.acquire() as conn:
+        _print({"account": account, "entitlements": await owed_to(conn, account, limit=1000)})
     return 0
 
 

@@ -44,3 +44,6 @@ async def test_cli_snapshot_create_tree_proof(pool, db_url, tmp_path):
     proof = json.loads(run("proof", "d", HOLDERS[1]).stdout)
     assert tree["tree"][0] == proof["root"] and proof["amount"] == "20"
     assert verify(proof["root"], CLAIM_ENCODING, (str(proof["index"]), HOLDERS[1], "20"), proof["proof"])
+    owed = json.loads(run("owed", HOLDERS[2].upper().replace("0X", "0x")).stdout)
+    assert [(e["distribution"], e["owed"], e["account"]) for e in owed["entitlements"]] == [
+        ("d", "30", f"entitlement:d:{HOLDERS[2]}")]
