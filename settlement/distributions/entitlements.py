@@ -65,7 +65,7 @@ async def fan(conn: asyncpg.Connection, *, key: str, hub: str, asset: str, distr
             raise EntitlementBroken(f"{code} has {room.available} of {asset} available, {amount} was to leave it")
     cause = {"distribution": distribution_id, "memo": memo, "shares": len(items), "direction": direction,
              "amount": str(sum(a for _, a in items))}
-    rows = await conn.fetch(Q.fan, key, cause, asset, ids[hub], direction, codes,
+    rows = await conn.fetch(Q.fan, key, cause, asset, ids[hub], direction, [ids[c] for c in codes],
                             [a for _, a in items], actor)
     if len(rows) != len(items) + 1:
         raise EntitlementBroken(f"{key}: {len(rows)} balance rows moved for {len(items)} shares")

@@ -16,7 +16,7 @@ SELECT code, id FROM ledger_accounts WHERE code = ANY ($1::text[]);
 
 -- name: fan
 -- One transfer transaction between a hub account ($4) and many entitlement
--- accounts: $5 = 1 moves amounts $7 from the hub to accounts $6 (booking
+-- accounts (ids $6): $5 = 1 moves amounts $7 from the hub to accounts $6 (booking
 -- shares), -1 from them back to the hub. Postings of a transaction go in
 -- one statement (the balance check is statement-level), then the balance rows
 -- (locked by the caller, in lock_rooms order).
@@ -26,9 +26,8 @@ WITH tx AS (
            COALESCE((SELECT s.final_number FROM chain_state s WHERE s.chain = split_part($3, ':', 1)), 0), $8
     RETURNING id
 ), x AS (
-    SELECT a.id AS account_id, e.amount * $5 AS amount  -- $5 * amount: + credit of the entitlement when booking
-    FROM unnest($6::text[], $7::numeric[]) AS e(code, amount)
-    JOIN ledger_accounts a ON a.code = e.code
+    SELECT e.account_id, e.amount * $5 AS amount  -- $5 * amount: + credit of the entitlement when booking
+    FROM unnest($6::bigint[], $7::numeric[]) AS e(account_id, amount)
 ), p AS (
     INSERT INTO postings (transaction_id, account_id, asset_id, amount, internal)
     SELECT tx.id, v.account_id, $3, v.amount, true
