@@ -333,6 +333,8 @@ class Settled(BaseModel):
     expired: int | None = Field(None, description="pull: shares expired now (the deadline passed a final block)")
     pending: int | None = Field(None, description="pull: claims seen above the final height")
     closed: bool | None = None
+    mismatched: list[int] | None = Field(None, description="pull: leaves a final Claimed event paid that are not "
+                                                           "this distribution's shares (the asset's payouts pause)")
 
 
 @admin_routes.post("/v1/admin/distributions/{id}/settle", params=IdParam, response=Settled, errors=ERRORS)

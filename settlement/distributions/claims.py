@@ -40,6 +40,7 @@ same amount on chain (to `sweepTo`, or into the next epoch's funding).
 from __future__ import annotations
 
 import asyncpg
+from prometheus_client import Counter
 
 from config import Settings
 from config.logs import get_logger
@@ -51,9 +52,14 @@ from settlement.distributions.entitlements import entitlement_account, fan
 from settlement.distributions.merkle import StandardMerkleTree, claim_tree
 from settlement.distributions.snapshots import NotFound, Q, SnapshotRefused
 from settlement.ledger.books import Posting, post_transaction
+from settlement.ledger.pauses import pause_asset
 from settlement.ledger.transfers import Transfer, retrying
 
 log = get_logger("settlement.distributions.claims")
+ACTOR = "claims"
+CLAIM_MISMATCHES = Counter("chainsettle_distribution_claim_mismatches_total",
+                           "Final Claimed events that paid a leaf which is not the distribution's share "
+                           "(the asset's payouts pause)", ["asset"])
 _HEX = "0123456789abcdef"
 
 
@@ -121,6 +127,23 @@ def _token_address(settings: Settings, chain: str, name: str) -> str:
     raise ClaimsRefused("asset", f"{chain}:{name} is not a configured token contract")
 
 
+async def _mismatch(conn: asyncpg.Connection, d: asyncpg.Record, e: asyncpg.Record) -> None:
+    """A final Claimed event the epoch's contract paid for a leaf that is not this distribution's share:
+    the contract's root is not the daemon's tree, so what it pays is not what the books owe. Fail closed,
+    once per event, in the settling transaction: payouts of the asset pause (an operator resolves it),
+    an audit row, a metric; the share stays owed and the rest of the epoch keeps settling."""
+    subject = f"distribution:{d['id']}"
+    if await conn.fetchval(Q.mismatch_seen, subject, str(e["id"])):
+        return
+    detail = {"event": str(e["id"]), "index": str(e["idx"]), "account": e["account"], "amount": str(e["amount"]),
+              "contract": d["claim_contract"], "epoch": str(d["epoch"])}
+    await audit(conn, ACTOR, "distribution.claim_mismatch", subject, detail)
+    await pause_asset(conn, d["asset_id"], f"distribution {d['id']}: final Claimed event {e['id']} paid leaf "
+                                           f"{e['idx']} of epoch {d['epoch']}, which is not its share", ACTOR)
+    CLAIM_MISMATCHES.labels(d["asset_id"]).inc()
+    log.error("distribution.claim_mismatch", id=d["id"], **{("event_id" if k == "event" else k): v for k, v in detail.items()})
+
+
 async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, actor: str = "claims") -> dict:
     """Settle final claims, un-settle vanished ones, expire after the deadline: one transaction."""
 
@@ -128,7 +151,7 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
         d = await conn.fetchrow(Q.lock_distribution, distribution_id)
         if d is None:
             raise NotFound("id", f"no distribution {distribution_id!r}")
-        out = {"settled": [], "unsettled": [], "expired": 0, "pending": 0, "closed": False}
+        out = {"settled": [], "unsettled": [], "expired": 0, "pending": 0, "closed": False, "mismatched": []}
         if d["epoch"] is None or d["state"] != "open":
             return out
         chain = d["asset_id"].split(":", 1)[0]
@@ -139,7 +162,8 @@ async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, a
         for e in events:
             s = shares.get(int(e["idx"]))
             if s is None or s["recipient"] != e["account"] or int(s["amount"]) != int(e["amount"]):
-                log.error("distribution.claim_mismatch", id=distribution_id, event=e["id"], index=str(e["idx"]))
+                await _mismatch(conn, d, e)
+                out["mismatched"].append(int(e["idx"]))
                 continue
             if await conn.fetchrow(Q.settle_share, distribution_id, s["idx"], e["id"]) is None:
                 continue

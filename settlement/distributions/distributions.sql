@@ -168,6 +168,9 @@ SELECT count(*) FROM events e JOIN chain_state s ON s.chain = e.chain
 WHERE e.chain = $1 AND e.address = $2 AND e.event = 'Claimed' AND (e.args ->> 'epochId')::numeric = $3
   AND e.block_number > s.final_number;
 
+-- name: mismatch_seen
+SELECT 1 FROM audit_log WHERE subject = $1 AND action = 'distribution.claim_mismatch' AND details ->> 'event' = $2;
+
 -- name: settle_share
 UPDATE distribution_shares SET state = 'claimed', claim_event_id = $3, updated_at = now()
 WHERE distribution_id = $1 AND idx = $2 AND state = 'owed'

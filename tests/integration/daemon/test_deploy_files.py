@@ -16,7 +16,7 @@ from config import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 METRIC_MODULES = ["indexer.metrics", "indexer.xrpl.metrics", "settlement.ledger.metrics", "settlement.payouts.metrics", "api.metrics",
-                  "delivery.metrics"]
+                  "delivery.metrics", "settlement.distributions.loop", "settlement.distributions.claims"]
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"), "summary": ("_sum", "_count")}
 
 
