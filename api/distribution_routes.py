@@ -110,6 +110,8 @@ class Snapshot(BaseModel):
     total_weight: Units
     label: str | None
     exclude: list[str] | None
+    excluded_wallets: list[str] | None = Field(description="token snapshots: the chain's configured wallets, "
+                                                           "left out as the app's own addresses")
     created_by: str
     created_at: str = Field(json_schema_extra={"format": "date-time"})
 

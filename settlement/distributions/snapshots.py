@@ -17,7 +17,8 @@ owner}`), read by the caller from an archive node or the token's own
 records, and refuses to guess without one.
 
 Excluded always: the zero address, the contract itself and 0x..dEaD; plus
-the request's `exclude` (treasury, burn or exchange addresses).
+the request's `exclude` (treasury, burn or exchange addresses) and the
+chain's configured wallets (stored with the snapshot as `excluded_wallets`).
 
 Stored once, immutable (a database trigger refuses UPDATE and DELETE): the
 id is the client's; the same id with the same body replays the stored
@@ -153,6 +154,12 @@ def _contract_config(settings: Settings, chain: str, contract: str):
     raise SnapshotRefused("contract", f"{contract} is not an indexed contract of {chain}")
 
 
+def configured_wallets(settings: Settings, chain: str) -> list[str]:
+    """The chain's configured wallets ([[chains.wallets]]: hot wallets, treasuries, the batcher): the
+    app's own addresses never take a holder's share."""
+    return sorted({w.address.lower() for w in settings.chain(chain).wallets if w.address.startswith("0x")})
+
+
 async def _holders(conn: asyncpg.Connection, settings: Settings, req: SnapshotRequest) -> list[tuple[str, int]]:
     if req.kind == "list":
         return list(req.weights)
@@ -166,7 +173,7 @@ async def _holders(conn: asyncpg.Connection, settings: Settings, req: SnapshotRe
     if c.start_block > 0 and req.opening is None:
         raise SnapshotRefused("opening", f"{req.contract} is indexed from block {c.start_block}: give its "
                                          "holders at that block (opening), or [] if it was deployed there")
-    excluded = [ZERO, DEAD, req.contract, *req.exclude]
+    excluded = [ZERO, DEAD, req.contract, *req.exclude, *configured_wallets(settings, req.chain)]
     opening = req.opening or ()
     sql = Q.erc20_holders if req.kind == "erc20" else Q.erc721_holders
     keys = [o[0] for o in opening]
@@ -179,6 +186,7 @@ def snapshot_view(row) -> dict:
     return {"id": row["id"], "kind": row["kind"], "chain": row["chain"], "contract": row["contract"],
             "height": row["height"], "holders": row["holders"], "total_weight": amount_text(row["total_weight"]),
             "label": row["body"].get("label"), "exclude": row["body"].get("exclude"),
+            "excluded_wallets": row["body"].get("excluded_wallets"),
             "created_by": row["created_by"], "created_at": row["created_at"].isoformat()}
 
 
@@ -200,7 +208,8 @@ async def create_snapshot(pool: asyncpg.Pool, settings: Settings, req: SnapshotR
                 raise SnapshotConflict(diff, f"{req.id!r} was already used with a different {diff}")
             return snapshot_view(row), False
         holders = await _holders(conn, settings, req)
-        if await conn.fetchval(Q.insert_snapshot, req.id, req.kind, req.chain, req.contract, req.height, body,
+        stored = body if req.kind == "list" else {**body, "excluded_wallets": configured_wallets(settings, req.chain)}
+        if await conn.fetchval(Q.insert_snapshot, req.id, req.kind, req.chain, req.contract, req.height, stored,
                                len(holders), sum(w for _, w in holders), actor) is None:
             raise asyncpg.UniqueViolationError("raced")  # retried whole: the next attempt replays
         await conn.execute(Q.insert_weights, req.id, [h for h, _ in holders], [w for _, w in holders])

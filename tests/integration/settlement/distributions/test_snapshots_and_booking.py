@@ -24,6 +24,7 @@ from tests.integration.settlement.distributions.support import NFT, TOKEN, ZERO,
 from tests.support.ledger import ASSET, CHAIN, balance_parts, fund, ready_chain
 
 A, B, C, D = ("0x" + x * 20 for x in ("0a", "0b", "0c", "0d"))
+HOT = "0x" + "a1" * 20  # ledger_settings' configured wallet
 POOL = "app:pool"
 
 
@@ -61,9 +62,15 @@ async def test_erc20_holders_at_final_height(pool, settings):
     await add_transfer(pool, TOKEN, 11, 0, A, B, value=30)
     await add_transfer(pool, TOKEN, 12, 0, B, TOKEN, value=5)  # sent to the contract: excluded
     await add_transfer(pool, TOKEN, 12, 1, A, C, value=70)  # A empties: no weight
+    await add_transfer(pool, TOKEN, 11, 1, ZERO, HOT, value=500)  # the app's own configured wallet: excluded
     await add_transfer(pool, TOKEN, 150, 0, B, D, value=25)  # above the final height
-    await create_snapshot(pool, settings, SnapshotRequest("e11", "erc20", chain=CHAIN, contract=TOKEN, height=11), "t")
+    view, _ = await create_snapshot(pool, settings, SnapshotRequest("e11", "erc20", chain=CHAIN, contract=TOKEN,
+                                                                    height=11), "t")
     assert await weights(pool, "e11") == {A: 70, B: 30}
+    assert view["excluded_wallets"] == [HOT]
+    again, created = await create_snapshot(pool, settings, SnapshotRequest("e11", "erc20", chain=CHAIN,
+                                                                           contract=TOKEN, height=11), "t")
+    assert not created and again == view
     await create_snapshot(pool, settings, SnapshotRequest("e100", "erc20", chain=CHAIN, contract=TOKEN.upper()
                                                           .replace("0X", "0x"), height=100, exclude=(C,)), "t")
     assert await weights(pool, "e100") == {B: 25}
