@@ -1,7 +1,10 @@
 """Distributions, snapshots, claims and vouchers.
 
 Admin: POST /v1/admin/snapshots, /v1/admin/distributions, .../{id}/push,
-.../{id}/epoch, .../{id}/settle, /v1/admin/vouchers, .../{id}/revoke.
+.../{id}/epoch, .../{id}/settle, /v1/admin/vouchers, .../{id}/revoke
+(epoch and revoke with `"send": true` queue the owner's calls for the
+payout worker: settlement/distributions/owner.py), GET
+/v1/admin/owner-calls, POST /v1/admin/owner-calls/{id}/retry|cancel.
 Private reads (area `distributions`): GET /v1/snapshots/{id},
 /v1/distributions/{id}, .../{id}/shares, /v1/vouchers/{id}.
 Public: GET /v1/distributions/{id}/tree (the OpenZeppelin `standard-v1`
