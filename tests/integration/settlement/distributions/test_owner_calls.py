@@ -38,7 +38,7 @@ UNIT = 10**15
 
 
 class OwnerEnv:
-    def __init__(self, anvil, pool, tmp_path) -> None:
+    def __init__(self, anvil, pool, tmp_path, api: dict | None = None) -> None:
         self.anvil, self.pool = anvil, pool
         batcher = deploy_funded_batcher(anvil)
         self.token = deploy_token(anvil.url).lower()
@@ -53,6 +53,8 @@ class OwnerEnv:
                                {"name": "tok", "address": self.token, "abi": "erc20", "start_block": start}]
         chain["wallets"][1]["assets"] = ["native", "tok"]
         cfg["ledger"] = {"accounts": [{"code": POOL}]}
+        if api is not None:
+            cfg["api"] = {"rate_limit_per_second": 1000.0, "rate_limit_burst": 1000, **api}
         self.settings = make_settings(tmp_path, cfg)
         self.follower = make_follower(self.settings.chain("anvil"), pool, self.settings)
         self.worker = self.new_worker()
@@ -261,8 +263,8 @@ async def test_a_failed_call_is_retried_or_cancelled_by_an_operator(env):
     with pytest.raises(OwnerRefused) as exc:
         await retry_call(env.pool, "epoch:x:fund", "ops")
     assert exc.value.code == "conflict"
-    for call in ("epoch:x:create", "epoch:x:fund"):
-        assert (await cancel_call(env.pool, call, "ops", "wrong deadline"))["state"] == "cancelled"
+    for call_id in ("epoch:x:create", "epoch:x:fund"):
+        assert (await cancel_call(env.pool, call_id, "ops", "wrong deadline"))["state"] == "cancelled"
     actions = [r["action"] for r in await env.rows(
         "SELECT action FROM audit_log WHERE subject LIKE 'owner_call:epoch:x:%' ORDER BY id")]
     assert actions.count("owner_call.failed") == 2 and "owner_call.retry" in actions
@@ -270,3 +272,81 @@ async def test_a_failed_call_is_retried_or_cancelled_by_an_operator(env):
     async with env.pool.acquire() as conn:
         await refresh_owner_gauges(conn, ["anvil"])
     assert pm.OWNER_CALLS.labels("anvil", "failed")._value.get() == 0
+
+
+async def test_admin_api_sends_lists_retries_and_cancels(anvil, pool, tmp_path, monkeypatch):
+    from tests.integration.api.test_admin import AUTH, TOKEN
+    from tests.support.api_data import client_for
+
+    monkeypatch.setenv("CS_TEST_ADMIN_TOKEN", TOKEN)
+    env = OwnerEnv(anvil, pool, tmp_path, api={"admin_token": "env:CS_TEST_ADMIN_TOKEN"})
+    await env.start()
+    try:
+        await pull(env, "a", "anvil:native", [fresh_address().lower()], UNIT)
+        body = {"contract": env.foreign, "epoch": "4", "deadline": latest_timestamp(env.anvil) - 10,
+                "sweep_to": SENDER, "send": True}
+        async with client_for(env.settings, pool, headers=AUTH) as client:
+            r = await client.post("/v1/admin/distributions/a/epoch", json=body)
+            assert r.status == 422 and (await r.json())["field"] == "contract"
+            r = await client.post("/v1/admin/distributions/a/epoch", json={**body, "contract": env.contract})
+            assert r.status == 422  # the epoch is fixed on the foreign contract by the first call (open_epoch)
+            await pull(env, "b", "anvil:native", [fresh_address().lower()], UNIT)
+            r = await client.post("/v1/admin/distributions/b/epoch", json={**body, "contract": env.contract})
+            out = await r.json()
+            assert r.status == 200 and [c["state"] for c in out["owner_calls"]] == ["queued", "queued"], out
+            await env.worker.step()  # the deadline is past: createEpoch's simulation reverts, nothing is signed
+            r = await client.get("/v1/admin/owner-calls?state=failed")
+            failed = (await r.json())["owner_calls"]
+            assert [c["id"] for c in failed] == ["epoch:b:create"] and "BadEpoch" in failed[0]["reason"]
+            r = await client.post("/v1/admin/owner-calls/epoch:b:create/retry", json={"reason": "once more"})
+            assert r.status == 200 and (await r.json())["state"] == "queued"
+            r = await client.post("/v1/admin/owner-calls/epoch:b:create/retry")
+            assert r.status == 409
+            r = await client.post("/v1/admin/owner-calls/epoch:b:fund/cancel")
+            assert r.status == 200 and (await r.json())["state"] == "cancelled"
+            r = await client.post("/v1/admin/owner-calls/epoch:zz:fund/cancel")
+            assert r.status == 404
+            r = await client.get("/v1/admin/owner-calls", headers={"Authorization": "Bearer nope"})
+            assert r.status in (401, 403)
+            text = await (await client.get("/v1/admin/owner-calls")).text()
+            assert DEV_ACCOUNTS[2][1][2:] not in text and DEV_ACCOUNTS[1][1][2:] not in text
+    finally:
+        await env.close()
+
+
+async def test_cli_send_refusal_prints_calldata_and_owner_calls_lists(env, db_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[4]
+    text = (tmp_path / "chainsettle.toml").read_text()
+    (tmp_path / "cli.toml").write_text(f'[database]\nurl = "{db_url}"\n\n' + text.replace(
+        '[database]\nurl = "postgresql://unused"\n', ""))
+    await pull(env, "c", "anvil:native", [fresh_address().lower()], UNIT)
+    base = [sys.executable, "-m", "daemon.cli", "--config", str(tmp_path / "cli.toml")]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(base + list(args), capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+
+    deadline = str(latest_timestamp(env.anvil) + 600)
+    out = run("distributions", "epoch", "c", "--contract", env.foreign, "--epoch", "5", "--deadline", deadline,
+              "--sweep-to", SENDER, "--send")
+    assert out.returncode == 1 and "contract: owner() of" in out.stderr, out.stderr
+    assert json.loads(out.stdout)["create_epoch"].startswith("0x")  # still printed for the owner to send
+    assert DEV_ACCOUNTS[2][1][2:] not in out.stdout + out.stderr
+    listed = run("distributions", "owner-calls")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"owner_calls": []}, listed.stderr
+    await pull(env, "c2", "anvil:native", [fresh_address().lower()], UNIT)
+    out = run("distributions", "epoch", "c2", "--contract", env.contract, "--epoch", "6", "--deadline", deadline,
+              "--sweep-to", SENDER, "--send", "--no-auto-sweep")
+    assert out.returncode == 0 and not json.loads(out.stdout)["auto_sweep"], out.stderr
+    listed = json.loads(run("distributions", "owner-calls", "--state", "queued").stdout)["owner_calls"]
+    assert [c["id"] for c in listed] == ["epoch:c2:create", "epoch:c2:fund"]
+    out = run("distributions", "owner-calls", "cancel", "epoch:c2:fund", "--reason", "not yet")
+    assert out.returncode == 0 and json.loads(out.stdout)["state"] == "cancelled"
+    out = run("distributions", "owner-calls", "retry", "epoch:c2:create")
+    assert out.returncode == 1 and "id:" in out.stderr
