@@ -53,8 +53,9 @@ ORDER BY o.distribution_id;
 -- name: ready_calls
 -- Queued calls whose predecessor is confirmed. An approve waits while another distribution's approve is
 -- in flight or confirmed with its fundEpoch not yet done: an approval sets the allowance, it does not add.
-SELECT c.* FROM distribution_owner_calls c
+SELECT c.*, d.asset_id FROM distribution_owner_calls c
 LEFT JOIN distribution_owner_calls a ON a.id = c.after_id
+LEFT JOIN distributions d ON d.id = c.distribution_id
 WHERE c.chain = $1 AND c.state = 'queued' AND (c.after_id IS NULL OR a.state = 'confirmed')
   AND NOT (c.kind = 'approve' AND EXISTS (
       SELECT 1 FROM distribution_owner_calls y

@@ -14,7 +14,8 @@ open nonce of the sender, owner calls included). A step:
    final is not decided.
 2. queues `sweep(epoch)` once for closed auto-sweep distributions (owner.py).
 3. unless the kill switch is on or the run is dry: sends READY calls (queued,
-   predecessor confirmed), one at a time: simulate (`eth_estimateGas` from the
+   predecessor confirmed; approve and fundEpoch not while their asset is
+   paused), one at a time: simulate (`eth_estimateGas` from the
    sender: a revert fails the call before anything is signed, with its
    reason), then in ONE transaction, under the call's row lock, claim the
    nonce, sign and store the transaction (`store_tx`, linking it to the call)
@@ -37,12 +38,14 @@ from db import audit
 from indexer.errors import RpcError, RpcErrorKind
 from settlement.distributions import claim_abi
 from settlement.distributions.owner import Q, queue_sweeps
+from settlement.ledger.pauses import open_pauses
 from settlement.payouts import metrics as pm
 from settlement.payouts.evm.sender import EvmTxSender
 
 log = get_logger("settlement.distributions.owner")
 ACTOR = "owner-calls"
 LIVE = ("signed", "broadcast", "stuck_fee_cap", "mined")
+MOVES_VALUE = ("approve", "fund_epoch")
 STUCK_SECONDS = 1800
 GAS_MARGIN = 1.25
 _ERRORS = claim_abi.errors()
@@ -144,8 +147,11 @@ class OwnerCalls:
     async def send_ready(self, limit: int = 20) -> int:
         async with self.pool.acquire() as conn:
             ready = await conn.fetch(Q.ready_calls, self.chain, limit)
+            paused = {p["asset_id"] for p in await open_pauses(conn)}
         sent = 0
         for call in ready:
+            if call["kind"] in MOVES_VALUE and call["asset_id"] in paused:
+                continue  # the asset is paused (reconciliation, fail closed): none of it leaves, as for batches
             if call["sender"] != self.sender.address:
                 await self._fail_unsent(call, f"sender: queued for owner {call['sender']}, but the payout sender of "
                                               f"{self.chain} is now {self.sender.address}; retry after restoring it, "

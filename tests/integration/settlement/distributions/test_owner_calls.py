@@ -232,6 +232,31 @@ async def test_a_worker_killed_between_store_and_broadcast_does_not_send_twice(e
     assert await env.val("SELECT count(*) FROM distribution_owner_calls WHERE kind = 'sweep'") == 0  # auto_sweep off
 
 
+async def test_funding_waits_while_the_asset_is_paused(env):
+    from settlement.ledger.pauses import pause_asset, resolve_pause
+
+    await pull(env, "p", "anvil:native", [fresh_address().lower()], UNIT)
+    async with env.pool.acquire() as conn:
+        await pause_asset(conn, "anvil:native", "reconciliation mismatch", "test")
+    await send_epoch(env.pool, env.settings, "p", contract=env.contract, epoch=21,
+                     deadline=latest_timestamp(env.anvil) + 3600, sweep_to=SENDER, auto_sweep=True, actor="t")
+
+    async def created() -> bool:
+        return (await env.states())["epoch:p:create"] == "confirmed"
+
+    await env.run_until(created)
+    for _ in range(3):
+        await env.worker.step()
+    assert (await env.states())["epoch:p:fund"] == "queued"  # no value leaves while the asset is paused
+    await resolve_pause(env.pool, "anvil:native", "ops", "checked")
+
+    async def funded() -> bool:
+        return (await env.states())["epoch:p:fund"] == "confirmed"
+
+    await env.run_until(funded)
+    assert balance(env.anvil, env.contract) == UNIT
+
+
 async def test_a_contract_owned_by_another_is_refused_naming_contract(env):
     await pull(env, "f", "anvil:native", [fresh_address().lower()], UNIT)
     with pytest.raises(OwnerRefused) as exc:
