@@ -1,7 +1,10 @@
 """Distributions, snapshots, claims and vouchers.
 
 Admin: POST /v1/admin/snapshots, /v1/admin/distributions, .../{id}/push,
-.../{id}/epoch, .../{id}/settle, /v1/admin/vouchers, .../{id}/revoke.
+.../{id}/epoch, .../{id}/settle, /v1/admin/vouchers, .../{id}/revoke
+(epoch and revoke with `"send": true` queue the owner's calls for the
+payout worker: settlement/distributions/owner.py), GET
+/v1/admin/owner-calls, POST /v1/admin/owner-calls/{id}/retry|cancel.
 Private reads (area `distributions`): GET /v1/snapshots/{id},
 /v1/distributions/{id}, .../{id}/shares, /v1/entitlements/{account} (what
 one recipient is owed, from its entitlement accounts), /v1/vouchers/{id}.
@@ -17,16 +20,16 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from config.errors import FieldError
-from settlement.distributions import claims, push, vouchers
+from settlement.distributions import claims, owner, push, vouchers
 from settlement.distributions.book import DistributionRequest, create_distribution, get_distribution, shares_page
 from settlement.distributions.entitlements import owed_to
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot, get_snapshot
 from settlement.ledger.transfers import TransferConflict, TransferRefused
 
-from .http import RequestError, json_response
+from .http import PlainText, RequestError, json_response
 from .routing import Address, Ident, QueryInt, Routes, Text, Units, UnitsIn
 from .state import ADMIN_ACTOR, POOL, SETTINGS
 
@@ -302,6 +305,35 @@ class EpochBody(BaseModel):
     epoch: UnitsIn(0)
     deadline: StrictInt = Field(ge=1, le=2**63 - 1, description="last claim time, unix seconds (block time)")
     sweep_to: Address = Field(description="where the owner's sweep sends the unclaimed rest")
+    send: StrictBool = Field(False, description="queue the owner's calls for the chain's payout worker to send "
+                                                "(createEpoch, approve for a token, fundEpoch); the contract's "
+                                                "owner() must be the chain's payout sender (else 422, `contract`)")
+    auto_sweep: StrictBool = Field(True, description="with send: sweep the unclaimed rest once the distribution "
+                                                     "is closed (its deadline passed a final block)")
+
+
+class OwnerCall(BaseModel):
+    id: str = Field(description="the idempotency key: epoch:<distribution>:create|approve|fund|sweep, "
+                                "voucher:<id>:revoke")
+    kind: str
+    chain: str
+    sender: str = Field(description="the owner: the chain's payout sender")
+    contract: str
+    to: str = Field(description="the ClaimDistributor, or the token an approve is for")
+    calldata: str
+    value: Units
+    distribution: str | None
+    voucher: str | None
+    after: str | None = Field(description="the call that must be confirmed (final receipt) before this one is sent")
+    after_state: str | None
+    state: str = Field(description="queued, sent, confirmed (final receipt, success), failed, cancelled")
+    sends: int
+    tx_hash: str | None
+    block_number: int | None
+    reason: str | None
+    created_by: str
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class EpochCalls(BaseModel):
@@ -313,16 +345,22 @@ class EpochCalls(BaseModel):
     create_epoch: str = Field(description="calldata of the owner's createEpoch")
     fund_epoch: str = Field(description="calldata of fundEpoch (send fund_value with it for the native coin)")
     fund_value: Units
+    auto_sweep: bool | None = Field(None, description="send: the sweep is queued when the distribution closes")
+    owner_calls: list[OwnerCall] | None = Field(None, description="send: the queued calls")
 
 
 @admin_routes.post("/v1/admin/distributions/{id}/epoch", params=IdParam, body=EpochBody, response=EpochCalls,
                    errors=ERRORS)
 async def post_epoch(request: web.Request, p: IdParam, body: EpochBody) -> web.Response:
-    """Fix (once) the ClaimDistributor epoch a pull distribution is claimed from; returns the owner's calls"""
+    """Fix (once) the ClaimDistributor epoch a pull distribution is claimed from; returns (or sends) the owner's calls"""
+    args = dict(contract=body.contract, epoch=body.epoch, deadline=body.deadline, sweep_to=body.sweep_to,
+                actor=request.app[ADMIN_ACTOR])
     try:
-        out = await claims.open_epoch(request.app[POOL], request.app[SETTINGS], p.id, contract=body.contract,
-                                      epoch=body.epoch, deadline=body.deadline, sweep_to=body.sweep_to,
-                                      actor=request.app[ADMIN_ACTOR])
+        if body.send:
+            out = await owner.send_epoch(request.app[POOL], request.app[SETTINGS], p.id, auto_sweep=body.auto_sweep,
+                                         **args)
+        else:
+            out = await claims.open_epoch(request.app[POOL], request.app[SETTINGS], p.id, **args)
     except FieldError as exc:
         raise refused(exc) from None
     return json_response(out)
@@ -478,22 +516,80 @@ async def post_voucher(request: web.Request, body: VoucherBody) -> web.Response:
 
 class Revoke(Voucher):
     revoke_calldata: str = Field(description="the owner's revokeVoucher(nonce) call")
+    owner_call: OwnerCall | None = Field(None, description="send: the queued call")
 
 
-@admin_routes.post("/v1/admin/vouchers/{id}/revoke", params=IdParam, response=Revoke, errors=ERRORS)
-async def post_revoke(request: web.Request, p: IdParam) -> web.Response:
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    send: StrictBool = Field(False, description="queue revokeVoucher for the chain's payout worker to send (the "
+                                                "contract's owner() must be its payout sender, else 422 `contract`)")
+
+
+@admin_routes.post("/v1/admin/vouchers/{id}/revoke", params=IdParam, body=RevokeBody, body_required=False,
+                   response=Revoke, errors=ERRORS)
+async def post_revoke(request: web.Request, p: IdParam, body: RevokeBody) -> web.Response:
     """Ask to revoke a voucher: its reservation returns once the on-chain revocation (or expiry) is final"""
+    pool, actor = request.app[POOL], request.app[ADMIN_ACTOR]
     try:
-        return json_response(await vouchers.request_revoke(request.app[POOL], p.id, request.app[ADMIN_ACTOR]))
+        if body.send:
+            return json_response(await owner.send_revoke(pool, request.app[SETTINGS], p.id, actor))
+        return json_response(await vouchers.request_revoke(pool, p.id, actor))
     except FieldError as exc:
         raise refused(exc) from None
 
 
-@routes.get("/v1/vouchers/{id}", params=IdParam, response=Voucher, errors={404: "No such voucher"})
-async def voucher(request: web.Request, p: IdParam) -> web.Response:
-    """A voucher and its state"""
+# -- owner calls (sent by the payout worker of their chain) ------------------------------------
+
+
+CallId = Text(r"^(epoch|voucher):[A-Za-z0-9][A-Za-z0-9_.-]{0,57}:[a-z]{1,12}$",
+              "an owner call id, e.g. epoch:<distribution>:fund")
+
+
+class OwnerCallsQuery(BaseModel):
+    state: Text(r"^(queued|sent|confirmed|failed|cancelled)$", "queued, sent, confirmed, failed or cancelled") | None \
+        = None
+    chain: Ident | None = None
+    limit: QueryInt(1, 1000) = 500
+
+
+class OwnerCalls(BaseModel):
+    owner_calls: list[OwnerCall]
+
+
+@admin_routes.get("/v1/admin/owner-calls", params=OwnerCallsQuery, response=OwnerCalls)
+async def list_owner_calls(request: web.Request, p: OwnerCallsQuery) -> web.Response:
+    """The ClaimDistributor owner calls the daemon sends, oldest first"""
     async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(vouchers.Q.find_voucher, p.id)
-    if row is None:
-        raise RequestError("id", "no such voucher", status=404, code="not_found")
-    return json_response(vouchers.voucher_view(row))
+        rows = await owner.list_calls(conn, state=p.state, chain=p.chain, limit=p.limit)
+    return json_response({"owner_calls": rows})
+
+
+class CallPath(BaseModel):
+    id: CallId
+
+
+class CallAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: PlainText | None = Field(None, max_length=500, description="audited")
+
+
+def _call_route(action: str, doc: str):
+    do = owner.retry_call if action == "retry" else owner.cancel_call
+
+    async def handler(request: web.Request, p: CallPath, body: CallAction) -> web.Response:
+        try:
+            return json_response(await do(request.app[POOL], p.id, request.app[ADMIN_ACTOR], body.reason))
+        except FieldError as exc:
+            raise refused(exc) from None
+
+    handler.__name__ = f"{action}_owner_call"
+    handler.__doc__ = doc
+    return handler
+
+
+for _action, _doc in (("retry", "Queue a failed owner call again: a new transaction is signed and sent (audited)"),
+                      ("cancel", "Cancel a queued or failed owner call; a sent one waits for its final receipt "
+                                 "(audited)")):
+    admin_routes.post(f"/v1/admin/owner-calls/{{id}}/{_action}", params=CallPath, body=CallAction,
+                      body_required=False, response=OwnerCall,
+                      errors={404: "No such owner call", 409: "Not in a state that allows it"})(_call_route(_action, _doc))

@@ -59,8 +59,22 @@ def register(sub) -> None:
     e.add_argument("--epoch", type=int, required=True)
     e.add_argument("--deadline", type=int, required=True, help="last claim time, unix seconds")
     e.add_argument("--sweep-to", dest="sweep_to", required=True)
+    e.add_argument("--send", action="store_true",
+                   help="queue the owner's calls for the chain's payout worker to send (the contract's owner() "
+                        "must be the chain's payout sender); without it they are printed")
+    e.add_argument("--no-auto-sweep", dest="auto_sweep", action="store_false",
+                   help="with --send: do not sweep the unclaimed rest after the deadline")
     e.add_argument("--actor", default="cli")
     e.set_defaults(func=_cmd_epoch)
+    oc = ds.add_parser("owner-calls", help="the ClaimDistributor owner calls the daemon sends: list, retry, cancel")
+    oc.add_argument("action", nargs="?", choices=("list", "retry", "cancel"), default="list")
+    oc.add_argument("id", nargs="?", help="retry/cancel: the call's id, e.g. epoch:<distribution>:fund")
+    oc.add_argument("--state", help="list: only this state (queued, sent, confirmed, failed, cancelled)")
+    oc.add_argument("--chain", help="list: only this chain")
+    oc.add_argument("--limit", type=int, default=500)
+    oc.add_argument("--reason", help="retry/cancel: why (audited)")
+    oc.add_argument("--actor", default="cli")
+    oc.set_defaults(func=_cmd_owner_calls)
 
     v = sub.add_parser("vouchers", help="signed single-use claim vouchers")
     vs = v.add_subparsers(dest="vouchers_command", required=True)
@@ -73,6 +87,8 @@ def register(sub) -> None:
     i.set_defaults(func=_cmd_issue)
     r = vs.add_parser("revoke", help="ask to revoke: prints the owner's revokeVoucher call")
     r.add_argument("id")
+    r.add_argument("--send", action="store_true",
+                   help="queue revokeVoucher for the chain's payout worker to send (it must own the contract)")
     r.add_argument("--actor", default="cli")
     r.set_defaults(func=_cmd_revoke)
 
@@ -168,10 +184,39 @@ async def _cmd_owed(settings: Settings, args) -> int:
 async def _cmd_epoch(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
     from settlement.distributions.claims import open_epoch
+    from settlement.distributions.owner import OwnerRefused, send_epoch
 
     async with open_pool(settings) as pool:
-        _print(await open_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
-                                deadline=args.deadline, sweep_to=args.sweep_to, actor=args.actor))
+        if not args.send:
+            _print(await open_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
+                                    deadline=args.deadline, sweep_to=args.sweep_to, actor=args.actor))
+            return 0
+        try:
+            _print(await send_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
+                                    deadline=args.deadline, sweep_to=args.sweep_to, auto_sweep=args.auto_sweep,
+                                    actor=args.actor))
+        except OwnerRefused as exc:
+            if exc.calls is not None:
+                _print(exc.calls)  # what the owner sends instead, as without --send
+            raise
+    return 0
+
+
+async def _cmd_owner_calls(settings: Settings, args) -> int:
+    from daemon.runtime import open_pool
+    from settlement.distributions.owner import cancel_call, list_calls, retry_call
+
+    if args.action != "list" and not args.id:
+        raise ChainsettleError(f"id: {args.action} needs the call's id")
+    async with open_pool(settings) as pool:
+        if args.action == "list":
+            async with pool.acquire() as conn:
+                _print({"owner_calls": await list_calls(conn, state=args.state, chain=args.chain,
+                                                        limit=args.limit)})
+        elif args.action == "retry":
+            _print(await retry_call(pool, args.id, args.actor, args.reason))
+        else:
+            _print(await cancel_call(pool, args.id, args.actor, args.reason))
     return 0
 
 
@@ -190,8 +235,17 @@ async def _cmd_issue(settings: Settings, args) -> int:
 
 async def _cmd_revoke(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
+    from settlement.distributions.owner import OwnerRefused, send_revoke
     from settlement.distributions.vouchers import request_revoke
 
     async with open_pool(settings) as pool:
-        _print(await request_revoke(pool, args.id, args.actor))
+        if not args.send:
+            _print(await request_revoke(pool, args.id, args.actor))
+            return 0
+        try:
+            _print(await send_revoke(pool, settings, args.id, args.actor))
+        except OwnerRefused as exc:
+            if exc.calls is not None:
+                _print(exc.calls)
+            raise
     return 0

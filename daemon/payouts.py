@@ -40,6 +40,7 @@ async def refresh_payout_gauges(settings: Settings, pool: asyncpg.Pool) -> None:
     standby): each state of each payout chain is set, 0 when empty, from
     start-up on, so alert rules fire while a condition holds (also right
     after a restart) and resolve once it clears."""
+    from settlement.distributions.owner_send import refresh_owner_gauges
     from settlement.payouts import metrics as pm
     from settlement.payouts.evm.sender import stuck_counts
     from settlement.payouts.requests import kill_switches, refresh_gauges
@@ -50,6 +51,7 @@ async def refresh_payout_gauges(settings: Settings, pool: asyncpg.Pool) -> None:
         await refresh_gauges(conn, chains)
         stuck = await stuck_counts(conn)
         controls = await kill_switches(conn)
+        await refresh_owner_gauges(conn, [pc.chain for pc in settings.payouts.chains if pc.kind != "xrpl"])
     for pc in settings.payouts.chains:
         killed = settings.payouts.kill_switch or pc.kill_switch or controls.get("*") or controls.get(pc.chain)
         pm.KILLED.labels(pc.chain).set(1 if killed else 0)
@@ -108,9 +110,11 @@ async def run_payout_worker(settings: Settings, pool: asyncpg.Pool, pc: PayoutCh
 
         worker = XrplPayoutWorker(settings, pool, pc)
     else:
+        from settlement.distributions.owner_send import OwnerCalls
         from settlement.payouts.evm.worker import EvmPayoutWorker
 
         worker = EvmPayoutWorker(settings, pool, pc)
+        worker.after_track.append(OwnerCalls(pool, worker.sender).step)  # the ClaimDistributor owner's calls
     try:
         await worker.run(stop)
     finally:

@@ -31,3 +31,19 @@ STUCK_TXS = Gauge(
 REORGED = Counter(
     "chainsettle_payout_txs_reorged_total", "Mined payout transactions reorged out before final, sent again", ["chain"]
 )
+OWNER_CALLS = Gauge(
+    "chainsettle_distribution_owner_calls",
+    "ClaimDistributor owner calls the payout sender sends, by state (queued, sent, failed)", ["chain", "state"],
+)
+OWNER_CALLS_STUCK = Gauge(
+    "chainsettle_distribution_owner_calls_stuck",
+    "Owner calls sent, or queued with nothing to wait for, unchanged for over 30 minutes", ["chain"],
+)
+OWNER_CALLS_FAILED = Counter(
+    "chainsettle_distribution_owner_calls_failed_total",
+    "Owner calls that failed: reverted in a final block, or refused by simulation before signing", ["chain", "kind"],
+)
+OWNER_CALLS_CONFIRMED = Counter(
+    "chainsettle_distribution_owner_calls_confirmed_total",
+    "Owner calls confirmed by a final receipt", ["chain", "kind"],
+)

@@ -12,8 +12,8 @@ RETURNING next_nonce - 1;
 
 -- name: insert_tx
 INSERT INTO evm_txs (chain, sender, nonce, attempt, purpose, batch_id, raw, tx_hash, gas_limit,
-                     max_fee_per_gas, max_priority_fee_per_gas, state)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'signed')
+                     max_fee_per_gas, max_priority_fee_per_gas, owner_call_id, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'signed')
 RETURNING id;
 
 -- name: open_nonces

@@ -73,6 +73,11 @@ def _calldata(raw: str) -> bytes:
     return bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["data"])
 
 
+def _value(raw: str) -> int:
+    """The value of one of our stored raw transactions (an owner's native fundEpoch carries one)."""
+    return int(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["value"])
+
+
 def _to(raw: str) -> str:
     """The `to` of one of our stored raw transactions: the batcher the batch was
     signed for (replacements and resends keep it, whatever is configured now)."""
@@ -130,15 +135,18 @@ class EvmTxSender:
 
     async def store_tx(self, conn: asyncpg.Connection, *, purpose: str, batch_id: str | None, to: str, data: bytes,
                        gas: int, fees: Fees, nonce_floor: int | None = None, nonce: int | None = None,
-                       attempt: int = 1) -> StoredTx:
-        """Claim a nonce (unless given), sign and store; runs in the caller's transaction."""
+                       attempt: int = 1, value: int = 0, owner_call_id: str | None = None) -> StoredTx:
+        """Claim a nonce (unless given), sign and store; runs in the caller's transaction.
+
+        `owner_call_id`: the ClaimDistributor owner call (purpose 'owner_call') the transaction sends."""
         if nonce is None:
             await conn.execute(Q.ensure_nonce, self.chain, self.address, nonce_floor or 0)
             nonce = await conn.fetchval(Q.claim_nonce, self.chain, self.address, nonce_floor or 0)
-        signed = sign_tx(self.sender, chain_id=self.chain_id, nonce=nonce, to=to, data=data, gas=gas, fees=fees)
+        signed = sign_tx(self.sender, chain_id=self.chain_id, nonce=nonce, to=to, data=data, gas=gas, fees=fees,
+                         value=value)
         tx_id = await conn.fetchval(Q.insert_tx, self.chain, self.address, nonce, attempt, purpose, batch_id,
                                     signed.raw, signed.tx_hash, gas, fees.max_fee_per_gas,
-                                    fees.max_priority_fee_per_gas)
+                                    fees.max_priority_fee_per_gas, owner_call_id)
         log.info("payout.tx_signed", chain=self.chain, nonce=nonce, attempt=attempt, tx=signed.tx_hash,
                  purpose=purpose, batch=batch_id, max_fee=fees.max_fee_per_gas,
                  priority_fee=fees.max_priority_fee_per_gas)
@@ -338,7 +346,8 @@ class EvmTxSender:
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await self.store_tx(conn, purpose=tx["purpose"], batch_id=tx["batch_id"], to=to,
                                          data=data, gas=tx["gas_limit"], fees=new,
-                                         nonce=tx["nonce"], attempt=tx["attempt"] + 1)
+                                         nonce=tx["nonce"], attempt=tx["attempt"] + 1, value=_value(tx["raw"]),
+                                         owner_call_id=tx["owner_call_id"])
             await conn.execute(Q.supersede_nonce, self.chain, self.address, tx["nonce"], stored.id)
             await audit(conn, ACTOR, "payout.tx_bumped", f"tx:{stored.signed.tx_hash}",
                         {"chain": self.chain, "nonce": tx["nonce"], "attempt": tx["attempt"] + 1,

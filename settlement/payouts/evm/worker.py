@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -82,6 +83,9 @@ class EvmPayoutWorker:
         self.sender = EvmTxSender(pool, self.rpc, chain_id=self.chain_id, sender=sender, pc=pc, ps=self.ps)
         self.assets: list[AssetPlan] = [asset_plan(settings, pc, a.name) for a in pc.assets]  # type: ignore[misc]
         self.steps = 0
+        # More work for the same sender, run after each tracking pass (the composition root adds the
+        # ClaimDistributor owner calls: settlement/distributions/owner_send.py); same nonces, same tracking.
+        self.after_track: list[Callable[..., Awaitable[None]]] = []
 
     async def close(self) -> None:
         await self.rpc.close()
@@ -99,6 +103,8 @@ class EvmPayoutWorker:
                                                                     await self.paused_assets(conn)))
         pm.KILLED.labels(self.chain).set(1 if killed else 0)
         await self.sender.track(killed=killed, held_batches=held)
+        for work in self.after_track:
+            await work(killed=killed, dry_run=self.ps.dry_run)
         if not killed and self.steps % GAP_CHECK_EVERY == 0:
             await self.sender.fill_gaps()
         await self.expire_dead()
