@@ -88,7 +88,7 @@ async def seed_private(client, pool, settings) -> dict[str, str]:
     return {"/v1/accounts/{id}/": f"user:anvil:{SEEDED}", "/v1/payouts/{id}": "req-1", "/v1/batches/{id}": BATCH,
             "/v1/intents/{id}/": str(intent), "/v1/admin/intents/{id}": str(intent),
             "/v1/admin/invoices/{id}": invoice, "/v1/admin/replay/{id}": str(replay),
-            "/v1/admin/deliveries/{id}": "app", "_ids": ids}
+            "/v1/admin/deliveries/{id}": "app", "/v1/entitlements/{account}": SEEDED, "_ids": ids}
 
 
 def concrete(path: str, seeded_ids: dict) -> str:
