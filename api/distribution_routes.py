@@ -538,6 +538,16 @@ async def post_revoke(request: web.Request, p: IdParam, body: RevokeBody) -> web
         raise refused(exc) from None
 
 
+@routes.get("/v1/vouchers/{id}", params=IdParam, response=Voucher, errors={404: "No such voucher"})
+async def voucher(request: web.Request, p: IdParam) -> web.Response:
+    """A voucher and its state"""
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(vouchers.Q.find_voucher, p.id)
+    if row is None:
+        raise RequestError("id", "no such voucher", status=404, code="not_found")
+    return json_response(vouchers.voucher_view(row))
+
+
 # -- owner calls (sent by the payout worker of their chain) ------------------------------------
 
 
