@@ -112,7 +112,7 @@ async def open_epoch(pool: asyncpg.Pool, settings: Settings, distribution_id: st
             raise ClaimsRefused("epoch", f"{distribution_id} is already claimed from epoch {d['epoch']} of "
                                          f"{d['claim_contract']} until {d['deadline']}")
     chain, name = d["asset_id"].split(":", 1)
-    asset = claim_abi.NATIVE if name == "native" else _token_address(settings, chain, name)
+    asset = claim_abi.NATIVE if name == "native" else token_address(settings, chain, name)
     owed = int(d["total"]) - int(d["remainder"]) + int(d["carried"])
     return {"contract": contract, "epoch": str(epoch), "root": tree.root, "total": str(owed), "deadline": deadline,
             "create_epoch": "0x" + claim_abi.create_epoch(epoch, tree.root, asset, owed, deadline, sweep_to).hex(),
@@ -120,7 +120,7 @@ async def open_epoch(pool: asyncpg.Pool, settings: Settings, distribution_id: st
             "fund_value": str(owed) if asset == claim_abi.NATIVE else "0"}
 
 
-def _token_address(settings: Settings, chain: str, name: str) -> str:
+def token_address(settings: Settings, chain: str, name: str) -> str:
     for c in settings.chain(chain).contracts:
         if c.name == name:
             return c.address.lower()

@@ -45,7 +45,7 @@ from db.values import amount_text
 from indexer.errors import RpcError
 from indexer.evm.rpc import EvmRpc
 from settlement.distributions import claim_abi
-from settlement.distributions.claims import _token_address, open_epoch
+from settlement.distributions.claims import open_epoch, token_address
 from settlement.distributions.snapshots import NotFound, SnapshotConflict, SnapshotRefused
 from settlement.distributions.vouchers import Q as VQ
 from settlement.distributions.vouchers import request_revoke
@@ -164,7 +164,7 @@ async def send_epoch(pool: asyncpg.Pool, settings: Settings, distribution_id: st
                               bytes.fromhex(calls["create_epoch"][2:]), 0, distribution=distribution_id)]
         after = rows[0]["id"]
         if name != "native":
-            token = _token_address(settings, chain, name)
+            token = token_address(settings, chain, name)
             rows.append(await _insert(conn, actor, f"{key}:approve", "approve", chain, sender, contract, token,
                                       approve(contract, total), 0, distribution=distribution_id, after=after))
             after = rows[-1]["id"]
