@@ -12,7 +12,7 @@ import signal
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.owner import send_epoch
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
-from tests.integration.settlement.payouts.evm.test_kill import kill, start_daemon, wait_for
+from tests.integration.settlement.payouts.evm.test_kill import first_final_height, kill, start_daemon
 from tests.integration.settlement.payouts.evm.test_pipeline import OWNER, deploy_funded_batcher, head, payout_config
 from tests.support.anvil import DEV_ACCOUNTS
 from tests.support.batcher import fresh_address, latest_timestamp
@@ -40,12 +40,7 @@ async def test_owner_calls_are_sent_once_across_sigkills(anvil, pool, db_url, tm
     settings = make_settings(tmp_path, data)
     log = tmp_path / "daemon.log"
 
-    proc = start_daemon(config, db_url, log)
-    try:
-        anvil.rpc("evm_mine", [])
-        await wait_for(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = 'anvil'", 60)
-    finally:
-        kill(proc)
+    await first_final_height(anvil, pool, config, db_url, log)
     await fund(pool, "app:pool", 10**21, asset="anvil:tok")
     holders = tuple((fresh_address().lower(), 1) for _ in range(5))
     await create_snapshot(pool, settings, SnapshotRequest("s", "list", holders), "t")

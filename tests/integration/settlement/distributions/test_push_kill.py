@@ -15,6 +15,7 @@ from settlement.distributions.push import push
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
 from tests.integration.settlement.payouts.evm.test_kill import (
     executed_on_chain,
+    first_final_height,
     kill,
     start_daemon,
     wait_for,
@@ -38,12 +39,7 @@ async def test_push_500_holders_once_across_daemon_sigkills(anvil, pool, db_url,
     config = write_config(tmp_path / "chainsettle.toml", data)
     settings = make_settings(tmp_path, data)
     log = tmp_path / "daemon.log"
-    proc = start_daemon(config, db_url, log)
-    try:
-        anvil.rpc("evm_mine", [])
-        await wait_for(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = 'anvil'", 60)
-    finally:
-        kill(proc)
+    await first_final_height(anvil, pool, config, db_url, log)
     await fund(pool, "app:pool", 10 * ETHER, asset="anvil:native")
     holders = {fresh_address().lower(): rng.randrange(1, 10_000) for _ in range(HOLDERS)}
     await create_snapshot(pool, settings, SnapshotRequest("h", "list", tuple(holders.items())), "t")

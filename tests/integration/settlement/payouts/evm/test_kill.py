@@ -58,6 +58,17 @@ async def wait_for(pool, sql: str, timeout: float, *args) -> None:
     await wait_until(pool, sql, *args, timeout=timeout, interval=0.2)
 
 
+async def first_final_height(anvil, pool, config: Path, db_url: str, log: Path) -> None:
+    """One daemon run until the chain has a final height, then SIGKILLed: what a test sets up
+    next (credits, requests) is then checked against final data."""
+    proc = start_daemon(config, db_url, log)
+    try:
+        anvil.rpc("evm_mine", [])
+        await wait_for(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = 'anvil'", 60)
+    finally:
+        kill(proc)
+
+
 async def add_requests(pool, settings, recipients, amounts) -> None:
     for to in recipients:
         await request_payout(pool, settings, chain="anvil", asset="native", to=to, amount=amounts[to], key=f"pay:{to}")
@@ -91,13 +102,7 @@ async def test_sigkill_at_random_points_pays_everyone_exactly_once(anvil, pool, 
     amounts = {fresh_address().lower(): 10**15 + rng.randrange(10**12) for _ in range(RECIPIENTS)}
     order = list(amounts)
 
-    # First run: the chain gets a final height, so requests can be checked against final balances.
-    proc = start_daemon(config, db_url, log)
-    try:
-        anvil.rpc("evm_mine", [])
-        await wait_for(pool, "SELECT final_number IS NOT NULL FROM chain_state WHERE chain = 'anvil'", 60)
-    finally:
-        kill(proc)
+    await first_final_height(anvil, pool, config, db_url, log)
     await credit_users(pool, "anvil", amounts)
 
     started = time.monotonic()
