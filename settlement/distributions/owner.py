@@ -232,6 +232,10 @@ async def _operate(pool: asyncpg.Pool, call_id: str, query: str, action: str, ne
                 raise NotFound("id", f"no owner call {call_id!r}")
             raise OwnerRefused("id", f"{call_id} is {found['state']}; {action} needs it {need}", code="conflict")
         await audit(conn, actor, f"owner_call.{action}", f"owner_call:{call_id}", {"reason": reason})
+        if action == "cancel":  # what could only follow it would wait for ever: cancelled with it
+            why = f"cancelled with {call_id}" + (f": {reason}" if reason else "")
+            for dep in await conn.fetch(Q.cancel_dependents, call_id, why):
+                await audit(conn, actor, "owner_call.cancel", f"owner_call:{dep['id']}", {"reason": why})
         row = await conn.fetchrow(Q.find_call, call_id)
     log.warning(f"owner_calls.{action}", id=call_id, actor=actor)
     return call_view(row)
@@ -243,5 +247,6 @@ async def retry_call(pool: asyncpg.Pool, call_id: str, actor: str, reason: str |
 
 
 async def cancel_call(pool: asyncpg.Pool, call_id: str, actor: str, reason: str | None = None) -> dict:
-    """A queued or failed call is not sent (again); a sent one cannot be cancelled (it may be mined)."""
+    """A queued or failed call is not sent (again), nor the queued calls that could only follow it; a sent one
+    cannot be cancelled (it may be mined). A cancelled fundEpoch also means no sweep is queued."""
     return await _operate(pool, call_id, Q.cancel_call, "cancel", "queued or failed", reason, actor)

@@ -40,13 +40,24 @@ UPDATE distribution_owner_calls SET state = 'cancelled', reason = $2, updated_at
 WHERE id = $1 AND state IN ('queued', 'failed')
 RETURNING *;
 
+-- name: cancel_dependents
+-- The queued calls that can only go after $1 (directly or through another): cancelled with it.
+WITH RECURSIVE dep AS (
+    SELECT id FROM distribution_owner_calls WHERE after_id = $1 AND state = 'queued'
+    UNION
+    SELECT c.id FROM distribution_owner_calls c JOIN dep ON c.after_id = dep.id WHERE c.state = 'queued'
+)
+UPDATE distribution_owner_calls c SET state = 'cancelled', reason = $2, updated_at = now()
+FROM dep WHERE c.id = dep.id
+RETURNING c.id;
+
 -- name: sweeps_due
 -- Closed pull distributions (the deadline passed a final block) that the daemon sweeps and has not queued yet.
 SELECT o.distribution_id, o.chain, o.contract, o.epoch, f.sender
 FROM distribution_owner_epochs o
 JOIN distributions d ON d.id = o.distribution_id
 JOIN distribution_owner_calls f ON f.id = 'epoch:' || o.distribution_id || ':fund'
-WHERE o.chain = $1 AND o.auto_sweep AND d.state = 'closed'
+WHERE o.chain = $1 AND o.auto_sweep AND d.state = 'closed' AND f.state <> 'cancelled'
   AND NOT EXISTS (SELECT 1 FROM distribution_owner_calls s WHERE s.id = 'epoch:' || o.distribution_id || ':sweep')
 ORDER BY o.distribution_id;
 

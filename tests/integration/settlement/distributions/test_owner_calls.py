@@ -288,8 +288,14 @@ async def test_a_failed_call_is_retried_or_cancelled_by_an_operator(env):
     with pytest.raises(OwnerRefused) as exc:
         await retry_call(env.pool, "epoch:x:fund", "ops")
     assert exc.value.code == "conflict"
-    for call_id in ("epoch:x:create", "epoch:x:fund"):
-        assert (await cancel_call(env.pool, call_id, "ops", "wrong deadline"))["state"] == "cancelled"
+    assert (await cancel_call(env.pool, "epoch:x:create", "ops", "wrong deadline"))["state"] == "cancelled"
+    fund = (await env.rows("SELECT * FROM distribution_owner_calls WHERE id = 'epoch:x:fund'"))[0]
+    assert fund["state"] == "cancelled" and fund["reason"] == "cancelled with epoch:x:create: wrong deadline"
+    with pytest.raises(OwnerRefused):  # nothing left to cancel
+        await cancel_call(env.pool, "epoch:x:fund", "ops")
+    await env.pool.execute("UPDATE distributions SET state = 'closed' WHERE id = 'x'")
+    await env.worker.step()  # closed, but never funded: no sweep is queued
+    assert "epoch:x:sweep" not in await env.states()
     actions = [r["action"] for r in await env.rows(
         "SELECT action FROM audit_log WHERE subject LIKE 'owner_call:epoch:x:%' ORDER BY id")]
     assert actions.count("owner_call.failed") == 2 and "owner_call.retry" in actions
