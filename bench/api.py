@@ -42,7 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live import pct, popen_alive, wait_api  # noqa: E402
+from bench.live import pct, popen_alive, start_daemon, stop_daemon, wait_api  # noqa: E402
 from bench.results import record  # noqa: E402
 from daemon.devchain import free_port  # noqa: E402
 from tests.support.anvil import DEV_ACCOUNTS, Anvil, rpc_sync  # noqa: E402
@@ -176,8 +176,7 @@ async def main() -> None:
                 'public = ["accounts"]'))
             db_url = await cluster.new_database()
             env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning")
-            proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "run"], env=env,
-                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = start_daemon(config, env)
             api = f"http://127.0.0.1:{port}"
             traffic = Traffic(node.url, token, recipients)
             try:
@@ -226,12 +225,7 @@ async def main() -> None:
                           "the fan-out alone (the rest is follow + commit)")]
             finally:
                 traffic.halt.set()
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_daemon(proc)
                 traffic.join(10)
                 await cluster.drop_database(db_url)
     finally:

@@ -86,6 +86,22 @@ async def events_probe(session, api: str, seen: dict[int, float], stop: asyncio.
         await asyncio.sleep(every)
 
 
+def start_daemon(config: Path, env: dict) -> subprocess.Popen:
+    """`chainsettle run` on `config`; its stderr is kept for popen_alive."""
+    return subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "run"], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_daemon(proc: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL when it has not exited within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def popen_alive(proc: subprocess.Popen) -> None:
     """Raise with its stderr if the daemon process has exited (the check wait_api takes)."""
     if proc.poll() is not None:
@@ -122,8 +138,7 @@ async def one_mode(cluster: PgCluster, mode: str, args, tmp: Path) -> dict:
         config.write_text(text)
         db_url = await cluster.new_database()
         env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning")
-        proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "run"], env=env,
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = start_daemon(config, env)
         api = f"http://127.0.0.1:{port}"
         rng = random.Random(7)
         recipients = ["0x" + rng.randbytes(20).hex() for _ in range(args.per_block)]
@@ -178,12 +193,7 @@ async def one_mode(cluster: PgCluster, mode: str, args, tmp: Path) -> dict:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_daemon(proc)
             await cluster.drop_database(db_url)
     lat_api = [api_seen[n] - t for n, t in appeared.items() if n in api_seen]
     lat_sse = [sse_seen[n] - t for n, t in appeared.items() if n in sse_seen]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from eth_account.messages import encode_defunct
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live import pct, popen_alive, wait_api  # noqa: E402
+from bench.live import pct, popen_alive, start_daemon, stop_daemon, wait_api  # noqa: E402
 from bench.results import record  # noqa: E402
 from daemon.devchain import free_port  # noqa: E402
 from tests.support.anvil import Anvil, rpc_sync  # noqa: E402
@@ -177,8 +176,7 @@ async def main() -> None:
                 'sse_poll_interval = 0.05'))
             db_url = await cluster.new_database()
             env = dict(os.environ, DATABASE_URL=db_url, CHAINSETTLE_LOG__LEVEL="warning", BENCH_SIGNIN_KEY=SIGNIN_KEY)
-            proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "run"], env=env,
-                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = start_daemon(config, env)
             api = f"http://127.0.0.1:{port}"
             try:
                 async with aiohttp.ClientSession() as s:
@@ -203,12 +201,7 @@ async def main() -> None:
                           "mined -> each client"),
                          ("WebSocket fan-out: first client -> p99 client", f["spread_ms"], "ms", "the fan-out alone")]
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_daemon(proc)
                 await cluster.drop_database(db_url)
     finally:
         await cluster.teardown()
