@@ -251,7 +251,7 @@ async def shares(request: web.Request, p: SharesQuery) -> web.Response:
 
 
 class EntitlementsQuery(BaseModel):
-    account: Text(r"^(0x[0-9a-fA-F]{40}|r[1-9A-HJ-NP-Za-km-z]{24,34})$", "an EVM (0x...) or XRPL (r...) address")
+    account: Address
     after: DistId | None = Field(None, description="the last distribution id of the previous page")
     limit: QueryInt(1, 1000) = 100
 
@@ -278,9 +278,8 @@ def entitlements_answer(rows: list[dict]) -> web.Response:
 @routes.get("/v1/entitlements/{account}", params=EntitlementsQuery, response=Entitlements)
 async def entitlements(request: web.Request, p: EntitlementsQuery) -> web.Response:
     """What one recipient is owed, per distribution (keyset pages by distribution id)"""
-    account = p.account.lower() if p.account.startswith("0x") else p.account
     async with request.app[POOL].acquire() as conn:
-        return entitlements_answer(await owed_to(conn, account, p.after, p.limit))
+        return entitlements_answer(await owed_to(conn, p.account, p.after, p.limit))
 
 
 class PushResult(BaseModel):

@@ -38,7 +38,7 @@ from settlement.ledger.transfers import account_balances, entries_page, normaliz
 from settlement.payouts.requests import PayoutError, request_payout
 
 from .admin_routes import PayoutAssetBody, payout_refused
-from .distribution_routes import Entitlements, entitlements_answer
+from .distribution_routes import DistId, Entitlements, entitlements_answer
 from .http import RequestError, json_response
 from .invoice_routes import Invoice
 from .ledger_routes import EntriesPage
@@ -121,7 +121,7 @@ async def my_balances(request: web.Request) -> web.Response:
 
 
 class MyEntitlementsQuery(BaseModel):
-    after: Text(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,57}$", "a distribution id") | None = Field(
+    after: DistId | None = Field(
         None, description="the last distribution id of the previous page")
     limit: QueryInt(1, 1000) = 100
 

@@ -171,7 +171,7 @@ async def snapshot_figures(transfers: int) -> list[tuple]:
 
 async def booking_figures(n: int) -> list[tuple]:
     from settlement.distributions.book import DistributionRequest, create_distribution
-    from settlement.ledger.books import Posting, post_transaction
+    from tests.support.ledger import fund
 
     cluster = PgCluster()
     await cluster.setup_template()
@@ -185,10 +185,7 @@ async def booking_figures(n: int) -> list[tuple]:
                                    f"{CHAIN}:native", CHAIN)
                 await conn.execute("UPDATE chain_state SET final_number = 1, cursor_number = 1 WHERE chain = $1",
                                    CHAIN)
-                await post_transaction(conn, key="seed", cause_kind="manual", cause={}, chain=CHAIN, block_number=0,
-                                       author="bench", reason="seed",
-                                       postings=[Posting("app:pool", f"{CHAIN}:native", -(10**30)),
-                                                 Posting(f"adjustment:{CHAIN}:seed", f"{CHAIN}:native", 10**30)])
+            await fund(pool, "app:pool", 10**30, asset=f"{CHAIN}:native")
             rng = random.Random(2)
             weights = tuple(("0x" + rng.randbytes(20).hex(), rng.randrange(1, 10**6)) for _ in range(n))
             with tempfile.TemporaryDirectory() as tmp:

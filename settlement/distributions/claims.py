@@ -135,13 +135,13 @@ async def _mismatch(conn: asyncpg.Connection, d: asyncpg.Record, e: asyncpg.Reco
     subject = f"distribution:{d['id']}"
     if await conn.fetchval(Q.mismatch_seen, subject, str(e["id"])):
         return
-    detail = {"event": str(e["id"]), "index": str(e["idx"]), "account": e["account"], "amount": str(e["amount"]),
+    detail = {"event_id": str(e["id"]), "index": str(e["idx"]), "account": e["account"], "amount": str(e["amount"]),
               "contract": d["claim_contract"], "epoch": str(d["epoch"])}
     await audit(conn, ACTOR, "distribution.claim_mismatch", subject, detail)
     await pause_asset(conn, d["asset_id"], f"distribution {d['id']}: final Claimed event {e['id']} paid leaf "
                                            f"{e['idx']} of epoch {d['epoch']}, which is not its share", ACTOR)
     CLAIM_MISMATCHES.labels(d["asset_id"]).inc()
-    log.error("distribution.claim_mismatch", id=d["id"], **{("event_id" if k == "event" else k): v for k, v in detail.items()})
+    log.error("distribution.claim_mismatch", id=d["id"], **detail)
 
 
 async def settle(pool: asyncpg.Pool, settings: Settings, distribution_id: str, actor: str = "claims") -> dict:

@@ -107,8 +107,9 @@ FROM distribution_shares WHERE distribution_id = $1 GROUP BY state;
 SELECT idx, recipient, amount, attempts FROM distribution_shares
 WHERE distribution_id = $1 AND state = 'owed' AND idx > $2 ORDER BY idx LIMIT $3;
 
--- name: payer_of
-SELECT from_account FROM payout_requests WHERE idempotency_key = $1;
+-- name: payers_of
+-- The accounts the existing requests among keys $1 pay from.
+SELECT idempotency_key, from_account FROM payout_requests WHERE idempotency_key = ANY ($1::text[]);
 
 -- name: mark_requested
 -- The share's payout request exists (key $3); at most once.
@@ -169,7 +170,7 @@ WHERE e.chain = $1 AND e.address = $2 AND e.event = 'Claimed' AND (e.args ->> 'e
   AND e.block_number > s.final_number;
 
 -- name: mismatch_seen
-SELECT 1 FROM audit_log WHERE subject = $1 AND action = 'distribution.claim_mismatch' AND details ->> 'event' = $2;
+SELECT 1 FROM audit_log WHERE subject = $1 AND action = 'distribution.claim_mismatch' AND details ->> 'event_id' = $2;
 
 -- name: settle_share
 UPDATE distribution_shares SET state = 'claimed', claim_event_id = $3, updated_at = now()

@@ -65,14 +65,14 @@ async def push(pool: asyncpg.Pool, settings: Settings, distribution_id: str, act
     while True:
         async with pool.acquire() as conn:
             rows = await conn.fetch(Q.owed_shares, distribution_id, after, page)
+            keys = [payout_key(distribution_id, r["idx"], r["attempts"]) for r in rows]
+            # A request written before entitlements existed pays from the hub: its replay names it.
+            payers = {p["idempotency_key"]: p["from_account"] for p in await conn.fetch(Q.payers_of, keys)}
         if not rows:
             break
-        for r in rows:
+        for r, key in zip(rows, keys, strict=True):
             after = r["idx"]
-            key = payout_key(distribution_id, r["idx"], r["attempts"])
-            async with pool.acquire() as conn:
-                # A request written before entitlements existed paid from the hub: its replay names it.
-                payer = await conn.fetchval(Q.payer_of, key) or entitlement_account(distribution_id, r["recipient"])
+            payer = payers.get(key) or entitlement_account(distribution_id, r["recipient"])
             try:
                 _, created = await request_payout(pool, settings, chain=chain, asset=asset, to=r["recipient"],
                                                   amount=int(r["amount"]), key=key, actor=actor,

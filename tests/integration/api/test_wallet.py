@@ -15,23 +15,15 @@ import time
 from config import Secret
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
-from settlement.ledger.books import Posting, post_transaction
 from settlement.signin.tokens import sign_token
 from tests.integration.api.test_admin import AUTH, admin_settings, credit
 from tests.support.api_data import client_for, seeded
+from tests.support.ledger import fund
 from tests.support.wallet import OLD_KEY, SIGNIN_KEY, bearer, new_account, sign_in, with_signin
 
 UNIT = 1000
 LIMITS = {"cooldown_seconds": 0, "limits": [{"chain": "anvil", "asset": "native", "min": "10", "per_request": "400",
                                              "per_day": "1000"}]}
-
-
-async def credit_app(pool, account: str, amount: int) -> None:
-    async with pool.acquire() as conn:
-        await post_transaction(conn, key=f"seed:{account}", cause_kind="manual", cause={"why": "test"}, chain="anvil",
-                               block_number=0, author="test", reason="seed",
-                               postings=[Posting(account, "anvil:native", -amount),
-                                         Posting("adjustment:anvil:seed", "anvil:native", amount)])
 
 
 def wallet_settings(tmp_path, monkeypatch, *, withdrawals=None, **signin):
@@ -195,7 +187,7 @@ async def test_every_me_route_reads_only_the_tokens_account(tmp_path, pool, monk
         # a share owed to Alice: hers to see, with what her entitlement holds; not Bob's
         await create_snapshot(pool, settings, SnapshotRequest("s", "list", ((alice.address.lower(), 1),
                                                                             (bob.address.lower(), 3))), "t")
-        await credit_app(pool, "app:pool", 40)
+        await fund(pool, "app:pool", 40, asset="anvil:native")
         await create_distribution(pool, settings, DistributionRequest("d", "s", "app:pool", "anvil:native", 40), "t")
         ents = await (await client.get("/v1/me/entitlements", headers=bearer(sa["token"]))).json()
         assert [(e["distribution"], e["share"], e["owed"]) for e in ents["entitlements"]] == [("d", "10", "10")]

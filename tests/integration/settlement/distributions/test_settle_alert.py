@@ -13,7 +13,6 @@ from daemon.devchain import free_port
 from settlement.distributions.book import DistributionRequest, create_distribution
 from settlement.distributions.claims import open_epoch
 from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
-from settlement.ledger.books import Posting, post_transaction
 from tests.integration.settlement.payouts.evm.test_kill import start_daemon, wait_for
 from tests.integration.settlement.payouts.evm.test_pipeline import deploy_funded_batcher, head, payout_config
 from tests.support.batcher import fresh_address
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.skipif(prometheus_binary() is None, reason="prometheus 
 ASSET = "anvil:native"
 
 
-async def correct(pool, account: str, amount: int, key: str) -> None:
-    """A manual entry on `account` (+ debits it), as a hand edit or an operator's correction would."""
-    async with pool.acquire() as conn:
-        final = await conn.fetchval("SELECT final_number FROM chain_state WHERE chain = 'anvil'")
-        await post_transaction(conn, key=key, cause_kind="manual", cause={"why": "test"}, chain="anvil",
-                               block_number=final, author="test", reason=key,
-                               postings=[Posting(account, ASSET, amount), Posting("adjustment:anvil:fix", ASSET,
-                                                                                  -amount)])
 
 
 async def test_a_distribution_that_cannot_settle_alerts_while_it_lasts(anvil, pool, db_url, tmp_path):
@@ -51,7 +42,8 @@ async def test_a_distribution_that_cannot_settle_alerts_while_it_lasts(anvil, po
         await create_snapshot(pool, settings, SnapshotRequest("s", "list", ((a, 1), (b, 1))), "t")
         await create_distribution(pool, settings, DistributionRequest("x", "s", "app:pool", ASSET, 100,
                                                                       mode="pull"), "t")
-        await correct(pool, f"entitlement:x:{a}", 1, "hand-edit")  # a's entitlement now holds 49 of its 50
+        # A hand edit: a manual entry takes 1 from a's entitlement, which now holds 49 of its 50.
+        await fund(pool, f"entitlement:x:{a}", -1, asset=ASSET)
         # Claimable until a deadline that every final block is past already: the pass expires it.
         await open_epoch(pool, settings, "x", contract="0x" + "c1" * 20, epoch=1, deadline=1,
                          sweep_to="0x" + "c2" * 20, actor="t")
@@ -59,7 +51,7 @@ async def test_a_distribution_that_cannot_settle_alerts_while_it_lasts(anvil, po
             prom.wait_for_alert("ChainsettleDistributionSettleFailing")
             assert await pool.fetchval("SELECT state FROM distributions WHERE id = 'x'") == "open"
             assert (await balance_parts(pool, "app:pool", ASSET))["final"] == 900  # nothing moved
-            await correct(pool, f"entitlement:x:{a}", -1, "operator-correction")
+            await fund(pool, f"entitlement:x:{a}", 1, asset=ASSET)  # the operator's correction
             prom.wait_until_resolved("ChainsettleDistributionSettleFailing")
         await wait_for(pool, "SELECT state = 'closed' FROM distributions WHERE id = 'x'", 30)
         assert (await balance_parts(pool, "app:pool", ASSET))["final"] == 1000  # the unclaimed 100, once
