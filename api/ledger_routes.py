@@ -205,10 +205,13 @@ async def post_hold_void(request: web.Request, p: HoldRef) -> web.Response:
     return await _resolve(request, p.id, None, False)
 
 
+EntriesCursor = Text(r"^[0-9]{1,19}:[0-9]{1,18}$", "a cursor from a previous page's `next`")
+
+
 class EntriesQuery(BaseModel):
     id: Ident = Field(description="Account code or numeric id")
     limit: PageLimit | None = Field(None, description="Page size")
-    cursor: Text(r"^[0-9]{1,19}:[0-9]{1,18}$", "a cursor from a previous page's `next`") | None = None
+    cursor: EntriesCursor | None = None
     asset: Ident | None = Field(None, description="Only this asset id")
 
 

@@ -41,7 +41,7 @@ from .admin_routes import PayoutAssetBody, payout_refused
 from .distribution_routes import DistId, Entitlements, entitlements_answer
 from .http import RequestError, json_response
 from .invoice_routes import Invoice
-from .ledger_routes import EntriesPage
+from .ledger_routes import EntriesCursor, EntriesPage
 from .routing import ADDRESS_PATTERN, Ident, QueryInt, Routes, Text, Units, UnitsIn
 from .scopes import Principal, principal, user_account
 from .settlement_routes import PageLimit, PayoutRequest, page_limit, payout_view
@@ -136,7 +136,7 @@ async def my_entitlements(request: web.Request, p: MyEntitlementsQuery) -> web.R
 
 class MyEntriesQuery(BaseModel):
     limit: PageLimit | None = Field(None, description="Page size")
-    cursor: Text(r"^[0-9]{1,19}:[0-9]{1,18}$", "a cursor from a previous page's `next`") | None = None
+    cursor: EntriesCursor | None = None
     asset: Ident | None = Field(None, description="Only this asset id")
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from config import ChainsettleError, Settings
-from db.values import text_default
+
+from .cli_transfers import print_json, units_arg
 
 
 def register(sub) -> None:
@@ -93,17 +94,6 @@ def register(sub) -> None:
     r.set_defaults(func=_cmd_revoke)
 
 
-def _print(data) -> None:
-    print(json.dumps(data, default=text_default))
-
-
-def _units(value, field: str) -> int:
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        raise ChainsettleError(f"{field}: must be an integer in base units") from None
-
-
 def _json_file(path: str, field: str) -> list:
     with open(path) as f:
         data = json.load(f)
@@ -116,14 +106,14 @@ async def _cmd_snapshot(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
     from settlement.distributions.snapshots import SnapshotRequest, create_snapshot
 
-    weights = tuple((str(r), _units(w, "weights")) for r, w in _json_file(args.weights, "--weights")) \
+    weights = tuple((str(r), units_arg(w, "weights")) for r, w in _json_file(args.weights, "--weights")) \
         if args.weights else ()
     opening = tuple((str(a), str(b)) for a, b in _json_file(args.opening, "--opening")) if args.opening else None
     req = SnapshotRequest(args.id, args.kind, weights, args.chain, args.contract, args.height, tuple(args.exclude),
                           opening)
     async with open_pool(settings) as pool:
         out, created = await create_snapshot(pool, settings, req, args.actor)
-    _print({"snapshot": out, "created": created})
+    print_json({"snapshot": out, "created": created})
     return 0
 
 
@@ -131,12 +121,12 @@ async def _cmd_create(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
     from settlement.distributions.book import DistributionRequest, create_distribution
 
-    req = DistributionRequest(args.id, args.snapshot, args.pool, args.asset, _units(args.total, "total"),
-                              _units(args.minimum, "minimum"), args.remainder_account, args.mode, args.unclaimed,
+    req = DistributionRequest(args.id, args.snapshot, args.pool, args.asset, units_arg(args.total, "total"),
+                              units_arg(args.minimum, "minimum"), args.remainder_account, args.mode, args.unclaimed,
                               args.carry_from)
     async with open_pool(settings) as pool:
         out, created = await create_distribution(pool, settings, req, args.actor)
-    _print({"distribution": out, "created": created})
+    print_json({"distribution": out, "created": created})
     return 0
 
 
@@ -149,16 +139,16 @@ async def _cmd_simple(settings: Settings, args) -> int:
         async with pool.acquire() as conn:
             d = await get_distribution(conn, args.id)
             if args.op == "tree":
-                _print((await claims.tree_of(conn, args.id)).dump())
+                print_json((await claims.tree_of(conn, args.id)).dump())
                 return 0
         if args.op == "show":
-            _print(d)
+            print_json(d)
         elif args.op == "push":
-            _print((await push.push(pool, settings, args.id, args.actor)).as_dict())
+            print_json((await push.push(pool, settings, args.id, args.actor)).as_dict())
         elif d["mode"] == "push":
-            _print({"paid": await push.sync(pool, args.id)})
+            print_json({"paid": await push.sync(pool, args.id)})
         else:
-            _print(await claims.settle(pool, settings, args.id, args.actor))
+            print_json(await claims.settle(pool, settings, args.id, args.actor))
     return 0
 
 
@@ -167,7 +157,7 @@ async def _cmd_proof(settings: Settings, args) -> int:
     from settlement.distributions.claims import proof_of
 
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        _print(await proof_of(conn, args.id, args.account))
+        print_json(await proof_of(conn, args.id, args.account))
     return 0
 
 
@@ -177,7 +167,7 @@ async def _cmd_owed(settings: Settings, args) -> int:
 
     account = args.account.lower() if args.account.startswith("0x") else args.account
     async with open_pool(settings) as pool, pool.acquire() as conn:
-        _print({"account": account, "entitlements": await owed_to(conn, account, limit=1000)})
+        print_json({"account": account, "entitlements": await owed_to(conn, account, limit=1000)})
     return 0
 
 
@@ -188,16 +178,16 @@ async def _cmd_epoch(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         if not args.send:
-            _print(await open_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
+            print_json(await open_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
                                     deadline=args.deadline, sweep_to=args.sweep_to, actor=args.actor))
             return 0
         try:
-            _print(await send_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
+            print_json(await send_epoch(pool, settings, args.id, contract=args.contract, epoch=args.epoch,
                                     deadline=args.deadline, sweep_to=args.sweep_to, auto_sweep=args.auto_sweep,
                                     actor=args.actor))
         except OwnerRefused as exc:
             if exc.calls is not None:
-                _print(exc.calls)  # what the owner sends instead, as without --send
+                print_json(exc.calls)  # what the owner sends instead, as without --send
             raise
     return 0
 
@@ -211,12 +201,12 @@ async def _cmd_owner_calls(settings: Settings, args) -> int:
     async with open_pool(settings) as pool:
         if args.action == "list":
             async with pool.acquire() as conn:
-                _print({"owner_calls": await list_calls(conn, state=args.state, chain=args.chain,
+                print_json({"owner_calls": await list_calls(conn, state=args.state, chain=args.chain,
                                                         limit=args.limit)})
         elif args.action == "retry":
-            _print(await retry_call(pool, args.id, args.actor, args.reason))
+            print_json(await retry_call(pool, args.id, args.actor, args.reason))
         else:
-            _print(await cancel_call(pool, args.id, args.actor, args.reason))
+            print_json(await cancel_call(pool, args.id, args.actor, args.reason))
     return 0
 
 
@@ -224,12 +214,12 @@ async def _cmd_issue(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
     from settlement.distributions.vouchers import VoucherRequest, check_request, issue_voucher, voucher_signer
 
-    req = check_request(VoucherRequest(args.id, args.pool, args.asset, args.recipient, _units(args.amount, "amount"),
+    req = check_request(VoucherRequest(args.id, args.pool, args.asset, args.recipient, units_arg(args.amount, "amount"),
                                        args.valid_after, args.valid_before, args.contract))
     async with open_pool(settings) as pool:
         signer, chain_id = await voucher_signer(pool, settings, args.asset.split(":", 1)[0])
         out, created = await issue_voucher(pool, settings, signer, req, chain_id=chain_id, actor=args.actor)
-    _print({"voucher": out, "created": created})
+    print_json({"voucher": out, "created": created})
     return 0
 
 
@@ -240,12 +230,12 @@ async def _cmd_revoke(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         if not args.send:
-            _print(await request_revoke(pool, args.id, args.actor))
+            print_json(await request_revoke(pool, args.id, args.actor))
             return 0
         try:
-            _print(await send_revoke(pool, settings, args.id, args.actor))
+            print_json(await send_revoke(pool, settings, args.id, args.actor))
         except OwnerRefused as exc:
             if exc.calls is not None:
-                _print(exc.calls)
+                print_json(exc.calls)
             raise
     return 0

@@ -47,14 +47,15 @@ def _transfer_args(p, *, required: bool) -> None:
     p.add_argument("--actor", default="cli")
 
 
-def _units(value, field: str = "amount") -> int:
+def units_arg(value, field: str = "amount") -> int:
+    """An amount argument: an integer in base units, refused naming the field otherwise."""
     try:
         return int(str(value), 10)
     except ValueError:
         raise ChainsettleError(f"{field}: must be an integer in base units") from None
 
 
-def _print(data) -> None:
+def print_json(data) -> None:
     print(json.dumps(data, default=text_default))
 
 
@@ -68,16 +69,16 @@ async def _cmd_transfer(settings: Settings, args) -> int:
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
             raise ChainsettleError("--file: must hold a JSON array of transfer objects")
         transfers = [Transfer(str(x.get("id")), str(x.get("debit_account")), str(x.get("credit_account")),
-                              str(x.get("asset")), _units(x.get("amount"), f"transfers[{i}].amount"),
+                              str(x.get("asset")), units_arg(x.get("amount"), f"transfers[{i}].amount"),
                               int(x.get("code") or 0), x.get("memo")) for i, x in enumerate(items)]
     else:
         if not all((args.id, args.debit, args.credit, args.asset, args.amount)):
             raise ChainsettleError("give --id --debit --credit --asset --amount, or --file")
-        transfers = [Transfer(args.id, args.debit, args.credit, args.asset, _units(args.amount), args.code,
+        transfers = [Transfer(args.id, args.debit, args.credit, args.asset, units_arg(args.amount), args.code,
                               args.memo)]
     async with open_pool(settings) as pool:
         out, created = await create_transfers(pool, settings, transfers, args.actor)
-    _print({"transfers": out, "created": created})
+    print_json({"transfers": out, "created": created})
     return 0
 
 
@@ -85,10 +86,10 @@ async def _cmd_hold(settings: Settings, args) -> int:
     from daemon.runtime import open_pool
     from settlement.ledger.holds import Hold, create_hold
 
-    hold = Hold(args.id, args.debit, args.credit, args.asset, _units(args.amount), args.code, args.memo, args.timeout)
+    hold = Hold(args.id, args.debit, args.credit, args.asset, units_arg(args.amount), args.code, args.memo, args.timeout)
     async with open_pool(settings) as pool:
         out, created = await create_hold(pool, settings, hold, args.actor)
-    _print({"hold": out, "created": created})
+    print_json({"hold": out, "created": created})
     return 0
 
 
@@ -98,11 +99,11 @@ async def _cmd_resolve(settings: Settings, args) -> int:
 
     async with open_pool(settings) as pool:
         if args.post:
-            amount = None if args.amount is None else _units(args.amount)
+            amount = None if args.amount is None else units_arg(args.amount)
             out, changed = await post_hold(pool, args.id, amount, args.actor)
         else:
             out, changed = await void_hold(pool, args.id, args.actor)
-    _print({"hold": out, "changed": changed})
+    print_json({"hold": out, "changed": changed})
     return 0
 
 
@@ -114,5 +115,5 @@ async def _cmd_entries(settings: Settings, args) -> int:
         page = await entries_page(conn, args.account, args.cursor, args.limit)
     if page is None:
         raise ChainsettleError(f"account: no ledger account {args.account!r}")
-    _print(page)
+    print_json(page)
     return 0
