@@ -162,9 +162,12 @@ async def _cmd_proof(settings: Settings, args) -> int:
 
 
 async def _cmd_owed(settings: Settings, args) -> int:
+    from api.http import EVM_ADDRESS, XRPL_ADDRESS
     from daemon.runtime import open_pool
     from settlement.distributions.entitlements import owed_to
 
+    if not (EVM_ADDRESS.match(args.account) or XRPL_ADDRESS.match(args.account)):
+        raise ChainsettleError("account: must be a 0x-prefixed 20-byte hex address or an XRPL classic address")
     account = args.account.lower() if args.account.startswith("0x") else args.account
     async with open_pool(settings) as pool, pool.acquire() as conn:
         print_json({"account": account, "entitlements": await owed_to(conn, account, limit=1000)})

@@ -47,3 +47,5 @@ async def test_cli_snapshot_create_tree_proof(pool, db_url, tmp_path):
     owed = json.loads(run("owed", HOLDERS[2].upper().replace("0X", "0x")).stdout)
     assert [(e["distribution"], e["owed"], e["account"]) for e in owed["entitlements"]] == [
         ("d", "30", f"entitlement:d:{HOLDERS[2]}")]
+    bad = run("owed", "user:local:0x12")
+    assert bad.returncode != 0 and "account" in bad.stderr
